@@ -1,0 +1,149 @@
+//! `App`, the state every handler sees, built once from a `Config`; and `run`, which serves a bound listener
+//! until a shutdown future resolves.
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use axum::Router;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+use crate::admin::accounts::{self, SetupLink};
+use crate::config::Config;
+use crate::control::{ControlStore, Mutation, tables};
+use crate::crypto::{MasterKey, PasswordHasher};
+use crate::db::registry::TenantRegistry;
+use crate::error::Error;
+use crate::telemetry::Metrics;
+
+pub type AppState = Arc<App>;
+
+pub struct App {
+    pub config: Config,
+    pub control: Arc<ControlStore>,
+    pub tenants: Arc<TenantRegistry>,
+    pub master_key: MasterKey,
+    pub passwords: PasswordHasher,
+    pub metrics: Arc<Metrics>,
+    pub setup: SetupLink,
+    /// Admin login attempts per client IP.
+    pub admin_login_limiter: DefaultKeyedRateLimiter<IpAddr>,
+    pub started_at: Instant,
+}
+
+impl App {
+    /// Opens the data dir: master key, control plane (migrated, key checked), tenant registry; then first-run
+    /// bootstrap.
+    pub async fn build(config: Config) -> anyhow::Result<App> {
+        let app = Self::open(config)?;
+        accounts::bootstrap(&app).await?;
+        Ok(app)
+    }
+
+    /// Everything `build` does but the bootstrap; offline commands (`migrate`, `admin create`) use this.
+    pub fn open(config: Config) -> anyhow::Result<App> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+        let master_key = MasterKey::load_or_create(&config.data_dir, config.master_key)?;
+        let metrics = Arc::new(Metrics::new());
+        let control = Arc::new(ControlStore::open(&config.data_dir, metrics.clone())?);
+        check_master_key(&control, &master_key)?;
+        let tenants = Arc::new(TenantRegistry::new(
+            &config.data_dir,
+            config.tenant_pool_cache,
+            config.tenant_pool_idle,
+            metrics.clone(),
+        )?);
+        let passwords = PasswordHasher::new(config.password)?;
+        let per_minute = NonZeroU32::new(config.admin_login_per_minute).unwrap_or(NonZeroU32::MIN);
+        Ok(App {
+            control,
+            tenants,
+            master_key,
+            passwords,
+            metrics,
+            setup: SetupLink::default(),
+            admin_login_limiter: RateLimiter::keyed(Quota::per_minute(per_minute)),
+            started_at: Instant::now(),
+            config,
+        })
+    }
+}
+
+/// A new data dir records a check value of its master key; later starts must present the same key.
+fn check_master_key(control: &ControlStore, key: &MasterKey) -> anyhow::Result<()> {
+    match control.read_blocking(tables::key_check)? {
+        Some(stored) if key.verify_key_check(&stored) => Ok(()),
+        Some(_) => anyhow::bail!(
+            "the master key does not match this data directory (GATEHOUSE_MASTER_KEY or master.key was changed); \
+             start with the key this data was created with"
+        ),
+        None => Ok(control.apply_blocking(Mutation::InitKeyCheck { value: key.key_check() })?),
+    }
+}
+
+/// Serves `listener` until `shutdown` resolves, then drains in-flight requests for up to the grace period.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    run_with_routes(listener, config, shutdown, Router::new()).await
+}
+
+/// `run` with `extra` routes merged under the same middleware (tests use it for a panicking route).
+pub async fn run_with_routes(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    extra: Router<AppState>,
+) -> anyhow::Result<()> {
+    let grace = config.shutdown_grace;
+    let app: AppState = Arc::new(App::build(config).await?);
+    let router = crate::http::router(app.clone(), extra);
+    let housekeeping = tokio::spawn(housekeeping(app.clone()));
+
+    let stop = Arc::new(Notify::new());
+    let stop_signal = stop.clone();
+    let server = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move { stop_signal.notified().await });
+    let server = tokio::spawn(async move { server.await });
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), public_url = %app.config.public_url, "gatehouse is serving");
+
+    let mut server = server;
+    tokio::select! {
+        result = &mut server => { result??; }
+        () = shutdown => {
+            tracing::info!(grace_secs = grace.as_secs(), "shutting down: draining in-flight requests");
+            stop.notify_one();
+            match tokio::time::timeout(grace, &mut server).await {
+                Ok(result) => result??,
+                Err(_) => {
+                    tracing::warn!("grace period over; closing the remaining connections");
+                    server.abort();
+                }
+            }
+        }
+    }
+    housekeeping.abort();
+    app.tenants.close_all();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Periodic upkeep: expired admin sessions are purged.
+async fn housekeeping(app: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(600));
+    loop {
+        tick.tick().await;
+        if let Err(err) = app.control.apply(Mutation::PurgeExpiredSessions { now: crate::now_unix() }).await {
+            let err: Error = err;
+            tracing::warn!(error = %err, "purging expired admin sessions failed");
+        }
+    }
+}

@@ -1,0 +1,334 @@
+//! The command line. `serve`, `migrate` and `admin create` work on the data dir; the commands that change a
+//! running system (`tenant …`, `token create`) call its admin API with `--url` and `--token`.
+
+use std::io::{BufRead, IsTerminal};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use serde_json::{Value, json};
+
+use crate::admin::{Scope, accounts};
+use crate::app::App;
+use crate::config::{Config, Secret};
+use crate::control::tables;
+
+#[derive(Parser)]
+#[command(name = "gatehouse", version, about = "Multi-tenant identity, email, commerce and plugins in one binary")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (configured by environment variables, listed below).
+    #[command(after_long_help = crate::config::help_table(), after_help = crate::config::help_table())]
+    Serve,
+    /// Apply pending migrations to control.db and every tenant file, and print what was done.
+    Migrate,
+    /// Manage admin accounts (works on the data dir; the server may be running).
+    #[command(subcommand)]
+    Admin(AdminCommand),
+    /// Manage tenants through a running server's admin API.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Manage admin API tokens through a running server's admin API.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Exit 0 when the local server answers /healthz (for container health checks).
+    Healthcheck {
+        /// Base URL to probe; defaults to http://127.0.0.1:$PORT.
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Print the version.
+    Version,
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create an operator (or, with --tenant, a tenant admin) account.
+    Create {
+        #[arg(long)]
+        email: String,
+        /// Read the password from standard input instead of prompting.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Make a tenant admin of this tenant instead of an operator.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+}
+
+#[derive(Args)]
+struct Remote {
+    /// Base URL of the running server.
+    #[arg(long, env = "GATEHOUSE_URL", default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// An admin API token.
+    #[arg(long, env = "GATEHOUSE_TOKEN", hide_env_values = true)]
+    token: String,
+}
+
+#[derive(Subcommand)]
+enum TenantCommand {
+    /// Create a tenant.
+    Create {
+        #[arg(long)]
+        slug: String,
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// List tenants.
+    List {
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Suspend a tenant: its pages and APIs answer 403 until resumed.
+    Suspend {
+        slug: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Resume a suspended tenant.
+    Resume {
+        slug: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Delete a tenant; its file is moved to the archive directory.
+    Delete {
+        slug: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create an admin API token and print it (shown once).
+    Create {
+        #[arg(long)]
+        name: String,
+        /// operator or tenant:{slug}; the calling token's scope by default.
+        #[arg(long)]
+        scope: Option<String>,
+        #[arg(long)]
+        expires_in_days: Option<u32>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+/// Parses the command line and runs the command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let needs_config = matches!(cli.command, Command::Serve | Command::Migrate | Command::Admin(_));
+    let config = if needs_config {
+        match Config::from_env() {
+            Ok(config) => Some(config),
+            Err(err) => {
+                eprintln!("{err}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        None
+    };
+    match runtime.block_on(dispatch(cli.command, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(command: Command, config: Option<Config>) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => serve(config.expect("serve reads config")).await,
+        Command::Migrate => migrate(config.expect("migrate reads config")).await,
+        Command::Admin(AdminCommand::Create { email, password_stdin, tenant }) => {
+            admin_create(config.expect("admin reads config"), email, password_stdin, tenant).await
+        }
+        Command::Tenant(cmd) => tenant(cmd).await,
+        Command::Token(TokenCommand::Create { name, scope, expires_in_days, remote }) => {
+            let body = json!({ "name": name, "scope": scope, "expires_in_days": expires_in_days });
+            let created = call(&remote, reqwest::Method::POST, "/admin/api/v1/tokens", Some(body)).await?;
+            println!("{}", created["token"].as_str().unwrap_or_default());
+            eprintln!("token {} ({}) created; it is shown only once", created["id"], created["scope"]);
+            Ok(())
+        }
+        Command::Healthcheck { url } => healthcheck(url).await,
+        Command::Version => {
+            println!("gatehouse {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    crate::telemetry::init_logging(&config);
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    tracing::info!(listen = %config.listen, data_dir = %config.data_dir.display(), "starting");
+    crate::run(listener, config, shutdown_signal()).await
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    }
+}
+
+async fn migrate(config: Config) -> anyhow::Result<()> {
+    let data_dir = config.data_dir.clone();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        // Opening the app migrates control.db (and reports it in the log); then every tenant file.
+        let before = control_version(&data_dir);
+        let app = App::open(config)?;
+        let after = app.control.read_blocking(|c| crate::db::migrate::current_version(c))?;
+        println!("control.db: schema version {after}{}", if before == after { " (up to date)" } else { " (migrated)" });
+        let slugs = app.control.read_blocking(tables::all_tenant_slugs)?;
+        for (slug, applied) in app.tenants.migrate_all(&slugs)? {
+            if applied.is_empty() {
+                println!("tenant {slug}: up to date");
+            } else {
+                println!("tenant {slug}: applied {}", applied.join(", "));
+            }
+        }
+        println!("{} tenant(s) checked", slugs.len());
+        Ok(())
+    })
+    .await?
+}
+
+fn control_version(data_dir: &std::path::Path) -> i64 {
+    let path = data_dir.join("control.db");
+    if !path.exists() {
+        return 0;
+    }
+    crate::db::open_connection(&path).ok().and_then(|c| crate::db::migrate::current_version(&c).ok()).unwrap_or(0)
+}
+
+async fn admin_create(config: Config, email: String, password_stdin: bool, tenant: Option<String>) -> anyhow::Result<()> {
+    let password = if password_stdin || !std::io::stdin().is_terminal() {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    } else {
+        let first = rpassword::prompt_password("Password: ")?;
+        let second = rpassword::prompt_password("Repeat password: ")?;
+        if first != second {
+            bail!("the passwords differ");
+        }
+        first
+    };
+    let scope = match tenant {
+        Some(slug) => Scope::Tenant(crate::tenants::TenantSlug::parse(&slug)?),
+        None => Scope::Operator,
+    };
+    let app = tokio::task::spawn_blocking(move || App::open(config)).await??;
+    if let Scope::Tenant(slug) = &scope {
+        crate::tenants::get(&app, slug).await?;
+    }
+    let mutation = accounts::new_operator(&app.passwords, &email, &Secret::new(password), scope.clone()).await?;
+    app.control.apply(mutation).await?;
+    println!("created {scope} account {}", email.trim().to_lowercase());
+    Ok(())
+}
+
+async fn tenant(cmd: TenantCommand) -> anyhow::Result<()> {
+    match cmd {
+        TenantCommand::Create { slug, name, remote } => {
+            let t = call(&remote, reqwest::Method::POST, "/admin/api/v1/tenants", Some(json!({"slug": slug, "name": name}))).await?;
+            println!("{}", serde_json::to_string_pretty(&t)?);
+        }
+        TenantCommand::List { remote } => {
+            let mut cursor: Option<String> = None;
+            println!("{:<30} {:<10} NAME", "SLUG", "STATUS");
+            loop {
+                let path = match &cursor {
+                    Some(c) => format!("/admin/api/v1/tenants?limit=200&cursor={c}"),
+                    None => "/admin/api/v1/tenants?limit=200".to_owned(),
+                };
+                let page = call(&remote, reqwest::Method::GET, &path, None).await?;
+                for t in page["items"].as_array().into_iter().flatten() {
+                    println!(
+                        "{:<30} {:<10} {}",
+                        t["slug"].as_str().unwrap_or_default(),
+                        t["status"].as_str().unwrap_or_default(),
+                        t["name"].as_str().unwrap_or_default()
+                    );
+                }
+                match page["next_cursor"].as_str() {
+                    Some(next) => cursor = Some(next.to_owned()),
+                    None => break,
+                }
+            }
+        }
+        TenantCommand::Suspend { slug, remote } => {
+            let t = call(&remote, reqwest::Method::POST, &format!("/admin/api/v1/tenants/{slug}/suspend"), None).await?;
+            println!("{} is {}", t["slug"], t["status"]);
+        }
+        TenantCommand::Resume { slug, remote } => {
+            let t = call(&remote, reqwest::Method::POST, &format!("/admin/api/v1/tenants/{slug}/resume"), None).await?;
+            println!("{} is {}", t["slug"], t["status"]);
+        }
+        TenantCommand::Delete { slug, remote } => {
+            let r = call(&remote, reqwest::Method::DELETE, &format!("/admin/api/v1/tenants/{slug}"), None).await?;
+            println!("deleted {}; archived to {}", r["deleted"], r["archived_to"]);
+        }
+    }
+    Ok(())
+}
+
+/// One admin API call; an error response becomes an error naming its code and message.
+async fn call(remote: &Remote, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+    let url = format!("{}{path}", remote.url.trim_end_matches('/'));
+    let mut request = reqwest::Client::new().request(method, &url).bearer_auth(&remote.token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.with_context(|| format!("cannot reach {url}"))?;
+    let status = response.status();
+    let value: Value = response.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        let code = value["error"]["code"].as_str().unwrap_or("error");
+        let message = value["error"]["message"].as_str().unwrap_or("");
+        bail!("{status}: {code}: {message}");
+    }
+    Ok(value)
+}
+
+async fn healthcheck(url: Option<String>) -> anyhow::Result<()> {
+    let url = url.unwrap_or_else(|| {
+        let port = std::env::var("PORT").ok().and_then(|p| p.parse::<u16>().ok()).unwrap_or(8080);
+        format!("http://127.0.0.1:{port}")
+    });
+    let response = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()?
+        .get(format!("{}/healthz", url.trim_end_matches('/')))
+        .send()
+        .await?;
+    if !response.status().is_success() {
+        bail!("/healthz answered {}", response.status());
+    }
+    Ok(())
+}

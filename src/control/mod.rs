@@ -1,0 +1,217 @@
+//! The control plane: `control.db` holds tenants, operator accounts, API tokens, admin sessions and settings.
+//!
+//! Invariants:
+//! - Every write is a `Mutation` passed to `apply`, which runs it in one transaction on the single writer
+//!   connection. Nothing else writes control.db (migrations aside), so Raft can later sit in front of `apply`.
+//! - Reads go through the plain query functions in `tables` over a pooled read connection.
+//! - The tenant record cache is invalidated by `apply` for the tenant a mutation touches.
+
+pub mod mutation;
+pub mod tables;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use moka::sync::Cache;
+use rusqlite::{Connection, Transaction, TransactionBehavior, params};
+
+pub use mutation::Mutation;
+pub use tables::Tenant;
+
+use crate::db::{self, Pool, migrate};
+use crate::error::{Error, Result};
+use crate::telemetry::Metrics;
+use crate::tenants::TenantSlug;
+
+pub struct ControlStore {
+    path: PathBuf,
+    writer: Arc<Mutex<Connection>>,
+    reader: Pool,
+    tenants: Cache<TenantSlug, Option<Arc<Tenant>>>,
+    metrics: Arc<Metrics>,
+}
+
+impl ControlStore {
+    /// Opens (creating and migrating) `{data_dir}/control.db`.
+    pub fn open(data_dir: &Path, metrics: Arc<Metrics>) -> Result<Self> {
+        let path = data_dir.join("control.db");
+        let mut writer = db::open_connection(&path)?;
+        let applied = migrate::migrate(&mut writer, migrate::CONTROL, "control.db")?;
+        if !applied.is_empty() {
+            tracing::info!(?applied, "migrated control.db");
+        }
+        let reader = db::open_pool(&path, 4, db::scheduler("control-pool-{}"))?;
+        Ok(Self {
+            path,
+            writer: Arc::new(Mutex::new(writer)),
+            reader,
+            // A short TTL bounds staleness should another process (an offline CLI command) write control.db.
+            tenants: Cache::builder().max_capacity(100_000).time_to_live(Duration::from_secs(30)).build(),
+            metrics,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Applies `mutation` on the blocking pool.
+    pub async fn apply(self: &Arc<Self>, mutation: Mutation) -> Result<()> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.apply_blocking(mutation)).await?
+    }
+
+    /// Applies `mutation` in one transaction and invalidates what it made stale.
+    pub fn apply_blocking(&self, mutation: Mutation) -> Result<()> {
+        let mut conn = self.writer.lock().map_err(|_| Error::internal("control writer lock poisoned"))?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        apply(&tx, &mutation)?;
+        tx.commit()?;
+        drop(conn);
+        if let Some(slug) = mutation.touched_tenant() {
+            self.tenants.invalidate(slug);
+        }
+        tracing::debug!(mutation = mutation.kind(), "control mutation applied");
+        Ok(())
+    }
+
+    /// Runs a read on a pooled connection, on the blocking pool.
+    pub async fn read<T: Send + 'static>(&self, f: impl FnOnce(&Connection) -> Result<T> + Send + 'static) -> Result<T> {
+        db::with_conn(&self.reader, move |conn| f(conn)).await
+    }
+
+    /// Runs a read on the calling thread (offline commands, start-up).
+    pub fn read_blocking<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let conn = self.reader.get()?;
+        f(&conn)
+    }
+
+    /// The tenant record, from the cache when possible.
+    pub async fn tenant(&self, slug: &TenantSlug) -> Result<Option<Arc<Tenant>>> {
+        if let Some(hit) = self.tenants.get(slug) {
+            self.metrics.cache_lookup("tenant_record", true);
+            return Ok(hit);
+        }
+        self.metrics.cache_lookup("tenant_record", false);
+        let key = slug.clone();
+        let found = self.read(move |conn| tables::get_tenant(conn, &key)).await?.map(Arc::new);
+        self.tenants.insert(slug.clone(), found.clone());
+        Ok(found)
+    }
+
+    /// `SELECT 1` on a read connection: the readiness probe.
+    pub async fn ping(&self) -> Result<()> {
+        self.read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?)).await
+    }
+}
+
+/// The one function that changes control.db.
+pub fn apply(tx: &Transaction<'_>, mutation: &Mutation) -> Result<()> {
+    match mutation {
+        Mutation::InitKeyCheck { value } => {
+            tx.execute("INSERT INTO meta (key, value) VALUES ('key_check', ?1)", [value])?;
+        }
+        Mutation::CreateTenant { slug, name, settings, at } => {
+            let exists: bool =
+                tx.query_row("SELECT EXISTS(SELECT 1 FROM tenants WHERE slug = ?1)", [slug.as_str()], |r| r.get(0))?;
+            if exists {
+                return Err(Error::Conflict(format!("a tenant with slug {slug} exists")));
+            }
+            tx.execute(
+                "INSERT INTO tenants (slug, name, status, settings, created_at, updated_at)
+                 VALUES (?1, ?2, 'active', ?3, ?4, ?4)",
+                params![slug.as_str(), name, to_json(settings)?, at],
+            )?;
+        }
+        Mutation::UpdateTenant { slug, name, settings, at } => {
+            let settings = settings.as_ref().map(to_json).transpose()?;
+            let changed = tx.execute(
+                "UPDATE tenants SET name = COALESCE(?2, name), settings = COALESCE(?3, settings), updated_at = ?4
+                 WHERE slug = ?1",
+                params![slug.as_str(), name, settings, at],
+            )?;
+            require_row(changed)?;
+        }
+        Mutation::SetTenantStatus { slug, status, at } => {
+            let changed = tx.execute(
+                "UPDATE tenants SET status = ?2, updated_at = ?3 WHERE slug = ?1",
+                params![slug.as_str(), status.as_str(), at],
+            )?;
+            require_row(changed)?;
+        }
+        Mutation::ArchiveTenant { slug, file, at } => {
+            let name: Option<String> = tx
+                .query_row("SELECT name FROM tenants WHERE slug = ?1", [slug.as_str()], |r| r.get(0))
+                .map(Some)
+                .or_else(none_if_no_rows)?;
+            let Some(name) = name else { return Err(Error::TenantNotFound) };
+            tx.execute(
+                "INSERT INTO tenant_archive (slug, name, file, archived_at) VALUES (?1, ?2, ?3, ?4)",
+                params![slug.as_str(), name, file, at],
+            )?;
+            tx.execute("DELETE FROM operators WHERE scope = ?1", [format!("tenant:{slug}")])?;
+            tx.execute("DELETE FROM api_tokens WHERE scope = ?1", [format!("tenant:{slug}")])?;
+            tx.execute("DELETE FROM tenants WHERE slug = ?1", [slug.as_str()])?;
+        }
+        Mutation::CreateOperator { id, email, password_hash, scope, at } => {
+            let exists: bool =
+                tx.query_row("SELECT EXISTS(SELECT 1 FROM operators WHERE email = ?1)", [email], |r| r.get(0))?;
+            if exists {
+                return Err(Error::Conflict(format!("an admin account for {email} exists")));
+            }
+            tx.execute(
+                "INSERT INTO operators (id, email, password_hash, scope, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![id, email, password_hash, scope.to_string(), at],
+            )?;
+        }
+        Mutation::CreateApiToken { id, name, token_hash, scope, created_by, at, expires_at } => {
+            tx.execute(
+                "INSERT INTO api_tokens (id, name, token_hash, scope, created_by, created_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![id, name, token_hash, scope.to_string(), created_by, at, expires_at],
+            )?;
+        }
+        Mutation::SetBootstrapToken { token_hash, at } => {
+            tx.execute(
+                "INSERT INTO api_tokens (id, name, token_hash, scope, created_by, created_at, expires_at)
+                 VALUES ('bootstrap', 'GATEHOUSE_BOOTSTRAP_TOKEN', ?1, 'operator', NULL, ?2, NULL)
+                 ON CONFLICT (id) DO UPDATE SET token_hash = excluded.token_hash",
+                params![token_hash, at],
+            )?;
+        }
+        Mutation::DeleteApiToken { id } => {
+            require_row(tx.execute("DELETE FROM api_tokens WHERE id = ?1", [id])?)
+                .map_err(|_| Error::NotFound("token"))?;
+        }
+        Mutation::CreateAdminSession { id_hash, operator_id, csrf_token, at, expires_at } => {
+            tx.execute(
+                "INSERT INTO admin_sessions (id_hash, operator_id, csrf_token, created_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![id_hash, operator_id, csrf_token, at, expires_at],
+            )?;
+        }
+        Mutation::DeleteAdminSession { id_hash } => {
+            tx.execute("DELETE FROM admin_sessions WHERE id_hash = ?1", [id_hash])?;
+        }
+        Mutation::PurgeExpiredSessions { now } => {
+            tx.execute("DELETE FROM admin_sessions WHERE expires_at <= ?1", [now])?;
+        }
+    }
+    Ok(())
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(Error::internal)
+}
+
+fn require_row(changed: usize) -> Result<()> {
+    if changed == 0 { Err(Error::TenantNotFound) } else { Ok(()) }
+}
+
+pub(crate) fn none_if_no_rows<T>(err: rusqlite::Error) -> rusqlite::Result<Option<T>> {
+    match err {
+        rusqlite::Error::QueryReturnedNoRows => Ok(None),
+        other => Err(other),
+    }
+}

@@ -1,0 +1,70 @@
+//! `Mutation`: every change to the control plane, as data.
+//!
+//! A mutation carries every value it needs (ids, hashes, timestamps, sealed secrets) so that applying it is
+//! deterministic: the same mutation applied on any node yields the same rows. That is what lets Raft replicate
+//! the log of mutations later without features noticing.
+
+use serde::{Deserialize, Serialize};
+
+use crate::admin::Scope;
+use crate::tenants::{TenantSettings, TenantSlug, TenantStatus};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Mutation {
+    /// Records the master-key check value of a new data dir.
+    InitKeyCheck { value: String },
+    CreateTenant { slug: TenantSlug, name: String, settings: TenantSettings, at: i64 },
+    /// Changes name and/or settings; `None` leaves a field as it is.
+    UpdateTenant { slug: TenantSlug, name: Option<String>, settings: Option<TenantSettings>, at: i64 },
+    SetTenantStatus { slug: TenantSlug, status: TenantStatus, at: i64 },
+    /// Removes the tenant and records where its file was archived.
+    ArchiveTenant { slug: TenantSlug, file: String, at: i64 },
+    CreateOperator { id: String, email: String, password_hash: String, scope: Scope, at: i64 },
+    CreateApiToken {
+        id: String,
+        name: String,
+        token_hash: String,
+        scope: Scope,
+        created_by: Option<String>,
+        at: i64,
+        expires_at: Option<i64>,
+    },
+    /// Installs (or replaces) the token given by `GATEHOUSE_BOOTSTRAP_TOKEN`.
+    SetBootstrapToken { token_hash: String, at: i64 },
+    DeleteApiToken { id: String },
+    CreateAdminSession { id_hash: String, operator_id: String, csrf_token: String, at: i64, expires_at: i64 },
+    DeleteAdminSession { id_hash: String },
+    PurgeExpiredSessions { now: i64 },
+}
+
+impl Mutation {
+    /// The tenant whose cached control-plane record this mutation changes, if any.
+    pub fn touched_tenant(&self) -> Option<&TenantSlug> {
+        match self {
+            Mutation::CreateTenant { slug, .. }
+            | Mutation::UpdateTenant { slug, .. }
+            | Mutation::SetTenantStatus { slug, .. }
+            | Mutation::ArchiveTenant { slug, .. } => Some(slug),
+            _ => None,
+        }
+    }
+
+    /// A short name for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Mutation::InitKeyCheck { .. } => "init_key_check",
+            Mutation::CreateTenant { .. } => "create_tenant",
+            Mutation::UpdateTenant { .. } => "update_tenant",
+            Mutation::SetTenantStatus { .. } => "set_tenant_status",
+            Mutation::ArchiveTenant { .. } => "archive_tenant",
+            Mutation::CreateOperator { .. } => "create_operator",
+            Mutation::CreateApiToken { .. } => "create_api_token",
+            Mutation::SetBootstrapToken { .. } => "set_bootstrap_token",
+            Mutation::DeleteApiToken { .. } => "delete_api_token",
+            Mutation::CreateAdminSession { .. } => "create_admin_session",
+            Mutation::DeleteAdminSession { .. } => "delete_admin_session",
+            Mutation::PurgeExpiredSessions { .. } => "purge_expired_sessions",
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! SQLite plumbing: connection pragmas, pools, the migration runner and the tenant file registry.
+//!
+//! Every connection runs in WAL mode with `synchronous=NORMAL`, foreign keys on and a busy timeout. Work on a
+//! connection runs on the blocking pool through `with_conn`; a connection is taken and returned inside the
+//! closure, never held across an `.await`.
+
+pub mod migrate;
+pub mod registry;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::Connection;
+use scheduled_thread_pool::ScheduledThreadPool;
+
+use crate::error::{Error, Result};
+
+pub type Pool = r2d2::Pool<SqliteConnectionManager>;
+
+const BUSY_TIMEOUT_MS: u32 = 5_000;
+
+/// Applies the pragmas every Gatehouse connection runs with.
+pub fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(rusqlite::Error::InvalidParameterName(format!("journal_mode stayed {mode}")));
+    }
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA busy_timeout={BUSY_TIMEOUT_MS};"
+    ))
+}
+
+/// Opens one configured connection (the control-plane writer, offline commands).
+pub fn open_connection(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path)?;
+    configure(&conn)?;
+    Ok(conn)
+}
+
+/// A pool over `path` that opens connections only when asked (min idle 0). All pools share `scheduler`, because
+/// r2d2 otherwise starts three threads per pool, which thousands of tenant pools cannot afford.
+/// A scheduler thread for r2d2 housekeeping, shared by many pools.
+pub fn scheduler(name: &str) -> Arc<ScheduledThreadPool> {
+    Arc::new(ScheduledThreadPool::builder().num_threads(1).thread_name_pattern(name).build())
+}
+
+pub fn open_pool(path: &Path, max_size: u32, scheduler: Arc<ScheduledThreadPool>) -> Result<Pool> {
+    let manager = SqliteConnectionManager::file(path).with_init(|conn| configure(conn));
+    r2d2::Pool::builder()
+        .max_size(max_size)
+        .min_idle(Some(0))
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .connection_timeout(Duration::from_secs(10))
+        .thread_pool(scheduler)
+        .build(manager)
+        .map_err(Error::from)
+}
+
+/// Runs `f` with a pooled connection on the blocking pool.
+pub async fn with_conn<T: Send + 'static>(
+    pool: &Pool,
+    f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let pool = pool.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut conn = pool.get()?;
+        f(&mut conn)
+    })
+    .await?
+}

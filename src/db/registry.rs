@@ -1,0 +1,164 @@
+//! The tenant file registry: one SQLite file per tenant under `data/tenants/{slug}.db`, opened lazily through an
+//! r2d2 pool kept in a bounded moka cache.
+//!
+//! Invariants:
+//! - Paths are built only from a `TenantSlug`.
+//! - A pool is opened (and its file migrated) at most once at a time per tenant (`try_get_with` is single-flight).
+//! - The cache holds at most `GATEHOUSE_TENANT_POOL_CACHE` pools; an evicted or idle pool is dropped, which closes
+//!   its connections once the last request using it is done.
+//! - The registry does not decide whether a tenant exists: callers look it up in the control plane first.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use moka::sync::Cache;
+use scheduled_thread_pool::ScheduledThreadPool;
+
+use crate::db::{self, Pool, migrate};
+use crate::error::{Error, Result};
+use crate::telemetry::Metrics;
+use crate::tenants::TenantSlug;
+
+/// Most connections one tenant pool opens.
+const TENANT_POOL_SIZE: u32 = 8;
+
+/// An open tenant database.
+#[derive(Clone)]
+pub struct TenantDb {
+    pub slug: TenantSlug,
+    pub pool: Pool,
+}
+
+pub struct TenantRegistry {
+    tenants_dir: PathBuf,
+    archive_dir: PathBuf,
+    pools: Cache<TenantSlug, TenantDb>,
+    scheduler: Arc<ScheduledThreadPool>,
+    metrics: Arc<Metrics>,
+}
+
+impl TenantRegistry {
+    pub fn new(data_dir: &Path, capacity: u64, idle: Duration, metrics: Arc<Metrics>) -> Result<Self> {
+        let tenants_dir = data_dir.join("tenants");
+        let archive_dir = data_dir.join("archive");
+        for dir in [&tenants_dir, &archive_dir] {
+            std::fs::create_dir_all(dir).map_err(|e| Error::internal(format!("create {}: {e}", dir.display())))?;
+        }
+        Ok(Self {
+            tenants_dir,
+            archive_dir,
+            pools: Cache::builder().max_capacity(capacity).time_to_idle(idle).build(),
+            scheduler: db::scheduler("tenant-pool-{}"),
+            metrics,
+        })
+    }
+
+    pub fn path(&self, slug: &TenantSlug) -> PathBuf {
+        self.tenants_dir.join(format!("{slug}.db"))
+    }
+
+    /// The open pool of `slug`, opening and migrating its file on a miss. Blocking: call from the blocking pool.
+    pub fn get(&self, slug: &TenantSlug) -> Result<TenantDb> {
+        if let Some(db) = self.pools.get(slug) {
+            self.metrics.cache_lookup("tenant_pool", true);
+            return Ok(db);
+        }
+        self.metrics.cache_lookup("tenant_pool", false);
+        self.pools
+            .try_get_with_by_ref(slug, || self.open(slug))
+            .map_err(|e: Arc<Error>| match Arc::try_unwrap(e) {
+                Ok(err) => err,
+                Err(shared) => Error::internal(shared),
+            })
+    }
+
+    fn open(&self, slug: &TenantSlug) -> Result<TenantDb> {
+        let pool = db::open_pool(&self.path(slug), TENANT_POOL_SIZE, self.scheduler.clone())?;
+        let mut conn = pool.get()?;
+        let applied = migrate::migrate(&mut conn, migrate::TENANT, &format!("tenant {slug}"))?;
+        if !applied.is_empty() {
+            tracing::info!(tenant = %slug, ?applied, "migrated tenant database");
+        }
+        drop(conn);
+        Ok(TenantDb { slug: slug.clone(), pool })
+    }
+
+    /// Creates the file of a new tenant, migrated and stamped with its slug. A file already at that path (left by
+    /// a crash between a delete and its archive step) is archived first, so a new tenant never inherits old data.
+    pub fn create_file(&self, slug: &TenantSlug) -> Result<()> {
+        self.pools.invalidate(slug);
+        if self.path(slug).exists() {
+            let moved = self.archive(slug, &format!("{}-orphan", crate::now_unix()))?;
+            tracing::warn!(tenant = %slug, archived = %moved.display(), "archived a stray file found at a new tenant's path");
+        }
+        let mut conn = db::open_connection(&self.path(slug))?;
+        migrate::migrate(&mut conn, migrate::TENANT, &format!("tenant {slug}"))?;
+        conn.execute("INSERT OR REPLACE INTO tenant_meta (key, value) VALUES ('slug', ?1)", [slug.as_str()])?;
+        conn.execute(
+            "INSERT OR REPLACE INTO tenant_meta (key, value) VALUES ('created_at', ?1)",
+            [crate::now_unix().to_string()],
+        )?;
+        Ok(())
+    }
+
+    /// Closes the tenant's pool and moves its file (with WAL and SHM) to `archive/{slug}-{suffix}.db`.
+    pub fn archive(&self, slug: &TenantSlug, suffix: &str) -> Result<PathBuf> {
+        self.pools.invalidate(slug);
+        let source = self.path(slug);
+        let target = self.archive_dir.join(format!("{slug}-{suffix}.db"));
+        if !source.exists() {
+            return Ok(target);
+        }
+        // Fold the WAL into the main file so the archive is one self-contained file in the common case.
+        if let Ok(conn) = db::open_connection(&source) {
+            let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        }
+        let io = |e: std::io::Error| Error::internal(format!("archive tenant {slug}: {e}"));
+        std::fs::rename(&source, &target).map_err(io)?;
+        for ext in ["-wal", "-shm"] {
+            let side = PathBuf::from(format!("{}{ext}", source.display()));
+            if side.exists() {
+                std::fs::rename(&side, format!("{}{ext}", target.display())).map_err(io)?;
+            }
+        }
+        Ok(target)
+    }
+
+    /// Applies pending migrations to every tenant file in `slugs`, returning what each got.
+    pub fn migrate_all<'a>(
+        &self,
+        slugs: impl IntoIterator<Item = &'a TenantSlug>,
+    ) -> Result<Vec<(TenantSlug, Vec<String>)>> {
+        let mut report = Vec::new();
+        for slug in slugs {
+            let mut conn = db::open_connection(&self.path(slug))?;
+            let applied = migrate::migrate(&mut conn, migrate::TENANT, &format!("tenant {slug}"))?;
+            report.push((slug.clone(), applied));
+        }
+        Ok(report)
+    }
+
+    /// How many tenant pools are open now.
+    pub fn open_pools(&self) -> u64 {
+        self.pools.run_pending_tasks();
+        self.pools.entry_count()
+    }
+
+    /// Connections checked out of tenant pools right now, over all open pools.
+    pub fn connections_in_use(&self) -> u64 {
+        self.pools
+            .iter()
+            .map(|(_, db)| {
+                let state = db.pool.state();
+                u64::from(state.connections - state.idle_connections)
+            })
+            .sum()
+    }
+
+    /// Drops every cached pool (shutdown).
+    pub fn close_all(&self) {
+        self.pools.invalidate_all();
+        self.pools.run_pending_tasks();
+    }
+}

@@ -1,0 +1,148 @@
+//! The one error type of the library and its code table.
+//!
+//! Every API error leaves the server as `{"error":{"code":"…","message":"…"}}`. `status_and_code` is the
+//! single table from variant to HTTP status and stable code. A 5xx answers with a generic message and logs
+//! the cause (the request id is on the log line through the request span).
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Validation(String),
+    #[error("authentication required")]
+    Unauthorized,
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("tenant not found")]
+    TenantNotFound,
+    #[error("tenant is suspended")]
+    TenantSuspended,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("request body is larger than the limit of {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("too many requests, retry in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("the request took too long")]
+    Timeout,
+    #[error("not ready: {0}")]
+    NotReady(String),
+    #[error(
+        "{what} has schema version {found}, newer than this binary knows ({known}); run a newer gatehouse"
+    )]
+    SchemaTooNew {
+        what: String,
+        found: i64,
+        known: i64,
+    },
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("database pool error: {0}")]
+    Pool(#[from] r2d2::Error),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        Self::Internal(cause.to_string())
+    }
+
+    pub fn validation(message: impl Into<String>) -> Self {
+        Self::Validation(message.into())
+    }
+
+    /// The HTTP status and the stable machine-readable code of this error.
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            Error::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Error::Validation(_) => (StatusCode::BAD_REQUEST, "validation_failed"),
+            Error::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Error::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Error::TenantNotFound => (StatusCode::NOT_FOUND, "tenant_not_found"),
+            Error::TenantSuspended => (StatusCode::FORBIDDEN, "tenant_suspended"),
+            Error::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Error::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Error::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            Error::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            Error::Timeout => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
+            Error::NotReady(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
+            Error::SchemaTooNew { .. }
+            | Error::Sqlite(_)
+            | Error::Pool(_)
+            | Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+
+    /// The message a client may see: the error's own text, or a generic one for a 5xx.
+    pub fn public_message(&self) -> String {
+        let (status, _) = self.status_and_code();
+        if status.is_server_error() && !matches!(self, Error::Timeout | Error::NotReady(_)) {
+            "internal error; the server log has the details under this request's id".to_owned()
+        } else {
+            self.to_string()
+        }
+    }
+}
+
+impl From<tokio::task::JoinError> for Error {
+    fn from(err: tokio::task::JoinError) -> Self {
+        Error::Internal(format!("background task failed: {err}"))
+    }
+}
+
+/// The JSON error body, for code outside `Error` that must answer in the same shape.
+pub fn error_body(code: &str, message: &str) -> serde_json::Value {
+    json!({ "error": { "code": code, "message": message } })
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        if status.is_server_error() {
+            tracing::error!(error = %self, code, "request failed");
+        }
+        let mut response = (status, Json(error_body(code, &self.public_message()))).into_response();
+        match &self {
+            Error::RateLimited { retry_after_secs } => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            }
+            Error::Unauthorized => {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_errors_hide_their_cause() {
+        let err = Error::Internal("disk on fire at /secret/path".into());
+        assert_eq!(err.status_and_code().1, "internal");
+        assert!(!err.public_message().contains("/secret/path"));
+        let err = Error::Validation("slug is too long".into());
+        assert_eq!(err.public_message(), "slug is too long");
+    }
+}

@@ -1,0 +1,84 @@
+//! Extractors shared by the feature routers: JSON bodies with typed errors, the tenant context of data-plane
+//! routes, and the client IP.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use crate::app::AppState;
+use crate::control::Tenant;
+use crate::db::registry::TenantDb;
+use crate::error::{Error, Result};
+use crate::tenants::{TenantSlug, TenantStatus};
+
+/// `Json<T>` whose rejections are `Error`s: malformed JSON is a 400 with serde's message, an oversize body a 413.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(ApiJson(value)),
+            Err(rejection) => Err(json_rejection(rejection, state.config.max_body_bytes)),
+        }
+    }
+}
+
+fn json_rejection(rejection: JsonRejection, limit: usize) -> Error {
+    match rejection {
+        JsonRejection::JsonDataError(e) => Error::BadRequest(format!("invalid JSON body: {}", e.body_text())),
+        JsonRejection::JsonSyntaxError(e) => Error::BadRequest(format!("malformed JSON body: {}", e.body_text())),
+        JsonRejection::MissingJsonContentType(_) => {
+            Error::BadRequest("expected a JSON body with Content-Type: application/json".into())
+        }
+        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => Error::PayloadTooLarge(limit),
+        other => Error::BadRequest(other.body_text()),
+    }
+}
+
+/// The tenant a data-plane request (`/t/{slug}/…`) is for: its control-plane record and its open database.
+/// Unknown or malformed slugs are `tenant_not_found`; suspended tenants are `tenant_suspended`.
+pub struct TenantCtx {
+    pub tenant: Arc<Tenant>,
+    pub db: TenantDb,
+}
+
+impl FromRequestParts<AppState> for TenantCtx {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self> {
+        let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, app)
+            .await
+            .map_err(|_| Error::TenantNotFound)?;
+        let slug = params.get("slug").and_then(|s| TenantSlug::parse(s).ok()).ok_or(Error::TenantNotFound)?;
+        let tenant = app.control.tenant(&slug).await?.ok_or(Error::TenantNotFound)?;
+        if tenant.status == TenantStatus::Suspended {
+            return Err(Error::TenantSuspended);
+        }
+        let registry = app.tenants.clone();
+        let db = tokio::task::spawn_blocking(move || registry.get(&slug)).await??;
+        Ok(TenantCtx { tenant, db })
+    }
+}
+
+/// The client's IP: the peer address, or the left-most `X-Forwarded-For` entry when `GATEHOUSE_TRUST_PROXY` is on.
+pub fn client_ip(parts: &Parts, trust_proxy: bool) -> Option<IpAddr> {
+    if trust_proxy
+        && let Some(ip) = parts
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.trim().parse().ok())
+    {
+        return Some(ip);
+    }
+    parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip())
+}

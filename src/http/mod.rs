@@ -1,0 +1,77 @@
+//! HTTP assembly: merges the feature routers, adds the fallbacks and the middleware stack.
+//!
+//! Request flow: `middleware::request_id` → panic recovery → `middleware::metrics` → `middleware::timeout` →
+//! `middleware::body_limit` (+ `DefaultBodyLimit`) → `middleware::security_headers` → the feature handler, which
+//! authenticates with an extractor (`admin::Actor`, `extract::TenantCtx`), runs SQL on the blocking pool and
+//! answers, or returns an `Error` that `error.rs` turns into the JSON error body.
+
+pub mod cookies;
+pub mod extract;
+pub mod middleware;
+pub mod ops;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::Uri;
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::app::AppState;
+use crate::error::Error;
+
+/// The whole application router. `extra` routes (tests add a panicking one) get the same middleware.
+pub fn router(state: AppState, extra: Router<AppState>) -> Router {
+    let layers = ServiceBuilder::new()
+        .layer(from_fn(middleware::request_id))
+        .layer(CatchPanicLayer::custom(middleware::panic_response))
+        .layer(from_fn_with_state(state.clone(), middleware::metrics))
+        .layer(from_fn_with_state(state.clone(), middleware::timeout))
+        .layer(from_fn_with_state(state.clone(), middleware::body_limit))
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(from_fn_with_state(state.clone(), middleware::security_headers));
+    Router::new()
+        .merge(ops::router())
+        .merge(crate::tenants::api::router())
+        .merge(crate::tenants::public::router())
+        .merge(crate::admin::tokens::router())
+        .merge(crate::web::router())
+        .merge(extra)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(layers)
+        .with_state(state)
+}
+
+/// API paths answer 404 in JSON; everything else gets the HTML not-found page.
+async fn not_found(uri: Uri) -> Response {
+    if is_api_path(uri.path()) {
+        Error::NotFound("route").into_response()
+    } else {
+        crate::web::not_found_page()
+    }
+}
+
+async fn method_not_allowed() -> Response {
+    Error::MethodNotAllowed.into_response()
+}
+
+fn is_api_path(path: &str) -> bool {
+    path.starts_with("/admin/api/")
+        || path.strip_prefix("/t/").and_then(|rest| rest.split_once('/')).is_some_and(|(_, p)| p.starts_with("api/"))
+        || path.starts_with("/metrics")
+        || path.starts_with("/healthz")
+        || path.starts_with("/readyz")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn api_paths() {
+        assert!(super::is_api_path("/admin/api/v1/nope"));
+        assert!(super::is_api_path("/t/acme/api/v1/nope"));
+        assert!(!super::is_api_path("/t/acme/login"));
+        assert!(!super::is_api_path("/admin/nope"));
+    }
+}

@@ -1,0 +1,67 @@
+//! Gatehouse: a multi-tenant identity, email, commerce and plugin appliance in one binary.
+//!
+//! Map (ARCHITECTURE.md has the long form):
+//! - `config`     environment configuration, validated once
+//! - `app`        `App` (the state every handler sees), `run` (serve a listener until shutdown)
+//! - `error`      the one error type and its code table
+//! - `crypto`     master key, sealed secrets, token and password hashing
+//! - `telemetry`  JSON logs, the per-app Prometheus registry
+//! - `http`       middleware stack, extractors, router assembly, ops endpoints
+//! - `db`         SQLite pragmas and pools, migrations, the tenant file registry
+//! - `control`    the control plane: `Mutation`, `apply`, reads
+//! - `tenants`    tenant slugs, settings, lifecycle, tenant admin API and public tenant API
+//! - `admin`      admin-side actors: operators, API tokens, sessions, bootstrap
+//! - `web`        the embedded admin UI
+//! - `cli`        the command line
+
+pub mod admin;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod control;
+pub mod crypto;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod telemetry;
+pub mod tenants;
+pub mod web;
+
+pub use app::{App, AppState, run, run_with_routes};
+pub use config::Config;
+pub use error::{Error, Result};
+
+/// Seconds since the Unix epoch.
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// RFC 3339 text for a unix time, e.g. `2026-11-23T08:05:00Z`.
+pub fn format_time(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+/// Serde helpers that present unix seconds as RFC 3339 strings in JSON.
+pub mod rfc3339 {
+    use serde::Serializer;
+
+    pub fn serialize<S: Serializer>(unix: &i64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&crate::format_time(*unix))
+    }
+
+    pub mod option {
+        use serde::Serializer;
+
+        pub fn serialize<S: Serializer>(unix: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+            match unix {
+                Some(t) => s.serialize_str(&crate::format_time(*t)),
+                None => s.serialize_none(),
+            }
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! Tenants: slugs, settings and the lifecycle (create, update, suspend, resume, archive), shared by the admin
+//! API, the admin UI and the CLI.
+//!
+//! Invariants:
+//! - A tenant file exists only after `Mutation::CreateTenant` is applied; deleting a tenant removes its record
+//!   first, then moves its file to `archive/` (never deletes data).
+//! - A tenant slug is a `TenantSlug` before it touches a path.
+
+pub mod api;
+pub mod public;
+mod settings;
+mod slug;
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+pub use settings::{Branding, TenantSettings, check_text};
+pub use slug::TenantSlug;
+
+use crate::app::App;
+use crate::control::{Mutation, Tenant, tables};
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TenantStatus {
+    Active,
+    Suspended,
+}
+
+impl TenantStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TenantStatus::Active => "active",
+            TenantStatus::Suspended => "suspended",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "active" => Some(TenantStatus::Active),
+            "suspended" => Some(TenantStatus::Suspended),
+            _ => None,
+        }
+    }
+}
+
+/// A tenant as the admin API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TenantView {
+    pub slug: TenantSlug,
+    pub name: String,
+    pub status: TenantStatus,
+    #[serde(with = "crate::rfc3339")]
+    pub created_at: i64,
+    #[serde(with = "crate::rfc3339")]
+    pub updated_at: i64,
+    pub settings: TenantSettings,
+}
+
+impl From<&Tenant> for TenantView {
+    fn from(t: &Tenant) -> Self {
+        Self {
+            slug: t.slug.clone(),
+            name: t.name.clone(),
+            status: t.status,
+            created_at: t.created_at,
+            updated_at: t.updated_at,
+            settings: t.settings.clone(),
+        }
+    }
+}
+
+pub fn check_name(name: &str) -> Result<()> {
+    check_text("name", name, 200)
+}
+
+/// The tenant, or `TenantNotFound`.
+pub async fn get(app: &App, slug: &TenantSlug) -> Result<Arc<Tenant>> {
+    app.control.tenant(slug).await?.ok_or(Error::TenantNotFound)
+}
+
+/// Creates a tenant: its control-plane record, then its file.
+pub async fn create(app: &App, slug: TenantSlug, name: String, settings: TenantSettings) -> Result<Arc<Tenant>> {
+    check_name(&name)?;
+    settings.validate()?;
+    app.control.apply(Mutation::CreateTenant { slug: slug.clone(), name, settings, at: crate::now_unix() }).await?;
+    let registry = app.tenants.clone();
+    let file_slug = slug.clone();
+    tokio::task::spawn_blocking(move || registry.create_file(&file_slug)).await??;
+    tracing::info!(tenant = %slug, "tenant created");
+    get(app, &slug).await
+}
+
+pub async fn update(
+    app: &App,
+    slug: &TenantSlug,
+    name: Option<String>,
+    settings_patch: Option<&serde_json::Value>,
+) -> Result<Arc<Tenant>> {
+    let current = get(app, slug).await?;
+    if let Some(name) = &name {
+        check_name(name)?;
+    }
+    let settings = settings_patch.map(|patch| current.settings.merged(patch)).transpose()?;
+    app.control.apply(Mutation::UpdateTenant { slug: slug.clone(), name, settings, at: crate::now_unix() }).await?;
+    get(app, slug).await
+}
+
+pub async fn set_status(app: &App, slug: &TenantSlug, status: TenantStatus) -> Result<Arc<Tenant>> {
+    get(app, slug).await?;
+    app.control.apply(Mutation::SetTenantStatus { slug: slug.clone(), status, at: crate::now_unix() }).await?;
+    tracing::info!(tenant = %slug, status = status.as_str(), "tenant status changed");
+    get(app, slug).await
+}
+
+/// Deletes a tenant: removes its record (freeing the slug) and moves its file to `archive/`. Returns the
+/// archive file's path relative to the data dir.
+pub async fn delete(app: &App, slug: &TenantSlug) -> Result<String> {
+    get(app, slug).await?;
+    let at = crate::now_unix();
+    let suffix = at.to_string();
+    let file = format!("archive/{slug}-{suffix}.db");
+    app.control.apply(Mutation::ArchiveTenant { slug: slug.clone(), file: file.clone(), at }).await?;
+    let registry = app.tenants.clone();
+    let archived = slug.clone();
+    tokio::task::spawn_blocking(move || registry.archive(&archived, &suffix)).await??;
+    tracing::info!(tenant = %slug, file, "tenant deleted and archived");
+    Ok(file)
+}
+
+/// One page of tenants after `cursor`, restricted to `only` for tenant-scoped actors.
+pub async fn list(
+    app: &App,
+    cursor: Option<String>,
+    limit: u32,
+    only: Option<TenantSlug>,
+) -> Result<(Vec<TenantView>, Option<String>)> {
+    let rows = app
+        .control
+        .read(move |conn| tables::list_tenants(conn, cursor.as_deref(), limit + 1, only.as_ref()))
+        .await?;
+    let more = rows.len() > limit as usize;
+    let items: Vec<TenantView> = rows.iter().take(limit as usize).map(TenantView::from).collect();
+    let next = if more { items.last().map(|t| t.slug.to_string()) } else { None };
+    Ok((items, next))
+}

@@ -1,0 +1,144 @@
+//! Tenant settings: the typed JSON object stored with each tenant in the control plane.
+//!
+//! Changed by a partial update: the patch is merged into the current settings (objects merge key by key, `null`
+//! resets a key to its default), then the result is parsed and validated as a whole. Unknown keys are refused,
+//! so a typo never silently does nothing. Later features add their keys here with serde defaults, so settings
+//! written by an older binary still parse.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TenantSettings {
+    /// Shown on hosted pages and in mails; the tenant's name when absent.
+    pub display_name: Option<String>,
+    pub branding: Branding,
+    /// Default locale of pages and mails, e.g. `en` or `pt-BR`.
+    pub locale: String,
+}
+
+impl Default for TenantSettings {
+    fn default() -> Self {
+        Self { display_name: None, branding: Branding::default(), locale: "en".into() }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Branding {
+    /// `#rrggbb`.
+    pub primary_color: Option<String>,
+    /// `#rrggbb`.
+    pub accent_color: Option<String>,
+    /// An absolute http(s) URL.
+    pub logo_url: Option<String>,
+}
+
+impl TenantSettings {
+    pub fn validate(&self) -> Result<()> {
+        if let Some(name) = &self.display_name {
+            check_text("settings.display_name", name, 200)?;
+        }
+        for (field, color) in
+            [("primary_color", &self.branding.primary_color), ("accent_color", &self.branding.accent_color)]
+        {
+            if let Some(c) = color {
+                let ok = c.len() == 7 && c.starts_with('#') && c[1..].bytes().all(|b| b.is_ascii_hexdigit());
+                if !ok {
+                    return Err(Error::validation(format!("settings.branding.{field} must look like #1a2b3c")));
+                }
+            }
+        }
+        if let Some(url) = &self.branding.logo_url {
+            let ok = (url.starts_with("https://") || url.starts_with("http://"))
+                && url.len() <= 2048
+                && !url.chars().any(|c| c.is_whitespace() || c.is_control() || c == '"' || c == '<' || c == '>');
+            if !ok {
+                return Err(Error::validation("settings.branding.logo_url must be an absolute http(s) URL"));
+            }
+        }
+        let locale_ok = (2..=35).contains(&self.locale.len())
+            && self.locale.split('-').all(|p| !p.is_empty() && p.len() <= 8 && p.bytes().all(|b| b.is_ascii_alphanumeric()));
+        if !locale_ok {
+            return Err(Error::validation("settings.locale must be a language tag such as en or pt-BR"));
+        }
+        Ok(())
+    }
+
+    /// These settings with `patch` merged in, validated.
+    pub fn merged(&self, patch: &Value) -> Result<Self> {
+        if !patch.is_object() {
+            return Err(Error::validation("settings must be a JSON object"));
+        }
+        let mut current = serde_json::to_value(self).map_err(Error::internal)?;
+        merge(&mut current, patch);
+        let settings: TenantSettings =
+            serde_json::from_value(current).map_err(|e| Error::validation(format!("settings: {e}")))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Settings for a new tenant from an optional initial object.
+    pub fn from_initial(initial: Option<&Value>) -> Result<Self> {
+        match initial {
+            None => Ok(Self::default()),
+            Some(patch) => Self::default().merged(patch),
+        }
+    }
+}
+
+fn merge(target: &mut Value, patch: &Value) {
+    match (target, patch) {
+        (Value::Object(target), Value::Object(patch)) => {
+            for (key, value) in patch {
+                if value.is_null() {
+                    target.remove(key);
+                } else {
+                    merge(target.entry(key.clone()).or_insert(Value::Null), value);
+                }
+            }
+        }
+        (target, patch) => *target = patch.clone(),
+    }
+}
+
+/// Checks a single line of human text: trimmed, non-empty, at most `max` characters, no control characters.
+pub fn check_text(field: &str, value: &str, max: usize) -> Result<()> {
+    let ok = !value.trim().is_empty()
+        && value.trim() == value
+        && value.chars().count() <= max
+        && !value.chars().any(char::is_control);
+    if ok { Ok(()) } else { Err(Error::validation(format!("{field} must be 1-{max} characters of text on one line"))) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn partial_updates_keep_other_keys() {
+        let s = TenantSettings::default()
+            .merged(&json!({"display_name": "Acme", "branding": {"primary_color": "#112233"}}))
+            .unwrap();
+        let s = s.merged(&json!({"branding": {"accent_color": "#445566"}})).unwrap();
+        assert_eq!(s.display_name.as_deref(), Some("Acme"));
+        assert_eq!(s.branding.primary_color.as_deref(), Some("#112233"));
+        assert_eq!(s.branding.accent_color.as_deref(), Some("#445566"));
+        let s = s.merged(&json!({"display_name": null})).unwrap();
+        assert_eq!(s.display_name, None);
+    }
+
+    #[test]
+    fn bad_settings_are_refused() {
+        let base = TenantSettings::default();
+        assert!(base.merged(&json!({"branding": {"primary_color": "red"}})).is_err());
+        assert!(base.merged(&json!({"branding": {"logo_url": "javascript:alert(1)"}})).is_err());
+        assert!(base.merged(&json!({"colour": "#000000"})).is_err());
+        assert!(base.merged(&json!({"locale": "../../etc"})).is_err());
+        assert!(base.merged(&json!([1])).is_err());
+    }
+}

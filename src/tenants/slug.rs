@@ -1,0 +1,69 @@
+//! `TenantSlug`: the only way to hold a tenant slug. It becomes a file name, so it is checked on construction.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::Error;
+
+/// A validated slug matching `^[a-z0-9][a-z0-9-]{1,62}$`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TenantSlug(String);
+
+impl TenantSlug {
+    pub fn parse(raw: &str) -> Result<Self, Error> {
+        let bytes = raw.as_bytes();
+        let ok = (2..=63).contains(&bytes.len())
+            && (bytes[0].is_ascii_lowercase() || bytes[0].is_ascii_digit())
+            && bytes.iter().all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if ok {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(Error::validation(
+                "slug must be 2-63 characters of a-z, 0-9 and '-', starting with a letter or digit",
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TenantSlug {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for TenantSlug {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for TenantSlug {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        TenantSlug::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_plain_slugs() {
+        for ok in ["ac", "acme", "a1", "0day", "acme-inc", &"a".repeat(63)] {
+            assert!(TenantSlug::parse(ok).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn refuses_anything_that_could_escape_a_path() {
+        for bad in ["", "A", "a", "../x", "x/y", "-x", "acmé", "acme%2F..", "ac me", "ac.me", "ac\0", &"a".repeat(64)] {
+            assert!(TenantSlug::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}

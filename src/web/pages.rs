@@ -1,0 +1,477 @@
+//! Admin UI pages: sign-in, setup, dashboard, tenants, API tokens.
+
+use askama::Template;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::header::SET_COOKIE;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde::Deserialize;
+
+use super::{Chrome, PageError, PageResult, UiForm, UiSession, render};
+use crate::admin::accounts;
+use crate::admin::tokens::{self, NewToken};
+use crate::admin::{SESSION_COOKIE, Scope};
+use crate::app::{App, AppState};
+use crate::config::Secret;
+use crate::control::tables;
+use crate::crypto;
+use crate::error::Error;
+use crate::http::cookies;
+use crate::tenants::{self, TenantSettings, TenantSlug, TenantStatus};
+
+const FORM_CSRF_COOKIE: &str = "gh_csrf";
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/admin", get(dashboard))
+        .route("/admin/", get(|| async { Redirect::permanent("/admin") }))
+        .route("/admin/login", get(login_form).post(login))
+        .route("/admin/logout", post(logout))
+        .route("/admin/setup", get(setup_form).post(setup))
+        .route("/admin/tenants", get(tenant_list).post(tenant_create))
+        .route("/admin/tenants/{slug}/{action}", post(tenant_action))
+        .route("/admin/tokens", get(token_list).post(token_create))
+        .route("/admin/tokens/{id}/delete", post(token_delete))
+}
+
+// ---- sign-in and setup (no session yet: double-submit CSRF cookie) ----
+
+/// The visitor's form CSRF value, and a `Set-Cookie` when it had none.
+fn form_csrf(headers: &HeaderMap, app: &App) -> (String, Option<String>) {
+    match cookies::get(headers, FORM_CSRF_COOKIE).filter(|v| v.len() >= 32) {
+        Some(existing) => (existing, None),
+        None => {
+            let value = crypto::random_token("");
+            let cookie = cookies::set(FORM_CSRF_COOKIE, &value, "/admin", "Strict", app.config.is_https(), None);
+            (value, Some(cookie))
+        }
+    }
+}
+
+fn check_form_csrf(headers: &HeaderMap, submitted: &str) -> Result<(), PageError> {
+    let expected = cookies::get(headers, FORM_CSRF_COOKIE).unwrap_or_default();
+    if !expected.is_empty() && crypto::constant_time_eq(&expected, submitted) {
+        Ok(())
+    } else {
+        Err(PageError(Error::Forbidden("this form has expired or did not come from this site; reload and retry")))
+    }
+}
+
+fn with_cookie(mut response: Response, cookie: Option<String>) -> Response {
+    if let Some(value) = cookie.and_then(|c| c.parse().ok()) {
+        response.headers_mut().append(SET_COOKIE, value);
+    }
+    response
+}
+
+#[derive(Template)]
+#[template(path = "admin/login.html")]
+struct LoginPage {
+    csrf_token: String,
+    email: String,
+    error: Option<String>,
+}
+
+async fn login_form(State(app): State<AppState>, headers: HeaderMap) -> PageResult {
+    if let Some(cookie) = cookies::get(&headers, SESSION_COOKIE)
+        && accounts::session(&app, &cookie).await?.is_some()
+    {
+        return Ok(Redirect::to("/admin").into_response());
+    }
+    let (csrf_token, set) = form_csrf(&headers, &app);
+    let page = LoginPage { csrf_token, email: String::new(), error: None };
+    Ok(with_cookie(render(page)?, set))
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    csrf_token: String,
+    email: String,
+    password: String,
+}
+
+async fn login(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    UiForm(form): UiForm<LoginForm>,
+) -> PageResult {
+    check_form_csrf(&headers, &form.csrf_token)?;
+    let ip = if app.config.trust_proxy {
+        headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(peer.ip())
+    } else {
+        peer.ip()
+    };
+    if let Err(not_until) = app.admin_login_limiter.check_key(&ip) {
+        let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
+        return Err(PageError(Error::RateLimited { retry_after_secs: wait.as_secs().max(1) }));
+    }
+    let password = Secret::new(form.password);
+    match accounts::verify_login(&app, &form.email, &password).await? {
+        Some(operator) => {
+            let cookie = accounts::start_session(&app, &operator.id).await?;
+            tracing::info!(operator = %operator.email, "admin signed in");
+            let set = cookies::set(SESSION_COOKIE, &cookie, "/", "Strict", app.config.is_https(), Some(accounts::SESSION_SECS));
+            Ok(with_cookie(Redirect::to("/admin").into_response(), Some(set)))
+        }
+        None => {
+            tracing::info!(email = %form.email.trim(), "admin sign-in failed");
+            let page = LoginPage {
+                csrf_token: form.csrf_token,
+                email: form.email,
+                error: Some("Wrong email or password.".into()),
+            };
+            Ok((StatusCode::UNAUTHORIZED, render(page)?).into_response())
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct CsrfOnly {
+    csrf_token: String,
+}
+
+async fn logout(State(app): State<AppState>, session: UiSession, headers: HeaderMap, UiForm(form): UiForm<CsrfOnly>) -> PageResult {
+    session.check_csrf(&form.csrf_token)?;
+    if let Some(cookie) = cookies::get(&headers, SESSION_COOKIE) {
+        accounts::end_session(&app, &cookie).await?;
+    }
+    let clear = cookies::clear(SESSION_COOKIE, "/", app.config.is_https());
+    Ok(with_cookie(Redirect::to("/admin/login").into_response(), Some(clear)))
+}
+
+#[derive(Template)]
+#[template(path = "admin/setup.html")]
+struct SetupPage {
+    csrf_token: String,
+    token: String,
+    email: String,
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct SetupQuery {
+    token: Option<String>,
+}
+
+fn setup_link_dead() -> PageResult {
+    Ok(super::message_page(
+        StatusCode::NOT_FOUND,
+        "This setup link is not valid",
+        "It was used already or has expired. Restart Gatehouse with no operator account to get a new one, or use `gatehouse admin create`.",
+    ))
+}
+
+async fn setup_form(State(app): State<AppState>, headers: HeaderMap, Query(q): Query<SetupQuery>) -> PageResult {
+    let token = q.token.unwrap_or_default();
+    if !app.setup.is_valid(&token) {
+        return setup_link_dead();
+    }
+    let (csrf_token, set) = form_csrf(&headers, &app);
+    let page = SetupPage { csrf_token, token, email: String::new(), error: None };
+    Ok(with_cookie(render(page)?, set))
+}
+
+#[derive(Deserialize)]
+struct SetupForm {
+    csrf_token: String,
+    token: String,
+    email: String,
+    password: String,
+    confirm: String,
+}
+
+async fn setup(State(app): State<AppState>, headers: HeaderMap, UiForm(form): UiForm<SetupForm>) -> PageResult {
+    check_form_csrf(&headers, &form.csrf_token)?;
+    if !app.setup.is_valid(&form.token) {
+        return setup_link_dead();
+    }
+    let password = Secret::new(form.password);
+    let problem = if password.expose() != form.confirm {
+        Some("The two passwords differ.".to_owned())
+    } else {
+        match accounts::new_operator(&app.passwords, &form.email, &password, Scope::Operator).await {
+            Err(Error::Validation(msg)) => Some(msg),
+            Err(other) => return Err(other.into()),
+            Ok(mutation) => {
+                if !app.setup.take(&form.token) {
+                    return setup_link_dead();
+                }
+                let Some(id) = (match &mutation {
+                    crate::control::Mutation::CreateOperator { id, .. } => Some(id.clone()),
+                    _ => None,
+                }) else {
+                    return Err(Error::internal("setup built the wrong mutation").into());
+                };
+                app.control.apply(mutation).await?;
+                tracing::info!(email = %form.email.trim(), "first operator created through the setup link");
+                let cookie = accounts::start_session(&app, &id).await?;
+                let set =
+                    cookies::set(SESSION_COOKIE, &cookie, "/", "Strict", app.config.is_https(), Some(accounts::SESSION_SECS));
+                return Ok(with_cookie(Redirect::to("/admin").into_response(), Some(set)));
+            }
+        }
+    };
+    let page = SetupPage { csrf_token: form.csrf_token, token: form.token, email: form.email, error: problem };
+    Ok((StatusCode::BAD_REQUEST, render(page)?).into_response())
+}
+
+// ---- signed-in pages ----
+
+#[derive(Template)]
+#[template(path = "admin/dashboard.html")]
+struct DashboardPage {
+    chrome: Chrome,
+    tenants: u64,
+    suspended: u64,
+    pools_open: u64,
+    uptime: String,
+    version: &'static str,
+    public_url: String,
+    scope: String,
+}
+
+fn human_duration(secs: u64) -> String {
+    match secs {
+        s if s < 120 => format!("{s} s"),
+        s if s < 7200 => format!("{} min", s / 60),
+        s if s < 172_800 => format!("{} h", s / 3600),
+        s => format!("{} days", s / 86_400),
+    }
+}
+
+async fn dashboard(State(app): State<AppState>, session: UiSession) -> PageResult {
+    let registry = app.tenants.clone();
+    let ((tenants, suspended), pools_open) = match &session.actor.scope {
+        Scope::Operator => {
+            let counts = app.control.read(tables::count_tenants).await?;
+            let pools = tokio::task::spawn_blocking(move || registry.open_pools()).await.map_err(Error::from)?;
+            (counts, pools)
+        }
+        Scope::Tenant(_) => ((1, 0), 0),
+    };
+    render(DashboardPage {
+        chrome: session.chrome("dashboard"),
+        tenants,
+        suspended,
+        pools_open,
+        uptime: human_duration(app.started_at.elapsed().as_secs()),
+        version: env!("CARGO_PKG_VERSION"),
+        public_url: app.config.public_url.clone(),
+        scope: session.actor.scope.to_string(),
+    })
+}
+
+struct TenantRow {
+    slug: String,
+    name: String,
+    status: &'static str,
+    created: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin/tenants.html")]
+struct TenantsPage {
+    chrome: Chrome,
+    is_operator: bool,
+    tenants: Vec<TenantRow>,
+    next_cursor: Option<String>,
+    form_slug: String,
+    form_name: String,
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    cursor: Option<String>,
+    done: Option<String>,
+}
+
+async fn tenants_page(app: &App, session: &UiSession, cursor: Option<String>, mut chrome: Chrome, form: (String, String)) -> PageResult {
+    let only = match &session.actor.scope {
+        Scope::Operator => None,
+        Scope::Tenant(slug) => Some(slug.clone()),
+    };
+    let cursor = cursor.filter(|c| TenantSlug::parse(c).is_ok());
+    let (items, next_cursor) = tenants::list(app, cursor, 50, only).await?;
+    let tenants = items
+        .into_iter()
+        .map(|t| TenantRow {
+            slug: t.slug.to_string(),
+            name: t.name,
+            status: t.status.as_str(),
+            created: crate::format_time(t.created_at).replace('T', " ").replace('Z', " UTC"),
+        })
+        .collect();
+    chrome.nav = "tenants";
+    let status = if chrome.error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    let page = TenantsPage {
+        chrome,
+        is_operator: session.actor.scope == Scope::Operator,
+        tenants,
+        next_cursor,
+        form_slug: form.0,
+        form_name: form.1,
+    };
+    Ok((status, render(page)?).into_response())
+}
+
+fn notice_for(done: Option<&str>) -> Option<String> {
+    let text = match done? {
+        "created" => "Tenant created.",
+        "suspended" => "Tenant suspended: its pages and APIs answer 403 until resumed.",
+        "resumed" => "Tenant resumed.",
+        "deleted" => "Tenant deleted; its file was moved to the archive.",
+        "revoked" => "Token revoked.",
+        _ => return None,
+    };
+    Some(text.to_owned())
+}
+
+async fn tenant_list(State(app): State<AppState>, session: UiSession, Query(q): Query<ListQuery>) -> PageResult {
+    let mut chrome = session.chrome("tenants");
+    chrome.notice = notice_for(q.done.as_deref());
+    tenants_page(&app, &session, q.cursor, chrome, Default::default()).await
+}
+
+#[derive(Deserialize)]
+struct CreateTenantForm {
+    csrf_token: String,
+    slug: String,
+    name: String,
+}
+
+async fn tenant_create(State(app): State<AppState>, session: UiSession, UiForm(form): UiForm<CreateTenantForm>) -> PageResult {
+    session.check_csrf(&form.csrf_token)?;
+    session.actor.require_operator()?;
+    let slug = form.slug.trim().to_owned();
+    let name = form.name.trim().to_owned();
+    let result = match TenantSlug::parse(&slug) {
+        Ok(parsed) => tenants::create(&app, parsed, name.clone(), TenantSettings::default()).await.map(|_| ()),
+        Err(err) => Err(err),
+    };
+    match result {
+        Ok(()) => Ok(Redirect::to("/admin/tenants?done=created").into_response()),
+        Err(err @ (Error::Validation(_) | Error::Conflict(_))) => {
+            let mut chrome = session.chrome("tenants");
+            chrome.error = Some(err.to_string());
+            tenants_page(&app, &session, None, chrome, (slug, name)).await
+        }
+        Err(other) => Err(other.into()),
+    }
+}
+
+async fn tenant_action(
+    State(app): State<AppState>,
+    session: UiSession,
+    Path((slug, action)): Path<(String, String)>,
+    UiForm(form): UiForm<CsrfOnly>,
+) -> PageResult {
+    session.check_csrf(&form.csrf_token)?;
+    session.actor.require_operator()?;
+    let slug = TenantSlug::parse(&slug)?;
+    let done = match action.as_str() {
+        "suspend" => tenants::set_status(&app, &slug, TenantStatus::Suspended).await.map(|_| "suspended")?,
+        "resume" => tenants::set_status(&app, &slug, TenantStatus::Active).await.map(|_| "resumed")?,
+        "delete" => tenants::delete(&app, &slug).await.map(|_| "deleted")?,
+        _ => return Err(Error::NotFound("action").into()),
+    };
+    Ok(Redirect::to(&format!("/admin/tenants?done={done}")).into_response())
+}
+
+struct TokenRow {
+    id: String,
+    name: String,
+    scope: String,
+    created: String,
+    expires: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin/tokens.html")]
+struct TokensPage {
+    chrome: Chrome,
+    tokens: Vec<TokenRow>,
+    new_secret: Option<String>,
+    default_scope: String,
+}
+
+async fn tokens_page(app: &App, session: &UiSession, chrome: Chrome, new_secret: Option<String>) -> PageResult {
+    let date = |t: i64| crate::format_time(t).replace('T', " ").replace('Z', " UTC");
+    let tokens = tokens::visible_tokens(app, &session.actor)
+        .await?
+        .into_iter()
+        .map(|t| TokenRow {
+            id: t.id,
+            name: t.name,
+            scope: t.scope.to_string(),
+            created: date(t.created_at),
+            expires: t.expires_at.map_or_else(|| "never".to_owned(), date),
+        })
+        .collect();
+    let status = if chrome.error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    let page = TokensPage { chrome, tokens, new_secret, default_scope: session.actor.scope.to_string() };
+    Ok((status, render(page)?).into_response())
+}
+
+async fn token_list(State(app): State<AppState>, session: UiSession, Query(q): Query<ListQuery>) -> PageResult {
+    let mut chrome = session.chrome("tokens");
+    chrome.notice = notice_for(q.done.as_deref());
+    tokens_page(&app, &session, chrome, None).await
+}
+
+#[derive(Deserialize)]
+struct CreateTokenForm {
+    csrf_token: String,
+    name: String,
+    scope: String,
+    expires_in_days: Option<String>,
+}
+
+async fn token_create(State(app): State<AppState>, session: UiSession, UiForm(form): UiForm<CreateTokenForm>) -> PageResult {
+    session.check_csrf(&form.csrf_token)?;
+    let request = (|| -> Result<NewToken, Error> {
+        let scope = match form.scope.trim() {
+            "" => None,
+            raw => Some(Scope::parse(raw)?),
+        };
+        let expires_in_days = match form.expires_in_days.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(raw) => Some(raw.parse().map_err(|_| Error::validation("expires in days must be a whole number"))?),
+        };
+        Ok(NewToken { name: form.name.trim().to_owned(), scope, expires_in_days })
+    })();
+    let created = match request {
+        Ok(req) => tokens::create_token(&app, &session.actor, req).await,
+        Err(err) => Err(err),
+    };
+    let mut chrome = session.chrome("tokens");
+    match created {
+        Ok(created) => {
+            chrome.notice = Some(format!("Token \u{201c}{}\u{201d} created.", created.token.name));
+            tokens_page(&app, &session, chrome, Some(created.secret)).await
+        }
+        Err(err @ (Error::Validation(_) | Error::Forbidden(_) | Error::TenantNotFound)) => {
+            chrome.error = Some(err.to_string());
+            tokens_page(&app, &session, chrome, None).await
+        }
+        Err(other) => Err(other.into()),
+    }
+}
+
+async fn token_delete(
+    State(app): State<AppState>,
+    session: UiSession,
+    Path(id): Path<String>,
+    UiForm(form): UiForm<CsrfOnly>,
+) -> PageResult {
+    session.check_csrf(&form.csrf_token)?;
+    tokens::delete_token(&app, &session.actor, &id).await?;
+    Ok(Redirect::to("/admin/tokens?done=revoked").into_response())
+}
