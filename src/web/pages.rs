@@ -87,6 +87,7 @@ async fn login_form(State(app): State<AppState>, headers: HeaderMap) -> PageResu
 
 #[derive(Deserialize)]
 struct LoginForm {
+    #[serde(default)]
     csrf_token: String,
     email: String,
     password: String,
@@ -135,6 +136,7 @@ async fn login(
 
 #[derive(Deserialize)]
 struct CsrfOnly {
+    #[serde(default)]
     csrf_token: String,
 }
 
@@ -181,6 +183,7 @@ async fn setup_form(State(app): State<AppState>, headers: HeaderMap, Query(q): Q
 
 #[derive(Deserialize)]
 struct SetupForm {
+    #[serde(default)]
     csrf_token: String,
     token: String,
     email: String,
@@ -342,6 +345,7 @@ async fn tenant_list(State(app): State<AppState>, session: UiSession, Query(q): 
 
 #[derive(Deserialize)]
 struct CreateTenantForm {
+    #[serde(default)]
     csrf_token: String,
     slug: String,
     name: String,
@@ -428,6 +432,7 @@ async fn token_list(State(app): State<AppState>, session: UiSession, Query(q): Q
 
 #[derive(Deserialize)]
 struct CreateTokenForm {
+    #[serde(default)]
     csrf_token: String,
     name: String,
     scope: String,

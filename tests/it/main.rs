@@ -1,1 +1,8 @@
-fn main(){}
+//! The one integration-test crate: every module starts the real router (in process, on port 0) or the real
+//! binary, and speaks HTTP to it.
+
+mod admin_ui;
+mod binary;
+mod http_stack;
+mod support;
+mod tenants;

@@ -1,0 +1,171 @@
+//! The real binary: start on defaults, fail fast on bad config, graceful shutdown, and the CLI.
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::{BinServer, TOKEN, binary};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starts_on_defaults_in_an_empty_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = BinServer::start(dir.path(), &[]).await;
+    let data = dir.path().join("data");
+    assert!(data.join("control.db").exists());
+    let key_mode = std::fs::metadata(data.join("master.key")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(key_mode, 0o600);
+    let client = reqwest::Client::new();
+    assert_eq!(client.get(format!("{}/healthz", server.base)).send().await.unwrap().status(), 200);
+    assert_eq!(client.get(format!("{}/readyz", server.base)).send().await.unwrap().status(), 200);
+}
+
+#[test]
+fn bad_config_exits_2_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    for (var, value) in [("PORT", "abc"), ("GATEHOUSE_MASTER_KEY", "short"), ("GATEHOUSE_LOG_FORMAT", "xml")] {
+        let out = Command::new(binary()).arg("serve").current_dir(dir.path()).env(var, value).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{var}");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(stderr.lines().count(), 1, "{var}: {stderr}");
+        assert!(stderr.starts_with(&format!("invalid {var}: expected")), "{stderr}");
+        if var == "GATEHOUSE_MASTER_KEY" {
+            assert!(!stderr.contains("short"), "secrets are not echoed: {stderr}");
+        }
+    }
+    let out = Command::new(binary()).args(["serve"]).current_dir(dir.path()).env("PORT", "abc").output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), r#"invalid PORT: expected a port number 1-65535, got "abc""#);
+    assert!(!dir.path().join("data").exists(), "nothing is created before the config is valid");
+}
+
+#[test]
+fn help_lists_every_variable() {
+    let out = Command::new(binary()).args(["serve", "--help"]).output().unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    for var in gatehouse::config::VARS {
+        assert!(help.contains(var.name), "{} missing from serve --help", var.name);
+    }
+    for cmd in [&["migrate", "--help"][..], &["admin", "create", "--help"], &["tenant", "create", "--help"], &["token", "create", "--help"]] {
+        let out = Command::new(binary()).args(cmd).output().unwrap();
+        assert!(out.status.success(), "{cmd:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_the_in_flight_request_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = BinServer::start(dir.path(), &[]).await;
+    // A request whose body arrives slowly is in flight when SIGTERM lands.
+    let body = br#"{"slug":"late","name":"Arrived after SIGTERM"}"#;
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", server.port)).await.unwrap();
+    let head = format!(
+        "POST /admin/api/v1/tenants HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&body[..10]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // New connections are no longer accepted…
+    assert!(reqwest::get(format!("{}/healthz", server.base)).await.is_err());
+    // …but the one in flight completes.
+    stream.write_all(&body[10..]).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    let status = tokio::task::spawn_blocking(move || server.child.wait().unwrap()).await.unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(dir.path().join("data/tenants/late.db").exists());
+}
+
+fn cli(args: &[&str], url: &str) -> (bool, String, String) {
+    let out = Command::new(binary())
+        .args(args)
+        .env("GATEHOUSE_URL", url)
+        .env("GATEHOUSE_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    (out.status.success(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_manages_a_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = BinServer::start(dir.path(), &[]).await;
+    let url = server.base.clone();
+    let run = move |args: Vec<&'static str>| {
+        let url = url.clone();
+        async move { tokio::task::spawn_blocking(move || cli(&args, &url)).await.unwrap() }
+    };
+    let (ok, out, err) = run(vec!["tenant", "create", "--slug", "cli-co", "--name", "CLI Co"]).await;
+    assert!(ok, "{err}");
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["slug"], "cli-co");
+    let (ok, _, err) = run(vec!["tenant", "create", "--slug", "Bad/Slug", "--name", "x"]).await;
+    assert!(!ok);
+    assert!(err.contains("validation_failed"), "{err}");
+    let (ok, out, _) = run(vec!["tenant", "list"]).await;
+    assert!(ok && out.lines().any(|l| l.starts_with("cli-co") && l.contains("active")), "{out}");
+    let (ok, out, _) = run(vec!["tenant", "suspend", "cli-co"]).await;
+    assert!(ok && out.contains("suspended"), "{out}");
+    let r = reqwest::get(format!("{}/t/cli-co/api/v1/tenant", server.base)).await.unwrap();
+    assert_eq!(r.status(), 403);
+    let (ok, out, _) = run(vec!["tenant", "resume", "cli-co"]).await;
+    assert!(ok && out.contains("active"), "{out}");
+
+    let (ok, token, err) = run(vec!["token", "create", "--name", "ci", "--scope", "tenant:cli-co"]).await;
+    assert!(ok, "{err}");
+    let token = token.trim().to_owned();
+    let r = reqwest::Client::new()
+        .get(format!("{}/admin/api/v1/tenants/cli-co", server.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    let (ok, out, _) = run(vec!["tenant", "delete", "cli-co"]).await;
+    assert!(ok && out.contains("archive/cli-co-"), "{out}");
+
+    let (ok, _, err) = tokio::task::spawn_blocking(|| cli(&["tenant", "list"], "http://127.0.0.1:1")).await.unwrap();
+    assert!(!ok && err.contains("cannot reach"), "{err}");
+    let health = Command::new(binary()).args(["healthcheck", "--url", &server.base]).status().unwrap();
+    assert!(health.success());
+}
+
+#[test]
+fn offline_commands_work_on_the_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = Command::new(binary()).arg("migrate").env("GATEHOUSE_DATA_DIR", &data).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("control.db: schema version 1 (migrated)"), "{text}");
+    let out = Command::new(binary()).arg("migrate").env("GATEHOUSE_DATA_DIR", &data).output().unwrap();
+    assert!(String::from_utf8(out.stdout).unwrap().contains("(up to date)"));
+
+    let mut child = Command::new(binary())
+        .args(["admin", "create", "--email", "Ops@Example.com", "--password-stdin"])
+        .env("GATEHOUSE_DATA_DIR", &data)
+        .env("GATEHOUSE_PASSWORD_MEMORY_KIB", "64")
+        .env("GATEHOUSE_PASSWORD_ITERATIONS", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"a long enough password\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8(out.stdout).unwrap().contains("ops@example.com"));
+    let conn = rusqlite::Connection::open(data.join("control.db")).unwrap();
+    let hash: String = conn.query_row("SELECT password_hash FROM operators WHERE email='ops@example.com'", [], |r| r.get(0)).unwrap();
+    assert!(hash.starts_with("$argon2id$"));
+
+    let out = Command::new(binary()).arg("version").output().unwrap();
+    assert!(String::from_utf8(out.stdout).unwrap().starts_with("gatehouse "));
+}

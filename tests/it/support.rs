@@ -1,0 +1,193 @@
+//! Test harness: an in-process server on a random port with its own temp data dir, the real binary as a child
+//! process, and helpers for external tools.
+
+use std::net::TcpListener as StdListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use gatehouse::{AppState, Config};
+use reqwest::{Method, RequestBuilder};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+pub const TOKEN: &str = "test-bootstrap-token-0123456789abcdef";
+
+pub struct TestApp {
+    pub base: String,
+    pub data_dir: PathBuf,
+    pub client: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+pub fn test_config(dir: &Path) -> Config {
+    let mut config = Config::for_tests(dir);
+    config.bootstrap_token = Some(gatehouse::config::Secret::new(TOKEN));
+    config
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_with(|_| {}, Router::new()).await
+}
+
+pub async fn spawn_with(tweak: impl FnOnce(&mut Config), extra: Router<AppState>) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let mut app = spawn_in(dir.path(), tweak, extra).await.expect("server starts");
+    app._dir = Some(dir);
+    app
+}
+
+/// Starts a server over an existing data dir (restart tests); the caller owns the dir.
+pub async fn spawn_in(dir: &Path, tweak: impl FnOnce(&mut Config), extra: Router<AppState>) -> anyhow::Result<TestApp> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let mut config = test_config(dir);
+    config.public_url = base.clone();
+    tweak(&mut config);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(gatehouse::run_with_routes(
+        listener,
+        config,
+        async move {
+            let _ = stopped.await;
+        },
+        extra,
+    ));
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
+    let app = TestApp { base, data_dir: dir.to_path_buf(), client, stop: Some(stop), task: Some(task), _dir: None };
+    // Ready when /healthz answers, or failed when the task ended.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if app.task.as_ref().unwrap().is_finished() {
+            let mut app = app;
+            return Err(app.task.take().unwrap().await?.err().unwrap_or_else(|| anyhow::anyhow!("server exited")));
+        }
+        if let Ok(r) = app.client.get(format!("{}/healthz", app.base)).send().await
+            && r.status().is_success()
+        {
+            return Ok(app);
+        }
+        anyhow::ensure!(Instant::now() < deadline, "server did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A request with the bootstrap operator token.
+    pub fn admin(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client.request(method, self.url(path)).bearer_auth(TOKEN)
+    }
+
+    pub async fn create_tenant(&self, slug: &str) -> Value {
+        let response = self
+            .admin(Method::POST, "/admin/api/v1/tenants")
+            .json(&json!({ "slug": slug, "name": format!("Tenant {slug}") }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "create {slug}");
+        response.json().await.unwrap()
+    }
+
+    pub async fn metrics(&self) -> String {
+        self.client.get(self.url("/metrics")).send().await.unwrap().text().await.unwrap()
+    }
+
+    /// Stops the server and waits for it to finish.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+    }
+}
+
+/// The value of one metric line `name{labels} value`, matching a prefix of the series.
+pub fn metric_value(text: &str, series_prefix: &str) -> Option<f64> {
+    text.lines().find(|l| l.starts_with(series_prefix)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok())
+}
+
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_gatehouse")
+}
+
+/// The real binary serving a data dir on a free port.
+pub struct BinServer {
+    pub child: Child,
+    pub base: String,
+    pub port: u16,
+}
+
+impl BinServer {
+    /// Runs `gatehouse serve` with `cwd` as its working directory, so its data dir is the default `./data`.
+    pub async fn start(cwd: &Path, env: &[(&str, &str)]) -> BinServer {
+        let port = free_port();
+        let mut cmd = Command::new(binary());
+        cmd.arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .current_dir(cwd)
+            .env("PORT", port.to_string())
+            .env("GATEHOUSE_LISTEN", format!("127.0.0.1:{port}"))
+            .env("GATEHOUSE_BOOTSTRAP_TOKEN", TOKEN)
+            .env("GATEHOUSE_PASSWORD_MEMORY_KIB", "64")
+            .env("GATEHOUSE_PASSWORD_ITERATIONS", "1")
+            .env("GATEHOUSE_LOG_FORMAT", "json")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start gatehouse");
+        let server = BinServer { child, base: format!("http://127.0.0.1:{port}"), port };
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) = client.get(format!("{}/readyz", server.base)).send().await
+                && r.status().is_success()
+            {
+                return server;
+            }
+            assert!(Instant::now() < deadline, "binary did not become ready");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill").arg(format!("-{name}")).arg(self.child.id().to_string()).status().unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for BinServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether an external tool is on PATH. In CI a missing tool fails the test; elsewhere it is skipped loudly.
+pub fn require_tool(tool: &str) -> bool {
+    let found = Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().is_ok_and(|o| o.status.success());
+    if !found {
+        if std::env::var_os("CI").is_some() {
+            panic!("{tool} is required in CI (scripts/test installs it)");
+        }
+        eprintln!("SKIPPED: {tool} is not installed; run scripts/test to install it");
+    }
+    found
+}
