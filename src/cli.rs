@@ -202,7 +202,7 @@ async fn migrate(config: Config) -> anyhow::Result<()> {
         // Opening the app migrates control.db (and reports it in the log); then every tenant file.
         let before = control_version(&data_dir);
         let app = App::open(config)?;
-        let after = app.control.read_blocking(|c| crate::db::migrate::current_version(c))?;
+        let after = app.control.read_blocking(crate::db::migrate::current_version)?;
         println!("control.db: schema version {after}{}", if before == after { " (up to date)" } else { " (migrated)" });
         let slugs = app.control.read_blocking(tables::all_tenant_slugs)?;
         for (slug, applied) in app.tenants.migrate_all(&slugs)? {
@@ -226,7 +226,12 @@ fn control_version(data_dir: &std::path::Path) -> i64 {
     crate::db::open_connection(&path).ok().and_then(|c| crate::db::migrate::current_version(&c).ok()).unwrap_or(0)
 }
 
-async fn admin_create(config: Config, email: String, password_stdin: bool, tenant: Option<String>) -> anyhow::Result<()> {
+async fn admin_create(
+    config: Config,
+    email: String,
+    password_stdin: bool,
+    tenant: Option<String>,
+) -> anyhow::Result<()> {
     let password = if password_stdin || !std::io::stdin().is_terminal() {
         let mut line = String::new();
         std::io::stdin().lock().read_line(&mut line)?;
@@ -256,7 +261,13 @@ async fn admin_create(config: Config, email: String, password_stdin: bool, tenan
 async fn tenant(cmd: TenantCommand) -> anyhow::Result<()> {
     match cmd {
         TenantCommand::Create { slug, name, remote } => {
-            let t = call(&remote, reqwest::Method::POST, "/admin/api/v1/tenants", Some(json!({"slug": slug, "name": name}))).await?;
+            let t = call(
+                &remote,
+                reqwest::Method::POST,
+                "/admin/api/v1/tenants",
+                Some(json!({"slug": slug, "name": name})),
+            )
+            .await?;
             println!("{}", serde_json::to_string_pretty(&t)?);
         }
         TenantCommand::List { remote } => {
@@ -283,7 +294,8 @@ async fn tenant(cmd: TenantCommand) -> anyhow::Result<()> {
             }
         }
         TenantCommand::Suspend { slug, remote } => {
-            let t = call(&remote, reqwest::Method::POST, &format!("/admin/api/v1/tenants/{slug}/suspend"), None).await?;
+            let t =
+                call(&remote, reqwest::Method::POST, &format!("/admin/api/v1/tenants/{slug}/suspend"), None).await?;
             println!("{} is {}", t["slug"], t["status"]);
         }
         TenantCommand::Resume { slug, remote } => {

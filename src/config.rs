@@ -76,25 +76,61 @@ pub struct Var {
 
 pub const VARS: &[Var] = &[
     Var { name: "GATEHOUSE_DATA_DIR", default: "./data", help: "directory for control.db, tenant files, master.key" },
-    Var { name: "PORT", default: "8080", help: "port to listen on (used by GATEHOUSE_LISTEN and the public URL defaults)" },
+    Var {
+        name: "PORT",
+        default: "8080",
+        help: "port to listen on (used by GATEHOUSE_LISTEN and the public URL defaults)",
+    },
     Var { name: "GATEHOUSE_LISTEN", default: "0.0.0.0:$PORT", help: "socket address to bind" },
-    Var { name: "GATEHOUSE_PUBLIC_URL", default: "http://localhost:$PORT", help: "external base URL; https turns on Secure cookies and HSTS" },
+    Var {
+        name: "GATEHOUSE_PUBLIC_URL",
+        default: "http://localhost:$PORT",
+        help: "external base URL; https turns on Secure cookies and HSTS",
+    },
     Var { name: "LOG_LEVEL", default: "info", help: "tracing filter, e.g. info or gatehouse=debug,info" },
     Var { name: "GATEHOUSE_LOG_FORMAT", default: "json (pretty on a TTY)", help: "json or pretty" },
-    Var { name: "GATEHOUSE_MASTER_KEY", default: "(generated into data dir)", help: "base64 of 32 bytes; encrypts secrets at rest" },
-    Var { name: "GATEHOUSE_ADMIN_EMAIL", default: "(none)", help: "first operator's email, with GATEHOUSE_ADMIN_PASSWORD" },
-    Var { name: "GATEHOUSE_ADMIN_PASSWORD", default: "(none)", help: "first operator's password (at least 10 characters)" },
-    Var { name: "GATEHOUSE_BOOTSTRAP_TOKEN", default: "(none)", help: "operator API token for automation, at least 32 characters" },
+    Var {
+        name: "GATEHOUSE_MASTER_KEY",
+        default: "(generated into data dir)",
+        help: "base64 of 32 bytes; encrypts secrets at rest",
+    },
+    Var {
+        name: "GATEHOUSE_ADMIN_EMAIL",
+        default: "(none)",
+        help: "first operator's email, with GATEHOUSE_ADMIN_PASSWORD",
+    },
+    Var {
+        name: "GATEHOUSE_ADMIN_PASSWORD",
+        default: "(none)",
+        help: "first operator's password (at least 10 characters)",
+    },
+    Var {
+        name: "GATEHOUSE_BOOTSTRAP_TOKEN",
+        default: "(none)",
+        help: "operator API token for automation, at least 32 characters",
+    },
     Var { name: "GATEHOUSE_MAX_BODY_BYTES", default: "1048576", help: "largest request body accepted" },
     Var { name: "GATEHOUSE_REQUEST_TIMEOUT_MS", default: "30000", help: "time limit of one request" },
-    Var { name: "GATEHOUSE_SHUTDOWN_GRACE_SECS", default: "30", help: "how long shutdown waits for in-flight requests" },
+    Var {
+        name: "GATEHOUSE_SHUTDOWN_GRACE_SECS",
+        default: "30",
+        help: "how long shutdown waits for in-flight requests",
+    },
     Var { name: "GATEHOUSE_TENANT_POOL_CACHE", default: "1000", help: "most tenant database pools kept open" },
     Var { name: "GATEHOUSE_TENANT_POOL_IDLE_SECS", default: "300", help: "an unused tenant pool is closed after this" },
     Var { name: "GATEHOUSE_PASSWORD_MEMORY_KIB", default: "19456", help: "argon2id memory cost" },
     Var { name: "GATEHOUSE_PASSWORD_ITERATIONS", default: "2", help: "argon2id time cost" },
     Var { name: "GATEHOUSE_PASSWORD_PARALLELISM", default: "1", help: "argon2id lanes" },
-    Var { name: "GATEHOUSE_ADMIN_LOGIN_PER_MINUTE", default: "10", help: "admin login attempts per client IP and minute" },
-    Var { name: "GATEHOUSE_TRUST_PROXY", default: "false", help: "take the client IP from X-Forwarded-For (only behind a proxy you run)" },
+    Var {
+        name: "GATEHOUSE_ADMIN_LOGIN_PER_MINUTE",
+        default: "10",
+        help: "admin login attempts per client IP and minute",
+    },
+    Var {
+        name: "GATEHOUSE_TRUST_PROXY",
+        default: "false",
+        help: "take the client IP from X-Forwarded-For (only behind a proxy you run)",
+    },
 ];
 
 /// The rendered variable table for `--help`.
@@ -214,9 +250,8 @@ impl Config {
                 let bytes = B64
                     .decode(raw.trim())
                     .map_err(|_| bad_secret("GATEHOUSE_MASTER_KEY", "base64 of 32 random bytes"))?;
-                let key: [u8; 32] = bytes
-                    .try_into()
-                    .map_err(|_| bad_secret("GATEHOUSE_MASTER_KEY", "base64 of 32 random bytes"))?;
+                let key: [u8; 32] =
+                    bytes.try_into().map_err(|_| bad_secret("GATEHOUSE_MASTER_KEY", "base64 of 32 random bytes"))?;
                 Some(key)
             }
         };

@@ -39,14 +39,8 @@ pub enum Error {
     Timeout,
     #[error("not ready: {0}")]
     NotReady(String),
-    #[error(
-        "{what} has schema version {found}, newer than this binary knows ({known}); run a newer gatehouse"
-    )]
-    SchemaTooNew {
-        what: String,
-        found: i64,
-        known: i64,
-    },
+    #[error("{what} has schema version {found}, newer than this binary knows ({known}); run a newer gatehouse")]
+    SchemaTooNew { what: String, found: i64, known: i64 },
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("database pool error: {0}")]
@@ -80,10 +74,9 @@ impl Error {
             Error::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Error::Timeout => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
             Error::NotReady(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
-            Error::SchemaTooNew { .. }
-            | Error::Sqlite(_)
-            | Error::Pool(_)
-            | Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            Error::SchemaTooNew { .. } | Error::Sqlite(_) | Error::Pool(_) | Error::Internal(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            }
         }
     }
 
@@ -118,14 +111,10 @@ impl IntoResponse for Error {
         let mut response = (status, Json(error_body(code, &self.public_message()))).into_response();
         match &self {
             Error::RateLimited { retry_after_secs } => {
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             }
             Error::Unauthorized => {
-                response
-                    .headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
             _ => {}
         }

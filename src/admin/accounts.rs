@@ -32,7 +32,8 @@ impl SetupLink {
     }
 
     fn set(&self, token: &str) {
-        *self.0.lock().expect("setup link lock") = Some((crypto::hash_token(token), crate::now_unix() + SETUP_LINK_SECS));
+        *self.0.lock().expect("setup link lock") =
+            Some((crypto::hash_token(token), crate::now_unix() + SETUP_LINK_SECS));
     }
 
     /// Consumes the link if `token` matches; true when it did.
@@ -73,7 +74,7 @@ pub async fn new_operator(hasher: &PasswordHasher, email: &str, password: &Secre
 
 /// First-run work at start: the bootstrap operator, the bootstrap token, or a setup link in the log.
 pub async fn bootstrap(app: &App) -> anyhow::Result<()> {
-    let operators = app.control.read(|conn| tables::count_operators(conn)).await?;
+    let operators = app.control.read(tables::count_operators).await?;
     if let (Some(email), Some(password)) = (&app.config.admin_email, &app.config.admin_password) {
         if operators == 0 {
             let mutation = new_operator(&app.passwords, email, password, Scope::Operator).await?;

@@ -83,13 +83,16 @@ pub async fn visible_tokens(app: &App, actor: &Actor) -> Result<Vec<tables::ApiT
 
 pub async fn delete_token(app: &App, actor: &Actor, id: &str) -> Result<()> {
     let lookup = id.to_owned();
-    let token = app.control.read(move |conn| tables::token_by_id(conn, &lookup)).await?.ok_or(Error::NotFound("token"))?;
+    let token =
+        app.control.read(move |conn| tables::token_by_id(conn, &lookup)).await?.ok_or(Error::NotFound("token"))?;
     match &token.scope {
         Scope::Operator => actor.require_operator()?,
         Scope::Tenant(slug) => actor.require_tenant(slug)?,
     }
     if token.id == "bootstrap" {
-        return Err(Error::validation("the bootstrap token is managed by GATEHOUSE_BOOTSTRAP_TOKEN; unset it and restart"));
+        return Err(Error::validation(
+            "the bootstrap token is managed by GATEHOUSE_BOOTSTRAP_TOKEN; unset it and restart",
+        ));
     }
     app.control.apply(Mutation::DeleteApiToken { id: token.id.clone() }).await?;
     tracing::info!(token = %token.id, by = %actor.label, "API token deleted");

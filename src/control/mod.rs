@@ -77,7 +77,10 @@ impl ControlStore {
     }
 
     /// Runs a read on a pooled connection, on the blocking pool.
-    pub async fn read<T: Send + 'static>(&self, f: impl FnOnce(&Connection) -> Result<T> + Send + 'static) -> Result<T> {
+    pub async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
         db::with_conn(&self.reader, move |conn| f(conn)).await
     }
 

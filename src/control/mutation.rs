@@ -13,14 +13,40 @@ use crate::tenants::{TenantSettings, TenantSlug, TenantStatus};
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Mutation {
     /// Records the master-key check value of a new data dir.
-    InitKeyCheck { value: String },
-    CreateTenant { slug: TenantSlug, name: String, settings: TenantSettings, at: i64 },
+    InitKeyCheck {
+        value: String,
+    },
+    CreateTenant {
+        slug: TenantSlug,
+        name: String,
+        settings: TenantSettings,
+        at: i64,
+    },
     /// Changes name and/or settings; `None` leaves a field as it is.
-    UpdateTenant { slug: TenantSlug, name: Option<String>, settings: Option<TenantSettings>, at: i64 },
-    SetTenantStatus { slug: TenantSlug, status: TenantStatus, at: i64 },
+    UpdateTenant {
+        slug: TenantSlug,
+        name: Option<String>,
+        settings: Option<TenantSettings>,
+        at: i64,
+    },
+    SetTenantStatus {
+        slug: TenantSlug,
+        status: TenantStatus,
+        at: i64,
+    },
     /// Removes the tenant and records where its file was archived.
-    ArchiveTenant { slug: TenantSlug, file: String, at: i64 },
-    CreateOperator { id: String, email: String, password_hash: String, scope: Scope, at: i64 },
+    ArchiveTenant {
+        slug: TenantSlug,
+        file: String,
+        at: i64,
+    },
+    CreateOperator {
+        id: String,
+        email: String,
+        password_hash: String,
+        scope: Scope,
+        at: i64,
+    },
     CreateApiToken {
         id: String,
         name: String,
@@ -31,11 +57,26 @@ pub enum Mutation {
         expires_at: Option<i64>,
     },
     /// Installs (or replaces) the token given by `GATEHOUSE_BOOTSTRAP_TOKEN`.
-    SetBootstrapToken { token_hash: String, at: i64 },
-    DeleteApiToken { id: String },
-    CreateAdminSession { id_hash: String, operator_id: String, csrf_token: String, at: i64, expires_at: i64 },
-    DeleteAdminSession { id_hash: String },
-    PurgeExpiredSessions { now: i64 },
+    SetBootstrapToken {
+        token_hash: String,
+        at: i64,
+    },
+    DeleteApiToken {
+        id: String,
+    },
+    CreateAdminSession {
+        id_hash: String,
+        operator_id: String,
+        csrf_token: String,
+        at: i64,
+        expires_at: i64,
+    },
+    DeleteAdminSession {
+        id_hash: String,
+    },
+    PurgeExpiredSessions {
+        now: i64,
+    },
 }
 
 impl Mutation {

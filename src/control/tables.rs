@@ -62,11 +62,9 @@ pub fn all_tenant_slugs(conn: &Connection) -> Result<Vec<TenantSlug>> {
 }
 
 pub fn count_tenants(conn: &Connection) -> Result<(u64, u64)> {
-    Ok(conn.query_row(
-        "SELECT COUNT(*), COALESCE(SUM(status = 'suspended'), 0) FROM tenants",
-        [],
-        |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
-    )?)
+    Ok(conn.query_row("SELECT COUNT(*), COALESCE(SUM(status = 'suspended'), 0) FROM tenants", [], |r| {
+        Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
+    })?)
 }
 
 pub fn key_check(conn: &Connection) -> Result<Option<String>> {
@@ -93,11 +91,7 @@ fn operator_from_row(row: &Row<'_>) -> rusqlite::Result<Operator> {
 
 pub fn operator_by_email(conn: &Connection, email: &str) -> Result<Option<Operator>> {
     Ok(conn
-        .query_row(
-            "SELECT id, email, password_hash, scope FROM operators WHERE email = ?1",
-            [email],
-            operator_from_row,
-        )
+        .query_row("SELECT id, email, password_hash, scope FROM operators WHERE email = ?1", [email], operator_from_row)
         .optional()?)
 }
 
@@ -189,6 +183,7 @@ pub struct ArchivedTenant {
 pub fn archived_tenants(conn: &Connection, limit: u32) -> Result<Vec<ArchivedTenant>> {
     let mut stmt =
         conn.prepare("SELECT slug, file, archived_at FROM tenant_archive ORDER BY archived_at DESC, id DESC LIMIT ?1")?;
-    let rows = stmt.query_map([limit], |r| Ok(ArchivedTenant { slug: r.get(0)?, file: r.get(1)?, archived_at: r.get(2)? }))?;
+    let rows =
+        stmt.query_map([limit], |r| Ok(ArchivedTenant { slug: r.get(0)?, file: r.get(1)?, archived_at: r.get(2)? }))?;
     rows.collect::<rusqlite::Result<_>>().map_err(Error::from)
 }

@@ -15,17 +15,11 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
-pub const CONTROL: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("../../migrations/control/0001_init.sql"),
-}];
+pub const CONTROL: &[Migration] =
+    &[Migration { version: 1, name: "init", sql: include_str!("../../migrations/control/0001_init.sql") }];
 
-pub const TENANT: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("../../migrations/tenant/0001_init.sql"),
-}];
+pub const TENANT: &[Migration] =
+    &[Migration { version: 1, name: "init", sql: include_str!("../../migrations/tenant/0001_init.sql") }];
 
 /// The highest version in `set`.
 pub fn latest(set: &[Migration]) -> i64 {

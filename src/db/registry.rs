@@ -65,12 +65,10 @@ impl TenantRegistry {
             return Ok(db);
         }
         self.metrics.cache_lookup("tenant_pool", false);
-        self.pools
-            .try_get_with_by_ref(slug, || self.open(slug))
-            .map_err(|e: Arc<Error>| match Arc::try_unwrap(e) {
-                Ok(err) => err,
-                Err(shared) => Error::internal(shared),
-            })
+        self.pools.try_get_with_by_ref(slug, || self.open(slug)).map_err(|e: Arc<Error>| match Arc::try_unwrap(e) {
+            Ok(err) => err,
+            Err(shared) => Error::internal(shared),
+        })
     }
 
     fn open(&self, slug: &TenantSlug) -> Result<TenantDb> {

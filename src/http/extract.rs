@@ -54,9 +54,8 @@ impl FromRequestParts<AppState> for TenantCtx {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self> {
-        let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, app)
-            .await
-            .map_err(|_| Error::TenantNotFound)?;
+        let Path(params) =
+            Path::<HashMap<String, String>>::from_request_parts(parts, app).await.map_err(|_| Error::TenantNotFound)?;
         let slug = params.get("slug").and_then(|s| TenantSlug::parse(s).ok()).ok_or(Error::TenantNotFound)?;
         let tenant = app.control.tenant(&slug).await?.ok_or(Error::TenantNotFound)?;
         if tenant.status == TenantStatus::Suspended {

@@ -92,11 +92,8 @@ pub async fn timeout(State(app): State<AppState>, req: Request, next: Next) -> R
 /// Refuses a declared body over the limit before reading it; bodies without a length are cut by
 /// `DefaultBodyLimit` as they are read.
 pub async fn body_limit(State(app): State<AppState>, req: Request, next: Next) -> Response<Body> {
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared =
+        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > app.config.max_body_bytes as u64) {
         return Error::PayloadTooLarge(app.config.max_body_bytes).into_response();
     }
@@ -124,7 +121,8 @@ pub async fn security_headers(State(app): State<AppState>, req: Request, next: N
         headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp));
     }
     if app.config.is_https() {
-        headers.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000; includeSubDomains"));
+        headers
+            .insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000; includeSubDomains"));
     }
     response
 }

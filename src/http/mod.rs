@@ -46,11 +46,7 @@ pub fn router(state: AppState, extra: Router<AppState>) -> Router {
 
 /// API paths answer 404 in JSON; everything else gets the HTML not-found page.
 async fn not_found(uri: Uri) -> Response {
-    if is_api_path(uri.path()) {
-        Error::NotFound("route").into_response()
-    } else {
-        crate::web::not_found_page()
-    }
+    if is_api_path(uri.path()) { Error::NotFound("route").into_response() } else { crate::web::not_found_page() }
 }
 
 async fn method_not_allowed() -> Response {

@@ -137,10 +137,8 @@ pub async fn list(
     limit: u32,
     only: Option<TenantSlug>,
 ) -> Result<(Vec<TenantView>, Option<String>)> {
-    let rows = app
-        .control
-        .read(move |conn| tables::list_tenants(conn, cursor.as_deref(), limit + 1, only.as_ref()))
-        .await?;
+    let rows =
+        app.control.read(move |conn| tables::list_tenants(conn, cursor.as_deref(), limit + 1, only.as_ref())).await?;
     let more = rows.len() > limit as usize;
     let items: Vec<TenantView> = rows.iter().take(limit as usize).map(TenantView::from).collect();
     let next = if more { items.last().map(|t| t.slug.to_string()) } else { None };

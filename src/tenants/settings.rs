@@ -61,7 +61,10 @@ impl TenantSettings {
             }
         }
         let locale_ok = (2..=35).contains(&self.locale.len())
-            && self.locale.split('-').all(|p| !p.is_empty() && p.len() <= 8 && p.bytes().all(|b| b.is_ascii_alphanumeric()));
+            && self
+                .locale
+                .split('-')
+                .all(|p| !p.is_empty() && p.len() <= 8 && p.bytes().all(|b| b.is_ascii_alphanumeric()));
         if !locale_ok {
             return Err(Error::validation("settings.locale must be a language tag such as en or pt-BR"));
         }

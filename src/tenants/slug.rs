@@ -19,9 +19,7 @@ impl TenantSlug {
         if ok {
             Ok(Self(raw.to_owned()))
         } else {
-            Err(Error::validation(
-                "slug must be 2-63 characters of a-z, 0-9 and '-', starting with a letter or digit",
-            ))
+            Err(Error::validation("slug must be 2-63 characters of a-z, 0-9 and '-', starting with a letter or digit"))
         }
     }
 
@@ -62,7 +60,8 @@ mod tests {
 
     #[test]
     fn refuses_anything_that_could_escape_a_path() {
-        for bad in ["", "A", "a", "../x", "x/y", "-x", "acmé", "acme%2F..", "ac me", "ac.me", "ac\0", &"a".repeat(64)] {
+        for bad in ["", "A", "a", "../x", "x/y", "-x", "acmé", "acme%2F..", "ac me", "ac.me", "ac\0", &"a".repeat(64)]
+        {
             assert!(TenantSlug::parse(bad).is_err(), "{bad:?}");
         }
     }

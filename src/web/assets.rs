@@ -29,9 +29,6 @@ async fn asset(Path(path): Path<String>) -> Response {
         Some("ico") => "image/x-icon",
         _ => "application/octet-stream",
     };
-    (
-        [(header::CONTENT_TYPE, mime), (header::CACHE_CONTROL, "public, max-age=3600")],
-        file.data.into_owned(),
-    )
+    ([(header::CONTENT_TYPE, mime), (header::CACHE_CONTROL, "public, max-age=3600")], file.data.into_owned())
         .into_response()
 }

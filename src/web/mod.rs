@@ -151,11 +151,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for UiForm<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, Response> {
         match Form::<T>::from_request(req, state).await {
             Ok(Form(value)) => Ok(UiForm(value)),
-            Err(rejection) => Err(message_page(
-                StatusCode::BAD_REQUEST,
-                "That form could not be read",
-                &rejection.body_text(),
-            )),
+            Err(rejection) => {
+                Err(message_page(StatusCode::BAD_REQUEST, "That form could not be read", &rejection.body_text()))
+            }
         }
     }
 }

@@ -1,12 +1,12 @@
 //! Admin UI pages: sign-in, setup, dashboard, tenants, API tokens.
 
 use askama::Template;
+use axum::Router;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::header::SET_COOKIE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::Router;
 use serde::Deserialize;
 
 use super::{Chrome, PageError, PageResult, UiForm, UiSession, render};
@@ -119,7 +119,14 @@ async fn login(
         Some(operator) => {
             let cookie = accounts::start_session(&app, &operator.id).await?;
             tracing::info!(operator = %operator.email, "admin signed in");
-            let set = cookies::set(SESSION_COOKIE, &cookie, "/", "Strict", app.config.is_https(), Some(accounts::SESSION_SECS));
+            let set = cookies::set(
+                SESSION_COOKIE,
+                &cookie,
+                "/",
+                "Strict",
+                app.config.is_https(),
+                Some(accounts::SESSION_SECS),
+            );
             Ok(with_cookie(Redirect::to("/admin").into_response(), Some(set)))
         }
         None => {
@@ -140,7 +147,12 @@ struct CsrfOnly {
     csrf_token: String,
 }
 
-async fn logout(State(app): State<AppState>, session: UiSession, headers: HeaderMap, UiForm(form): UiForm<CsrfOnly>) -> PageResult {
+async fn logout(
+    State(app): State<AppState>,
+    session: UiSession,
+    headers: HeaderMap,
+    UiForm(form): UiForm<CsrfOnly>,
+) -> PageResult {
     session.check_csrf(&form.csrf_token)?;
     if let Some(cookie) = cookies::get(&headers, SESSION_COOKIE) {
         accounts::end_session(&app, &cookie).await?;
@@ -216,8 +228,14 @@ async fn setup(State(app): State<AppState>, headers: HeaderMap, UiForm(form): Ui
                 app.control.apply(mutation).await?;
                 tracing::info!(email = %form.email.trim(), "first operator created through the setup link");
                 let cookie = accounts::start_session(&app, &id).await?;
-                let set =
-                    cookies::set(SESSION_COOKIE, &cookie, "/", "Strict", app.config.is_https(), Some(accounts::SESSION_SECS));
+                let set = cookies::set(
+                    SESSION_COOKIE,
+                    &cookie,
+                    "/",
+                    "Strict",
+                    app.config.is_https(),
+                    Some(accounts::SESSION_SECS),
+                );
                 return Ok(with_cookie(Redirect::to("/admin").into_response(), Some(set)));
             }
         }
@@ -296,7 +314,13 @@ struct ListQuery {
     done: Option<String>,
 }
 
-async fn tenants_page(app: &App, session: &UiSession, cursor: Option<String>, mut chrome: Chrome, form: (String, String)) -> PageResult {
+async fn tenants_page(
+    app: &App,
+    session: &UiSession,
+    cursor: Option<String>,
+    mut chrome: Chrome,
+    form: (String, String),
+) -> PageResult {
     let only = match &session.actor.scope {
         Scope::Operator => None,
         Scope::Tenant(slug) => Some(slug.clone()),
@@ -351,7 +375,11 @@ struct CreateTenantForm {
     name: String,
 }
 
-async fn tenant_create(State(app): State<AppState>, session: UiSession, UiForm(form): UiForm<CreateTenantForm>) -> PageResult {
+async fn tenant_create(
+    State(app): State<AppState>,
+    session: UiSession,
+    UiForm(form): UiForm<CreateTenantForm>,
+) -> PageResult {
     session.check_csrf(&form.csrf_token)?;
     session.actor.require_operator()?;
     let slug = form.slug.trim().to_owned();
@@ -439,7 +467,11 @@ struct CreateTokenForm {
     expires_in_days: Option<String>,
 }
 
-async fn token_create(State(app): State<AppState>, session: UiSession, UiForm(form): UiForm<CreateTokenForm>) -> PageResult {
+async fn token_create(
+    State(app): State<AppState>,
+    session: UiSession,
+    UiForm(form): UiForm<CreateTokenForm>,
+) -> PageResult {
     session.check_csrf(&form.csrf_token)?;
     let request = (|| -> Result<NewToken, Error> {
         let scope = match form.scope.trim() {

@@ -62,7 +62,8 @@ async fn start_browser() -> (Driver, fantoccini::Client) {
         options["binary"] = json!("/usr/bin/chromium");
     }
     caps.insert("goog:chromeOptions".into(), options);
-    let client = ClientBuilder::rustls().expect("tls").capabilities(caps).connect(&url).await.expect("WebDriver session");
+    let client =
+        ClientBuilder::rustls().expect("tls").capabilities(caps).connect(&url).await.expect("WebDriver session");
     (driver, client)
 }
 
@@ -92,11 +93,18 @@ async fn operator_signs_in_creates_and_suspends_a_tenant() {
     let notice = browser.find(Locator::Css(".notice")).await.unwrap().text().await.unwrap();
     assert!(notice.contains("Tenant created"), "{notice}");
 
-    browser.find(Locator::Css("tr[data-slug='browser-co'] button[value='suspend']")).await.unwrap().click().await.unwrap();
+    browser
+        .find(Locator::Css("tr[data-slug='browser-co'] button[value='suspend']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     browser.wait().for_element(Locator::Css("tr[data-slug='browser-co'] button[value='resume']")).await.unwrap();
     let badge = browser.find(Locator::Css("tr[data-slug='browser-co'] .badge")).await.unwrap().text().await.unwrap();
     assert_eq!(badge, "suspended");
-    let tenant: Value = app.admin(Method::GET, "/admin/api/v1/tenants/browser-co").send().await.unwrap().json().await.unwrap();
+    let tenant: Value =
+        app.admin(Method::GET, "/admin/api/v1/tenants/browser-co").send().await.unwrap().json().await.unwrap();
     assert_eq!(tenant["status"], "suspended");
     assert_eq!(app.client.get(app.url("/t/browser-co/api/v1/tenant")).send().await.unwrap().status(), 403);
 
@@ -136,7 +144,8 @@ async fn operator_signs_in_creates_and_suspends_a_tenant() {
         .await
         .unwrap();
     assert_eq!(api_no_csrf.status(), 403);
-    let api_read = app.client.get(app.url("/admin/api/v1/tenants")).header("cookie", &cookie_header).send().await.unwrap();
+    let api_read =
+        app.client.get(app.url("/admin/api/v1/tenants")).header("cookie", &cookie_header).send().await.unwrap();
     assert_eq!(api_read.status(), 200, "a session may read the API without CSRF");
     assert_eq!(app.admin(Method::GET, "/admin/api/v1/tenants/forged").send().await.unwrap().status(), 404);
 
@@ -161,7 +170,13 @@ async fn sign_in_over_http_with_csrf_and_rate_limit() {
     let csrf = html.split("name=\"csrf_token\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
 
     // No CSRF cookie → 403.
-    let r = app.client.post(app.url("/admin/login")).form(&[("csrf_token", csrf.as_str()), ("email", EMAIL), ("password", PASSWORD)]).send().await.unwrap();
+    let r = app
+        .client
+        .post(app.url("/admin/login"))
+        .form(&[("csrf_token", csrf.as_str()), ("email", EMAIL), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
     // Wrong password → 401 page, email kept, password not echoed.
     let r = app

@@ -37,7 +37,10 @@ fn bad_config_exits_2_with_one_line() {
         }
     }
     let out = Command::new(binary()).args(["serve"]).current_dir(dir.path()).env("PORT", "abc").output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), r#"invalid PORT: expected a port number 1-65535, got "abc""#);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        r#"invalid PORT: expected a port number 1-65535, got "abc""#
+    );
     assert!(!dir.path().join("data").exists(), "nothing is created before the config is valid");
 }
 
@@ -48,7 +51,12 @@ fn help_lists_every_variable() {
     for var in gatehouse::config::VARS {
         assert!(help.contains(var.name), "{} missing from serve --help", var.name);
     }
-    for cmd in [&["migrate", "--help"][..], &["admin", "create", "--help"], &["tenant", "create", "--help"], &["token", "create", "--help"]] {
+    for cmd in [
+        &["migrate", "--help"][..],
+        &["admin", "create", "--help"],
+        &["tenant", "create", "--help"],
+        &["token", "create", "--help"],
+    ] {
         let out = Command::new(binary()).args(cmd).output().unwrap();
         assert!(out.status.success(), "{cmd:?}");
     }
@@ -84,12 +92,8 @@ async fn sigterm_lets_the_in_flight_request_finish() {
 }
 
 fn cli(args: &[&str], url: &str) -> (bool, String, String) {
-    let out = Command::new(binary())
-        .args(args)
-        .env("GATEHOUSE_URL", url)
-        .env("GATEHOUSE_TOKEN", TOKEN)
-        .output()
-        .unwrap();
+    let out =
+        Command::new(binary()).args(args).env("GATEHOUSE_URL", url).env("GATEHOUSE_TOKEN", TOKEN).output().unwrap();
     (out.status.success(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
 }
 
@@ -163,7 +167,8 @@ fn offline_commands_work_on_the_data_dir() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8(out.stdout).unwrap().contains("ops@example.com"));
     let conn = rusqlite::Connection::open(data.join("control.db")).unwrap();
-    let hash: String = conn.query_row("SELECT password_hash FROM operators WHERE email='ops@example.com'", [], |r| r.get(0)).unwrap();
+    let hash: String =
+        conn.query_row("SELECT password_hash FROM operators WHERE email='ops@example.com'", [], |r| r.get(0)).unwrap();
     assert!(hash.starts_with("$argon2id$"));
 
     let out = Command::new(binary()).arg("version").output().unwrap();

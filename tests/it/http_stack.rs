@@ -55,8 +55,14 @@ async fn request_ids_are_echoed_or_generated() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_have_one_shape() {
     let app = spawn_with(|c| c.max_body_bytes = 4096, Router::new()).await;
-    assert_eq!(error_code(app.admin(Method::GET, "/admin/api/v1/nope").send().await.unwrap()).await, (404, "not_found".into()));
-    assert_eq!(error_code(app.client.get(app.url("/t/acme/api/v1/nope")).send().await.unwrap()).await, (404, "not_found".into()));
+    assert_eq!(
+        error_code(app.admin(Method::GET, "/admin/api/v1/nope").send().await.unwrap()).await,
+        (404, "not_found".into())
+    );
+    assert_eq!(
+        error_code(app.client.get(app.url("/t/acme/api/v1/nope")).send().await.unwrap()).await,
+        (404, "not_found".into())
+    );
     assert_eq!(
         error_code(app.client.get(app.url("/t/nobody/api/v1/tenant")).send().await.unwrap()).await,
         (404, "tenant_not_found".into())
@@ -79,7 +85,13 @@ async fn errors_have_one_shape() {
     let (status, code) = error_code(wrong_type).await;
     assert_eq!((status, code.as_str()), (400, "bad_request"));
     let big = format!("{{\"slug\":\"big\",\"name\":\"{}\"}}", "x".repeat(10_000));
-    let too_large = app.admin(Method::POST, "/admin/api/v1/tenants").header("content-type", "application/json").body(big.clone()).send().await.unwrap();
+    let too_large = app
+        .admin(Method::POST, "/admin/api/v1/tenants")
+        .header("content-type", "application/json")
+        .body(big.clone())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(error_code(too_large).await, (413, "payload_too_large".into()));
     // Without a Content-Length (chunked), the limit still holds while reading.
     let addr = app.base.trim_start_matches("http://").to_owned();
@@ -112,12 +124,15 @@ async fn raw_http(addr: &str, request: &[u8]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn panics_become_500_and_the_server_lives() {
-    let extra = Router::new().route("/admin/api/v1/test-panic", get(|| async {
-        if std::hint::black_box(true) {
-            panic!("boom for the test");
-        }
-        "unreachable"
-    }));
+    let extra = Router::new().route(
+        "/admin/api/v1/test-panic",
+        get(|| async {
+            if std::hint::black_box(true) {
+                panic!("boom for the test");
+            }
+            "unreachable"
+        }),
+    );
     let app = spawn_with(|_| {}, extra).await;
     let r = app.client.get(app.url("/admin/api/v1/test-panic")).header("x-request-id", "panic-1").send().await.unwrap();
     assert_eq!(r.headers()["x-request-id"], "panic-1");

@@ -182,7 +182,8 @@ impl Drop for BinServer {
 
 /// Whether an external tool is on PATH. In CI a missing tool fails the test; elsewhere it is skipped loudly.
 pub fn require_tool(tool: &str) -> bool {
-    let found = Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().is_ok_and(|o| o.status.success());
+    let found =
+        Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().is_ok_and(|o| o.status.success());
     if !found {
         if std::env::var_os("CI").is_some() {
             panic!("{tool} is required in CI (scripts/test installs it)");

@@ -17,7 +17,12 @@ async fn tenant_lifecycle() {
     assert!(app.data_dir.join("tenants/acme.db").exists());
 
     // Duplicate → 409.
-    let dup = app.admin(Method::POST, "/admin/api/v1/tenants").json(&json!({"slug":"acme","name":"Again"})).send().await.unwrap();
+    let dup = app
+        .admin(Method::POST, "/admin/api/v1/tenants")
+        .json(&json!({"slug":"acme","name":"Again"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(dup.status(), 409);
     assert_eq!(dup.json::<Value>().await.unwrap()["error"]["code"], "conflict");
 
@@ -65,7 +70,8 @@ async fn tenant_lifecycle() {
     assert_eq!(app.client.get(app.url("/t/acme/api/v1/tenant")).send().await.unwrap().status(), 200);
 
     // Delete → 404, file archived, slug free again.
-    let deleted: Value = app.admin(Method::DELETE, "/admin/api/v1/tenants/acme").send().await.unwrap().json().await.unwrap();
+    let deleted: Value =
+        app.admin(Method::DELETE, "/admin/api/v1/tenants/acme").send().await.unwrap().json().await.unwrap();
     let archived = app.data_dir.join(deleted["archived_to"].as_str().unwrap());
     assert!(archived.exists(), "{archived:?}");
     assert!(!app.data_dir.join("tenants/acme.db").exists());
@@ -82,7 +88,12 @@ async fn invalid_slugs_are_refused_and_touch_no_file() {
     let app = spawn_app().await;
     let long = "a".repeat(64);
     for slug in ["A", "a", "../x", "x/y", "-x", long.as_str(), "acmé", "acme%2F..", "", "..", "a b"] {
-        let r = app.admin(Method::POST, "/admin/api/v1/tenants").json(&json!({"slug": slug, "name": "X"})).send().await.unwrap();
+        let r = app
+            .admin(Method::POST, "/admin/api/v1/tenants")
+            .json(&json!({"slug": slug, "name": "X"}))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 400, "{slug:?}");
         assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "validation_failed", "{slug:?}");
     }
@@ -95,8 +106,10 @@ async fn invalid_slugs_are_refused_and_touch_no_file() {
     assert_eq!(r.status(), 404);
     let tenants: Vec<_> = std::fs::read_dir(app.data_dir.join("tenants")).unwrap().collect();
     assert!(tenants.is_empty(), "no tenant file was created");
-    let mut top: Vec<String> =
-        std::fs::read_dir(&app.data_dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut top: Vec<String> = std::fs::read_dir(&app.data_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     top.sort();
     assert_eq!(top, ["archive", "control.db", "control.db-shm", "control.db-wal", "master.key", "tenants"]);
     app.stop().await;
@@ -143,11 +156,20 @@ async fn auth_is_required_and_scoped() {
         assert_eq!(r.status(), 403, "{method} {path}");
         assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "forbidden");
     }
-    let create = as_alpha(Method::POST, "/admin/api/v1/tenants").json(&json!({"slug":"gamma","name":"G"})).send().await.unwrap();
+    let create =
+        as_alpha(Method::POST, "/admin/api/v1/tenants").json(&json!({"slug":"gamma","name":"G"})).send().await.unwrap();
     assert_eq!(create.status(), 403);
-    let escalate = as_alpha(Method::POST, "/admin/api/v1/tokens").json(&json!({"name":"x","scope":"operator"})).send().await.unwrap();
+    let escalate = as_alpha(Method::POST, "/admin/api/v1/tokens")
+        .json(&json!({"name":"x","scope":"operator"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(escalate.status(), 403);
-    let sideways = as_alpha(Method::POST, "/admin/api/v1/tokens").json(&json!({"name":"x","scope":"tenant:beta"})).send().await.unwrap();
+    let sideways = as_alpha(Method::POST, "/admin/api/v1/tokens")
+        .json(&json!({"name":"x","scope":"tenant:beta"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(sideways.status(), 403);
     let tokens: Value = as_alpha(Method::GET, "/admin/api/v1/tokens").send().await.unwrap().json().await.unwrap();
     assert!(tokens["items"].as_array().unwrap().iter().all(|t| t["scope"] == "tenant:alpha"));
@@ -179,7 +201,8 @@ async fn restart_keeps_data_and_checks_key_and_schema() {
 
     // A tenant file from a newer binary is refused, not touched.
     let conn = rusqlite::Connection::open(dir.path().join("tenants/future.db")).unwrap();
-    conn.execute("INSERT INTO schema_migrations (version, name, applied_at) VALUES (9999, 'from the future', 0)", []).unwrap();
+    conn.execute("INSERT INTO schema_migrations (version, name, applied_at) VALUES (9999, 'from the future', 0)", [])
+        .unwrap();
     drop(conn);
     let app = spawn_in(dir.path(), |_| {}, Router::new()).await.unwrap();
     let r = app.client.get(app.url("/t/future/api/v1/tenant")).send().await.unwrap();
