@@ -174,3 +174,62 @@ fn offline_commands_work_on_the_data_dir() {
     let out = Command::new(binary()).arg("version").output().unwrap();
     assert!(String::from_utf8(out.stdout).unwrap().starts_with("gatehouse "));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setup_link_from_the_log_creates_the_first_operator_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = BinServer::start(dir.path(), &[]).await;
+    let log = std::fs::read_to_string(dir.path().join("gatehouse.log")).unwrap();
+    let line = log.lines().find(|l| l.contains("no operator account yet")).expect("setup link logged");
+    let entry: Value = serde_json::from_str(line).unwrap();
+    let setup_url = entry["setup_url"]
+        .as_str()
+        .unwrap()
+        .replace(&format!("localhost:{}", server.port), &format!("127.0.0.1:{}", server.port));
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+
+    let form = client.get(&setup_url).send().await.unwrap();
+    assert_eq!(form.status(), 200);
+    let csrf_cookie = form.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let html = form.text().await.unwrap();
+    let field = |name: &str| {
+        html.split(&format!("name=\"{name}\" value=\"")).nth(1).unwrap().split('"').next().unwrap().to_owned()
+    };
+    let (csrf, token) = (field("csrf_token"), field("token"));
+    let mismatch = client
+        .post(format!("{}/admin/setup", server.base))
+        .header("cookie", &csrf_cookie)
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("token", token.as_str()),
+            ("email", "first@example.com"),
+            ("password", "first operator pw"),
+            ("confirm", "something else"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(mismatch.status(), 400);
+    assert!(mismatch.text().await.unwrap().contains("The two passwords differ"));
+    let created = client
+        .post(format!("{}/admin/setup", server.base))
+        .header("cookie", &csrf_cookie)
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("token", token.as_str()),
+            ("email", "first@example.com"),
+            ("password", "first operator pw"),
+            ("confirm", "first operator pw"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 303);
+    let session = created.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let dashboard = client.get(format!("{}/admin", server.base)).header("cookie", &session).send().await.unwrap();
+    assert_eq!(dashboard.status(), 200);
+    assert!(dashboard.text().await.unwrap().contains("first@example.com"));
+    // The link works once.
+    let again = client.get(&setup_url).send().await.unwrap();
+    assert_eq!(again.status(), 404);
+}

@@ -148,7 +148,8 @@ impl BinServer {
             .env("GATEHOUSE_PASSWORD_ITERATIONS", "1")
             .env("GATEHOUSE_LOG_FORMAT", "json")
             .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+            // To a file, not a pipe: an unread pipe would fill up and stall the server's logging.
+            .stderr(std::fs::File::create(cwd.join("gatehouse.log")).expect("log file"));
         for (k, v) in env {
             cmd.env(k, v);
         }
