@@ -2,13 +2,13 @@
 //! routes, and the client IP.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request};
-use axum::http::StatusCode;
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 
 use crate::app::AppState;
@@ -68,16 +68,13 @@ impl FromRequestParts<AppState> for TenantCtx {
 }
 
 /// The client's IP: the peer address, or the left-most `X-Forwarded-For` entry when `GATEHOUSE_TRUST_PROXY` is on.
-pub fn client_ip(parts: &Parts, trust_proxy: bool) -> Option<IpAddr> {
-    if trust_proxy
-        && let Some(ip) = parts
-            .headers
+pub fn client_ip(headers: &HeaderMap, peer: IpAddr, trust_proxy: bool) -> IpAddr {
+    let forwarded = || {
+        headers
             .get("x-forwarded-for")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split(',').next())
             .and_then(|v| v.trim().parse().ok())
-    {
-        return Some(ip);
-    }
-    parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip())
+    };
+    if trust_proxy { forwarded().unwrap_or(peer) } else { peer }
 }

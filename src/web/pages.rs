@@ -19,6 +19,7 @@ use crate::control::tables;
 use crate::crypto;
 use crate::error::Error;
 use crate::http::cookies;
+use crate::http::extract::client_ip;
 use crate::tenants::{self, TenantSettings, TenantSlug, TenantStatus};
 
 const FORM_CSRF_COOKIE: &str = "gh_csrf";
@@ -100,16 +101,7 @@ async fn login(
     UiForm(form): UiForm<LoginForm>,
 ) -> PageResult {
     check_form_csrf(&headers, &form.csrf_token)?;
-    let ip = if app.config.trust_proxy {
-        headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(peer.ip())
-    } else {
-        peer.ip()
-    };
+    let ip = client_ip(&headers, peer.ip(), app.config.trust_proxy);
     if let Err(not_until) = app.admin_login_limiter.check_key(&ip) {
         let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
         return Err(PageError(Error::RateLimited { retry_after_secs: wait.as_secs().max(1) }));
@@ -117,17 +109,8 @@ async fn login(
     let password = Secret::new(form.password);
     match accounts::verify_login(&app, &form.email, &password).await? {
         Some(operator) => {
-            let cookie = accounts::start_session(&app, &operator.id).await?;
             tracing::info!(operator = %operator.email, "admin signed in");
-            let set = cookies::set(
-                SESSION_COOKIE,
-                &cookie,
-                "/",
-                "Strict",
-                app.config.is_https(),
-                Some(accounts::SESSION_SECS),
-            );
-            Ok(with_cookie(Redirect::to("/admin").into_response(), Some(set)))
+            signed_in(&app, &operator.id).await
         }
         None => {
             tracing::info!(email = %form.email.trim(), "admin sign-in failed");
@@ -139,6 +122,13 @@ async fn login(
             Ok((StatusCode::UNAUTHORIZED, render(page)?).into_response())
         }
     }
+}
+
+/// Starts a session for `operator_id` and sends the browser to the dashboard with its cookie.
+async fn signed_in(app: &App, operator_id: &str) -> PageResult {
+    let cookie = accounts::start_session(app, operator_id).await?;
+    let set = cookies::set(SESSION_COOKIE, &cookie, "/", "Strict", app.config.is_https(), Some(accounts::SESSION_SECS));
+    Ok(with_cookie(Redirect::to("/admin").into_response(), Some(set)))
 }
 
 #[derive(Deserialize)]
@@ -227,16 +217,7 @@ async fn setup(State(app): State<AppState>, headers: HeaderMap, UiForm(form): Ui
                 };
                 app.control.apply(mutation).await?;
                 tracing::info!(email = %form.email.trim(), "first operator created through the setup link");
-                let cookie = accounts::start_session(&app, &id).await?;
-                let set = cookies::set(
-                    SESSION_COOKIE,
-                    &cookie,
-                    "/",
-                    "Strict",
-                    app.config.is_https(),
-                    Some(accounts::SESSION_SECS),
-                );
-                return Ok(with_cookie(Redirect::to("/admin").into_response(), Some(set)));
+                return signed_in(&app, &id).await;
             }
         }
     };
