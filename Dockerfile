@@ -11,6 +11,7 @@ COPY migrations ./migrations
 COPY templates ./templates
 COPY static ./static
 COPY plugins ./plugins
+COPY benches ./benches
 RUN cargo build --release --locked && cp target/release/gatehouse /gatehouse
 
 FROM debian:trixie-slim
