@@ -169,57 +169,30 @@ async fn sign_in_over_http_with_csrf_and_rate_limit() {
     let html = form.text().await.unwrap();
     let csrf = html.split("name=\"csrf_token\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
 
+    let login = |cookie: Option<&str>, password: &str| {
+        let mut request = app.client.post(app.url("/admin/login"));
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", cookie.to_owned());
+        }
+        request.form(&[("csrf_token", csrf.as_str()), ("email", EMAIL), ("password", password)]).send()
+    };
     // No CSRF cookie → 403.
-    let r = app
-        .client
-        .post(app.url("/admin/login"))
-        .form(&[("csrf_token", csrf.as_str()), ("email", EMAIL), ("password", PASSWORD)])
-        .send()
-        .await
-        .unwrap();
+    let r = login(None, PASSWORD).await.unwrap();
     assert_eq!(r.status(), 403);
     // Wrong password → 401 page, email kept, password not echoed.
-    let r = app
-        .client
-        .post(app.url("/admin/login"))
-        .header("cookie", &csrf_cookie)
-        .form(&[("csrf_token", csrf.as_str()), ("email", EMAIL), ("password", "wrong password!")])
-        .send()
-        .await
-        .unwrap();
+    let r = login(Some(&csrf_cookie), "wrong password!").await.unwrap();
     assert_eq!(r.status(), 401);
     let body = r.text().await.unwrap();
     assert!(body.contains("Wrong email or password") && body.contains(EMAIL) && !body.contains("wrong password!"));
     // Right password → session cookie, HttpOnly, SameSite=Strict.
-    let r = app
-        .client
-        .post(app.url("/admin/login"))
-        .header("cookie", &csrf_cookie)
-        .form(&[("csrf_token", csrf.as_str()), ("email", EMAIL), ("password", PASSWORD)])
-        .send()
-        .await
-        .unwrap();
+    let r = login(Some(&csrf_cookie), PASSWORD).await.unwrap();
     assert_eq!(r.status(), 303);
     let set = r.headers()["set-cookie"].to_str().unwrap();
     assert!(set.starts_with("gh_admin=") && set.contains("HttpOnly") && set.contains("SameSite=Strict"), "{set}");
     // The limiter counts attempts that passed the CSRF check: the third still goes through, the fourth within a
     // minute from this IP gets 429 with Retry-After.
-    let attempt = || {
-        app.client
-            .post(app.url("/admin/login"))
-            .header("cookie", &csrf_cookie)
-            .form(&[("csrf_token", csrf.as_str()), ("email", EMAIL), ("password", "wrong password!")])
-            .send()
-    };
-    assert_eq!(attempt().await.unwrap().status(), 401);
-    let r = app
-        .client
-        .post(app.url("/admin/login"))
-        .header("cookie", &csrf_cookie)
-        .form(&[("csrf_token", csrf.as_str()), ("email", EMAIL), ("password", PASSWORD)])
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(login(Some(&csrf_cookie), "wrong password!").await.unwrap().status(), 401);
+    let r = login(Some(&csrf_cookie), PASSWORD).await.unwrap();
     assert_eq!(r.status(), 429);
     assert!(r.headers().contains_key("retry-after"));
     app.stop().await;
