@@ -18,6 +18,9 @@ use crate::config::Config;
 use crate::control::{ControlStore, Mutation, tables};
 use crate::crypto::{MasterKey, PasswordHasher};
 use crate::db::registry::TenantRegistry;
+use crate::email::outbox::Wakeups;
+use crate::email::smtp::Mailer;
+use crate::email::templates::Catalog;
 use crate::error::Error;
 use crate::telemetry::Metrics;
 
@@ -34,6 +37,12 @@ pub struct App {
     /// Admin login attempts per client IP.
     pub admin_login_limiter: DefaultKeyedRateLimiter<IpAddr>,
     pub started_at: Instant,
+    /// Tenants with outbox work due: fed by `TenantDb::write`, drained by the dispatcher.
+    pub outbox: Arc<Wakeups>,
+    pub mailer: Mailer,
+    pub catalog: Catalog,
+    /// The HTTP client webhook deliveries go through (SSRF-guarded).
+    pub webhook_client: reqwest::Client,
 }
 
 impl App {
@@ -53,11 +62,13 @@ impl App {
         let metrics = Arc::new(Metrics::new());
         let control = Arc::new(ControlStore::open(&config.data_dir, metrics.clone())?);
         check_master_key(&control, &master_key)?;
+        let outbox = Arc::new(Wakeups::default());
         let tenants = Arc::new(TenantRegistry::new(
             &config.data_dir,
             config.tenant_pool_cache,
             config.tenant_pool_idle,
             metrics.clone(),
+            outbox.clone(),
         )?);
         let passwords = PasswordHasher::new(config.password)?;
         let per_minute = NonZeroU32::new(config.admin_login_per_minute).unwrap_or(NonZeroU32::MIN);
@@ -70,6 +81,10 @@ impl App {
             setup: SetupLink::default(),
             admin_login_limiter: RateLimiter::keyed(Quota::per_minute(per_minute)),
             started_at: Instant::now(),
+            outbox,
+            mailer: Mailer::new(&config)?,
+            catalog: Catalog::load()?,
+            webhook_client: crate::webhooks::client(config.webhook_allow_private)?,
             config,
         })
     }
@@ -107,6 +122,13 @@ pub async fn run_with_routes(
     let app: AppState = Arc::new(App::build(config).await?);
     let router = crate::http::router(app.clone(), extra);
     let housekeeping = tokio::spawn(housekeeping(app.clone()));
+    let (stop_outbox, outbox_stopped) = tokio::sync::watch::channel(false);
+    let dispatcher = tokio::spawn(crate::email::dispatcher::run(app.clone(), outbox_stopped));
+    if app.config.mail.mode == crate::config::MailMode::Dev {
+        tracing::warn!("GATEHOUSE_MAIL_MODE=dev: no mail is sent; every message is kept in its tenant's dev mailbox");
+    } else if !app.mailer.has_global() {
+        tracing::info!("no GATEHOUSE_SMTP_URL: tenants without their own SMTP settings get a dev mailbox");
+    }
 
     let stop = Arc::new(Notify::new());
     let stop_signal = stop.clone();
@@ -119,14 +141,19 @@ pub async fn run_with_routes(
     tokio::select! {
         result = &mut server => { result??; }
         () = shutdown => {
-            tracing::info!(grace_secs = grace.as_secs(), "shutting down: draining in-flight requests");
+            tracing::info!(grace_secs = grace.as_secs(), "shutting down: draining in-flight requests and deliveries");
             stop.notify_one();
-            match tokio::time::timeout(grace, &mut server).await {
+            let _ = stop_outbox.send(true);
+            let deadline = tokio::time::Instant::now() + grace;
+            match tokio::time::timeout_at(deadline, &mut server).await {
                 Ok(result) => result??,
                 Err(_) => {
                     tracing::warn!("grace period over; closing the remaining connections");
                     server.abort();
                 }
+            }
+            if tokio::time::timeout_at(deadline, dispatcher).await.is_err() {
+                tracing::warn!("grace period over; outbox deliveries still in flight are retried at the next start");
             }
         }
     }

@@ -65,6 +65,36 @@ pub struct Config {
     pub password: PasswordParams,
     pub admin_login_per_minute: u32,
     pub trust_proxy: bool,
+    pub mail: MailConfig,
+    pub outbox: OutboxConfig,
+    pub webhook_allow_private: bool,
+}
+
+/// Where mail goes: `Smtp` sends through the tenant's transport, else `GATEHOUSE_SMTP_URL`, else (with a warning)
+/// the dev mailbox; `Dev` keeps every mail in the tenant's dev mailbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailMode {
+    Smtp,
+    Dev,
+}
+
+#[derive(Debug, Clone)]
+pub struct MailConfig {
+    pub mode: MailMode,
+    /// The global fallback transport, `smtp[s]://user:pass@host:port?tls=none|starttls|tls`.
+    pub smtp_url: Option<Secret>,
+    /// The From address used with the global transport, `Name <addr>` or `addr`.
+    pub smtp_from: String,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct OutboxConfig {
+    /// Attempts before a message is marked `dead`.
+    pub max_attempts: u32,
+    /// Tenants the dispatcher works on at once.
+    pub tenants_at_once: usize,
+    /// Messages of one tenant in flight at once.
+    pub per_tenant: usize,
 }
 
 /// One configuration variable: its name, its default as shown in `--help`, and what it means.
@@ -130,6 +160,29 @@ pub const VARS: &[Var] = &[
         name: "GATEHOUSE_TRUST_PROXY",
         default: "false",
         help: "take the client IP from X-Forwarded-For (only behind a proxy you run)",
+    },
+    Var {
+        name: "GATEHOUSE_MAIL_MODE",
+        default: "smtp",
+        help: "smtp sends mail (dev mailbox if a tenant has no transport); dev keeps all mail in the dev mailbox",
+    },
+    Var {
+        name: "GATEHOUSE_SMTP_URL",
+        default: "(none)",
+        help: "fallback transport for tenants without SMTP settings: smtp[s]://user:pass@host:port?tls=none|starttls|tls",
+    },
+    Var {
+        name: "GATEHOUSE_SMTP_FROM",
+        default: "noreply@<public host>",
+        help: "From address for mail sent through GATEHOUSE_SMTP_URL",
+    },
+    Var { name: "GATEHOUSE_OUTBOX_MAX_ATTEMPTS", default: "10", help: "delivery attempts before a message is dead" },
+    Var { name: "GATEHOUSE_OUTBOX_TENANTS", default: "4", help: "tenants whose outbox is worked on at once" },
+    Var { name: "GATEHOUSE_OUTBOX_PER_TENANT", default: "4", help: "messages of one tenant in flight at once" },
+    Var {
+        name: "GATEHOUSE_WEBHOOK_ALLOW_PRIVATE",
+        default: "false",
+        help: "allow webhook URLs on loopback, private, link-local and metadata addresses",
     },
 ];
 
@@ -303,6 +356,35 @@ impl Config {
         }
         let admin_login_per_minute = env.parse_num("GATEHOUSE_ADMIN_LOGIN_PER_MINUTE", 10u32, 1, 100_000)?;
         let trust_proxy = env.parse_bool("GATEHOUSE_TRUST_PROXY")?;
+        let mode = match env.get("GATEHOUSE_MAIL_MODE").as_deref().map(str::trim) {
+            None | Some("smtp") => MailMode::Smtp,
+            Some("dev") => MailMode::Dev,
+            Some(other) => return Err(bad("GATEHOUSE_MAIL_MODE", "smtp or dev", other)),
+        };
+        let smtp_url = env.get("GATEHOUSE_SMTP_URL").map(|u| Secret::new(u.trim()));
+        if let Some(url) = &smtp_url
+            && let Err(why) = crate::email::smtp::SmtpSettings::from_url(url.expose())
+        {
+            return Err(ConfigError { var: "GATEHOUSE_SMTP_URL", message: format!("{why} (value not shown)") });
+        }
+        let public_host = public_url.split_once("://").map_or("localhost", |(_, rest)| rest);
+        let public_host = public_host.rsplit_once(':').map_or(public_host, |(host, _)| host).trim_matches(['[', ']']);
+        let smtp_from = match env.get("GATEHOUSE_SMTP_FROM") {
+            None => format!("noreply@{public_host}"),
+            Some(raw) => {
+                let raw = raw.trim().to_owned();
+                if raw.parse::<lettre::message::Mailbox>().is_err() {
+                    return Err(bad("GATEHOUSE_SMTP_FROM", "an address like noreply@example.com or Name <addr>", &raw));
+                }
+                raw
+            }
+        };
+        let outbox = OutboxConfig {
+            max_attempts: env.parse_num("GATEHOUSE_OUTBOX_MAX_ATTEMPTS", 10u32, 1, 100)?,
+            tenants_at_once: env.parse_num("GATEHOUSE_OUTBOX_TENANTS", 4usize, 1, 256)?,
+            per_tenant: env.parse_num("GATEHOUSE_OUTBOX_PER_TENANT", 4usize, 1, 64)?,
+        };
+        let webhook_allow_private = env.parse_bool("GATEHOUSE_WEBHOOK_ALLOW_PRIVATE")?;
 
         Ok(Config {
             data_dir,
@@ -322,6 +404,9 @@ impl Config {
             password,
             admin_login_per_minute,
             trust_proxy,
+            mail: MailConfig { mode, smtp_url, smtp_from },
+            outbox,
+            webhook_allow_private,
         })
     }
 
@@ -337,6 +422,7 @@ impl Config {
         config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         config.password = PasswordParams { memory_kib: 64, iterations: 1, parallelism: 1 };
         config.admin_login_per_minute = 1000;
+        config.webhook_allow_private = true;
         config
     }
 

@@ -11,6 +11,8 @@
 //! - `control`    the control plane: `Mutation`, `apply`, reads
 //! - `tenants`    tenant slugs, settings, lifecycle, tenant admin API and public tenant API
 //! - `admin`      admin-side actors: operators, API tokens, sessions, bootstrap
+//! - `email`      email templates, SMTP transports, the durable outbox and its dispatcher
+//! - `webhooks`   webhook subscriptions, the event catalogue, signed deliveries
 //! - `web`        the embedded admin UI
 //! - `cli`        the command line
 
@@ -21,11 +23,13 @@ pub mod config;
 pub mod control;
 pub mod crypto;
 pub mod db;
+pub mod email;
 pub mod error;
 pub mod http;
 pub mod telemetry;
 pub mod tenants;
 pub mod web;
+pub mod webhooks;
 
 pub use app::{App, AppState, run, run_with_routes};
 pub use config::Config;
@@ -61,5 +65,28 @@ pub mod rfc3339 {
                 None => s.serialize_none(),
             }
         }
+    }
+}
+
+/// Serde helper that presents unix milliseconds as RFC 3339 strings with milliseconds in JSON.
+pub mod rfc3339_ms {
+    use serde::Serializer;
+
+    pub fn serialize<S: Serializer>(unix_ms: &i64, s: S) -> Result<S::Ok, S::Error> {
+        let text = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(*unix_ms) * 1_000_000)
+            .ok()
+            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+            .unwrap_or_default();
+        s.serialize_str(&text)
+    }
+}
+
+/// A version stamp for settings whose cached derivatives must be rebuilt when they change: the current unix
+/// time, or one more than `previous` when that is not older (two saves in one second).
+pub fn next_version(previous: Option<i64>) -> i64 {
+    let now = now_unix();
+    match previous {
+        Some(p) if p >= now => p + 1,
+        _ => now,
     }
 }

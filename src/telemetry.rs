@@ -64,6 +64,11 @@ impl Metrics {
                 &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
             )
             .expect("bucket list is not empty")
+            .set_buckets_for_metric(
+                Matcher::Full("gatehouse_outbox_delivery_seconds".into()),
+                &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0],
+            )
+            .expect("bucket list is not empty")
             .build_recorder();
         let handle = recorder.handle();
         Self { recorder, handle }

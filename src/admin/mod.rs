@@ -99,6 +99,21 @@ impl Actor {
             Scope::Tenant(_) => Err(Error::Forbidden("no access to this tenant")),
         }
     }
+
+    /// The tenant named by the raw path segment, checked against this actor's scope, with its open database.
+    /// Suspended tenants are reachable: their admins still need to see and fix them.
+    pub async fn open_tenant(
+        &self,
+        app: &AppState,
+        raw_slug: &str,
+    ) -> Result<(std::sync::Arc<tables::Tenant>, crate::db::registry::TenantDb)> {
+        let slug = TenantSlug::parse(raw_slug)?;
+        self.require_tenant(&slug)?;
+        let tenant = app.control.tenant(&slug).await?.ok_or(Error::TenantNotFound)?;
+        let registry = app.tenants.clone();
+        let db = tokio::task::spawn_blocking(move || registry.get(&slug)).await??;
+        Ok((tenant, db))
+    }
 }
 
 impl FromRequestParts<AppState> for Actor {

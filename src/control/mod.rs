@@ -200,6 +200,32 @@ pub fn apply(tx: &Transaction<'_>, mutation: &Mutation) -> Result<()> {
         Mutation::PurgeExpiredSessions { now } => {
             tx.execute("DELETE FROM admin_sessions WHERE expires_at <= ?1", [now])?;
         }
+        Mutation::SetTenantSmtp { slug, smtp: None } => {
+            tx.execute("DELETE FROM tenant_smtp WHERE slug = ?1", [slug.as_str()])?;
+        }
+        Mutation::SetTenantSmtp { slug, smtp: Some(s) } => {
+            let exists: bool =
+                tx.query_row("SELECT EXISTS(SELECT 1 FROM tenants WHERE slug = ?1)", [slug.as_str()], |r| r.get(0))?;
+            if !exists {
+                return Err(Error::TenantNotFound);
+            }
+            tx.execute(
+                "INSERT OR REPLACE INTO tenant_smtp
+                   (slug, host, port, tls, username, password_sealed, from_email, from_name, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    slug.as_str(),
+                    s.host,
+                    s.port,
+                    s.tls.as_str(),
+                    s.username,
+                    s.password_sealed,
+                    s.from_email,
+                    s.from_name,
+                    s.updated_at
+                ],
+            )?;
+        }
     }
     Ok(())
 }

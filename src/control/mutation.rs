@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::admin::Scope;
+use crate::email::smtp::SmtpRecord;
 use crate::tenants::{TenantSettings, TenantSlug, TenantStatus};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -77,6 +78,11 @@ pub enum Mutation {
     PurgeExpiredSessions {
         now: i64,
     },
+    /// Sets (or with `None` removes) a tenant's SMTP transport; the password inside is already sealed.
+    SetTenantSmtp {
+        slug: TenantSlug,
+        smtp: Option<SmtpRecord>,
+    },
 }
 
 impl Mutation {
@@ -86,7 +92,8 @@ impl Mutation {
             Mutation::CreateTenant { slug, .. }
             | Mutation::UpdateTenant { slug, .. }
             | Mutation::SetTenantStatus { slug, .. }
-            | Mutation::ArchiveTenant { slug, .. } => Some(slug),
+            | Mutation::ArchiveTenant { slug, .. }
+            | Mutation::SetTenantSmtp { slug, .. } => Some(slug),
             _ => None,
         }
     }
@@ -106,6 +113,7 @@ impl Mutation {
             Mutation::CreateAdminSession { .. } => "create_admin_session",
             Mutation::DeleteAdminSession { .. } => "delete_admin_session",
             Mutation::PurgeExpiredSessions { .. } => "purge_expired_sessions",
+            Mutation::SetTenantSmtp { .. } => "set_tenant_smtp",
         }
     }
 }

@@ -187,3 +187,34 @@ pub fn archived_tenants(conn: &Connection, limit: u32) -> Result<Vec<ArchivedTen
         stmt.query_map([limit], |r| Ok(ArchivedTenant { slug: r.get(0)?, file: r.get(1)?, archived_at: r.get(2)? }))?;
     rows.collect::<rusqlite::Result<_>>().map_err(Error::from)
 }
+
+/// A tenant's SMTP settings, if it has its own.
+pub fn tenant_smtp(conn: &Connection, slug: &TenantSlug) -> Result<Option<crate::email::smtp::SmtpRecord>> {
+    use crate::email::smtp::{SmtpRecord, TlsMode};
+    Ok(conn
+        .query_row(
+            "SELECT host, port, tls, username, password_sealed, from_email, from_name, updated_at
+             FROM tenant_smtp WHERE slug = ?1",
+            [slug.as_str()],
+            |r| {
+                let tls: String = r.get(2)?;
+                Ok(SmtpRecord {
+                    host: r.get(0)?,
+                    port: r.get(1)?,
+                    tls: TlsMode::parse(&tls).unwrap_or(TlsMode::Starttls),
+                    username: r.get(3)?,
+                    password_sealed: r.get(4)?,
+                    from_email: r.get(5)?,
+                    from_name: r.get(6)?,
+                    updated_at: r.get(7)?,
+                })
+            },
+        )
+        .optional()?)
+}
+
+/// Slugs of tenants with their own SMTP settings (the admin dashboard's fallback warning).
+pub fn tenants_with_smtp(conn: &Connection) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached("SELECT slug FROM tenant_smtp")?;
+    Ok(stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?)
+}

@@ -15,11 +15,15 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
-pub const CONTROL: &[Migration] =
-    &[Migration { version: 1, name: "init", sql: include_str!("../../migrations/control/0001_init.sql") }];
+pub const CONTROL: &[Migration] = &[
+    Migration { version: 1, name: "init", sql: include_str!("../../migrations/control/0001_init.sql") },
+    Migration { version: 2, name: "tenant_smtp", sql: include_str!("../../migrations/control/0002_tenant_smtp.sql") },
+];
 
-pub const TENANT: &[Migration] =
-    &[Migration { version: 1, name: "init", sql: include_str!("../../migrations/tenant/0001_init.sql") }];
+pub const TENANT: &[Migration] = &[
+    Migration { version: 1, name: "init", sql: include_str!("../../migrations/tenant/0001_init.sql") },
+    Migration { version: 2, name: "outbox", sql: include_str!("../../migrations/tenant/0002_outbox.sql") },
+];
 
 /// The highest version in `set`.
 pub fn latest(set: &[Migration]) -> i64 {
@@ -83,7 +87,8 @@ mod tests {
     #[test]
     fn applies_once_and_refuses_newer() {
         let mut conn = Connection::open_in_memory().unwrap();
-        assert_eq!(migrate(&mut conn, TENANT, "t").unwrap(), vec!["0001_init".to_string()]);
+        let all: Vec<String> = TENANT.iter().map(|m| format!("{:04}_{}", m.version, m.name)).collect();
+        assert_eq!(migrate(&mut conn, TENANT, "t").unwrap(), all);
         assert!(migrate(&mut conn, TENANT, "t").unwrap().is_empty());
         conn.execute("INSERT INTO schema_migrations VALUES (999, 'future', 0)", []).unwrap();
         let err = migrate(&mut conn, TENANT, "tenant t").unwrap_err();

@@ -16,6 +16,7 @@ use moka::sync::Cache;
 use scheduled_thread_pool::ScheduledThreadPool;
 
 use crate::db::{self, Pool, migrate};
+use crate::email::outbox::{TenantTx, Wakeups};
 use crate::error::{Error, Result};
 use crate::telemetry::Metrics;
 use crate::tenants::TenantSlug;
@@ -28,6 +29,28 @@ const TENANT_POOL_SIZE: u32 = 8;
 pub struct TenantDb {
     pub slug: TenantSlug,
     pub pool: Pool,
+    wakeups: Arc<Wakeups>,
+}
+
+impl TenantDb {
+    /// Runs `f` in one IMMEDIATE transaction on the blocking pool and commits it. Outbox rows `f` enqueued wake
+    /// the dispatcher once the commit is durable. Data-plane writes that may enqueue mail or events use this.
+    pub async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&TenantTx<'_>) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (pool, slug) = (self.pool.clone(), self.slug.clone());
+        let (value, counts) = tokio::task::spawn_blocking(move || -> Result<_> {
+            let mut conn = pool.get()?;
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let tx = TenantTx::new(tx, slug);
+            let value = f(&tx)?;
+            Ok((value, tx.commit()?))
+        })
+        .await??;
+        self.wakeups.enqueued(&self.slug, counts);
+        Ok(value)
+    }
 }
 
 pub struct TenantRegistry {
@@ -36,10 +59,17 @@ pub struct TenantRegistry {
     pools: Cache<TenantSlug, TenantDb>,
     scheduler: Arc<ScheduledThreadPool>,
     metrics: Arc<Metrics>,
+    wakeups: Arc<Wakeups>,
 }
 
 impl TenantRegistry {
-    pub fn new(data_dir: &Path, capacity: u64, idle: Duration, metrics: Arc<Metrics>) -> Result<Self> {
+    pub fn new(
+        data_dir: &Path,
+        capacity: u64,
+        idle: Duration,
+        metrics: Arc<Metrics>,
+        wakeups: Arc<Wakeups>,
+    ) -> Result<Self> {
         let tenants_dir = data_dir.join("tenants");
         let archive_dir = data_dir.join("archive");
         for dir in [&tenants_dir, &archive_dir] {
@@ -51,6 +81,7 @@ impl TenantRegistry {
             pools: Cache::builder().max_capacity(capacity).time_to_idle(idle).build(),
             scheduler: db::scheduler("tenant-pool-{}"),
             metrics,
+            wakeups,
         })
     }
 
@@ -79,7 +110,7 @@ impl TenantRegistry {
             tracing::info!(tenant = %slug, ?applied, "migrated tenant database");
         }
         drop(conn);
-        Ok(TenantDb { slug: slug.clone(), pool })
+        Ok(TenantDb { slug: slug.clone(), pool, wakeups: self.wakeups.clone() })
     }
 
     /// Creates the file of a new tenant, migrated and stamped with its slug. A file already at that path (left by

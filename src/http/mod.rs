@@ -36,6 +36,8 @@ pub fn router(state: AppState, extra: Router<AppState>) -> Router {
         .merge(crate::tenants::api::router())
         .merge(crate::tenants::public::router())
         .merge(crate::admin::tokens::router())
+        .merge(crate::email::api::router())
+        .merge(crate::webhooks::api::router())
         .merge(crate::web::router())
         .merge(extra)
         .fallback(not_found)

@@ -46,6 +46,10 @@ async fn metrics(State(app): State<AppState>) -> Result<impl IntoResponse> {
         metrics::gauge!("gatehouse_tenant_pool_connections_in_use").set(in_use as f64);
         metrics::gauge!("gatehouse_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
         metrics::gauge!("gatehouse_uptime_seconds").set(app.started_at.elapsed().as_secs_f64());
+        for kind in crate::email::outbox::Kind::ALL {
+            metrics::gauge!("gatehouse_outbox_pending", "kind" => kind.as_str()).set(app.outbox.pending(kind) as f64);
+        }
+        metrics::gauge!("gatehouse_outbox_tenants_waiting").set(app.outbox.waiting() as f64);
     });
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], app.metrics.render()))
 }

@@ -1,0 +1,318 @@
+//! Admin API for a tenant's email: SMTP settings, test mail, the outbox and the dev mailbox.
+//!
+//! - `GET|PUT|DELETE /admin/api/v1/tenants/{slug}/smtp`
+//! - `POST /admin/api/v1/tenants/{slug}/emails/test` `{"to"}` → 202 `{"id"}`
+//! - `GET /admin/api/v1/tenants/{slug}/outbox?status=&kind=&limit=&cursor=`, `GET …/outbox/{id}`,
+//!   `POST …/outbox/{id}/retry`
+//! - `GET /admin/api/v1/tenants/{slug}/mailbox?limit=&cursor=`
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use rusqlite::{Connection, params};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::admin::Actor;
+use crate::app::{App, AppState};
+use crate::config::MailMode;
+use crate::control::{Mutation, tables};
+use crate::db;
+use crate::email::outbox::{self, Filter, Kind};
+use crate::email::smtp::{SmtpRecord, TlsMode, check_host};
+use crate::email::{EmailKind, parse_address};
+use crate::error::{Error, Result};
+use crate::http::extract::ApiJson;
+use crate::tenants::TenantSlug;
+
+pub fn router() -> Router<AppState> {
+    let base = "/admin/api/v1/tenants/{slug}";
+    Router::new()
+        .route(&format!("{base}/smtp"), get(read_smtp).put(put_smtp).delete(delete_smtp))
+        .route(&format!("{base}/emails/test"), post(send_test))
+        .route(&format!("{base}/outbox"), get(list_outbox))
+        .route(&format!("{base}/outbox/{{id}}"), get(read_outbox))
+        .route(&format!("{base}/outbox/{{id}}/retry"), post(retry_outbox))
+        .route(&format!("{base}/mailbox"), get(list_mailbox))
+}
+
+/// The body of `PUT …/smtp`. A missing `password` keeps the stored one; an empty one removes it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpInput {
+    pub host: String,
+    pub port: u16,
+    pub tls: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub from_email: String,
+    pub from_name: Option<String>,
+}
+
+/// How a tenant's mail is delivered right now, for the API and the admin UI.
+#[derive(Debug, Serialize)]
+pub struct SmtpView {
+    pub configured: bool,
+    /// `tenant` (its own SMTP), `global` (GATEHOUSE_SMTP_URL) or `dev_mailbox`.
+    pub route: &'static str,
+    pub mode: &'static str,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub tls: Option<TlsMode>,
+    pub username: Option<String>,
+    pub password_set: bool,
+    pub from_email: Option<String>,
+    pub from_name: Option<String>,
+}
+
+pub fn smtp_view(app: &App, record: Option<&SmtpRecord>) -> SmtpView {
+    let dev = app.mailer.mode() == MailMode::Dev;
+    let route = match (dev, record.is_some(), app.mailer.has_global()) {
+        (true, _, _) => "dev_mailbox",
+        (false, true, _) => "tenant",
+        (false, false, true) => "global",
+        (false, false, false) => "dev_mailbox",
+    };
+    SmtpView {
+        configured: record.is_some(),
+        route,
+        mode: if dev { "dev" } else { "smtp" },
+        host: record.map(|r| r.host.clone()),
+        port: record.map(|r| r.port),
+        tls: record.map(|r| r.tls),
+        username: record.and_then(|r| r.username.clone()),
+        password_set: record.is_some_and(|r| r.password_sealed.is_some()),
+        from_email: record.map(|r| r.from_email.clone()),
+        from_name: record.and_then(|r| r.from_name.clone()),
+    }
+}
+
+pub async fn load_smtp(app: &App, slug: &TenantSlug) -> Result<Option<SmtpRecord>> {
+    let slug = slug.clone();
+    app.control.read(move |conn| tables::tenant_smtp(conn, &slug)).await
+}
+
+async fn read_smtp(State(app): State<AppState>, actor: Actor, Path(slug): Path<String>) -> Result<Json<SmtpView>> {
+    let slug = TenantSlug::parse(&slug)?;
+    actor.require_tenant(&slug)?;
+    app.control.tenant(&slug).await?.ok_or(Error::TenantNotFound)?;
+    let record = load_smtp(&app, &slug).await?;
+    Ok(Json(smtp_view(&app, record.as_ref())))
+}
+
+/// Checks `input` and seals its password; `current` supplies the password when none is given.
+pub fn smtp_record(app: &App, slug: &TenantSlug, input: SmtpInput, current: Option<&SmtpRecord>) -> Result<SmtpRecord> {
+    let host = input.host.trim().to_owned();
+    check_host(&host).map_err(|why| Error::validation(format!("host: {why}")))?;
+    if input.port == 0 {
+        return Err(Error::validation("port must be 1-65535"));
+    }
+    let tls = TlsMode::parse(input.tls.trim()).ok_or_else(|| Error::validation("tls must be none, starttls or tls"))?;
+    let from_email = parse_address(&input.from_email)?.to_string();
+    let clean = |field: &str, value: Option<String>, max: usize| -> Result<Option<String>> {
+        match value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) {
+            None => Ok(None),
+            Some(v) if v.chars().count() <= max && !v.chars().any(char::is_control) => Ok(Some(v)),
+            Some(_) => Err(Error::validation(format!("{field} must be at most {max} characters of text"))),
+        }
+    };
+    let username = clean("username", input.username, 256)?;
+    let from_name = clean("from_name", input.from_name, 200)?;
+    let password_sealed = match input.password {
+        None => current.and_then(|c| c.password_sealed.clone()),
+        Some(p) if p.is_empty() => None,
+        Some(p) if p.len() > 1024 => return Err(Error::validation("password must be at most 1024 bytes")),
+        Some(p) => Some(app.master_key.seal(p.as_bytes(), &SmtpRecord::password_context(slug))),
+    };
+    if password_sealed.is_some() && username.is_none() {
+        return Err(Error::validation("a password needs a username"));
+    }
+    Ok(SmtpRecord { host, port: input.port, tls, username, password_sealed, from_email, from_name, updated_at: 0 })
+}
+
+/// Saves a tenant's SMTP settings through the control plane and drops its cached transport.
+pub async fn save_smtp(app: &App, slug: &TenantSlug, input: SmtpInput) -> Result<SmtpRecord> {
+    let current = load_smtp(app, slug).await?;
+    let mut record = smtp_record(app, slug, input, current.as_ref())?;
+    // Strictly increasing, so a cached transport built from older settings is never reused.
+    record.updated_at = crate::next_version(current.as_ref().map(|c| c.updated_at));
+    app.control.apply(Mutation::SetTenantSmtp { slug: slug.clone(), smtp: Some(record.clone()) }).await?;
+    app.mailer.forget(slug);
+    tracing::info!(tenant = %slug, host = %record.host, port = record.port, "tenant SMTP settings saved");
+    Ok(record)
+}
+
+pub async fn remove_smtp(app: &App, slug: &TenantSlug) -> Result<()> {
+    app.control.apply(Mutation::SetTenantSmtp { slug: slug.clone(), smtp: None }).await?;
+    app.mailer.forget(slug);
+    Ok(())
+}
+
+async fn put_smtp(
+    State(app): State<AppState>,
+    actor: Actor,
+    Path(slug): Path<String>,
+    ApiJson(input): ApiJson<SmtpInput>,
+) -> Result<Json<SmtpView>> {
+    let slug = TenantSlug::parse(&slug)?;
+    actor.require_tenant(&slug)?;
+    app.control.tenant(&slug).await?.ok_or(Error::TenantNotFound)?;
+    let record = save_smtp(&app, &slug, input).await?;
+    Ok(Json(smtp_view(&app, Some(&record))))
+}
+
+async fn delete_smtp(State(app): State<AppState>, actor: Actor, Path(slug): Path<String>) -> Result<Json<SmtpView>> {
+    let slug = TenantSlug::parse(&slug)?;
+    actor.require_tenant(&slug)?;
+    app.control.tenant(&slug).await?.ok_or(Error::TenantNotFound)?;
+    remove_smtp(&app, &slug).await?;
+    Ok(Json(smtp_view(&app, None)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestMail {
+    to: String,
+}
+
+async fn send_test(
+    State(app): State<AppState>,
+    actor: Actor,
+    Path(slug): Path<String>,
+    ApiJson(body): ApiJson<TestMail>,
+) -> Result<(StatusCode, Json<Value>)> {
+    let (_, db) = actor.open_tenant(&app, &slug).await?;
+    let to = parse_address(&body.to)?.to_string();
+    let id = db.write(move |tx| outbox::enqueue_email(tx, EmailKind::Test { to })).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "id": id }))))
+}
+
+#[derive(Deserialize)]
+struct OutboxQuery {
+    status: Option<String>,
+    kind: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// Checks list query values shared by the outbox and deliveries listings.
+pub fn outbox_filter(
+    status: Option<String>,
+    kind: Option<&str>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+) -> Result<Filter> {
+    let status = status.filter(|s| !s.is_empty());
+    if let Some(s) = &status
+        && !outbox::STATUSES.contains(&s.as_str())
+    {
+        return Err(Error::validation("status must be pending, sending, sent or dead"));
+    }
+    let kind = match kind.filter(|k| !k.is_empty()) {
+        None => None,
+        Some(k) => Some(Kind::parse(k).ok_or_else(|| Error::validation("kind must be email or webhook"))?),
+    };
+    let limit = limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(Error::validation("limit must be 1-200"));
+    }
+    Ok(Filter { status, kind, webhook_id: None, cursor: cursor.filter(|c| !c.is_empty()), limit })
+}
+
+async fn list_outbox(
+    State(app): State<AppState>,
+    actor: Actor,
+    Path(slug): Path<String>,
+    Query(q): Query<OutboxQuery>,
+) -> Result<Json<Value>> {
+    let (_, db) = actor.open_tenant(&app, &slug).await?;
+    let filter = outbox_filter(q.status, q.kind.as_deref(), q.limit, q.cursor)?;
+    let (items, next) = db::with_conn(&db.pool, move |conn| outbox::list(conn, &filter)).await?;
+    Ok(Json(json!({ "items": items, "next_cursor": next })))
+}
+
+async fn read_outbox(
+    State(app): State<AppState>,
+    actor: Actor,
+    Path((slug, id)): Path<(String, String)>,
+) -> Result<Json<outbox::OutboxItem>> {
+    let (_, db) = actor.open_tenant(&app, &slug).await?;
+    Ok(Json(db::with_conn(&db.pool, move |conn| outbox::get(conn, &id)).await?))
+}
+
+async fn retry_outbox(
+    State(app): State<AppState>,
+    actor: Actor,
+    Path((slug, id)): Path<(String, String)>,
+) -> Result<(StatusCode, Json<outbox::OutboxItem>)> {
+    let (_, db) = actor.open_tenant(&app, &slug).await?;
+    let item = db
+        .write(move |tx| {
+            outbox::retry(tx, &id)?;
+            outbox::get(tx, &id)
+        })
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(item)))
+}
+
+#[derive(Debug, Serialize)]
+pub struct MailboxItem {
+    pub id: String,
+    pub message_id: String,
+    pub template: String,
+    pub from: String,
+    pub to: String,
+    pub subject: String,
+    pub html: String,
+    pub text: String,
+    #[serde(with = "crate::rfc3339")]
+    pub created_at: i64,
+}
+
+/// Dev-mailbox messages, newest first, after `cursor` (an id).
+pub fn mailbox_page(conn: &Connection, cursor: Option<&str>, limit: u32) -> Result<(Vec<MailboxItem>, Option<String>)> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, message_id, template, from_addr, to_addr, subject, html, text, created_at FROM mailbox
+         WHERE (?1 IS NULL OR id < ?1) ORDER BY id DESC LIMIT ?2",
+    )?;
+    let items: Vec<MailboxItem> = stmt
+        .query_map(params![cursor, limit], |r| {
+            Ok(MailboxItem {
+                id: r.get(0)?,
+                message_id: r.get(1)?,
+                template: r.get(2)?,
+                from: r.get(3)?,
+                to: r.get(4)?,
+                subject: r.get(5)?,
+                html: r.get(6)?,
+                text: r.get(7)?,
+                created_at: r.get(8)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let next = (items.len() == limit as usize).then(|| items.last().map(|i| i.id.clone())).flatten();
+    Ok((items, next))
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+async fn list_mailbox(
+    State(app): State<AppState>,
+    actor: Actor,
+    Path(slug): Path<String>,
+    Query(q): Query<PageQuery>,
+) -> Result<Json<Value>> {
+    let (_, db) = actor.open_tenant(&app, &slug).await?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(Error::validation("limit must be 1-200"));
+    }
+    let cursor = q.cursor.filter(|c| !c.is_empty());
+    let (items, next) = db::with_conn(&db.pool, move |conn| mailbox_page(conn, cursor.as_deref(), limit)).await?;
+    Ok(Json(json!({ "items": items, "next_cursor": next })))
+}

@@ -1,0 +1,368 @@
+//! The outbox dispatcher: one tokio task that works off due outbox rows, at most `GATEHOUSE_OUTBOX_TENANTS`
+//! tenants at once and `GATEHOUSE_OUTBOX_PER_TENANT` messages per tenant at once.
+//!
+//! It only ever looks at tenants in `Wakeups` (filled by committed enqueues, by its own retry schedule and by
+//! the start-up scan), so idle tenants cost nothing: their files are not opened. At shutdown it stops claiming
+//! rows and waits for the attempts in flight to finish.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lettre::AsyncTransport;
+use lettre::message::{Mailbox, MultiPart};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::app::AppState;
+use crate::control::tables;
+use crate::db;
+use crate::email::EmailKind;
+use crate::email::outbox::{self, Claimed, Kind, Response};
+use crate::email::smtp::Route;
+use crate::email::templates::{self, Brand};
+use crate::error::{Error, Result};
+use crate::tenants::{TenantSlug, TenantStatus};
+
+/// Longest the dispatcher sleeps without being woken.
+const IDLE_TICK: Duration = Duration::from_secs(60);
+/// How long a suspended tenant's outbox waits before it is looked at again.
+const SUSPENDED_RECHECK_MS: i64 = 60_000;
+/// How long a tenant whose outbox could not be read waits.
+const ERROR_RECHECK_MS: i64 = 30_000;
+
+/// Runs until `stop` turns true, then finishes the attempts in flight.
+pub async fn run(app: AppState, mut stop: watch::Receiver<bool>) {
+    if let Err(err) = recover_all(&app).await {
+        tracing::error!(error = %err, "outbox start-up scan failed; queued mail is sent when its tenant is next written to");
+    }
+    let mut tasks: JoinSet<()> = JoinSet::new();
+    let mut running: HashMap<tokio::task::Id, TenantSlug> = HashMap::new();
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        let busy: HashSet<TenantSlug> = running.values().cloned().collect();
+        let room = app.config.outbox.tenants_at_once.saturating_sub(busy.len());
+        let now = outbox::now_ms();
+        let (ready, next) = app.outbox.take_due(now, &busy, room);
+        for slug in ready {
+            let handle = tasks.spawn(work_tenant(app.clone(), slug.clone(), stop.clone()));
+            running.insert(handle.id(), slug);
+        }
+        let sleep = next.map_or(IDLE_TICK, |at| Duration::from_millis((at - now).clamp(1, 60_000) as u64));
+        tokio::select! {
+            () = app.outbox.notified() => {}
+            () = tokio::time::sleep(sleep) => {}
+            Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
+                let id = match done {
+                    Ok((id, ())) => id,
+                    Err(err) => {
+                        tracing::error!(error = %err, "outbox task failed");
+                        err.id()
+                    }
+                };
+                running.remove(&id);
+            }
+            _ = stop.changed() => {}
+        }
+    }
+    let in_flight = tasks.len();
+    if in_flight > 0 {
+        tracing::info!(tenants = in_flight, "outbox: finishing deliveries in flight");
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Start-up scan: every tenant file is opened once with a plain connection (not a pool), rows left `sending` by
+/// a crash go back to `pending`, and tenants with pending rows are scheduled.
+async fn recover_all(app: &AppState) -> Result<()> {
+    let app = app.clone();
+    tokio::task::spawn_blocking(move || -> Result<()> {
+        let started = Instant::now();
+        let slugs = app.control.read_blocking(tables::all_tenant_slugs)?;
+        let mut with_work = 0usize;
+        for slug in &slugs {
+            let path = app.tenants.path(slug);
+            if !path.exists() {
+                continue;
+            }
+            let found = db::open_connection(&path).and_then(|conn| outbox::recover(&conn));
+            match found {
+                Ok((counts, next)) => {
+                    for (kind, n) in counts {
+                        app.outbox.add_pending(kind, n);
+                    }
+                    if let Some(at) = next {
+                        with_work += 1;
+                        app.outbox.schedule(slug, at);
+                    }
+                }
+                Err(err) => tracing::warn!(tenant = %slug, error = %err, "outbox scan could not read the tenant file"),
+            }
+        }
+        tracing::info!(
+            tenants = slugs.len(),
+            with_work,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "outbox start-up scan done"
+        );
+        Ok(())
+    })
+    .await?
+}
+
+/// Everything a tenant's workers share.
+struct TenantWork {
+    app: AppState,
+    slug: TenantSlug,
+    pool: db::Pool,
+    brand: Brand,
+    locale: String,
+    route: Option<Route>,
+}
+
+/// Works off one tenant's due rows with up to `per_tenant` workers, then schedules its next due row.
+async fn work_tenant(app: AppState, slug: TenantSlug, stop: watch::Receiver<bool>) {
+    let next = match drain_tenant(&app, &slug, stop).await {
+        Ok(next) => next,
+        Err(err) => {
+            tracing::warn!(tenant = %slug, error = %err, "outbox: tenant pass failed");
+            Some(outbox::now_ms() + ERROR_RECHECK_MS)
+        }
+    };
+    if let Some(at) = next {
+        app.outbox.schedule(&slug, at);
+    }
+}
+
+async fn drain_tenant(app: &AppState, slug: &TenantSlug, stop: watch::Receiver<bool>) -> Result<Option<i64>> {
+    let Some(tenant) = app.control.tenant(slug).await? else {
+        app.outbox.forget(slug);
+        return Ok(None);
+    };
+    if tenant.status == TenantStatus::Suspended {
+        return Ok(Some(outbox::now_ms() + SUSPENDED_RECHECK_MS));
+    }
+    let db = {
+        let (registry, slug) = (app.tenants.clone(), slug.clone());
+        tokio::task::spawn_blocking(move || registry.get(&slug)).await??
+    };
+    let key = slug.clone();
+    let smtp = app.control.read(move |conn| tables::tenant_smtp(conn, &key)).await?;
+    let display_name = tenant.settings.display_name.clone().unwrap_or_else(|| tenant.name.clone());
+    let route = app.mailer.route(slug, smtp.as_ref(), &display_name, &app.master_key);
+    let route = match route {
+        Ok(route) => Some(route),
+        Err(err) => {
+            tracing::warn!(tenant = %slug, error = %err, "outbox: the tenant's SMTP settings are unusable");
+            None
+        }
+    };
+    let work = Arc::new(TenantWork {
+        app: app.clone(),
+        slug: slug.clone(),
+        pool: db.pool.clone(),
+        brand: Brand {
+            name: display_name,
+            color: tenant.settings.branding.primary_color.clone().unwrap_or_else(|| "#1f6feb".into()),
+            logo_url: tenant.settings.branding.logo_url.clone(),
+        },
+        locale: tenant.settings.locale.clone(),
+        route,
+    });
+    let mut workers = JoinSet::new();
+    for _ in 0..app.config.outbox.per_tenant {
+        workers.spawn(worker(work.clone(), db.clone(), stop.clone()));
+    }
+    while let Some(done) = workers.join_next().await {
+        if let Ok(Err(err)) = done {
+            tracing::warn!(tenant = %slug, error = %err, "outbox worker stopped");
+        }
+    }
+    let pool = db.pool.clone();
+    db::with_conn(&pool, |conn| outbox::next_due(conn)).await
+}
+
+/// Claims and sends rows one at a time until none is due (or shutdown began).
+async fn worker(work: Arc<TenantWork>, db: db::registry::TenantDb, stop: watch::Receiver<bool>) -> Result<()> {
+    loop {
+        if *stop.borrow() {
+            return Ok(());
+        }
+        let Some(row) = db::with_conn(&work.pool, |conn| outbox::claim_next(conn, outbox::now_ms())).await? else {
+            return Ok(());
+        };
+        let started = Instant::now();
+        let outcome = match row.kind {
+            Kind::Email => send_email(&work, &row).await,
+            Kind::Webhook => send_webhook(&work, &row).await,
+        };
+        let seconds = started.elapsed().as_secs_f64();
+        let kind = row.kind.as_str();
+        let metrics = &work.app.metrics;
+        metrics.record(|| metrics::histogram!("gatehouse_outbox_delivery_seconds", "kind" => kind).record(seconds));
+        match outcome {
+            Ok(response) => {
+                let id = row.id.clone();
+                db::with_conn(&work.pool, move |conn| outbox::mark_sent(conn, &id, &response)).await?;
+                work.app.outbox.settled(row.kind);
+                metrics.record(|| metrics::counter!("gatehouse_outbox_sent_total", "kind" => kind).increment(1));
+            }
+            Err((error, response)) => {
+                let max = work.app.config.outbox.max_attempts;
+                let failed = row.clone();
+                let err_text = error.clone();
+                let dead = db.write(move |tx| outbox::mark_failed(tx, &failed, &err_text, &response, max)).await?;
+                metrics.record(|| {
+                    metrics::counter!("gatehouse_outbox_failed_attempts_total", "kind" => kind).increment(1);
+                    if dead {
+                        metrics::counter!("gatehouse_outbox_dead_total", "kind" => kind).increment(1);
+                    }
+                });
+                if dead {
+                    work.app.outbox.settled(row.kind);
+                    tracing::warn!(tenant = %work.slug, id = %row.id, kind, topic = %row.topic, error = %error, "outbox message is dead after its last attempt");
+                } else {
+                    tracing::info!(tenant = %work.slug, id = %row.id, kind, attempt = row.attempts + 1, error = %error, "outbox delivery failed; will retry");
+                }
+            }
+        }
+    }
+}
+
+type Outcome = std::result::Result<Response, (String, Response)>;
+
+fn failed(text: impl Into<String>) -> Outcome {
+    Err((text.into(), Response::default()))
+}
+
+async fn send_email(work: &TenantWork, row: &Claimed) -> Outcome {
+    let email: EmailKind = match serde_json::from_str(&row.payload) {
+        Ok(email) => email,
+        Err(err) => return failed(format!("unreadable email payload: {err}")),
+    };
+    let Some(route) = &work.route else { return failed("the tenant's SMTP settings are unusable") };
+    let rendered = match templates::render(&work.app.catalog, &email, &work.brand, &work.locale) {
+        Ok(rendered) => rendered,
+        Err(err) => return failed(err.to_string()),
+    };
+    let message_id = message_id(&row.id, &work.app.config.public_url);
+    let from = match route {
+        Route::Smtp { from, .. } | Route::Mailbox { from, .. } => from.clone(),
+    };
+    match route {
+        Route::Mailbox { .. } => {
+            let stored =
+                (row.id.clone(), message_id, row.topic.clone(), from.to_string(), email.to().to_owned(), rendered);
+            match db::with_conn(&work.pool, move |conn| store_in_mailbox(conn, stored)).await {
+                Ok(()) => Ok(Response::default()),
+                Err(err) => failed(format!("dev mailbox: {err}")),
+            }
+        }
+        Route::Smtp { transport, .. } => {
+            let message = match build_message(&from, email.to(), &message_id, rendered) {
+                Ok(message) => message,
+                Err(err) => return failed(err.to_string()),
+            };
+            match transport.send(message).await {
+                Ok(reply) => Ok(Response {
+                    status_code: Some(reply.code().into()),
+                    body: Some(reply.message().collect::<Vec<_>>().join(" ")),
+                }),
+                Err(err) => {
+                    let mut text = err.to_string();
+                    let mut source = std::error::Error::source(&err);
+                    while let Some(cause) = source {
+                        text.push_str(": ");
+                        text.push_str(&cause.to_string());
+                        source = cause.source();
+                    }
+                    failed(text)
+                }
+            }
+        }
+    }
+}
+
+/// `<{row id}@{public host}>`: stable across retries, so receivers and tests can spot a resend.
+pub fn message_id(row_id: &str, public_url: &str) -> String {
+    let host = public_url.split_once("://").map_or(public_url, |(_, rest)| rest);
+    let host = host.rsplit_once(':').map_or(host, |(h, _)| h).trim_matches(['[', ']']);
+    format!("<{row_id}@{host}>")
+}
+
+fn build_message(from: &Mailbox, to: &str, message_id: &str, rendered: templates::Rendered) -> Result<lettre::Message> {
+    let to = crate::email::parse_address(to)?;
+    lettre::Message::builder()
+        .from(from.clone())
+        .to(Mailbox::new(None, to))
+        .subject(rendered.subject)
+        .message_id(Some(message_id.to_owned()))
+        .multipart(MultiPart::alternative_plain_html(rendered.text, rendered.html))
+        .map_err(|e| Error::validation(format!("cannot build the message: {e}")))
+}
+
+/// Newest dev-mailbox messages kept per tenant.
+const MAILBOX_KEEP: i64 = 1000;
+
+fn store_in_mailbox(
+    conn: &mut rusqlite::Connection,
+    (id, message_id, template, from, to, rendered): (String, String, String, String, String, templates::Rendered),
+) -> Result<()> {
+    let tx = conn.transaction()?;
+    tx.execute(
+        "INSERT OR REPLACE INTO mailbox (id, message_id, template, from_addr, to_addr, subject, html, text, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        rusqlite::params![
+            id,
+            message_id,
+            template,
+            from,
+            to,
+            rendered.subject,
+            rendered.html,
+            rendered.text,
+            crate::now_unix()
+        ],
+    )?;
+    tx.execute(
+        "DELETE FROM mailbox WHERE id NOT IN (SELECT id FROM mailbox ORDER BY id DESC LIMIT ?1)",
+        [MAILBOX_KEEP],
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+async fn send_webhook(work: &TenantWork, row: &Claimed) -> Outcome {
+    let Some(webhook_id) = row.webhook_id.clone() else { return failed("delivery without a webhook") };
+    let (key, slug) = (work.app.master_key.clone(), work.slug.clone());
+    let target = db::with_conn(&work.pool, move |conn| crate::webhooks::target(conn, &key, &slug, &webhook_id)).await;
+    let target = match target {
+        Ok(Some(target)) => target,
+        Ok(None) => return failed("webhook deleted"),
+        Err(err) => return failed(err.to_string()),
+    };
+    if !target.enabled {
+        return failed("webhook disabled");
+    }
+    crate::webhooks::deliver(
+        &work.app.webhook_client,
+        &target.url,
+        &target.secret,
+        &row.id,
+        &row.topic,
+        &row.payload,
+        work.app.config.webhook_allow_private,
+    )
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn message_ids_use_the_row_id_and_public_host() {
+        assert_eq!(super::message_id("0192-ab", "https://id.example.com"), "<0192-ab@id.example.com>");
+        assert_eq!(super::message_id("x", "http://localhost:8080"), "<x@localhost>");
+    }
+}
