@@ -84,7 +84,7 @@ impl App {
             outbox,
             mailer: Mailer::new(&config)?,
             catalog: Catalog::load()?,
-            webhook_client: crate::webhooks::client(config.webhook_allow_private)?,
+            webhook_client: crate::webhooks::client(config.webhook_allow_private, config.webhook_timeout)?,
             config,
         })
     }

@@ -68,6 +68,7 @@ pub struct Config {
     pub mail: MailConfig,
     pub outbox: OutboxConfig,
     pub webhook_allow_private: bool,
+    pub webhook_timeout: Duration,
 }
 
 /// Where mail goes: `Smtp` sends through the tenant's transport, else `GATEHOUSE_SMTP_URL`, else (with a warning)
@@ -179,6 +180,7 @@ pub const VARS: &[Var] = &[
     Var { name: "GATEHOUSE_OUTBOX_MAX_ATTEMPTS", default: "10", help: "delivery attempts before a message is dead" },
     Var { name: "GATEHOUSE_OUTBOX_TENANTS", default: "4", help: "tenants whose outbox is worked on at once" },
     Var { name: "GATEHOUSE_OUTBOX_PER_TENANT", default: "4", help: "messages of one tenant in flight at once" },
+    Var { name: "GATEHOUSE_WEBHOOK_TIMEOUT_SECS", default: "10", help: "how long a webhook receiver has to answer" },
     Var {
         name: "GATEHOUSE_WEBHOOK_ALLOW_PRIVATE",
         default: "false",
@@ -385,6 +387,7 @@ impl Config {
             per_tenant: env.parse_num("GATEHOUSE_OUTBOX_PER_TENANT", 4usize, 1, 64)?,
         };
         let webhook_allow_private = env.parse_bool("GATEHOUSE_WEBHOOK_ALLOW_PRIVATE")?;
+        let webhook_timeout = Duration::from_secs(env.parse_num("GATEHOUSE_WEBHOOK_TIMEOUT_SECS", 10u64, 1, 300)?);
 
         Ok(Config {
             data_dir,
@@ -407,6 +410,7 @@ impl Config {
             mail: MailConfig { mode, smtp_url, smtp_from },
             outbox,
             webhook_allow_private,
+            webhook_timeout,
         })
     }
 

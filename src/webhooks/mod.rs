@@ -3,7 +3,7 @@
 //! A delivery is `POST <url>` with the event body `{"id","type","tenant","created_at","data"}` and headers
 //! `Gatehouse-Event`, `Gatehouse-Delivery` (the outbox row id) and
 //! `Gatehouse-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>`. 2xx is delivered; anything
-//! else, a timeout (10 s) or a refused destination is a failed attempt, retried like mail.
+//! else, a timeout (`GATEHOUSE_WEBHOOK_TIMEOUT_SECS`, 10 s) or a refused destination is a failed attempt, retried like mail.
 //!
 //! SSRF guard: unless `GATEHOUSE_WEBHOOK_ALLOW_PRIVATE=true`, URLs whose host is, or resolves to, a loopback,
 //! private, link-local (cloud metadata), CGNAT, multicast or unspecified address are refused when the webhook is
@@ -27,8 +27,6 @@ use crate::email::outbox::Response;
 use crate::error::{Error, Result};
 use crate::tenants::TenantSlug;
 
-/// How long a receiver has to answer.
-pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How much of a receiver's answer is kept on the delivery.
 const RESPONSE_KEEP_BYTES: usize = 1024;
 const MAX_WEBHOOKS_PER_TENANT: i64 = 50;
@@ -176,12 +174,12 @@ impl reqwest::dns::Resolve for GuardedResolver {
     }
 }
 
-/// The HTTP client deliveries use: 10 s timeout, no redirects, no proxy, guarded DNS unless private receivers
-/// are allowed.
-pub fn client(allow_private: bool) -> anyhow::Result<reqwest::Client> {
+/// The HTTP client deliveries use: `timeout` (GATEHOUSE_WEBHOOK_TIMEOUT_SECS, 10 s), no redirects, no proxy,
+/// guarded DNS unless private receivers are allowed.
+pub fn client(allow_private: bool, timeout: Duration) -> anyhow::Result<reqwest::Client> {
     let mut builder = reqwest::Client::builder()
-        .timeout(DELIVERY_TIMEOUT)
-        .connect_timeout(DELIVERY_TIMEOUT)
+        .timeout(timeout)
+        .connect_timeout(timeout)
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
         .user_agent(concat!("Gatehouse-Webhooks/", env!("CARGO_PKG_VERSION")))
@@ -243,7 +241,7 @@ pub async fn deliver(
 
 /// The error text of a failed request, with its causes (reqwest's own text is often just "error sending request").
 fn describe(err: &reqwest::Error) -> String {
-    let mut text = if err.is_timeout() { "timed out after 10 s".to_owned() } else { err.to_string() };
+    let mut text = if err.is_timeout() { "the receiver did not answer in time".to_owned() } else { err.to_string() };
     let mut source = std::error::Error::source(err);
     while let Some(cause) = source {
         text.push_str(": ");
