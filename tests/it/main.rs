@@ -7,3 +7,4 @@ mod email;
 mod http_stack;
 mod support;
 mod tenants;
+mod webhooks;
