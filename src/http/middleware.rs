@@ -115,7 +115,9 @@ pub async fn security_headers(State(app): State<AppState>, req: Request, next: N
     let headers = response.headers_mut();
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    if !headers.contains_key(header::X_FRAME_OPTIONS) {
+        headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    }
     if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
         let csp = if is_html { HTML_CSP } else { API_CSP };
         headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp));

@@ -5,6 +5,7 @@
 //! and setup forms. Errors render as a readable page, never as JSON.
 
 mod assets;
+mod email_pages;
 mod pages;
 
 use askama::Template;
@@ -23,7 +24,7 @@ use crate::error::Error;
 use crate::http::cookies;
 
 pub fn router() -> Router<AppState> {
-    pages::router().merge(assets::router())
+    pages::router().merge(email_pages::router()).merge(assets::router())
 }
 
 /// The parts of the page frame every signed-in page fills.

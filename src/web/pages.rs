@@ -132,9 +132,9 @@ async fn signed_in(app: &App, operator_id: &str) -> PageResult {
 }
 
 #[derive(Deserialize)]
-struct CsrfOnly {
+pub(super) struct CsrfOnly {
     #[serde(default)]
-    csrf_token: String,
+    pub(super) csrf_token: String,
 }
 
 async fn logout(
@@ -238,6 +238,7 @@ struct DashboardPage {
     version: &'static str,
     public_url: String,
     scope: String,
+    mail_warning: Option<String>,
 }
 
 fn human_duration(secs: u64) -> String {
@@ -268,7 +269,35 @@ async fn dashboard(State(app): State<AppState>, session: UiSession) -> PageResul
         version: env!("CARGO_PKG_VERSION"),
         public_url: app.config.public_url.clone(),
         scope: session.actor.scope.to_string(),
+        mail_warning: mail_warning(&app, &session).await?,
     })
+}
+
+/// Why mail may not be going out: dev mode, or tenants with no transport at all (their mail waits in the dev
+/// mailbox).
+async fn mail_warning(app: &App, session: &UiSession) -> Result<Option<String>, PageError> {
+    if app.config.mail.mode == crate::config::MailMode::Dev {
+        return Ok(Some(
+            "GATEHOUSE_MAIL_MODE=dev: no mail is sent; every message is kept in its tenant's dev mailbox.".into(),
+        ));
+    }
+    if app.mailer.has_global() {
+        return Ok(None);
+    }
+    let with_smtp = app.control.read(tables::tenants_with_smtp).await?;
+    let without = match &session.actor.scope {
+        Scope::Operator => {
+            let (all, _) = app.control.read(tables::count_tenants).await?;
+            all.saturating_sub(with_smtp.len() as u64)
+        }
+        Scope::Tenant(slug) => u64::from(!with_smtp.iter().any(|s| s == slug.as_str())),
+    };
+    Ok((without > 0).then(|| {
+        format!(
+            "{without} tenant(s) have no SMTP settings and there is no GATEHOUSE_SMTP_URL: their mail is kept in \
+             the dev mailbox instead of being sent. Open a tenant's Email settings to fix this."
+        )
+    }))
 }
 
 struct TenantRow {

@@ -207,3 +207,92 @@ async fn a_guessed_setup_token_is_refused() {
     assert!(r.text().await.unwrap().contains("not valid"));
     app.stop().await;
 }
+
+/// A tenant admin's email pages in Chromium: the no-transport warning, a test mail sent from the form and read
+/// in the dev mailbox (HTML in a sandboxed iframe), SMTP settings saved, a webhook created with its secret shown
+/// once, pinged, and its delivery listed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_email_pages_in_the_browser() {
+    if !require_tool("chromedriver") {
+        return;
+    }
+    let receiver = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook_url = format!("http://{}/hook", receiver.local_addr().unwrap());
+    tokio::spawn(async move {
+        let app = Router::new().route("/hook", axum::routing::post(|| async { "thanks" }));
+        axum::serve(receiver, app).await
+    });
+    let app = app_with_operator().await;
+    app.create_tenant("mailco").await;
+    let (_driver, browser) = start_browser().await;
+    browser.goto(&app.url("/admin/login")).await.unwrap();
+    browser.wait().for_element(Locator::Id("email")).await.unwrap().send_keys(EMAIL).await.unwrap();
+    browser.find(Locator::Id("password")).await.unwrap().send_keys(PASSWORD).await.unwrap();
+    browser.find(Locator::Css("button[type=submit]")).await.unwrap().click().await.unwrap();
+    let warning = browser.wait().for_element(Locator::Id("mail-warning")).await.unwrap().text().await.unwrap();
+    assert!(warning.contains("1 tenant(s) have no SMTP settings"), "{warning}");
+
+    browser.goto(&app.url("/admin/tenants/mailco/email")).await.unwrap();
+    let alert = browser.wait().for_element(Locator::Css(".alert")).await.unwrap().text().await.unwrap();
+    assert!(alert.contains("dev mailbox"), "{alert}");
+    browser.find(Locator::Id("to")).await.unwrap().send_keys("reader@example.com").await.unwrap();
+    browser.find(Locator::Css("form[action$='/email/test'] button")).await.unwrap().click().await.unwrap();
+    let notice = browser.wait().for_element(Locator::Css(".notice")).await.unwrap().text().await.unwrap();
+    assert!(notice.contains("Test mail queued"), "{notice}");
+
+    // The dispatcher puts it in the dev mailbox; open it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        browser.goto(&app.url("/admin/tenants/mailco/mailbox")).await.unwrap();
+        if let Ok(link) = browser.find(Locator::Css("td a[href*='/mailbox/']")).await {
+            link.click().await.unwrap();
+            break;
+        }
+        assert!(Instant::now() < deadline, "the test mail never reached the dev mailbox");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let text = browser.wait().for_element(Locator::Css("pre.mail-text")).await.unwrap().text().await.unwrap();
+    assert!(text.contains("test email from Gatehouse"), "{text}");
+    let frame = browser.find(Locator::Css("iframe.mail-preview")).await.unwrap();
+    assert_eq!(frame.attr("sandbox").await.unwrap().as_deref(), Some(""), "the preview is fully sandboxed");
+    frame.enter_frame().await.unwrap();
+    let body = browser.wait().for_element(Locator::Css("body")).await.unwrap().text().await.unwrap();
+    assert!(body.contains("Tenant mailco"), "the iframe shows the mail's HTML: {body}");
+    browser.clone().enter_parent_frame().await.unwrap();
+
+    // SMTP settings: saved, password not echoed back into the form.
+    browser.goto(&app.url("/admin/tenants/mailco/email")).await.unwrap();
+    browser.wait().for_element(Locator::Id("host")).await.unwrap().send_keys("smtp.mailco.test").await.unwrap();
+    browser.find(Locator::Id("username")).await.unwrap().send_keys("mailer").await.unwrap();
+    browser.find(Locator::Id("password")).await.unwrap().send_keys("ui-secret-password").await.unwrap();
+    browser.find(Locator::Id("from_email")).await.unwrap().send_keys("hi@mailco.test").await.unwrap();
+    browser.find(Locator::Css("form[action$='/email/smtp'] button")).await.unwrap().click().await.unwrap();
+    browser.wait().for_element(Locator::Css(".notice")).await.unwrap();
+    let source = browser.source().await.unwrap();
+    assert!(source.contains("smtp.mailco.test") && !source.contains("ui-secret-password"));
+    let smtp: Value =
+        app.admin(Method::GET, "/admin/api/v1/tenants/mailco/smtp").send().await.unwrap().json().await.unwrap();
+    assert_eq!((smtp["route"].as_str(), smtp["password_set"].as_bool()), (Some("tenant"), Some(true)));
+
+    // A webhook: created with its secret shown once, pinged, delivery listed.
+    browser.goto(&app.url("/admin/tenants/mailco/webhooks")).await.unwrap();
+    browser.wait().for_element(Locator::Id("url")).await.unwrap().send_keys(&hook_url).await.unwrap();
+    browser.find(Locator::Css("input[name=events][value='webhook.ping']")).await.unwrap().click().await.unwrap();
+    browser.find(Locator::Css("form[action$='/webhooks'] button.primary")).await.unwrap().click().await.unwrap();
+    let secret = browser.wait().for_element(Locator::Id("new-secret")).await.unwrap().text().await.unwrap();
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    browser.find(Locator::Css("tr[data-id] form[action$='/ping'] button")).await.unwrap().click().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        browser.refresh().await.unwrap();
+        let rows = browser.find_all(Locator::Css("tr[data-id] .badge.sent")).await.unwrap();
+        if !rows.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the ping delivery never showed as sent");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(!browser.source().await.unwrap().contains(&secret), "the secret is not shown again");
+    browser.close().await.unwrap();
+    app.stop().await;
+}

@@ -387,3 +387,25 @@ async fn idle_tenants_are_not_opened_by_the_dispatcher() {
     assert_eq!(metric_value(&metrics, "gatehouse_outbox_pending{kind=\"email\"}"), Some(1.0));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn shutdown_finishes_a_send_in_flight() {
+    if !require_python_module("aiosmtpd") {
+        return;
+    }
+    let sink = SmtpSink::start(SinkOptions { delay_ms: 1500, ..SinkOptions::default() }).await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_in(dir.path(), |_| {}, Router::new()).await.unwrap();
+    app.create_tenant("acme").await;
+    put_smtp(&app, "acme", &sink.settings("a@acme.test")).await;
+    send_test(&app, "acme", "ann@example.com").await;
+    eventually(WAIT, "the row mid-send", || async {
+        (outbox(&app, "acme", "&status=sending").await.len() == 1).then_some(())
+    })
+    .await;
+    app.stop().await;
+    assert_eq!(sink.messages().len(), 1, "the send in flight completed before the server stopped");
+    let db = rusqlite::Connection::open(dir.path().join("tenants/acme.db")).unwrap();
+    let status: String = db.query_row("SELECT status FROM outbox", [], |r| r.get(0)).unwrap();
+    assert_eq!(status, "sent");
+}
