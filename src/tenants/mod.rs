@@ -112,6 +112,10 @@ pub async fn set_status(app: &App, slug: &TenantSlug, status: TenantStatus) -> R
     get(app, slug).await?;
     app.control.apply(Mutation::SetTenantStatus { slug: slug.clone(), status, at: crate::now_unix() }).await?;
     tracing::info!(tenant = %slug, status = status.as_str(), "tenant status changed");
+    if status == TenantStatus::Active {
+        // Mail queued while suspended goes out now rather than at the dispatcher's next suspended-tenant check.
+        app.outbox.schedule(slug, crate::email::outbox::now_ms());
+    }
     get(app, slug).await
 }
 
@@ -126,6 +130,7 @@ pub async fn delete(app: &App, slug: &TenantSlug) -> Result<String> {
     let registry = app.tenants.clone();
     let archived = slug.clone();
     tokio::task::spawn_blocking(move || registry.archive(&archived, &suffix)).await??;
+    app.outbox.forget(slug);
     tracing::info!(tenant = %slug, file, "tenant deleted and archived");
     Ok(file)
 }
