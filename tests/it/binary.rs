@@ -148,7 +148,7 @@ fn offline_commands_work_on_the_data_dir() {
     let out = Command::new(binary()).arg("migrate").env("GATEHOUSE_DATA_DIR", &data).output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("control.db: schema version 1 (migrated)"), "{text}");
+    assert!(text.contains("control.db: schema version 2 (migrated)"), "{text}");
     let out = Command::new(binary()).arg("migrate").env("GATEHOUSE_DATA_DIR", &data).output().unwrap();
     assert!(String::from_utf8(out.stdout).unwrap().contains("(up to date)"));
 

@@ -311,3 +311,35 @@ async fn private_destinations_are_refused_without_the_allow_flag() {
     assert!(listed["items"].as_array().unwrap().is_empty());
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_dead_email_raises_email_dead_for_subscribers() {
+    let receiver = Receiver::start(vec![Answer::Status(200)]).await;
+    let app = spawn_with(|c| c.outbox.max_attempts = 2, Router::new()).await;
+    app.create_tenant("acme").await;
+    let (_, secret) = create_webhook(&app, "acme", &receiver.url, &["email.dead"]).await;
+    let closed = crate::support::free_port();
+    let r = app
+        .admin(Method::PUT, "/admin/api/v1/tenants/acme/smtp")
+        .json(&json!({ "host": "127.0.0.1", "port": closed, "tls": "none", "from_email": "a@acme.test" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = app
+        .admin(Method::POST, "/admin/api/v1/tenants/acme/emails/test")
+        .json(&json!({ "to": "ann@example.com" }))
+        .send()
+        .await
+        .unwrap();
+    let mail_id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let (headers, body) =
+        eventually(WAIT, "the email.dead event", || async { receiver.requests().into_iter().next() }).await;
+    assert!(verify(&secret, &headers, &body));
+    let event: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(event["type"], "email.dead");
+    assert_eq!(event["data"]["message_id"], mail_id.as_str());
+    assert_eq!(event["data"]["to"], "ann@example.com");
+    assert_eq!(event["data"]["attempts"], 2);
+    app.stop().await;
+}
