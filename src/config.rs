@@ -369,10 +369,8 @@ impl Config {
         {
             return Err(ConfigError { var: "GATEHOUSE_SMTP_URL", message: format!("{why} (value not shown)") });
         }
-        let public_host = public_url.split_once("://").map_or("localhost", |(_, rest)| rest);
-        let public_host = public_host.rsplit_once(':').map_or(public_host, |(host, _)| host).trim_matches(['[', ']']);
         let smtp_from = match env.get("GATEHOUSE_SMTP_FROM") {
-            None => format!("noreply@{public_host}"),
+            None => format!("noreply@{}", host_of(&public_url)),
             Some(raw) => {
                 let raw = raw.trim().to_owned();
                 if raw.parse::<lettre::message::Mailbox>().is_err() {
@@ -430,9 +428,23 @@ impl Config {
         config
     }
 
+    /// The host of the public URL, without port or IPv6 brackets (Message-IDs, EHLO, default From).
+    pub fn public_host(&self) -> &str {
+        host_of(&self.public_url)
+    }
+
     /// Whether the public URL is https: cookies get `Secure` and responses get HSTS.
     pub fn is_https(&self) -> bool {
         self.public_url.starts_with("https://")
+    }
+}
+
+/// The host part of `scheme://host[:port]`: `localhost`, `id.example.com`, `::1`.
+fn host_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    match rest.strip_prefix('[') {
+        Some(v6) => v6.split_once(']').map_or(v6, |(host, _)| host),
+        None => rest.split_once(':').map_or(rest, |(host, _)| host),
     }
 }
 
@@ -464,6 +476,18 @@ mod tests {
         assert_eq!(c.public_url, "http://localhost:8080");
         assert_eq!(c.data_dir, PathBuf::from("./data"));
         assert_eq!(c.max_body_bytes, 1_048_576);
+    }
+
+    #[test]
+    fn public_host_drops_scheme_port_and_brackets() {
+        for (url, host) in [
+            ("http://localhost:8080", "localhost"),
+            ("https://id.example.com", "id.example.com"),
+            ("http://[::1]:80", "::1"),
+        ] {
+            let c = config(&[("GATEHOUSE_PUBLIC_URL", url)]).unwrap();
+            assert_eq!(c.public_host(), host);
+        }
     }
 
     #[test]

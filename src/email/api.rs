@@ -213,10 +213,7 @@ pub fn outbox_filter(
         None => None,
         Some(k) => Some(Kind::parse(k).ok_or_else(|| Error::validation("kind must be email or webhook"))?),
     };
-    let limit = limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(Error::validation("limit must be 1-200"));
-    }
+    let limit = crate::http::extract::page_limit(limit)?;
     Ok(Filter { status, kind, webhook_id: None, cursor: cursor.filter(|c| !c.is_empty()), limit })
 }
 
@@ -308,10 +305,7 @@ async fn list_mailbox(
     Query(q): Query<PageQuery>,
 ) -> Result<Json<Value>> {
     let (_, db) = actor.open_tenant(&app, &slug).await?;
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(Error::validation("limit must be 1-200"));
-    }
+    let limit = crate::http::extract::page_limit(q.limit)?;
     let cursor = q.cursor.filter(|c| !c.is_empty());
     let (items, next) = db::with_conn(&db.pool, move |conn| mailbox_page(conn, cursor.as_deref(), limit)).await?;
     Ok(Json(json!({ "items": items, "next_cursor": next })))

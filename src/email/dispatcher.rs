@@ -247,7 +247,7 @@ async fn send_email(work: &TenantWork, row: &Claimed) -> Outcome {
         Ok(rendered) => rendered,
         Err(err) => return failed(err.to_string()),
     };
-    let message_id = message_id(&row.id, &work.app.config.public_url);
+    let message_id = message_id(&row.id, work.app.config.public_host());
     let from = match route {
         Route::Smtp { from, .. } | Route::Mailbox { from, .. } => from.clone(),
     };
@@ -286,10 +286,8 @@ async fn send_email(work: &TenantWork, row: &Claimed) -> Outcome {
 }
 
 /// `<{row id}@{public host}>`: stable across retries, so receivers and tests can spot a resend.
-pub fn message_id(row_id: &str, public_url: &str) -> String {
-    let host = public_url.split_once("://").map_or(public_url, |(_, rest)| rest);
-    let host = host.rsplit_once(':').map_or(host, |(h, _)| h).trim_matches(['[', ']']);
-    format!("<{row_id}@{host}>")
+pub fn message_id(row_id: &str, public_host: &str) -> String {
+    format!("<{row_id}@{public_host}>")
 }
 
 fn build_message(from: &Mailbox, to: &str, message_id: &str, rendered: templates::Rendered) -> Result<lettre::Message> {
@@ -362,7 +360,6 @@ async fn send_webhook(work: &TenantWork, row: &Claimed) -> Outcome {
 mod tests {
     #[test]
     fn message_ids_use_the_row_id_and_public_host() {
-        assert_eq!(super::message_id("0192-ab", "https://id.example.com"), "<0192-ab@id.example.com>");
-        assert_eq!(super::message_id("x", "http://localhost:8080"), "<x@localhost>");
+        assert_eq!(super::message_id("0192-ab", "id.example.com"), "<0192-ab@id.example.com>");
     }
 }

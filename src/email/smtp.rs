@@ -194,9 +194,7 @@ pub struct Mailer {
 
 impl Mailer {
     pub fn new(config: &Config) -> anyhow::Result<Self> {
-        let host = config.public_url.split_once("://").map_or("localhost", |(_, r)| r);
-        let host = host.rsplit_once(':').map_or(host, |(h, _)| h).trim_matches(['[', ']']).to_owned();
-        let hello = ClientId::Domain(host);
+        let hello = ClientId::Domain(config.public_host().to_owned());
         let global = match &config.mail.smtp_url {
             None => None,
             Some(url) => {

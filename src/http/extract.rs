@@ -78,3 +78,9 @@ pub fn client_ip(headers: &HeaderMap, peer: IpAddr, trust_proxy: bool) -> IpAddr
     };
     if trust_proxy { forwarded().unwrap_or(peer) } else { peer }
 }
+
+/// A listing's `limit` query value: 50 when absent, else 1-200.
+pub fn page_limit(limit: Option<u32>) -> Result<u32> {
+    let limit = limit.unwrap_or(50);
+    if (1..=200).contains(&limit) { Ok(limit) } else { Err(Error::validation("limit must be 1-200")) }
+}

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::admin::{Actor, Scope};
 use crate::app::AppState;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::http::extract::ApiJson;
 use crate::tenants::{self, TenantSettings, TenantSlug, TenantStatus, TenantView};
 
@@ -48,10 +48,7 @@ struct ListQuery {
 }
 
 async fn list(State(app): State<AppState>, actor: Actor, Query(q): Query<ListQuery>) -> Result<Json<Value>> {
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(Error::validation("limit must be 1-200"));
-    }
+    let limit = crate::http::extract::page_limit(q.limit)?;
     let only = match &actor.scope {
         Scope::Operator => None,
         Scope::Tenant(slug) => Some(slug.clone()),
