@@ -10,6 +10,7 @@
 //! - `db`         SQLite pragmas and pools, migrations, the tenant file registry
 //! - `control`    the control plane: `Mutation`, `apply`, reads
 //! - `tenants`    tenant slugs, settings, lifecycle, tenant admin API and public tenant API
+//! - `identity`   identity settings and the password policy (users, sessions, MFA to come)
 //! - `admin`      admin-side actors: operators, API tokens, sessions, bootstrap
 //! - `email`      email templates, SMTP transports, the durable outbox and its dispatcher
 //! - `webhooks`   webhook subscriptions, the event catalogue, signed deliveries
@@ -26,6 +27,7 @@ pub mod db;
 pub mod email;
 pub mod error;
 pub mod http;
+pub mod identity;
 pub mod telemetry;
 pub mod tenants;
 pub mod web;

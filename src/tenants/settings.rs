@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::identity::settings::{self as identity, CustomField, Lockout, MfaPolicy};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -18,11 +19,35 @@ pub struct TenantSettings {
     pub branding: Branding,
     /// Default locale of pages and mails, e.g. `en` or `pt-BR`.
     pub locale: String,
+    /// Whether visitors may create their own accounts.
+    pub signup_enabled: bool,
+    /// Whether an account must confirm its email before it can sign in.
+    pub require_email_verification: bool,
+    pub password_min_length: u32,
+    pub mfa: MfaPolicy,
+    /// A session unused this long ends.
+    pub session_idle_minutes: u32,
+    /// A session ends this long after sign-in, used or not.
+    pub session_max_hours: u32,
+    pub lockout: Lockout,
+    pub custom_fields: Vec<CustomField>,
 }
 
 impl Default for TenantSettings {
     fn default() -> Self {
-        Self { display_name: None, branding: Branding::default(), locale: "en".into() }
+        Self {
+            display_name: None,
+            branding: Branding::default(),
+            locale: "en".into(),
+            signup_enabled: identity::default_true(),
+            require_email_verification: identity::default_true(),
+            password_min_length: identity::default_min_length(),
+            mfa: MfaPolicy::default(),
+            session_idle_minutes: identity::default_idle_minutes(),
+            session_max_hours: identity::default_max_hours(),
+            lockout: Lockout::default(),
+            custom_fields: Vec::new(),
+        }
     }
 }
 
@@ -68,7 +93,13 @@ impl TenantSettings {
         if !locale_ok {
             return Err(Error::validation("settings.locale must be a language tag such as en or pt-BR"));
         }
-        Ok(())
+        identity::validate(
+            self.password_min_length,
+            self.session_idle_minutes,
+            self.session_max_hours,
+            &self.lockout,
+            &self.custom_fields,
+        )
     }
 
     /// These settings with `patch` merged in, validated.
@@ -143,5 +174,28 @@ mod tests {
         assert!(base.merged(&json!({"colour": "#000000"})).is_err());
         assert!(base.merged(&json!({"locale": "../../etc"})).is_err());
         assert!(base.merged(&json!([1])).is_err());
+        assert!(base.merged(&json!({"password_min_length": 4})).is_err());
+        assert!(base.merged(&json!({"mfa": "sometimes"})).is_err());
+        assert!(base.merged(&json!({"lockout": {"max_failures": 0}})).is_err());
+        assert!(base.merged(&json!({"session_idle_minutes": 6000, "session_max_hours": 2})).is_err());
+        let twice = json!({"custom_fields": [{"name": "plan", "type": "string"}, {"name": "plan", "type": "bool"}]});
+        assert!(base.merged(&twice).is_err());
+        assert!(base.merged(&json!({"custom_fields": [{"name": "Bad Name", "type": "string"}]})).is_err());
+    }
+
+    #[test]
+    fn identity_settings_have_defaults_and_merge_partially() {
+        let base = TenantSettings::default();
+        assert!(base.signup_enabled && base.require_email_verification);
+        assert_eq!((base.password_min_length, base.mfa, base.lockout.max_failures), (10, MfaPolicy::Optional, 5));
+        let s = base
+            .merged(&json!({"mfa": "required", "lockout": {"max_failures": 3},
+                            "custom_fields": [{"name": "plan", "type": "string", "required": true}]}))
+            .unwrap();
+        assert_eq!((s.mfa, s.lockout.max_failures, s.lockout.backoff_seconds), (MfaPolicy::Required, 3, 60));
+        assert_eq!(s.custom_fields[0].kind, crate::identity::settings::FieldType::String);
+        // Settings stored by an older binary (no identity keys) still parse, with the defaults.
+        let old: TenantSettings = serde_json::from_value(json!({"display_name": "Acme", "locale": "en"})).unwrap();
+        assert_eq!(old.session_max_hours, 720);
     }
 }

@@ -252,3 +252,32 @@ async fn pool_cache_is_bounded() {
     assert_eq!(seen, slugs);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn identity_settings_are_typed_and_patched_partially() {
+    let app = spawn_app().await;
+    let created = app.create_tenant("acme").await;
+    assert_eq!(created["settings"]["signup_enabled"], true);
+    assert_eq!(created["settings"]["password_min_length"], 10);
+    assert_eq!(created["settings"]["mfa"], "optional");
+    let patch = |body: Value| app.admin(Method::PATCH, "/admin/api/v1/tenants/acme").json(&body).send();
+    let r = patch(json!({"settings": {"mfa": "required", "lockout": {"max_failures": 3},
+                                      "custom_fields": [{"name": "plan", "type": "string", "required": true}]}}))
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = patch(json!({"settings": {"signup_enabled": false}})).await.unwrap();
+    let settings = r.json::<Value>().await.unwrap()["settings"].clone();
+    assert_eq!(settings["signup_enabled"], false);
+    assert_eq!(settings["mfa"], "required", "keys not given stay as they are");
+    assert_eq!(settings["lockout"], json!({"max_failures": 3, "backoff_seconds": 60, "max_backoff_seconds": 3600}));
+    assert_eq!(settings["custom_fields"][0]["name"], "plan");
+    for bad in [json!({"password_min_length": 3}), json!({"mfa": "maybe"}), json!({"session_max_hours": 0})] {
+        let r = patch(json!({ "settings": bad })).await.unwrap();
+        assert_eq!(r.status(), 400, "{bad}");
+        assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "validation_failed");
+    }
+    let now: Value = app.admin(Method::GET, "/admin/api/v1/tenants/acme").send().await.unwrap().json().await.unwrap();
+    assert_eq!(now["settings"], settings, "a refused patch changes nothing");
+    app.stop().await;
+}
