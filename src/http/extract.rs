@@ -84,3 +84,30 @@ pub fn page_limit(limit: Option<u32>) -> Result<u32> {
     let limit = limit.unwrap_or(50);
     if (1..=200).contains(&limit) { Ok(limit) } else { Err(Error::validation("limit must be 1-200")) }
 }
+
+/// Where a request came from, for the audit log: client IP (per `GATEHOUSE_TRUST_PROXY`), user agent and
+/// request id. The actor is filled in by the handler.
+pub struct RequestOrigin(pub crate::identity::audit::Origin);
+
+impl FromRequestParts<AppState> for RequestOrigin {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self> {
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip())
+            .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let ip = client_ip(&parts.headers, peer, app.config.trust_proxy);
+        Ok(RequestOrigin(crate::identity::audit::Origin {
+            actor: String::new(),
+            ip: Some(ip.to_string()),
+            user_agent: parts
+                .headers
+                .get(axum::http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            request_id: parts.extensions.get::<crate::http::middleware::RequestId>().map(|r| r.0.clone()),
+        }))
+    }
+}

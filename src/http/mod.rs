@@ -38,6 +38,7 @@ pub fn router(state: AppState, extra: Router<AppState>) -> Router {
         .merge(crate::admin::tokens::router())
         .merge(crate::email::api::router())
         .merge(crate::webhooks::api::router())
+        .merge(crate::identity::admin_api::router())
         .merge(crate::web::router())
         .merge(extra)
         .fallback(not_found)

@@ -7,4 +7,5 @@ mod email;
 mod http_stack;
 mod support;
 mod tenants;
+mod users;
 mod webhooks;

@@ -1,0 +1,203 @@
+//! Users of a tenant (table `users`): the row type, input checks (email, name, custom fields) and SQL.
+//! Passwords are hashed by the caller (`App::passwords`, argon2id on the bounded pool) before they reach here.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+use crate::identity::settings::{CustomField, FieldType};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct User {
+    pub id: String,
+    pub email: String,
+    pub email_verified: bool,
+    pub status: String,
+    pub name: Option<String>,
+    pub fields: Value,
+    pub has_password: bool,
+    #[serde(with = "crate::rfc3339")]
+    pub created_at: i64,
+    #[serde(with = "crate::rfc3339")]
+    pub updated_at: i64,
+    #[serde(with = "crate::rfc3339::option")]
+    pub last_login_at: Option<i64>,
+}
+
+const COLUMNS: &str =
+    "id, email, email_verified, status, name, fields, password_hash IS NOT NULL, created_at, updated_at, last_login_at";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<User> {
+    let fields: String = r.get(5)?;
+    Ok(User {
+        id: r.get(0)?,
+        email: r.get(1)?,
+        email_verified: r.get(2)?,
+        status: r.get(3)?,
+        name: r.get(4)?,
+        fields: serde_json::from_str(&fields).unwrap_or_else(|_| Value::Object(Map::new())),
+        has_password: r.get(6)?,
+        created_at: r.get(7)?,
+        updated_at: r.get(8)?,
+        last_login_at: r.get(9)?,
+    })
+}
+
+/// The stored form of an email: trimmed, lower-cased, one valid address.
+pub fn normalize_email(raw: &str) -> Result<String> {
+    let email = raw.trim().to_lowercase();
+    crate::email::parse_address(&email)?;
+    Ok(email)
+}
+
+pub fn check_name(name: &str) -> Result<()> {
+    crate::tenants::check_text("name", name, 200)
+}
+
+/// Checks `fields` against the tenant's definitions: only defined keys, values of the defined type, and every
+/// required field present.
+pub fn check_fields(fields: &Value, defined: &[CustomField]) -> Result<()> {
+    let Some(object) = fields.as_object() else { return Err(Error::validation("fields must be a JSON object")) };
+    for (key, value) in object {
+        let Some(def) = defined.iter().find(|d| &d.name == key) else {
+            return Err(Error::validation(format!("fields.{key} is not a custom field of this tenant")));
+        };
+        let ok = match def.kind {
+            FieldType::String => value.as_str().is_some_and(|s| s.chars().count() <= 1000),
+            FieldType::Number => value.is_number(),
+            FieldType::Bool => value.is_boolean(),
+        };
+        if !ok {
+            return Err(Error::validation(format!("fields.{key} must be a {:?}", def.kind).to_lowercase()));
+        }
+    }
+    if let Some(missing) = defined.iter().find(|d| d.required && !object.contains_key(&d.name)) {
+        return Err(Error::validation(format!("fields.{} is required", missing.name)));
+    }
+    Ok(())
+}
+
+/// A user about to be inserted; every value already checked.
+pub struct NewUser {
+    pub email: String,
+    pub email_verified: bool,
+    pub password_hash: Option<String>,
+    pub name: Option<String>,
+    pub fields: Value,
+}
+
+/// Inserts a user; a taken email is a conflict.
+pub fn insert(conn: &Connection, user: &NewUser) -> Result<User> {
+    let taken: bool =
+        conn.query_row("SELECT EXISTS(SELECT 1 FROM users WHERE email = ?1)", [&user.email], |r| r.get(0))?;
+    if taken {
+        return Err(Error::Conflict("a user with this email exists".into()));
+    }
+    let id = uuid::Uuid::now_v7().to_string();
+    let now = crate::now_unix();
+    conn.execute(
+        "INSERT INTO users (id, email, email_verified, password_hash, status, name, fields, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, 'active', ?5, ?6, ?7, ?7)",
+        params![id, user.email, user.email_verified, user.password_hash, user.name, user.fields.to_string(), now],
+    )?;
+    get(conn, &id)
+}
+
+pub fn get(conn: &Connection, id: &str) -> Result<User> {
+    conn.query_row(&format!("SELECT {COLUMNS} FROM users WHERE id = ?1"), [id], from_row)
+        .optional()?
+        .ok_or(Error::NotFound("user"))
+}
+
+/// Users newest first, filtered by a substring of email or name and by status; `cursor` is the last id seen.
+pub fn list(
+    conn: &Connection,
+    q: Option<&str>,
+    status: Option<&str>,
+    cursor: Option<&str>,
+    limit: u32,
+) -> Result<(Vec<User>, Option<String>)> {
+    let pattern = q.map(|q| format!("%{}%", q.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")));
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM users
+         WHERE (?1 IS NULL OR email LIKE ?1 ESCAPE '\\' OR name LIKE ?1 ESCAPE '\\')
+           AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR id < ?3)
+         ORDER BY id DESC LIMIT ?4"
+    ))?;
+    let users: Vec<User> =
+        stmt.query_map(params![pattern, status, cursor, limit], from_row)?.collect::<rusqlite::Result<_>>()?;
+    let next = (users.len() == limit as usize).then(|| users.last().map(|u| u.id.clone())).flatten();
+    Ok((users, next))
+}
+
+/// Changes the given fields (`None` keeps one). `name: Some(None)` clears the name.
+pub fn update(
+    conn: &Connection,
+    id: &str,
+    email: Option<&str>,
+    email_verified: Option<bool>,
+    name: Option<Option<&str>>,
+    fields: Option<&Value>,
+) -> Result<User> {
+    let current = get(conn, id)?;
+    if let Some(email) = email
+        && email != current.email
+    {
+        let taken: bool =
+            conn.query_row("SELECT EXISTS(SELECT 1 FROM users WHERE email = ?1)", [email], |r| r.get(0))?;
+        if taken {
+            return Err(Error::Conflict("a user with this email exists".into()));
+        }
+    }
+    conn.execute(
+        "UPDATE users SET email = ?2, email_verified = ?3, name = ?4, fields = ?5, updated_at = ?6 WHERE id = ?1",
+        params![
+            id,
+            email.unwrap_or(&current.email),
+            email_verified.unwrap_or(current.email_verified),
+            name.unwrap_or(current.name.as_deref()),
+            fields.unwrap_or(&current.fields).to_string(),
+            crate::now_unix()
+        ],
+    )?;
+    get(conn, id)
+}
+
+pub fn set_status(conn: &Connection, id: &str, status: &str) -> Result<User> {
+    let changed = conn.execute(
+        "UPDATE users SET status = ?2, updated_at = ?3 WHERE id = ?1",
+        params![id, status, crate::now_unix()],
+    )?;
+    if changed == 0 {
+        return Err(Error::NotFound("user"));
+    }
+    get(conn, id)
+}
+
+pub fn delete(conn: &Connection, id: &str) -> Result<User> {
+    let user = get(conn, id)?;
+    conn.execute("DELETE FROM users WHERE id = ?1", [id])?;
+    Ok(user)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn custom_fields_are_checked() {
+        let defined = vec![
+            CustomField { name: "plan".into(), kind: FieldType::String, required: true },
+            CustomField { name: "seats".into(), kind: FieldType::Number, required: false },
+        ];
+        assert!(check_fields(&json!({"plan": "pro", "seats": 3}), &defined).is_ok());
+        assert!(check_fields(&json!({"seats": 3}), &defined).is_err(), "required");
+        assert!(check_fields(&json!({"plan": 1}), &defined).is_err(), "type");
+        assert!(check_fields(&json!({"plan": "x", "other": 1}), &defined).is_err(), "unknown");
+        assert!(check_fields(&json!([1]), &defined).is_err());
+        assert_eq!(normalize_email("  Ann@Example.COM ").unwrap(), "ann@example.com");
+        assert!(normalize_email("not an email").is_err());
+    }
+}
