@@ -267,27 +267,37 @@ pub struct MailboxItem {
     pub created_at: i64,
 }
 
+const MAILBOX_COLUMNS: &str = "id, message_id, template, from_addr, to_addr, subject, html, text, created_at";
+
+fn mailbox_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MailboxItem> {
+    Ok(MailboxItem {
+        id: r.get(0)?,
+        message_id: r.get(1)?,
+        template: r.get(2)?,
+        from: r.get(3)?,
+        to: r.get(4)?,
+        subject: r.get(5)?,
+        html: r.get(6)?,
+        text: r.get(7)?,
+        created_at: r.get(8)?,
+    })
+}
+
+/// One dev-mailbox message.
+pub fn mailbox_get(conn: &Connection, id: &str) -> Result<MailboxItem> {
+    use rusqlite::OptionalExtension;
+    conn.query_row(&format!("SELECT {MAILBOX_COLUMNS} FROM mailbox WHERE id = ?1"), [id], mailbox_from_row)
+        .optional()?
+        .ok_or(Error::NotFound("message"))
+}
+
 /// Dev-mailbox messages, newest first, after `cursor` (an id).
 pub fn mailbox_page(conn: &Connection, cursor: Option<&str>, limit: u32) -> Result<(Vec<MailboxItem>, Option<String>)> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, message_id, template, from_addr, to_addr, subject, html, text, created_at FROM mailbox
-         WHERE (?1 IS NULL OR id < ?1) ORDER BY id DESC LIMIT ?2",
-    )?;
-    let items: Vec<MailboxItem> = stmt
-        .query_map(params![cursor, limit], |r| {
-            Ok(MailboxItem {
-                id: r.get(0)?,
-                message_id: r.get(1)?,
-                template: r.get(2)?,
-                from: r.get(3)?,
-                to: r.get(4)?,
-                subject: r.get(5)?,
-                html: r.get(6)?,
-                text: r.get(7)?,
-                created_at: r.get(8)?,
-            })
-        })?
-        .collect::<rusqlite::Result<_>>()?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {MAILBOX_COLUMNS} FROM mailbox WHERE (?1 IS NULL OR id < ?1) ORDER BY id DESC LIMIT ?2"
+    ))?;
+    let items: Vec<MailboxItem> =
+        stmt.query_map(params![cursor, limit], mailbox_from_row)?.collect::<rusqlite::Result<_>>()?;
     let next = (items.len() == limit as usize).then(|| items.last().map(|i| i.id.clone())).flatten();
     Ok((items, next))
 }

@@ -359,7 +359,7 @@ async fn mailbox_view(
         let (items, next) = email_api::mailbox_page(conn, cursor.as_deref().filter(|c| !c.is_empty()), 50)?;
         let selected = match selected {
             None => None,
-            Some(id) => Some(mailbox_item(conn, &id)?),
+            Some(id) => Some(email_api::mailbox_get(conn, &id)?),
         };
         Ok((items, next, selected))
     })
@@ -376,11 +376,6 @@ async fn mailbox_view(
     })
 }
 
-fn mailbox_item(conn: &rusqlite::Connection, id: &str) -> crate::error::Result<MailboxItem> {
-    let (items, _) = email_api::mailbox_page(conn, None, 1000)?;
-    items.into_iter().find(|i| i.id == id).ok_or(Error::NotFound("message"))
-}
-
 /// The mail's HTML for the preview iframe: scripts, forms, plugins and every fetch but images are blocked by
 /// the CSP `sandbox`, and only this site may frame it.
 async fn mailbox_body(
@@ -389,7 +384,7 @@ async fn mailbox_body(
     Path((slug, id)): Path<(String, String)>,
 ) -> PageResult {
     let (_, db) = open(&app, &session, &slug).await?;
-    let item = db::with_conn(&db.pool, move |conn| mailbox_item(conn, &id)).await?;
+    let item = db::with_conn(&db.pool, move |conn| email_api::mailbox_get(conn, &id)).await?;
     Ok((
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
