@@ -282,9 +282,18 @@ async fn tenant_email_pages_in_the_browser() {
     let secret = browser.wait().for_element(Locator::Id("new-secret")).await.unwrap().text().await.unwrap();
     assert!(secret.starts_with("whsec_"), "{secret}");
     browser.find(Locator::Css("tr[data-id] form[action$='/ping'] button")).await.unwrap().click().await.unwrap();
+    // Wait for the webhook's own page (a refresh of the create response would post the form again).
     let deadline = Instant::now() + Duration::from_secs(20);
+    let page = loop {
+        let url = browser.current_url().await.unwrap();
+        if url.query().is_some_and(|q| q.contains("done=pinged")) {
+            break url;
+        }
+        assert!(Instant::now() < deadline, "the ping did not lead to the webhook's page");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     loop {
-        browser.refresh().await.unwrap();
+        browser.goto(page.as_str()).await.unwrap();
         let rows = browser.find_all(Locator::Css("tr[data-id] .badge.sent")).await.unwrap();
         if !rows.is_empty() {
             break;
