@@ -97,6 +97,19 @@ impl TestApp {
         response.json().await.unwrap()
     }
 
+    /// Creates an API token with `scope` (`operator` or `tenant:{slug}`) and returns its secret.
+    pub async fn create_token(&self, name: &str, scope: &str) -> String {
+        let response = self
+            .admin(Method::POST, "/admin/api/v1/tokens")
+            .json(&json!({ "name": name, "scope": scope }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "create token {name}");
+        let body: Value = response.json().await.unwrap();
+        body["token"].as_str().unwrap().to_owned()
+    }
+
     pub async fn metrics(&self) -> String {
         self.client.get(self.url("/metrics")).send().await.unwrap().text().await.unwrap()
     }

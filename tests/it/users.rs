@@ -112,22 +112,8 @@ async fn admins_manage_users_with_audit_and_events() {
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
-    let token: Value = app
-        .admin(Method::POST, "/admin/api/v1/tokens")
-        .json(&json!({"name": "other ops", "scope": "tenant:other"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let r = app
-        .client
-        .get(app.url("/admin/api/v1/tenants/acme/users"))
-        .bearer_auth(token["token"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
+    let token = app.create_token("other ops", "tenant:other").await;
+    let r = app.client.get(app.url("/admin/api/v1/tenants/acme/users")).bearer_auth(&token).send().await.unwrap();
     assert_eq!(r.status(), 403);
 
     // Events, in order of the changes: two creations, the disable, the delete.
