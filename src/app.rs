@@ -36,6 +36,8 @@ pub struct App {
     pub setup: SetupLink,
     /// Admin login attempts per client IP.
     pub admin_login_limiter: DefaultKeyedRateLimiter<IpAddr>,
+    /// End-user sign-in, sign-up and password-reset requests per client IP.
+    pub auth_limiter: DefaultKeyedRateLimiter<IpAddr>,
     pub started_at: Instant,
     /// Tenants with outbox work due: fed by `TenantDb::write`, drained by the dispatcher.
     pub outbox: Arc<Wakeups>,
@@ -72,6 +74,7 @@ impl App {
         )?);
         let passwords = PasswordHasher::new(config.password)?;
         let per_minute = NonZeroU32::new(config.admin_login_per_minute).unwrap_or(NonZeroU32::MIN);
+        let auth_per_minute = NonZeroU32::new(config.auth_per_minute).unwrap_or(NonZeroU32::MIN);
         Ok(App {
             control,
             tenants,
@@ -80,6 +83,7 @@ impl App {
             metrics,
             setup: SetupLink::default(),
             admin_login_limiter: RateLimiter::keyed(Quota::per_minute(per_minute)),
+            auth_limiter: RateLimiter::keyed(Quota::per_minute(auth_per_minute)),
             started_at: Instant::now(),
             outbox,
             mailer: Mailer::new(&config)?,

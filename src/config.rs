@@ -64,6 +64,10 @@ pub struct Config {
     pub tenant_pool_idle: Duration,
     pub password: PasswordParams,
     pub admin_login_per_minute: u32,
+    /// End-user sign-in, sign-up and password-reset requests per client IP and minute (all tenants together).
+    pub auth_per_minute: u32,
+    /// Whether `gatehouse_login_attempts_total` carries a `tenant` label (one series per tenant and outcome).
+    pub metrics_tenant_labels: bool,
     pub trust_proxy: bool,
     pub mail: MailConfig,
     pub outbox: OutboxConfig,
@@ -156,6 +160,16 @@ pub const VARS: &[Var] = &[
         name: "GATEHOUSE_ADMIN_LOGIN_PER_MINUTE",
         default: "10",
         help: "admin login attempts per client IP and minute",
+    },
+    Var {
+        name: "GATEHOUSE_AUTH_PER_MINUTE",
+        default: "30",
+        help: "end-user sign-in, sign-up and password-reset requests per client IP and minute",
+    },
+    Var {
+        name: "GATEHOUSE_METRICS_TENANT_LABELS",
+        default: "false",
+        help: "label login metrics by tenant (one series per tenant: mind the cardinality)",
     },
     Var {
         name: "GATEHOUSE_TRUST_PROXY",
@@ -358,6 +372,8 @@ impl Config {
         }
         let admin_login_per_minute = env.parse_num("GATEHOUSE_ADMIN_LOGIN_PER_MINUTE", 10u32, 1, 100_000)?;
         let trust_proxy = env.parse_bool("GATEHOUSE_TRUST_PROXY")?;
+        let auth_per_minute = env.parse_num("GATEHOUSE_AUTH_PER_MINUTE", 30u32, 1, 1_000_000)?;
+        let metrics_tenant_labels = env.parse_bool("GATEHOUSE_METRICS_TENANT_LABELS")?;
         let mode = match env.get("GATEHOUSE_MAIL_MODE").as_deref().map(str::trim) {
             None | Some("smtp") => MailMode::Smtp,
             Some("dev") => MailMode::Dev,
@@ -404,6 +420,8 @@ impl Config {
             tenant_pool_idle: Duration::from_secs(idle_secs),
             password,
             admin_login_per_minute,
+            auth_per_minute,
+            metrics_tenant_labels,
             trust_proxy,
             mail: MailConfig { mode, smtp_url, smtp_from },
             outbox,
@@ -424,6 +442,7 @@ impl Config {
         config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         config.password = PasswordParams { memory_kib: 64, iterations: 1, parallelism: 1 };
         config.admin_login_per_minute = 1000;
+        config.auth_per_minute = 100_000;
         config.webhook_allow_private = true;
         config
     }

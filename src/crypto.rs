@@ -177,6 +177,17 @@ impl PasswordHasher {
         Ok(ok && known)
     }
 
+    /// Whether `hash` was made with other parameters than the configured ones (it is rehashed at next sign-in).
+    pub fn needs_rehash(&self, hash: &str) -> bool {
+        let Ok(parsed) = PasswordHash::new(hash) else { return true };
+        let Ok(params) = Params::try_from(&parsed) else { return true };
+        let current = self.argon2.params();
+        parsed.algorithm != argon2::ARGON2ID_IDENT
+            || params.m_cost() != current.m_cost()
+            || params.t_cost() != current.t_cost()
+            || params.p_cost() != current.p_cost()
+    }
+
     async fn run<T: Send + 'static>(
         &self,
         job: impl FnOnce(&Argon2<'static>) -> Result<T> + Send + 'static,
@@ -233,5 +244,9 @@ mod tests {
         assert!(hasher.verify(Some(hash.clone()), &Secret::new("correct horse")).await.unwrap());
         assert!(!hasher.verify(Some(hash), &Secret::new("wrong")).await.unwrap());
         assert!(!hasher.verify(None, &Secret::new("correct horse")).await.unwrap());
+        let hash = hasher.hash(&Secret::new("x")).await.unwrap();
+        assert!(!hasher.needs_rehash(&hash));
+        let stronger = PasswordHasher::new(PasswordParams { memory_kib: 128, iterations: 1, parallelism: 1 }).unwrap();
+        assert!(stronger.needs_rehash(&hash));
     }
 }

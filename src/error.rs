@@ -29,6 +29,12 @@ pub enum Error {
     TenantSuspended,
     #[error("{0}")]
     Conflict(String),
+    #[error("wrong email or password")]
+    InvalidCredentials,
+    #[error("this link or code is invalid, was used already or has expired")]
+    InvalidToken,
+    #[error("the email address is not verified yet; a new verification link was sent")]
+    EmailNotVerified,
     #[error("request body is larger than the limit of {0} bytes")]
     PayloadTooLarge(usize),
     #[error("method not allowed")]
@@ -69,6 +75,9 @@ impl Error {
             Error::TenantNotFound => (StatusCode::NOT_FOUND, "tenant_not_found"),
             Error::TenantSuspended => (StatusCode::FORBIDDEN, "tenant_suspended"),
             Error::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Error::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
+            Error::InvalidToken => (StatusCode::BAD_REQUEST, "invalid_token"),
+            Error::EmailNotVerified => (StatusCode::FORBIDDEN, "email_not_verified"),
             Error::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Error::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Error::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),

@@ -194,6 +194,9 @@ pub fn apply(tx: &Transaction<'_>, mutation: &Mutation) -> Result<()> {
                 params![id_hash, operator_id, csrf_token, at, expires_at],
             )?;
         }
+        Mutation::DeleteOperator { id } => {
+            require_row(tx.execute("DELETE FROM operators WHERE id = ?1", [id])?)?;
+        }
         Mutation::DeleteAdminSession { id_hash } => {
             tx.execute("DELETE FROM admin_sessions WHERE id_hash = ?1", [id_hash])?;
         }

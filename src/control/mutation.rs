@@ -48,6 +48,10 @@ pub enum Mutation {
         scope: Scope,
         at: i64,
     },
+    /// Removes an admin account (a tenant admin) and its sessions.
+    DeleteOperator {
+        id: String,
+    },
     CreateApiToken {
         id: String,
         name: String,
@@ -107,6 +111,7 @@ impl Mutation {
             Mutation::SetTenantStatus { .. } => "set_tenant_status",
             Mutation::ArchiveTenant { .. } => "archive_tenant",
             Mutation::CreateOperator { .. } => "create_operator",
+            Mutation::DeleteOperator { .. } => "delete_operator",
             Mutation::CreateApiToken { .. } => "create_api_token",
             Mutation::SetBootstrapToken { .. } => "set_bootstrap_token",
             Mutation::DeleteApiToken { .. } => "delete_api_token",

@@ -95,6 +95,26 @@ pub fn operator_by_email(conn: &Connection, email: &str) -> Result<Option<Operat
         .optional()?)
 }
 
+/// An admin account as the admin API lists it (no password hash).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AdminAccount {
+    pub id: String,
+    pub email: String,
+    pub scope: Scope,
+    #[serde(with = "crate::rfc3339")]
+    pub created_at: i64,
+}
+
+/// The admin accounts with exactly `scope` (e.g. the admins of one tenant), oldest first.
+pub fn operators_in_scope(conn: &Connection, scope: &Scope) -> Result<Vec<AdminAccount>> {
+    let mut stmt =
+        conn.prepare("SELECT id, email, created_at FROM operators WHERE scope = ?1 ORDER BY created_at, id")?;
+    let rows = stmt.query_map([scope.to_string()], |r| {
+        Ok(AdminAccount { id: r.get(0)?, email: r.get(1)?, scope: scope.clone(), created_at: r.get(2)? })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 pub fn count_operators(conn: &Connection) -> Result<u64> {
     Ok(conn.query_row("SELECT COUNT(*) FROM operators", [], |r| r.get::<_, i64>(0))? as u64)
 }

@@ -24,6 +24,11 @@ pub const TENANT: &[Migration] = &[
     Migration { version: 1, name: "init", sql: include_str!("../../migrations/tenant/0001_init.sql") },
     Migration { version: 2, name: "outbox", sql: include_str!("../../migrations/tenant/0002_outbox.sql") },
     Migration { version: 3, name: "users", sql: include_str!("../../migrations/tenant/0003_users.sql") },
+    Migration {
+        version: 4,
+        name: "sessions_roles_mfa",
+        sql: include_str!("../../migrations/tenant/0004_sessions_roles_mfa.sql"),
+    },
 ];
 
 /// The highest version in `set`.

@@ -32,6 +32,13 @@ pub enum EmailKind {
         link: String,
         expires_minutes: u32,
     },
+    /// An account an admin created without a password: the link lets the user choose one.
+    Invite {
+        to: String,
+        name: Option<String>,
+        link: String,
+        expires_minutes: u32,
+    },
     Welcome {
         to: String,
         name: Option<String>,
@@ -81,14 +88,23 @@ pub struct OrderLine {
 }
 
 /// Template names, as stored in the outbox `topic` column and given to email plugins.
-pub const TEMPLATES: &[&str] =
-    &["verify_email", "reset_password", "welcome", "account_exists", "order_confirmation", "order_status", "test"];
+pub const TEMPLATES: &[&str] = &[
+    "verify_email",
+    "reset_password",
+    "invite",
+    "welcome",
+    "account_exists",
+    "order_confirmation",
+    "order_status",
+    "test",
+];
 
 impl EmailKind {
     pub fn template(&self) -> &'static str {
         match self {
             EmailKind::VerifyEmail { .. } => "verify_email",
             EmailKind::ResetPassword { .. } => "reset_password",
+            EmailKind::Invite { .. } => "invite",
             EmailKind::Welcome { .. } => "welcome",
             EmailKind::AccountExists { .. } => "account_exists",
             EmailKind::OrderConfirmation { .. } => "order_confirmation",
@@ -101,6 +117,7 @@ impl EmailKind {
         match self {
             EmailKind::VerifyEmail { to, .. }
             | EmailKind::ResetPassword { to, .. }
+            | EmailKind::Invite { to, .. }
             | EmailKind::Welcome { to, .. }
             | EmailKind::AccountExists { to, .. }
             | EmailKind::OrderConfirmation { to, .. }
@@ -113,6 +130,7 @@ impl EmailKind {
         match self {
             EmailKind::VerifyEmail { name, .. }
             | EmailKind::ResetPassword { name, .. }
+            | EmailKind::Invite { name, .. }
             | EmailKind::Welcome { name, .. }
             | EmailKind::OrderConfirmation { name, .. }
             | EmailKind::OrderStatus { name, .. } => name.as_deref(),

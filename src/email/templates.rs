@@ -141,6 +141,7 @@ macro_rules! email_templates {
 email_templates! {
     VerifyEmailHtml => "email/verify_email.html", VerifyEmailText => "email/verify_email.txt",
     ResetPasswordHtml => "email/reset_password.html", ResetPasswordText => "email/reset_password.txt",
+    InviteHtml => "email/invite.html", InviteText => "email/invite.txt",
     WelcomeHtml => "email/welcome.html", WelcomeText => "email/welcome.txt",
     AccountExistsHtml => "email/account_exists.html", AccountExistsText => "email/account_exists.txt",
     OrderConfirmationHtml => "email/order_confirmation.html", OrderConfirmationText => "email/order_confirmation.txt",
@@ -191,7 +192,8 @@ pub fn render(catalog: &Catalog, kind: &EmailKind, brand: &Brand, locale: &str) 
     };
     match kind {
         EmailKind::VerifyEmail { to, link, expires_minutes, .. }
-        | EmailKind::ResetPassword { to, link, expires_minutes, .. } => {
+        | EmailKind::ResetPassword { to, link, expires_minutes, .. }
+        | EmailKind::Invite { to, link, expires_minutes, .. } => {
             let minutes = expires_minutes.to_string();
             view.intro = t(&key("intro"), &[("email", to), ("tenant", tenant)]);
             view.button = t(&key("button"), &[]);
@@ -238,6 +240,7 @@ pub fn render(catalog: &Catalog, kind: &EmailKind, brand: &Brand, locale: &str) 
     let (html, text) = match kind {
         EmailKind::VerifyEmail { .. } => (VerifyEmailHtml(&view).render()?, VerifyEmailText(&view).render()?),
         EmailKind::ResetPassword { .. } => (ResetPasswordHtml(&view).render()?, ResetPasswordText(&view).render()?),
+        EmailKind::Invite { .. } => (InviteHtml(&view).render()?, InviteText(&view).render()?),
         EmailKind::Welcome { .. } => (WelcomeHtml(&view).render()?, WelcomeText(&view).render()?),
         EmailKind::AccountExists { .. } => (AccountExistsHtml(&view).render()?, AccountExistsText(&view).render()?),
         EmailKind::OrderConfirmation { .. } => {

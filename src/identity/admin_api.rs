@@ -1,10 +1,11 @@
-//! Admin API for a tenant's users under `/admin/api/v1/tenants/{slug}/users`: create, list and search, read,
-//! update, disable, enable, delete. Every change is audited and raises its webhook event in the same
-//! transaction.
+//! Admin API for a tenant's users under `/admin/api/v1/tenants/{slug}/users`: create (with roles and an optional
+//! invitation), list and search, read, update, disable (ends the user's sessions), enable, delete, roles,
+//! password-reset mail, removing MFA, sessions; and the audit log (`…/audit`). Every change is audited and raises
+//! its webhook event in the same transaction.
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -17,7 +18,7 @@ use crate::email::outbox;
 use crate::error::{Error, Result};
 use crate::http::extract::{ApiJson, RequestOrigin, page_limit};
 use crate::identity::audit::{self, Origin};
-use crate::identity::{password, users};
+use crate::identity::{api, flows, mfa, password, roles, sessions, users};
 use crate::webhooks::events::Event;
 
 pub fn router() -> Router<AppState> {
@@ -27,10 +28,16 @@ pub fn router() -> Router<AppState> {
         .route(&format!("{base}/{{id}}"), get(read).patch(update).delete(remove))
         .route(&format!("{base}/{{id}}/disable"), post(disable))
         .route(&format!("{base}/{{id}}/enable"), post(enable))
+        .route(&format!("{base}/{{id}}/roles"), put(set_roles))
+        .route(&format!("{base}/{{id}}/password-reset"), post(password_reset))
+        .route(&format!("{base}/{{id}}/mfa"), delete(remove_mfa))
+        .route(&format!("{base}/{{id}}/sessions"), get(user_sessions))
+        .route(&format!("{base}/{{id}}/sessions/{{sid}}"), delete(revoke_session))
+        .route("/admin/api/v1/tenants/{slug}/audit", get(audit_log))
 }
 
 /// The audit origin of an admin request: `operator:{id}` for a signed-in admin, `token:{id}` for an API token.
-fn origin(actor: &Actor, RequestOrigin(mut origin): RequestOrigin) -> Origin {
+pub fn origin(actor: &Actor, RequestOrigin(mut origin): RequestOrigin) -> Origin {
     origin.actor = match actor.via {
         Via::Session => format!("operator:{}", actor.id),
         Via::Token => format!("token:{}", actor.id),
@@ -47,6 +54,12 @@ struct CreateUser {
     email_verified: bool,
     name: Option<String>,
     fields: Option<Value>,
+    /// Role names to assign (each must exist).
+    #[serde(default)]
+    roles: Vec<String>,
+    /// Without a password: mail an invitation whose link lets the user choose one.
+    #[serde(default)]
+    send_invite: bool,
 }
 
 async fn create(
@@ -55,7 +68,7 @@ async fn create(
     from: RequestOrigin,
     Path(slug): Path<String>,
     ApiJson(body): ApiJson<CreateUser>,
-) -> Result<(StatusCode, Json<users::User>)> {
+) -> Result<(StatusCode, Json<Value>)> {
     let (tenant, db) = actor.open_tenant(&app, &slug).await?;
     let origin = origin(&actor, from);
     let email = users::normalize_email(&body.email)?;
@@ -72,16 +85,36 @@ async fn create(
             Some(app.passwords.hash(&Secret::new(pw)).await?)
         }
     };
+    if body.send_invite && password_hash.is_some() {
+        return Err(Error::validation("send_invite is for users created without a password"));
+    }
+    let invite = body.send_invite;
+    let role_names = body.roles;
     let new = users::NewUser { email, email_verified: body.email_verified, password_hash, name, fields };
+    let app2 = app.clone();
+    let slug2 = tenant.slug.to_string();
     let user = db
         .write(move |tx| {
             let user = users::insert(tx, &new)?;
-            audit::record(tx, "user_created", Some(&user.id), &origin, json!({ "by": "admin" }))?;
+            audit::record(tx, "user_created", Some(&user.id), &origin, json!({ "by": "admin", "invited": invite }))?;
+            if !role_names.is_empty() {
+                roles::set_user_roles(tx, &user.id, &role_names)?;
+                audit::record(
+                    tx,
+                    "role_changed",
+                    Some(&user.id),
+                    &origin,
+                    json!({ "added": role_names, "removed": [] }),
+                )?;
+            }
             outbox::enqueue_event(tx, Event::UserCreated { user_id: user.id.clone(), email: user.email.clone() })?;
+            if invite {
+                flows::mail_reset_link(tx, &app2, &slug2, &user, true)?;
+            }
             Ok(user)
         })
         .await?;
-    Ok((StatusCode::CREATED, Json(user)))
+    Ok((StatusCode::CREATED, Json(api::profile(&db, &user.id).await?)))
 }
 
 #[derive(Deserialize)]
@@ -120,9 +153,9 @@ async fn read(
     State(app): State<AppState>,
     actor: Actor,
     Path((slug, id)): Path<(String, String)>,
-) -> Result<Json<users::User>> {
+) -> Result<Json<Value>> {
     let (_, db) = actor.open_tenant(&app, &slug).await?;
-    Ok(Json(db::with_conn(&db.pool, move |conn| users::get(conn, &id)).await?))
+    Ok(Json(api::profile(&db, &id).await?))
 }
 
 #[derive(Deserialize)]
@@ -179,7 +212,8 @@ async fn set_status(
         .write(move |tx| {
             let user = users::set_status(tx, &id, status)?;
             if status == "disabled" {
-                audit::record(tx, "user_disabled", Some(&user.id), &origin, json!({}))?;
+                let ended = sessions::revoke_all(tx, &user.id, None)?;
+                audit::record(tx, "user_disabled", Some(&user.id), &origin, json!({ "sessions_ended": ended }))?;
                 outbox::enqueue_event(tx, Event::UserDisabled { user_id: user.id.clone() })?;
             } else {
                 audit::record(tx, "user_updated", Some(&user.id), &origin, json!({ "status": "active" }))?;
@@ -224,4 +258,159 @@ async fn remove(
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RolesBody {
+    roles: Vec<String>,
+}
+
+async fn set_roles(
+    State(app): State<AppState>,
+    actor: Actor,
+    from: RequestOrigin,
+    Path((slug, id)): Path<(String, String)>,
+    ApiJson(body): ApiJson<RolesBody>,
+) -> Result<Json<Value>> {
+    let (_, db) = actor.open_tenant(&app, &slug).await?;
+    let origin = origin(&actor, from);
+    let user_id = id.clone();
+    db.write(move |tx| {
+        let (added, removed) = roles::set_user_roles(tx, &user_id, &body.roles)?;
+        if !added.is_empty() || !removed.is_empty() {
+            audit::record(tx, "role_changed", Some(&user_id), &origin, json!({ "added": added, "removed": removed }))?;
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(Json(api::profile(&db, &id).await?))
+}
+
+/// Mails the user a password-reset link (an invitation when the user has no password yet).
+async fn password_reset(
+    State(app): State<AppState>,
+    actor: Actor,
+    from: RequestOrigin,
+    Path((slug, id)): Path<(String, String)>,
+) -> Result<(StatusCode, Json<Value>)> {
+    let (tenant, db) = actor.open_tenant(&app, &slug).await?;
+    let origin = origin(&actor, from);
+    let app2 = app.clone();
+    let slug = tenant.slug.to_string();
+    let invite = db
+        .write(move |tx| {
+            let user = users::get(tx, &id)?;
+            let invite = !user.has_password;
+            flows::mail_reset_link(tx, &app2, &slug, &user, invite)?;
+            audit::record(
+                tx,
+                "password_reset_requested",
+                Some(&user.id),
+                &origin,
+                json!({ "by": "admin", "invite": invite }),
+            )?;
+            Ok(invite)
+        })
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "status": "sent", "kind": if invite { "invite" } else { "reset_password" } })),
+    ))
+}
+
+async fn remove_mfa(
+    State(app): State<AppState>,
+    actor: Actor,
+    from: RequestOrigin,
+    Path((slug, id)): Path<(String, String)>,
+) -> Result<StatusCode> {
+    let (_, db) = actor.open_tenant(&app, &slug).await?;
+    let origin = origin(&actor, from);
+    db.write(move |tx| {
+        users::get(tx, &id)?;
+        if mfa::disable(tx, &id)? {
+            audit::record(tx, "mfa_disabled", Some(&id), &origin, json!({ "by": "admin" }))?;
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn user_sessions(
+    State(app): State<AppState>,
+    actor: Actor,
+    Path((slug, id)): Path<(String, String)>,
+) -> Result<Json<Value>> {
+    let (_, db) = actor.open_tenant(&app, &slug).await?;
+    let items = db::with_conn(&db.pool, move |conn| {
+        users::get(conn, &id)?;
+        sessions::list(conn, &id)
+    })
+    .await?;
+    Ok(Json(json!({ "items": items })))
+}
+
+async fn revoke_session(
+    State(app): State<AppState>,
+    actor: Actor,
+    from: RequestOrigin,
+    Path((slug, id, sid)): Path<(String, String, String)>,
+) -> Result<StatusCode> {
+    let (_, db) = actor.open_tenant(&app, &slug).await?;
+    let origin = origin(&actor, from);
+    db.write(move |tx| {
+        if !sessions::revoke(tx, &id, &sid)? {
+            return Err(Error::NotFound("session"));
+        }
+        audit::record(tx, "admin_action", Some(&id), &origin, json!({ "action": "session_revoked", "session": sid }))
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct AuditQuery {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    user_id: Option<String>,
+    /// RFC 3339 time or unix seconds.
+    since: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<i64>,
+}
+
+/// Parses `since` as RFC 3339 or unix seconds.
+pub fn parse_since(raw: &str) -> Result<i64> {
+    if let Ok(secs) = raw.parse::<i64>() {
+        return Ok(secs);
+    }
+    time::OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339)
+        .map(|t| t.unix_timestamp())
+        .map_err(|_| Error::validation("since must be an RFC 3339 time (2026-01-31T12:00:00Z) or unix seconds"))
+}
+
+async fn audit_log(
+    State(app): State<AppState>,
+    actor: Actor,
+    Path(slug): Path<String>,
+    Query(q): Query<AuditQuery>,
+) -> Result<Json<Value>> {
+    let (_, db) = actor.open_tenant(&app, &slug).await?;
+    let kind = q.kind.filter(|k| !k.is_empty());
+    if let Some(k) = &kind
+        && !audit::TYPES.contains(&k.as_str())
+    {
+        return Err(Error::validation(format!("type must be one of {}", audit::TYPES.join(", "))));
+    }
+    let filter = audit::Filter {
+        kind,
+        user_id: q.user_id.filter(|u| !u.is_empty()),
+        since: q.since.as_deref().filter(|s| !s.is_empty()).map(parse_since).transpose()?,
+        cursor: q.cursor,
+        limit: page_limit(q.limit)?,
+    };
+    let (items, next) = db::with_conn(&db.pool, move |conn| audit::list(conn, &filter)).await?;
+    Ok(Json(json!({ "items": items, "next_cursor": next })))
 }

@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
-use crate::identity::settings::{CustomField, FieldType};
+use crate::identity::settings::{CustomField, FieldType, Lockout};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct User {
@@ -179,6 +179,96 @@ pub fn delete(conn: &Connection, id: &str) -> Result<User> {
     let user = get(conn, id)?;
     conn.execute("DELETE FROM users WHERE id = ?1", [id])?;
     Ok(user)
+}
+
+/// What a sign-in needs to know about an account (never serialised).
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub id: String,
+    pub email: String,
+    pub name: Option<String>,
+    pub password_hash: Option<String>,
+    pub active: bool,
+    pub email_verified: bool,
+    pub failed_logins: u32,
+    pub locked_until: Option<i64>,
+}
+
+fn credentials_where(conn: &Connection, clause: &str, value: &str) -> Result<Option<Credentials>> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT id, email, name, password_hash, status, email_verified, failed_logins, locked_until
+             FROM users WHERE {clause} = ?1"
+        ))?
+        .query_row([value], |r| {
+            Ok(Credentials {
+                id: r.get(0)?,
+                email: r.get(1)?,
+                name: r.get(2)?,
+                password_hash: r.get(3)?,
+                active: r.get::<_, String>(4)? == "active",
+                email_verified: r.get(5)?,
+                failed_logins: r.get(6)?,
+                locked_until: r.get(7)?,
+            })
+        })
+        .optional()?)
+}
+
+pub fn credentials_by_email(conn: &Connection, email: &str) -> Result<Option<Credentials>> {
+    credentials_where(conn, "email", email)
+}
+
+pub fn credentials_by_id(conn: &Connection, id: &str) -> Result<Option<Credentials>> {
+    credentials_where(conn, "id", id)
+}
+
+/// Counts a failed sign-in. From the `max_failures`-th failure in a row on, the account is locked for
+/// `backoff_seconds · 2^(failures - max_failures)`, capped at `max_backoff_seconds`. Returns the lock's end when
+/// this failure locked the account.
+pub fn record_failure(conn: &Connection, id: &str, lockout: &Lockout, now: i64) -> Result<Option<i64>> {
+    let failures: u32 = conn.query_row(
+        "UPDATE users SET failed_logins = failed_logins + 1 WHERE id = ?1 RETURNING failed_logins",
+        [id],
+        |r| r.get(0),
+    )?;
+    if failures < lockout.max_failures {
+        return Ok(None);
+    }
+    let doublings = (failures - lockout.max_failures).min(30);
+    let secs = (u64::from(lockout.backoff_seconds) << doublings).min(u64::from(lockout.max_backoff_seconds));
+    let until = now + secs as i64;
+    conn.execute("UPDATE users SET locked_until = ?2 WHERE id = ?1", params![id, until])?;
+    Ok(Some(until))
+}
+
+/// A successful sign-in: the failure counter and any lock are cleared and the time recorded.
+pub fn record_login(conn: &Connection, id: &str, now: i64) -> Result<()> {
+    conn.execute(
+        "UPDATE users SET failed_logins = 0, locked_until = NULL, last_login_at = ?2 WHERE id = ?1",
+        params![id, now],
+    )?;
+    Ok(())
+}
+
+/// Clears the failure counter and lock without recording a sign-in (password step passed, second factor next).
+pub fn clear_failures(conn: &Connection, id: &str) -> Result<()> {
+    conn.execute("UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = ?1", [id])?;
+    Ok(())
+}
+
+/// Stores a new password hash. With `unlock`, the failure counter and lock are cleared too (a reset proves the
+/// mailbox, so the owner of a locked account gets back in).
+pub fn set_password(conn: &Connection, id: &str, hash: &str, unlock: bool) -> Result<()> {
+    let sql = if unlock {
+        "UPDATE users SET password_hash = ?2, failed_logins = 0, locked_until = NULL, updated_at = ?3 WHERE id = ?1"
+    } else {
+        "UPDATE users SET password_hash = ?2, updated_at = ?3 WHERE id = ?1"
+    };
+    if conn.execute(sql, params![id, hash, crate::now_unix()])? == 0 {
+        return Err(Error::NotFound("user"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

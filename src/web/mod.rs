@@ -8,6 +8,8 @@ mod assets;
 mod email_pages;
 mod pages;
 
+pub use pages::CsrfOnly;
+
 use askama::Template;
 use axum::Router;
 use axum::extract::{Form, FromRequest, FromRequestParts, Request};

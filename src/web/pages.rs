@@ -132,9 +132,9 @@ async fn signed_in(app: &App, operator_id: &str) -> PageResult {
 }
 
 #[derive(Deserialize)]
-pub(super) struct CsrfOnly {
+pub struct CsrfOnly {
     #[serde(default)]
-    pub(super) csrf_token: String,
+    pub csrf_token: String,
 }
 
 async fn logout(

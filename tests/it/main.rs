@@ -5,6 +5,7 @@ mod admin_ui;
 mod binary;
 mod email;
 mod http_stack;
+mod identity;
 mod support;
 mod tenants;
 mod users;
