@@ -11,9 +11,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::admin::{Actor, Via};
-use crate::app::AppState;
+use crate::app::{App, AppState};
 use crate::config::Secret;
+use crate::control::Tenant;
 use crate::db;
+use crate::db::registry::TenantDb;
 use crate::email::outbox;
 use crate::error::{Error, Result};
 use crate::http::extract::{ApiJson, RequestOrigin, page_limit};
@@ -45,32 +47,32 @@ pub fn origin(actor: &Actor, RequestOrigin(mut origin): RequestOrigin) -> Origin
     origin
 }
 
-#[derive(Deserialize)]
+/// A user to create from the admin side.
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct CreateUser {
-    email: String,
-    password: Option<String>,
+pub struct CreateUser {
+    pub email: String,
+    pub password: Option<String>,
     #[serde(default)]
-    email_verified: bool,
-    name: Option<String>,
-    fields: Option<Value>,
+    pub email_verified: bool,
+    pub name: Option<String>,
+    pub fields: Option<Value>,
     /// Role names to assign (each must exist).
     #[serde(default)]
-    roles: Vec<String>,
+    pub roles: Vec<String>,
     /// Without a password: mail an invitation whose link lets the user choose one.
     #[serde(default)]
-    send_invite: bool,
+    pub send_invite: bool,
 }
 
-async fn create(
-    State(app): State<AppState>,
-    actor: Actor,
-    from: RequestOrigin,
-    Path(slug): Path<String>,
-    ApiJson(body): ApiJson<CreateUser>,
-) -> Result<(StatusCode, Json<Value>)> {
-    let (tenant, db) = actor.open_tenant(&app, &slug).await?;
-    let origin = origin(&actor, from);
+/// Creates a user (audited, `user.created` raised, invitation mailed when asked); returns the new id.
+pub async fn create_user(
+    app: &App,
+    tenant: &Tenant,
+    db: &TenantDb,
+    body: CreateUser,
+    origin: Origin,
+) -> Result<String> {
     let email = users::normalize_email(&body.email)?;
     let name = body.name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
     if let Some(name) = &name {
@@ -78,7 +80,7 @@ async fn create(
     }
     let fields = body.fields.unwrap_or_else(|| json!({}));
     users::check_fields(&fields, &tenant.settings.custom_fields)?;
-    let password_hash = match body.password {
+    let password_hash = match body.password.filter(|p| !p.is_empty()) {
         None => None,
         Some(pw) => {
             password::check(&pw, tenant.settings.password_min_length)?;
@@ -91,30 +93,33 @@ async fn create(
     let invite = body.send_invite;
     let role_names = body.roles;
     let new = users::NewUser { email, email_verified: body.email_verified, password_hash, name, fields };
-    let app2 = app.clone();
-    let slug2 = tenant.slug.to_string();
-    let user = db
-        .write(move |tx| {
-            let user = users::insert(tx, &new)?;
-            audit::record(tx, "user_created", Some(&user.id), &origin, json!({ "by": "admin", "invited": invite }))?;
-            if !role_names.is_empty() {
-                roles::set_user_roles(tx, &user.id, &role_names)?;
-                audit::record(
-                    tx,
-                    "role_changed",
-                    Some(&user.id),
-                    &origin,
-                    json!({ "added": role_names, "removed": [] }),
-                )?;
-            }
-            outbox::enqueue_event(tx, Event::UserCreated { user_id: user.id.clone(), email: user.email.clone() })?;
-            if invite {
-                flows::mail_reset_link(tx, &app2, &slug2, &user, true)?;
-            }
-            Ok(user)
-        })
-        .await?;
-    Ok((StatusCode::CREATED, Json(api::profile(&db, &user.id).await?)))
+    let links = flows::Links::new(app, tenant.slug.as_str());
+    db.write(move |tx| {
+        let user = users::insert(tx, &new)?;
+        audit::record(tx, "user_created", Some(&user.id), &origin, json!({ "by": "admin", "invited": invite }))?;
+        if !role_names.is_empty() {
+            roles::set_user_roles(tx, &user.id, &role_names)?;
+            audit::record(tx, "role_changed", Some(&user.id), &origin, json!({ "added": role_names, "removed": [] }))?;
+        }
+        outbox::enqueue_event(tx, Event::UserCreated { user_id: user.id.clone(), email: user.email.clone() })?;
+        if invite {
+            flows::mail_reset_link(tx, &links, &user, true)?;
+        }
+        Ok(user.id)
+    })
+    .await
+}
+
+async fn create(
+    State(app): State<AppState>,
+    actor: Actor,
+    from: RequestOrigin,
+    Path(slug): Path<String>,
+    ApiJson(body): ApiJson<CreateUser>,
+) -> Result<(StatusCode, Json<Value>)> {
+    let (tenant, db) = actor.open_tenant(&app, &slug).await?;
+    let id = create_user(&app, &tenant, &db, body, origin(&actor, from)).await?;
+    Ok((StatusCode::CREATED, Json(api::profile(&db, &id).await?)))
 }
 
 #[derive(Deserialize)]
@@ -198,6 +203,22 @@ async fn update(
     Ok(Json(user))
 }
 
+/// Disables (ending every session of the user) or enables a user.
+pub async fn change_status(db: &TenantDb, id: String, status: &'static str, origin: Origin) -> Result<users::User> {
+    db.write(move |tx| {
+        let user = users::set_status(tx, &id, status)?;
+        if status == "disabled" {
+            let ended = sessions::revoke_all(tx, &user.id, None)?;
+            audit::record(tx, "user_disabled", Some(&user.id), &origin, json!({ "sessions_ended": ended }))?;
+            outbox::enqueue_event(tx, Event::UserDisabled { user_id: user.id.clone() })?;
+        } else {
+            audit::record(tx, "user_updated", Some(&user.id), &origin, json!({ "status": "active" }))?;
+        }
+        Ok(user)
+    })
+    .await
+}
+
 async fn set_status(
     app: AppState,
     actor: Actor,
@@ -207,21 +228,7 @@ async fn set_status(
     status: &'static str,
 ) -> Result<Json<users::User>> {
     let (_, db) = actor.open_tenant(&app, &slug).await?;
-    let origin = origin(&actor, from);
-    let user = db
-        .write(move |tx| {
-            let user = users::set_status(tx, &id, status)?;
-            if status == "disabled" {
-                let ended = sessions::revoke_all(tx, &user.id, None)?;
-                audit::record(tx, "user_disabled", Some(&user.id), &origin, json!({ "sessions_ended": ended }))?;
-                outbox::enqueue_event(tx, Event::UserDisabled { user_id: user.id.clone() })?;
-            } else {
-                audit::record(tx, "user_updated", Some(&user.id), &origin, json!({ "status": "active" }))?;
-            }
-            Ok(user)
-        })
-        .await?;
-    Ok(Json(user))
+    Ok(Json(change_status(&db, id, status, origin(&actor, from)).await?))
 }
 
 async fn disable(
@@ -242,6 +249,17 @@ async fn enable(
     set_status(app, actor, from, slug, id, "active").await
 }
 
+/// Deletes a user with everything that hangs off it (sessions, tokens, roles, MFA).
+pub async fn delete_user(db: &TenantDb, id: String, origin: Origin) -> Result<()> {
+    db.write(move |tx| {
+        let user = users::delete(tx, &id)?;
+        audit::record(tx, "user_deleted", Some(&user.id), &origin, json!({ "email": user.email }))?;
+        outbox::enqueue_event(tx, Event::UserDeleted { user_id: user.id })?;
+        Ok(())
+    })
+    .await
+}
+
 async fn remove(
     State(app): State<AppState>,
     actor: Actor,
@@ -249,14 +267,7 @@ async fn remove(
     Path((slug, id)): Path<(String, String)>,
 ) -> Result<StatusCode> {
     let (_, db) = actor.open_tenant(&app, &slug).await?;
-    let origin = origin(&actor, from);
-    db.write(move |tx| {
-        let user = users::delete(tx, &id)?;
-        audit::record(tx, "user_deleted", Some(&user.id), &origin, json!({ "email": user.email }))?;
-        outbox::enqueue_event(tx, Event::UserDeleted { user_id: user.id })?;
-        Ok(())
-    })
-    .await?;
+    delete_user(&db, id, origin(&actor, from)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -264,6 +275,18 @@ async fn remove(
 #[serde(deny_unknown_fields)]
 struct RolesBody {
     roles: Vec<String>,
+}
+
+/// Replaces the user's roles (each must exist); the change is audited as `role_changed`.
+pub async fn assign_roles(db: &TenantDb, id: String, names: Vec<String>, origin: Origin) -> Result<()> {
+    db.write(move |tx| {
+        let (added, removed) = roles::set_user_roles(tx, &id, &names)?;
+        if !added.is_empty() || !removed.is_empty() {
+            audit::record(tx, "role_changed", Some(&id), &origin, json!({ "added": added, "removed": removed }))?;
+        }
+        Ok(())
+    })
+    .await
 }
 
 async fn set_roles(
@@ -274,20 +297,30 @@ async fn set_roles(
     ApiJson(body): ApiJson<RolesBody>,
 ) -> Result<Json<Value>> {
     let (_, db) = actor.open_tenant(&app, &slug).await?;
-    let origin = origin(&actor, from);
-    let user_id = id.clone();
-    db.write(move |tx| {
-        let (added, removed) = roles::set_user_roles(tx, &user_id, &body.roles)?;
-        if !added.is_empty() || !removed.is_empty() {
-            audit::record(tx, "role_changed", Some(&user_id), &origin, json!({ "added": added, "removed": removed }))?;
-        }
-        Ok(())
-    })
-    .await?;
+    assign_roles(&db, id.clone(), body.roles, origin(&actor, from)).await?;
     Ok(Json(api::profile(&db, &id).await?))
 }
 
-/// Mails the user a password-reset link (an invitation when the user has no password yet).
+/// Mails the user a password-reset link, or an invitation when the user has no password yet; true for an
+/// invitation.
+pub async fn send_reset(app: &App, tenant: &Tenant, db: &TenantDb, id: String, origin: Origin) -> Result<bool> {
+    let links = flows::Links::new(app, tenant.slug.as_str());
+    db.write(move |tx| {
+        let user = users::get(tx, &id)?;
+        let invite = !user.has_password;
+        flows::mail_reset_link(tx, &links, &user, invite)?;
+        audit::record(
+            tx,
+            "password_reset_requested",
+            Some(&user.id),
+            &origin,
+            json!({ "by": "admin", "invite": invite }),
+        )?;
+        Ok(invite)
+    })
+    .await
+}
+
 async fn password_reset(
     State(app): State<AppState>,
     actor: Actor,
@@ -295,28 +328,21 @@ async fn password_reset(
     Path((slug, id)): Path<(String, String)>,
 ) -> Result<(StatusCode, Json<Value>)> {
     let (tenant, db) = actor.open_tenant(&app, &slug).await?;
-    let origin = origin(&actor, from);
-    let app2 = app.clone();
-    let slug = tenant.slug.to_string();
-    let invite = db
-        .write(move |tx| {
-            let user = users::get(tx, &id)?;
-            let invite = !user.has_password;
-            flows::mail_reset_link(tx, &app2, &slug, &user, invite)?;
-            audit::record(
-                tx,
-                "password_reset_requested",
-                Some(&user.id),
-                &origin,
-                json!({ "by": "admin", "invite": invite }),
-            )?;
-            Ok(invite)
-        })
-        .await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({ "status": "sent", "kind": if invite { "invite" } else { "reset_password" } })),
-    ))
+    let invite = send_reset(&app, &tenant, &db, id, origin(&actor, from)).await?;
+    let kind = if invite { "invite" } else { "reset_password" };
+    Ok((StatusCode::ACCEPTED, Json(json!({ "status": "sent", "kind": kind }))))
+}
+
+/// Turns the user's TOTP off and drops the recovery codes (for a user who lost the device).
+pub async fn clear_mfa(db: &TenantDb, id: String, origin: Origin) -> Result<()> {
+    db.write(move |tx| {
+        users::get(tx, &id)?;
+        if mfa::disable(tx, &id)? {
+            audit::record(tx, "mfa_disabled", Some(&id), &origin, json!({ "by": "admin" }))?;
+        }
+        Ok(())
+    })
+    .await
 }
 
 async fn remove_mfa(
@@ -326,15 +352,7 @@ async fn remove_mfa(
     Path((slug, id)): Path<(String, String)>,
 ) -> Result<StatusCode> {
     let (_, db) = actor.open_tenant(&app, &slug).await?;
-    let origin = origin(&actor, from);
-    db.write(move |tx| {
-        users::get(tx, &id)?;
-        if mfa::disable(tx, &id)? {
-            audit::record(tx, "mfa_disabled", Some(&id), &origin, json!({ "by": "admin" }))?;
-        }
-        Ok(())
-    })
-    .await?;
+    clear_mfa(&db, id, origin(&actor, from)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -352,6 +370,17 @@ async fn user_sessions(
     Ok(Json(json!({ "items": items })))
 }
 
+/// Ends one session of a user.
+pub async fn end_session(db: &TenantDb, id: String, sid: String, origin: Origin) -> Result<()> {
+    db.write(move |tx| {
+        if !sessions::revoke(tx, &id, &sid)? {
+            return Err(Error::NotFound("session"));
+        }
+        audit::record(tx, "admin_action", Some(&id), &origin, json!({ "action": "session_revoked", "session": sid }))
+    })
+    .await
+}
+
 async fn revoke_session(
     State(app): State<AppState>,
     actor: Actor,
@@ -359,14 +388,7 @@ async fn revoke_session(
     Path((slug, id, sid)): Path<(String, String, String)>,
 ) -> Result<StatusCode> {
     let (_, db) = actor.open_tenant(&app, &slug).await?;
-    let origin = origin(&actor, from);
-    db.write(move |tx| {
-        if !sessions::revoke(tx, &id, &sid)? {
-            return Err(Error::NotFound("session"));
-        }
-        audit::record(tx, "admin_action", Some(&id), &origin, json!({ "action": "session_revoked", "session": sid }))
-    })
-    .await?;
+    end_session(&db, id, sid, origin(&actor, from)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

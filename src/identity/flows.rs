@@ -475,18 +475,27 @@ pub fn forgot_password(app: &App, tenant: &Tenant, db: &TenantDb, email: &str, o
     });
 }
 
+/// The public URLs of a tenant's pages, computed before entering a transaction.
+pub struct Links {
+    base: String,
+}
+
+impl Links {
+    pub fn new(app: &App, slug: &str) -> Self {
+        Links { base: tenant_url(app, slug, "") }
+    }
+
+    pub fn page(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
 /// Issues a reset (or, for a user without a password, an invitation) link and mails it: the admin action.
-pub fn mail_reset_link(
-    tx: &outbox::TenantTx<'_>,
-    app: &App,
-    slug: &str,
-    user: &users::User,
-    invite: bool,
-) -> Result<()> {
+pub fn mail_reset_link(tx: &outbox::TenantTx<'_>, links: &Links, user: &users::User, invite: bool) -> Result<()> {
     let (purpose, ttl) =
         if invite { (Purpose::Invite, tokens::INVITE_SECS) } else { (Purpose::ResetPassword, tokens::RESET_SECS) };
     let token = tokens::issue(tx, &user.id, purpose, ttl)?;
-    let link = tenant_url(app, slug, &format!("reset?token={token}"));
+    let link = links.page(&format!("reset?token={token}"));
     let expires_minutes = (ttl / 60) as u32;
     let (to, name) = (user.email.clone(), user.name.clone());
     let mail = if invite {

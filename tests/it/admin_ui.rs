@@ -305,3 +305,140 @@ async fn tenant_email_pages_in_the_browser() {
     browser.close().await.unwrap();
     app.stop().await;
 }
+
+/// A visitor registers and signs in through the real hosted pages in Chromium: sign-up form, the verification
+/// link from the mail, the login form with a return path, the account page, sign-out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosted_pages_register_and_sign_in_in_the_browser() {
+    if !require_tool("chromedriver") {
+        return;
+    }
+    let app = app_with_operator().await;
+    app.create_tenant("shop").await;
+    app.admin(Method::PATCH, "/admin/api/v1/tenants/shop")
+        .json(&json!({ "settings": { "display_name": "The Shop", "branding": { "primary_color": "#aa3355" } } }))
+        .send()
+        .await
+        .unwrap();
+    let (_driver, browser) = start_browser().await;
+
+    browser.goto(&app.url("/t/shop/register")).await.unwrap();
+    browser.wait().for_element(Locator::Id("email")).await.unwrap().send_keys("vic@example.com").await.unwrap();
+    browser.find(Locator::Id("name")).await.unwrap().send_keys("Vic").await.unwrap();
+    browser.find(Locator::Id("password")).await.unwrap().send_keys("qwertyuiop").await.unwrap();
+    browser.find(Locator::Css("button.primary")).await.unwrap().click().await.unwrap();
+    let alert = browser.wait().for_element(Locator::Css(".alert")).await.unwrap().text().await.unwrap();
+    assert!(alert.contains("most common"), "{alert}");
+    let kept = browser.find(Locator::Id("email")).await.unwrap().prop("value").await.unwrap().unwrap_or_default();
+    assert_eq!(kept, "vic@example.com", "input is kept");
+    let pw = browser.find(Locator::Id("password")).await.unwrap().prop("value").await.unwrap().unwrap_or_default();
+    assert_eq!(pw, "", "the password is not");
+    browser.find(Locator::Id("password")).await.unwrap().send_keys(PASSWORD).await.unwrap();
+    browser.find(Locator::Css("button.primary")).await.unwrap().click().await.unwrap();
+    let heading = browser.wait().for_element(Locator::Css("h1")).await.unwrap().text().await.unwrap();
+    assert_eq!(heading, "Check your email");
+    let brand = browser.find(Locator::Css(".tenant-name")).await.unwrap().text().await.unwrap();
+    assert_eq!(brand, "The Shop");
+
+    let link = crate::support::eventually(Duration::from_secs(10), "verification mail", || async {
+        let body: Value =
+            app.admin(Method::GET, "/admin/api/v1/tenants/shop/mailbox").send().await.unwrap().json().await.unwrap();
+        body["items"].as_array().unwrap().iter().find(|m| m["template"] == "verify_email").and_then(|m| {
+            let text = m["text"].as_str().unwrap();
+            text.split_whitespace().find(|w| w.contains("/verify?token=")).map(str::to_owned)
+        })
+    })
+    .await;
+    browser.goto(&link).await.unwrap();
+    let heading = browser.wait().for_element(Locator::Css("h1")).await.unwrap().text().await.unwrap();
+    assert_eq!(heading, "Email confirmed");
+
+    browser.goto(&app.url("/t/shop/account")).await.unwrap();
+    browser.wait().for_element(Locator::Css("form[action='/t/shop/login']")).await.unwrap();
+    browser.find(Locator::Id("email")).await.unwrap().send_keys("vic@example.com").await.unwrap();
+    browser.find(Locator::Id("password")).await.unwrap().send_keys(PASSWORD).await.unwrap();
+    browser.find(Locator::Css("button.primary")).await.unwrap().click().await.unwrap();
+    let heading = browser.wait().for_element(Locator::Css("h1")).await.unwrap().text().await.unwrap();
+    assert_eq!(heading, "Your account");
+    assert!(browser.current_url().await.unwrap().path().ends_with("/t/shop/account"), "return_to honoured");
+    let cookie = browser.get_named_cookie("gh_session").await.unwrap();
+    assert_eq!(cookie.path(), Some("/t/shop/"));
+    assert_eq!(cookie.http_only(), Some(true));
+    if let Ok(png) = browser.screenshot().await {
+        let _ = std::fs::write(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("hosted-account.png"), png);
+    }
+
+    browser.find(Locator::Css("form[action='/t/shop/logout'] button")).await.unwrap().click().await.unwrap();
+    browser.wait().for_element(Locator::Css("form[action='/t/shop/login']")).await.unwrap();
+    browser.goto(&app.url("/t/shop/api/v1/me")).await.unwrap();
+    let body = browser.find(Locator::Css("body")).await.unwrap().text().await.unwrap();
+    assert!(body.contains("unauthorized"), "{body}");
+    app.stop().await;
+}
+
+/// The admin identity pages: create a role and a user, assign the role, disable the user, see it in the audit log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_admin_pages_in_the_browser() {
+    if !require_tool("chromedriver") {
+        return;
+    }
+    let app = app_with_operator().await;
+    app.create_tenant("idco").await;
+    let (_driver, browser) = start_browser().await;
+    browser.goto(&app.url("/admin/login")).await.unwrap();
+    browser.wait().for_element(Locator::Id("email")).await.unwrap().send_keys(EMAIL).await.unwrap();
+    browser.find(Locator::Id("password")).await.unwrap().send_keys(PASSWORD).await.unwrap();
+    browser.find(Locator::Css("button[type=submit]")).await.unwrap().click().await.unwrap();
+    browser.wait().for_element(Locator::Id("tenant-count")).await.unwrap();
+
+    browser.goto(&app.url("/admin/tenants/idco/roles")).await.unwrap();
+    browser.wait().for_element(Locator::Id("name")).await.unwrap().send_keys("support").await.unwrap();
+    browser.find(Locator::Id("permissions")).await.unwrap().send_keys("tickets:read, tickets:write").await.unwrap();
+    browser.find(Locator::Css("form[action$='/roles'] button.primary")).await.unwrap().click().await.unwrap();
+    let notice = browser.wait().for_element(Locator::Css(".notice")).await.unwrap().text().await.unwrap();
+    assert!(notice.contains("Role created"), "{notice}");
+
+    browser.goto(&app.url("/admin/tenants/idco/users")).await.unwrap();
+    browser.wait().for_element(Locator::Id("email")).await.unwrap().send_keys("wes@example.com").await.unwrap();
+    browser.find(Locator::Id("password")).await.unwrap().send_keys(PASSWORD).await.unwrap();
+    browser.find(Locator::Css("form[action$='/users'] button.primary")).await.unwrap().click().await.unwrap();
+    let notice = browser.wait().for_element(Locator::Css(".notice")).await.unwrap().text().await.unwrap();
+    assert!(notice.contains("User created"), "{notice}");
+    browser.find(Locator::Css("input[name='roles'][value='support']")).await.unwrap().click().await.unwrap();
+    browser.find(Locator::Css("form[action$='/roles'] button")).await.unwrap().click().await.unwrap();
+    let notice = browser.wait().for_element(Locator::Css(".notice")).await.unwrap().text().await.unwrap();
+    assert!(notice.contains("Roles saved"), "{notice}");
+    browser.find(Locator::Css("form[action$='/disable'] button")).await.unwrap().click().await.unwrap();
+    let notice = browser.wait().for_element(Locator::Css(".notice")).await.unwrap().text().await.unwrap();
+    assert!(notice.contains("disabled"), "{notice}");
+
+    let users: Value =
+        app.admin(Method::GET, "/admin/api/v1/tenants/idco/users?q=wes").send().await.unwrap().json().await.unwrap();
+    let id = users["items"][0]["id"].as_str().unwrap();
+    let user: Value = app
+        .admin(Method::GET, &format!("/admin/api/v1/tenants/idco/users/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(user["roles"], json!(["support"]));
+    assert_eq!(user["status"], "disabled");
+
+    browser.goto(&app.url("/admin/tenants/idco/audit?type=role_changed")).await.unwrap();
+    let cell = browser.wait().for_element(Locator::Css("td code")).await.unwrap().text().await.unwrap();
+    assert_eq!(cell, "role_changed");
+
+    browser.goto(&app.url("/admin/tenants/idco/sign-in")).await.unwrap();
+    let min = browser.wait().for_element(Locator::Id("password_min_length")).await.unwrap();
+    min.clear().await.unwrap();
+    min.send_keys("12").await.unwrap();
+    browser.find(Locator::Css("form[action$='/sign-in'] button.primary")).await.unwrap().click().await.unwrap();
+    let notice = browser.wait().for_element(Locator::Css(".notice")).await.unwrap().text().await.unwrap();
+    assert!(notice.contains("Settings saved"), "{notice}");
+    let tenant: Value =
+        app.admin(Method::GET, "/admin/api/v1/tenants/idco").send().await.unwrap().json().await.unwrap();
+    assert_eq!(tenant["settings"]["password_min_length"], 12);
+    app.stop().await;
+}

@@ -1,0 +1,776 @@
+//! Admin UI pages of a tenant's identity: users (search, create, detail with roles, sessions, disable/enable,
+//! reset mail, MFA removal, delete), roles, tenant admins, sign-in settings and the audit log. The pages call
+//! the same services as the JSON admin API (`identity::admin_api`, `tenants`, `admin::accounts`).
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{Path, Query, RawForm, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{Chrome, CsrfOnly, PageError, PageResult, UiForm, UiSession, render};
+use crate::admin::{Scope, Via, accounts};
+use crate::app::AppState;
+use crate::config::Secret;
+use crate::control::Mutation;
+use crate::control::tables::{self, Tenant};
+use crate::db::{self, registry::TenantDb};
+use crate::error::Error;
+use crate::http::extract::RequestOrigin;
+use crate::identity::admin_api::{self, CreateUser};
+use crate::identity::audit::{self, Origin};
+use crate::identity::{mfa, roles, sessions, users};
+use crate::tenants::{self, TenantSlug};
+
+pub fn router() -> Router<AppState> {
+    let base = "/admin/tenants/{slug}";
+    Router::new()
+        .route(&format!("{base}/users"), get(users_page).post(user_create))
+        .route(&format!("{base}/users/{{id}}"), get(user_page))
+        .route(&format!("{base}/users/{{id}}/roles"), post(user_roles))
+        .route(&format!("{base}/users/{{id}}/sessions/{{sid}}/revoke"), post(user_session_revoke))
+        .route(&format!("{base}/users/{{id}}/{{action}}"), post(user_action))
+        .route(&format!("{base}/roles"), get(roles_page).post(role_create))
+        .route(&format!("{base}/roles/{{name}}/delete"), post(role_delete))
+        .route(&format!("{base}/admins"), get(admins_page).post(admin_create))
+        .route(&format!("{base}/admins/{{id}}/delete"), post(admin_delete))
+        .route(&format!("{base}/sign-in"), get(signin_page).post(signin_save))
+        .route(&format!("{base}/audit"), get(audit_page))
+}
+
+fn date(unix: i64) -> String {
+    crate::format_time(unix).replace('T', " ").replace('Z', " UTC")
+}
+
+fn origin_of(session: &UiSession, RequestOrigin(mut origin): RequestOrigin) -> Origin {
+    origin.actor = match session.actor.via {
+        Via::Session => format!("operator:{}", session.actor.id),
+        Via::Token => format!("token:{}", session.actor.id),
+    };
+    origin
+}
+
+async fn open(app: &AppState, session: &UiSession, slug: &str) -> Result<(Arc<Tenant>, TenantDb), PageError> {
+    Ok(session.actor.open_tenant(app, slug).await?)
+}
+
+fn done_notice(done: Option<&str>) -> Option<String> {
+    let text = match done? {
+        "created" => "User created.",
+        "deleted" => "User deleted.",
+        "disabled" => "User disabled; their sessions ended.",
+        "enabled" => "User enabled.",
+        "reset" => "Email queued; see the outbox for its delivery.",
+        "mfa" => "Two-factor authentication removed.",
+        "roles" => "Roles saved.",
+        "revoked" => "Session ended.",
+        "role_created" => "Role created.",
+        "role_deleted" => "Role deleted.",
+        "admin_created" => "Tenant admin created.",
+        "admin_deleted" => "Tenant admin removed.",
+        "saved" => "Settings saved.",
+        _ => return None,
+    };
+    Some(text.to_owned())
+}
+
+/// Form errors stay on the page; anything else is an error page.
+fn form_error(err: Error) -> Result<String, PageError> {
+    match err {
+        Error::Validation(_) | Error::Conflict(_) | Error::BadRequest(_) => Ok(err.to_string()),
+        other => Err(PageError(other)),
+    }
+}
+
+fn redirect(slug: &str, path: &str) -> Response {
+    Redirect::to(&format!("/admin/tenants/{slug}/{path}")).into_response()
+}
+
+#[derive(Deserialize, Default)]
+struct ListQuery {
+    q: Option<String>,
+    status: Option<String>,
+    cursor: Option<String>,
+    done: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    user_id: Option<String>,
+}
+
+// ---- users ----
+
+struct UserRow {
+    id: String,
+    email: String,
+    name: String,
+    status: String,
+    verified: bool,
+    created: String,
+    last_login: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin/users.html")]
+struct UsersPage {
+    chrome: Chrome,
+    slug: String,
+    tenant_name: String,
+    tab: &'static str,
+    q: String,
+    status: String,
+    rows: Vec<UserRow>,
+    next_cursor: Option<String>,
+    form_email: String,
+    form_name: String,
+}
+
+async fn render_users(
+    tenant: &Tenant,
+    db: &TenantDb,
+    chrome: Chrome,
+    q: ListQuery,
+    form: (String, String),
+) -> PageResult {
+    let search = q.q.clone().map(|s| s.trim().to_lowercase()).filter(|s| !s.is_empty());
+    let status = q.status.clone().filter(|s| s == "active" || s == "disabled");
+    let cursor = q.cursor.clone().filter(|c| !c.is_empty());
+    let (search2, status2) = (search.clone(), status.clone());
+    let (items, next_cursor) = db::with_conn(&db.pool, move |conn| {
+        users::list(conn, search2.as_deref(), status2.as_deref(), cursor.as_deref(), 50)
+    })
+    .await?;
+    let rows = items
+        .into_iter()
+        .map(|u| UserRow {
+            id: u.id,
+            email: u.email,
+            name: u.name.unwrap_or_default(),
+            status: u.status,
+            verified: u.email_verified,
+            created: date(u.created_at),
+            last_login: u.last_login_at.map_or_else(|| "never".to_owned(), date),
+        })
+        .collect();
+    let code = if chrome.error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    let page = UsersPage {
+        chrome,
+        slug: tenant.slug.to_string(),
+        tenant_name: tenant.name.clone(),
+        tab: "users",
+        q: search.unwrap_or_default(),
+        status: status.unwrap_or_default(),
+        rows,
+        next_cursor,
+        form_email: form.0,
+        form_name: form.1,
+    };
+    Ok((code, render(page)?).into_response())
+}
+
+async fn users_page(
+    State(app): State<AppState>,
+    session: UiSession,
+    Path(slug): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> PageResult {
+    let (tenant, db) = open(&app, &session, &slug).await?;
+    let mut chrome = session.chrome("tenants");
+    chrome.notice = done_notice(q.done.as_deref());
+    render_users(&tenant, &db, chrome, q, Default::default()).await
+}
+
+#[derive(Deserialize)]
+struct CreateUserForm {
+    #[serde(default)]
+    csrf_token: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    password: String,
+    send_invite: Option<String>,
+    email_verified: Option<String>,
+}
+
+async fn user_create(
+    State(app): State<AppState>,
+    session: UiSession,
+    from: RequestOrigin,
+    Path(slug): Path<String>,
+    UiForm(form): UiForm<CreateUserForm>,
+) -> PageResult {
+    session.check_csrf(&form.csrf_token)?;
+    let (tenant, db) = open(&app, &session, &slug).await?;
+    let input = CreateUser {
+        email: form.email.clone(),
+        password: Some(form.password),
+        email_verified: form.email_verified.is_some(),
+        name: Some(form.name.clone()),
+        send_invite: form.send_invite.is_some(),
+        ..CreateUser::default()
+    };
+    match admin_api::create_user(&app, &tenant, &db, input, origin_of(&session, from)).await {
+        Ok(id) => Ok(redirect(&slug, &format!("users/{id}?done=created"))),
+        Err(err) => {
+            let mut chrome = session.chrome("tenants");
+            chrome.error = Some(form_error(err)?);
+            render_users(&tenant, &db, chrome, ListQuery::default(), (form.email, form.name)).await
+        }
+    }
+}
+
+struct SessionRow {
+    id: String,
+    created: String,
+    last_seen: String,
+    from: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin/user.html")]
+struct UserPage {
+    chrome: Chrome,
+    slug: String,
+    tenant_name: String,
+    tab: &'static str,
+    id: String,
+    email: String,
+    name: String,
+    status: String,
+    verified: bool,
+    has_password: bool,
+    mfa_enabled: bool,
+    fields: String,
+    created: String,
+    last_login: String,
+    roles: Vec<(String, bool)>,
+    sessions: Vec<SessionRow>,
+}
+
+async fn user_page(
+    State(app): State<AppState>,
+    session: UiSession,
+    Path((slug, id)): Path<(String, String)>,
+    Query(q): Query<ListQuery>,
+) -> PageResult {
+    let (tenant, db) = open(&app, &session, &slug).await?;
+    let (user, assigned, all, list, enrolled) = db::with_conn(&db.pool, move |conn| {
+        Ok((
+            users::get(conn, &id)?,
+            roles::of_user(conn, &id)?,
+            roles::list(conn)?,
+            sessions::list(conn, &id)?,
+            mfa::is_enrolled(conn, &id)?,
+        ))
+    })
+    .await?;
+    let mut chrome = session.chrome("tenants");
+    chrome.notice = done_notice(q.done.as_deref());
+    let page = UserPage {
+        chrome,
+        slug: tenant.slug.to_string(),
+        tenant_name: tenant.name.clone(),
+        tab: "users",
+        roles: all
+            .into_iter()
+            .map(|r| {
+                let on = assigned.contains(&r.name);
+                (r.name, on)
+            })
+            .collect(),
+        sessions: list
+            .into_iter()
+            .map(|s| SessionRow {
+                created: date(s.created_at),
+                last_seen: date(s.last_seen_at),
+                from: [s.ip.unwrap_or_default(), s.user_agent.unwrap_or_default()]
+                    .into_iter()
+                    .filter(|p| !p.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(" · "),
+                id: s.id,
+            })
+            .collect(),
+        id: user.id,
+        email: user.email,
+        name: user.name.unwrap_or_default(),
+        status: user.status,
+        verified: user.email_verified,
+        has_password: user.has_password,
+        mfa_enabled: enrolled,
+        fields: user.fields.to_string(),
+        created: date(user.created_at),
+        last_login: user.last_login_at.map_or_else(|| "never".to_owned(), date),
+    };
+    render(page)
+}
+
+async fn user_action(
+    State(app): State<AppState>,
+    session: UiSession,
+    from: RequestOrigin,
+    Path((slug, id, action)): Path<(String, String, String)>,
+    UiForm(form): UiForm<CsrfOnly>,
+) -> PageResult {
+    session.check_csrf(&form.csrf_token)?;
+    let (tenant, db) = open(&app, &session, &slug).await?;
+    let origin = origin_of(&session, from);
+    let done = match action.as_str() {
+        "disable" => admin_api::change_status(&db, id.clone(), "disabled", origin).await.map(|_| "disabled")?,
+        "enable" => admin_api::change_status(&db, id.clone(), "active", origin).await.map(|_| "enabled")?,
+        "reset" => admin_api::send_reset(&app, &tenant, &db, id.clone(), origin).await.map(|_| "reset")?,
+        "mfa" => admin_api::clear_mfa(&db, id.clone(), origin).await.map(|_| "mfa")?,
+        "delete" => {
+            admin_api::delete_user(&db, id, origin).await?;
+            return Ok(redirect(&slug, "users?done=deleted"));
+        }
+        _ => return Err(Error::NotFound("action").into()),
+    };
+    Ok(redirect(&slug, &format!("users/{id}?done={done}")))
+}
+
+/// The values of every `key` field of a urlencoded form (checkbox groups), and the CSRF token.
+fn form_values(raw: &[u8], key: &str) -> (Vec<String>, String) {
+    let mut values = Vec::new();
+    let mut csrf = String::new();
+    for (k, v) in url::form_urlencoded::parse(raw) {
+        if k == key {
+            values.push(v.into_owned());
+        } else if k == "csrf_token" {
+            csrf = v.into_owned();
+        }
+    }
+    (values, csrf)
+}
+
+async fn user_roles(
+    State(app): State<AppState>,
+    session: UiSession,
+    from: RequestOrigin,
+    Path((slug, id)): Path<(String, String)>,
+    RawForm(raw): RawForm,
+) -> PageResult {
+    let (names, csrf) = form_values(&raw, "roles");
+    session.check_csrf(&csrf)?;
+    let (_, db) = open(&app, &session, &slug).await?;
+    admin_api::assign_roles(&db, id.clone(), names, origin_of(&session, from)).await?;
+    Ok(redirect(&slug, &format!("users/{id}?done=roles")))
+}
+
+async fn user_session_revoke(
+    State(app): State<AppState>,
+    session: UiSession,
+    from: RequestOrigin,
+    Path((slug, id, sid)): Path<(String, String, String)>,
+    UiForm(form): UiForm<CsrfOnly>,
+) -> PageResult {
+    session.check_csrf(&form.csrf_token)?;
+    let (_, db) = open(&app, &session, &slug).await?;
+    admin_api::end_session(&db, id.clone(), sid, origin_of(&session, from)).await?;
+    Ok(redirect(&slug, &format!("users/{id}?done=revoked")))
+}
+
+// ---- roles ----
+
+#[derive(Template)]
+#[template(path = "admin/roles.html")]
+struct RolesPage {
+    chrome: Chrome,
+    slug: String,
+    tenant_name: String,
+    tab: &'static str,
+    rows: Vec<roles::Role>,
+    form_name: String,
+    form_description: String,
+    form_permissions: String,
+}
+
+async fn render_roles(tenant: &Tenant, db: &TenantDb, chrome: Chrome, form: (String, String, String)) -> PageResult {
+    let rows = db::with_conn(&db.pool, |conn| roles::list(conn)).await?;
+    let code = if chrome.error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    let page = RolesPage {
+        chrome,
+        slug: tenant.slug.to_string(),
+        tenant_name: tenant.name.clone(),
+        tab: "roles",
+        rows,
+        form_name: form.0,
+        form_description: form.1,
+        form_permissions: form.2,
+    };
+    Ok((code, render(page)?).into_response())
+}
+
+async fn roles_page(
+    State(app): State<AppState>,
+    session: UiSession,
+    Path(slug): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> PageResult {
+    let (tenant, db) = open(&app, &session, &slug).await?;
+    let mut chrome = session.chrome("tenants");
+    chrome.notice = done_notice(q.done.as_deref());
+    render_roles(&tenant, &db, chrome, Default::default()).await
+}
+
+#[derive(Deserialize)]
+struct RoleForm {
+    #[serde(default)]
+    csrf_token: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    permissions: String,
+}
+
+async fn role_create(
+    State(app): State<AppState>,
+    session: UiSession,
+    from: RequestOrigin,
+    Path(slug): Path<String>,
+    UiForm(form): UiForm<RoleForm>,
+) -> PageResult {
+    session.check_csrf(&form.csrf_token)?;
+    let (tenant, db) = open(&app, &session, &slug).await?;
+    let origin = origin_of(&session, from);
+    let permissions: Vec<String> =
+        form.permissions.split([' ', ',', '\n']).map(str::trim).filter(|p| !p.is_empty()).map(str::to_owned).collect();
+    let name = form.name.trim().to_owned();
+    let description = form.description.trim().to_owned();
+    let result = async {
+        roles::check_name(&name)?;
+        let permissions = roles::check_permissions(&permissions)?;
+        let (name, description) = (name.clone(), description.clone());
+        db.write(move |tx| {
+            let role = roles::create(tx, &name, &description, &permissions)?;
+            audit::record(tx, "admin_action", None, &origin, json!({ "action": "role_created", "role": role.name }))
+        })
+        .await
+    }
+    .await;
+    match result {
+        Ok(()) => Ok(redirect(&slug, "roles?done=role_created")),
+        Err(err) => {
+            let mut chrome = session.chrome("tenants");
+            chrome.error = Some(form_error(err)?);
+            render_roles(&tenant, &db, chrome, (form.name, form.description, form.permissions)).await
+        }
+    }
+}
+
+async fn role_delete(
+    State(app): State<AppState>,
+    session: UiSession,
+    from: RequestOrigin,
+    Path((slug, name)): Path<(String, String)>,
+    UiForm(form): UiForm<CsrfOnly>,
+) -> PageResult {
+    session.check_csrf(&form.csrf_token)?;
+    let (_, db) = open(&app, &session, &slug).await?;
+    let origin = origin_of(&session, from);
+    db.write(move |tx| {
+        roles::delete(tx, &name)?;
+        audit::record(tx, "admin_action", None, &origin, json!({ "action": "role_deleted", "role": name }))
+    })
+    .await?;
+    Ok(redirect(&slug, "roles?done=role_deleted"))
+}
+
+// ---- tenant admins ----
+
+struct AdminRow {
+    id: String,
+    email: String,
+    created: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin/admins.html")]
+struct AdminsPage {
+    chrome: Chrome,
+    slug: String,
+    tenant_name: String,
+    tab: &'static str,
+    is_operator: bool,
+    rows: Vec<AdminRow>,
+    form_email: String,
+}
+
+async fn render_admins(
+    app: &AppState,
+    session: &UiSession,
+    tenant: &Tenant,
+    chrome: Chrome,
+    email: String,
+) -> PageResult {
+    let scope = Scope::Tenant(tenant.slug.clone());
+    let admins = app.control.read(move |conn| tables::operators_in_scope(conn, &scope)).await?;
+    let code = if chrome.error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    let page = AdminsPage {
+        chrome,
+        slug: tenant.slug.to_string(),
+        tenant_name: tenant.name.clone(),
+        tab: "admins",
+        is_operator: session.actor.scope == Scope::Operator,
+        rows: admins.into_iter().map(|a| AdminRow { id: a.id, email: a.email, created: date(a.created_at) }).collect(),
+        form_email: email,
+    };
+    Ok((code, render(page)?).into_response())
+}
+
+async fn admins_page(
+    State(app): State<AppState>,
+    session: UiSession,
+    Path(slug): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> PageResult {
+    let (tenant, _) = open(&app, &session, &slug).await?;
+    let mut chrome = session.chrome("tenants");
+    chrome.notice = done_notice(q.done.as_deref());
+    render_admins(&app, &session, &tenant, chrome, String::new()).await
+}
+
+#[derive(Deserialize)]
+struct AdminForm {
+    #[serde(default)]
+    csrf_token: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+}
+
+async fn admin_create(
+    State(app): State<AppState>,
+    session: UiSession,
+    Path(slug): Path<String>,
+    UiForm(form): UiForm<AdminForm>,
+) -> PageResult {
+    session.check_csrf(&form.csrf_token)?;
+    session.actor.require_operator()?;
+    let (tenant, _) = open(&app, &session, &slug).await?;
+    let scope = Scope::Tenant(tenant.slug.clone());
+    let result = match accounts::new_operator(&app.passwords, &form.email, &Secret::new(form.password), scope).await {
+        Ok(mutation) => app.control.apply(mutation).await,
+        Err(err) => Err(err),
+    };
+    match result {
+        Ok(()) => Ok(redirect(&slug, "admins?done=admin_created")),
+        Err(err) => {
+            let mut chrome = session.chrome("tenants");
+            chrome.error = Some(form_error(err)?);
+            render_admins(&app, &session, &tenant, chrome, form.email).await
+        }
+    }
+}
+
+async fn admin_delete(
+    State(app): State<AppState>,
+    session: UiSession,
+    Path((slug, id)): Path<(String, String)>,
+    UiForm(form): UiForm<CsrfOnly>,
+) -> PageResult {
+    session.check_csrf(&form.csrf_token)?;
+    session.actor.require_operator()?;
+    let scope = Scope::Tenant(TenantSlug::parse(&slug)?);
+    let admins = app.control.read(move |conn| tables::operators_in_scope(conn, &scope)).await?;
+    if !admins.iter().any(|a| a.id == id) {
+        return Err(Error::NotFound("tenant admin").into());
+    }
+    app.control.apply(Mutation::DeleteOperator { id }).await?;
+    Ok(redirect(&slug, "admins?done=admin_deleted"))
+}
+
+// ---- sign-in settings ----
+
+#[derive(Template)]
+#[template(path = "admin/signin_settings.html")]
+struct SignInPage {
+    chrome: Chrome,
+    slug: String,
+    tenant_name: String,
+    tab: &'static str,
+    s: crate::tenants::TenantSettings,
+    mfa: &'static str,
+    custom_fields: String,
+}
+
+fn render_signin(tenant: &Tenant, chrome: Chrome) -> PageResult {
+    let s = tenant.settings.clone();
+    let code = if chrome.error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    let page = SignInPage {
+        chrome,
+        slug: tenant.slug.to_string(),
+        tenant_name: tenant.name.clone(),
+        tab: "sign-in",
+        mfa: match s.mfa {
+            crate::identity::settings::MfaPolicy::Off => "off",
+            crate::identity::settings::MfaPolicy::Optional => "optional",
+            crate::identity::settings::MfaPolicy::Required => "required",
+        },
+        custom_fields: serde_json::to_string_pretty(&s.custom_fields).unwrap_or_default(),
+        s,
+    };
+    Ok((code, render(page)?).into_response())
+}
+
+async fn signin_page(
+    State(app): State<AppState>,
+    session: UiSession,
+    Path(slug): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> PageResult {
+    let (tenant, _) = open(&app, &session, &slug).await?;
+    let mut chrome = session.chrome("tenants");
+    chrome.notice = done_notice(q.done.as_deref());
+    render_signin(&tenant, chrome)
+}
+
+#[derive(Deserialize)]
+struct SignInForm {
+    #[serde(default)]
+    csrf_token: String,
+    signup_enabled: Option<String>,
+    require_email_verification: Option<String>,
+    #[serde(default)]
+    mfa: String,
+    #[serde(default)]
+    password_min_length: String,
+    #[serde(default)]
+    session_idle_minutes: String,
+    #[serde(default)]
+    session_max_hours: String,
+    #[serde(default)]
+    lockout_max_failures: String,
+    #[serde(default)]
+    lockout_backoff_seconds: String,
+    #[serde(default)]
+    lockout_max_backoff_seconds: String,
+    #[serde(default)]
+    custom_fields: String,
+}
+
+fn number(field: &str, raw: &str) -> Result<u32, Error> {
+    raw.trim().parse().map_err(|_| Error::validation(format!("{field} must be a whole number")))
+}
+
+async fn signin_save(
+    State(app): State<AppState>,
+    session: UiSession,
+    Path(slug): Path<String>,
+    UiForm(form): UiForm<SignInForm>,
+) -> PageResult {
+    session.check_csrf(&form.csrf_token)?;
+    let (tenant, _) = open(&app, &session, &slug).await?;
+    let patch = (|| -> Result<serde_json::Value, Error> {
+        let custom_fields: serde_json::Value = match form.custom_fields.trim() {
+            "" => json!([]),
+            raw => serde_json::from_str(raw).map_err(|e| Error::validation(format!("custom fields: {e}")))?,
+        };
+        Ok(json!({
+            "signup_enabled": form.signup_enabled.is_some(),
+            "require_email_verification": form.require_email_verification.is_some(),
+            "mfa": form.mfa,
+            "password_min_length": number("minimum password length", &form.password_min_length)?,
+            "session_idle_minutes": number("session idle timeout", &form.session_idle_minutes)?,
+            "session_max_hours": number("session lifetime", &form.session_max_hours)?,
+            "lockout": {
+                "max_failures": number("lockout failures", &form.lockout_max_failures)?,
+                "backoff_seconds": number("first lock", &form.lockout_backoff_seconds)?,
+                "max_backoff_seconds": number("longest lock", &form.lockout_max_backoff_seconds)?,
+            },
+            "custom_fields": custom_fields,
+        }))
+    })();
+    let result = match patch {
+        Ok(patch) => tenants::update(&app, &tenant.slug, None, Some(&patch)).await.map(|_| ()),
+        Err(err) => Err(err),
+    };
+    match result {
+        Ok(()) => Ok(redirect(&slug, "sign-in?done=saved")),
+        Err(err) => {
+            let mut chrome = session.chrome("tenants");
+            chrome.error = Some(form_error(err)?);
+            render_signin(&tenant, chrome)
+        }
+    }
+}
+
+// ---- audit log ----
+
+struct AuditRow {
+    at: String,
+    kind: String,
+    user_id: Option<String>,
+    actor: String,
+    from: String,
+    detail: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin/audit.html")]
+struct AuditPage {
+    chrome: Chrome,
+    slug: String,
+    tenant_name: String,
+    tab: &'static str,
+    types: Vec<(&'static str, bool)>,
+    kind: String,
+    user_id: String,
+    rows: Vec<AuditRow>,
+    next_cursor: Option<i64>,
+}
+
+async fn audit_page(
+    State(app): State<AppState>,
+    session: UiSession,
+    Path(slug): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> PageResult {
+    let (tenant, db) = open(&app, &session, &slug).await?;
+    let kind = q.kind.filter(|k| audit::TYPES.contains(&k.as_str()));
+    let user_id = q.user_id.filter(|u| !u.is_empty());
+    let filter = audit::Filter {
+        kind: kind.clone(),
+        user_id: user_id.clone(),
+        since: None,
+        cursor: q.cursor.and_then(|c| c.parse().ok()),
+        limit: 100,
+    };
+    let (entries, next_cursor) = db::with_conn(&db.pool, move |conn| audit::list(conn, &filter)).await?;
+    let kind = kind.unwrap_or_default();
+    let page = AuditPage {
+        chrome: session.chrome("tenants"),
+        slug: tenant.slug.to_string(),
+        tenant_name: tenant.name.clone(),
+        tab: "audit",
+        types: audit::TYPES.iter().map(|t| (*t, *t == kind)).collect(),
+        kind,
+        user_id: user_id.unwrap_or_default(),
+        rows: entries
+            .into_iter()
+            .map(|e| AuditRow {
+                at: date(e.at),
+                kind: e.kind,
+                user_id: e.user_id,
+                actor: e.actor,
+                from: [e.ip.unwrap_or_default(), e.user_agent.unwrap_or_default()]
+                    .into_iter()
+                    .filter(|p| !p.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(" · "),
+                detail: e.detail.to_string(),
+            })
+            .collect(),
+        next_cursor,
+    };
+    render(page)
+}
