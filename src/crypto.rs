@@ -4,8 +4,8 @@
 //! - Secrets at rest are sealed with AES-256-GCM under the master key, bound to a context string (the AAD) so a
 //!   sealed value cannot be moved to another field or tenant.
 //! - API tokens, session ids and other random bearer values are stored as SHA-256 only.
-//! - Passwords are argon2id; hashing runs on the blocking pool behind a semaphore sized to the CPU count, so a
-//!   login flood queues there instead of starving the async workers.
+//! - Passwords are argon2id; hashing runs on a dedicated pool of one thread per CPU fed by a queue, so a login
+//!   flood queues there instead of starving the async workers, and a finished hash starts the next one at once.
 
 use std::fs;
 use std::io::Write;
@@ -22,7 +22,6 @@ use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD as B64URL
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use tokio::sync::Semaphore;
 
 use crate::config::{PasswordParams, Secret};
 use crate::error::{Error, Result};
@@ -137,11 +136,14 @@ pub fn constant_time_eq(a: &str, b: &str) -> bool {
     a.as_bytes().ct_eq(b.as_bytes()).into()
 }
 
-/// argon2id hashing on the blocking pool, at most one hash per CPU at a time.
+type HashJob = Box<dyn FnOnce(&Argon2<'static>) + Send>;
+
+/// argon2id hashing on its own threads (one per CPU) that take jobs from one queue: at most one hash per CPU at
+/// a time, and no hand-off through the async runtime between two hashes. The threads end with the last clone.
 #[derive(Clone)]
 pub struct PasswordHasher {
     argon2: Argon2<'static>,
-    permits: Arc<Semaphore>,
+    jobs: std::sync::mpsc::Sender<HashJob>,
     /// A hash of a random password with the current parameters, verified against for unknown accounts so that
     /// the answer takes as long as for a known one.
     dummy_hash: Arc<String>,
@@ -154,7 +156,24 @@ impl PasswordHasher {
         let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
         let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
         let dummy = hash_with(&argon2, &random_token(""))?;
-        Ok(Self { argon2, permits: Arc::new(Semaphore::new(cpus)), dummy_hash: Arc::new(dummy) })
+        let (jobs, queue) = std::sync::mpsc::channel::<HashJob>();
+        let queue = Arc::new(std::sync::Mutex::new(queue));
+        for i in 0..cpus {
+            let (queue, argon2) = (queue.clone(), argon2.clone());
+            std::thread::Builder::new().name(format!("gatehouse-argon2-{i}")).spawn(move || {
+                loop {
+                    let next = queue.lock().map_err(|_| ()).and_then(|q| q.recv().map_err(|_| ()));
+                    match next {
+                        // A panicking job drops its reply channel (the caller gets an error); the thread lives on.
+                        Ok(job) => {
+                            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&argon2)));
+                        }
+                        Err(()) => break,
+                    }
+                }
+            })?;
+        }
+        Ok(Self { argon2, jobs, dummy_hash: Arc::new(dummy) })
     }
 
     pub async fn hash(&self, password: &Secret) -> Result<String> {
@@ -192,9 +211,12 @@ impl PasswordHasher {
         &self,
         job: impl FnOnce(&Argon2<'static>) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let _permit = self.permits.clone().acquire_owned().await.map_err(Error::internal)?;
-        let argon2 = self.argon2.clone();
-        tokio::task::spawn_blocking(move || job(&argon2)).await?
+        let (done, result) = tokio::sync::oneshot::channel();
+        let job: HashJob = Box::new(move |argon2| {
+            let _ = done.send(job(argon2));
+        });
+        self.jobs.send(job).map_err(|_| Error::internal("the password hashing threads are gone"))?;
+        result.await.map_err(|_| Error::internal("a password hashing job was dropped"))?
     }
 }
 

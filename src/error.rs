@@ -33,7 +33,9 @@ pub enum Error {
     InvalidCredentials,
     #[error("this link or code is invalid, was used already or has expired")]
     InvalidToken,
-    #[error("the email address is not verified yet; a new verification link was sent")]
+    #[error(
+        "the email address is not verified yet: open the link we emailed you (a new one goes out at most every 5 minutes)"
+    )]
     EmailNotVerified,
     #[error("request body is larger than the limit of {0} bytes")]
     PayloadTooLarge(usize),

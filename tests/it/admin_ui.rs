@@ -306,6 +306,21 @@ async fn tenant_email_pages_in_the_browser() {
     app.stop().await;
 }
 
+/// Waits until the element at `css` shows text containing `wanted` (a click's new page has loaded), and returns it.
+async fn wait_text(browser: &fantoccini::Client, css: &str, wanted: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Ok(el) = browser.find(Locator::Css(css)).await
+            && let Ok(text) = el.text().await
+            && text.contains(wanted)
+        {
+            return text;
+        }
+        assert!(Instant::now() < deadline, "no {css} with {wanted:?} on {:?}", browser.current_url().await.ok());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A visitor registers and signs in through the real hosted pages in Chromium: sign-up form, the verification
 /// link from the mail, the login form with a return path, the account page, sign-out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -327,16 +342,14 @@ async fn hosted_pages_register_and_sign_in_in_the_browser() {
     browser.find(Locator::Id("name")).await.unwrap().send_keys("Vic").await.unwrap();
     browser.find(Locator::Id("password")).await.unwrap().send_keys("qwertyuiop").await.unwrap();
     browser.find(Locator::Css("button.primary")).await.unwrap().click().await.unwrap();
-    let alert = browser.wait().for_element(Locator::Css(".alert")).await.unwrap().text().await.unwrap();
-    assert!(alert.contains("most common"), "{alert}");
+    wait_text(&browser, ".alert", "most common").await;
     let kept = browser.find(Locator::Id("email")).await.unwrap().prop("value").await.unwrap().unwrap_or_default();
     assert_eq!(kept, "vic@example.com", "input is kept");
     let pw = browser.find(Locator::Id("password")).await.unwrap().prop("value").await.unwrap().unwrap_or_default();
     assert_eq!(pw, "", "the password is not");
     browser.find(Locator::Id("password")).await.unwrap().send_keys(PASSWORD).await.unwrap();
     browser.find(Locator::Css("button.primary")).await.unwrap().click().await.unwrap();
-    let heading = browser.wait().for_element(Locator::Css("h1")).await.unwrap().text().await.unwrap();
-    assert_eq!(heading, "Check your email");
+    wait_text(&browser, "h1", "Check your email").await;
     let brand = browser.find(Locator::Css(".tenant-name")).await.unwrap().text().await.unwrap();
     assert_eq!(brand, "The Shop");
 
@@ -350,16 +363,14 @@ async fn hosted_pages_register_and_sign_in_in_the_browser() {
     })
     .await;
     browser.goto(&link).await.unwrap();
-    let heading = browser.wait().for_element(Locator::Css("h1")).await.unwrap().text().await.unwrap();
-    assert_eq!(heading, "Email confirmed");
+    wait_text(&browser, "h1", "Email confirmed").await;
 
     browser.goto(&app.url("/t/shop/account")).await.unwrap();
     browser.wait().for_element(Locator::Css("form[action='/t/shop/login']")).await.unwrap();
     browser.find(Locator::Id("email")).await.unwrap().send_keys("vic@example.com").await.unwrap();
     browser.find(Locator::Id("password")).await.unwrap().send_keys(PASSWORD).await.unwrap();
     browser.find(Locator::Css("button.primary")).await.unwrap().click().await.unwrap();
-    let heading = browser.wait().for_element(Locator::Css("h1")).await.unwrap().text().await.unwrap();
-    assert_eq!(heading, "Your account");
+    wait_text(&browser, "h1", "Your account").await;
     assert!(browser.current_url().await.unwrap().path().ends_with("/t/shop/account"), "return_to honoured");
     let cookie = browser.get_named_cookie("gh_session").await.unwrap();
     assert_eq!(cookie.path(), Some("/t/shop/"));
@@ -395,22 +406,18 @@ async fn identity_admin_pages_in_the_browser() {
     browser.wait().for_element(Locator::Id("name")).await.unwrap().send_keys("support").await.unwrap();
     browser.find(Locator::Id("permissions")).await.unwrap().send_keys("tickets:read, tickets:write").await.unwrap();
     browser.find(Locator::Css("form[action$='/roles'] button.primary")).await.unwrap().click().await.unwrap();
-    let notice = browser.wait().for_element(Locator::Css(".notice")).await.unwrap().text().await.unwrap();
-    assert!(notice.contains("Role created"), "{notice}");
+    wait_text(&browser, ".notice", "Role created").await;
 
     browser.goto(&app.url("/admin/tenants/idco/users")).await.unwrap();
     browser.wait().for_element(Locator::Id("email")).await.unwrap().send_keys("wes@example.com").await.unwrap();
     browser.find(Locator::Id("password")).await.unwrap().send_keys(PASSWORD).await.unwrap();
     browser.find(Locator::Css("form[action$='/users'] button.primary")).await.unwrap().click().await.unwrap();
-    let notice = browser.wait().for_element(Locator::Css(".notice")).await.unwrap().text().await.unwrap();
-    assert!(notice.contains("User created"), "{notice}");
+    wait_text(&browser, ".notice", "User created").await;
     browser.find(Locator::Css("input[name='roles'][value='support']")).await.unwrap().click().await.unwrap();
     browser.find(Locator::Css("form[action$='/roles'] button")).await.unwrap().click().await.unwrap();
-    let notice = browser.wait().for_element(Locator::Css(".notice")).await.unwrap().text().await.unwrap();
-    assert!(notice.contains("Roles saved"), "{notice}");
+    wait_text(&browser, ".notice", "Roles saved").await;
     browser.find(Locator::Css("form[action$='/disable'] button")).await.unwrap().click().await.unwrap();
-    let notice = browser.wait().for_element(Locator::Css(".notice")).await.unwrap().text().await.unwrap();
-    assert!(notice.contains("disabled"), "{notice}");
+    wait_text(&browser, ".notice", "disabled").await;
 
     let users: Value =
         app.admin(Method::GET, "/admin/api/v1/tenants/idco/users?q=wes").send().await.unwrap().json().await.unwrap();
@@ -427,16 +434,14 @@ async fn identity_admin_pages_in_the_browser() {
     assert_eq!(user["status"], "disabled");
 
     browser.goto(&app.url("/admin/tenants/idco/audit?type=role_changed")).await.unwrap();
-    let cell = browser.wait().for_element(Locator::Css("td code")).await.unwrap().text().await.unwrap();
-    assert_eq!(cell, "role_changed");
+    wait_text(&browser, "td code", "role_changed").await;
 
     browser.goto(&app.url("/admin/tenants/idco/sign-in")).await.unwrap();
     let min = browser.wait().for_element(Locator::Id("password_min_length")).await.unwrap();
     min.clear().await.unwrap();
     min.send_keys("12").await.unwrap();
     browser.find(Locator::Css("form[action$='/sign-in'] button.primary")).await.unwrap().click().await.unwrap();
-    let notice = browser.wait().for_element(Locator::Css(".notice")).await.unwrap().text().await.unwrap();
-    assert!(notice.contains("Settings saved"), "{notice}");
+    wait_text(&browser, ".notice", "Settings saved").await;
     let tenant: Value =
         app.admin(Method::GET, "/admin/api/v1/tenants/idco").send().await.unwrap().json().await.unwrap();
     assert_eq!(tenant["settings"]["password_min_length"], 12);
