@@ -50,6 +50,16 @@ pub fn format_time(unix: i64) -> String {
         .unwrap_or_default()
 }
 
+/// A unix time as pages show it: `2026-11-23 08:05:00 UTC`.
+pub fn display_time(unix: i64) -> String {
+    format_time(unix).replace('T', " ").replace('Z', " UTC")
+}
+
+/// Where a session or an audit entry came from, as pages show it: `ip · user agent`, skipping what is unknown.
+pub fn client_label(ip: Option<&str>, user_agent: Option<&str>) -> String {
+    [ip, user_agent].into_iter().flatten().filter(|p| !p.is_empty()).collect::<Vec<_>>().join(" · ")
+}
+
 /// Serde helpers that present unix seconds as RFC 3339 strings in JSON.
 pub mod rfc3339 {
     use serde::Serializer;

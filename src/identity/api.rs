@@ -68,8 +68,7 @@ fn with_cookie(mut response: Response, cookie: &str) -> Response {
 }
 
 fn session_cookie(app: &App, tenant: &Tenant, value: Option<&str>) -> String {
-    let max_age = value.map(|_| i64::from(tenant.settings.session_max_hours) * 3600);
-    sessions::cookie_header(tenant.slug.as_str(), value, max_age, app.config.is_https())
+    sessions::active_cookie(tenant, value, app.config.is_https())
 }
 
 /// A sign-up body: `email`, `password`, optional `name`; every other key is a custom field.

@@ -130,8 +130,7 @@ impl Visit {
     }
 
     fn session_cookie(&self, value: Option<&str>) -> String {
-        let max_age = value.map(|_| i64::from(self.tenant.settings.session_max_hours) * 3600);
-        sessions::cookie_header(self.slug(), value, max_age, self.secure)
+        sessions::active_cookie(&self.tenant, value, self.secure)
     }
 
     /// The response with the CSRF cookie (when new) and `extra` cookies attached.
@@ -655,10 +654,6 @@ struct AccountPage {
     sessions: Vec<SessionRow>,
 }
 
-fn when(t: i64) -> String {
-    crate::format_time(t).replace('T', " ").replace('Z', " UTC")
-}
-
 async fn account_page(visit: &Visit, session: &Session, notice: Option<String>, error: Option<String>) -> PageResult {
     let user_id = session.user_id.clone();
     let (user, list, enrolled, left) = db::with_conn(&visit.db.pool, move |conn| {
@@ -690,13 +685,9 @@ async fn account_page(visit: &Visit, session: &Session, notice: Option<String>, 
             .into_iter()
             .map(|s| SessionRow {
                 current: s.id == session.id,
-                created: when(s.created_at),
-                last_seen: when(s.last_seen_at),
-                from: [s.ip.clone().unwrap_or_default(), s.user_agent.clone().unwrap_or_default()]
-                    .into_iter()
-                    .filter(|p| !p.is_empty())
-                    .collect::<Vec<_>>()
-                    .join(" · "),
+                created: crate::display_time(s.created_at),
+                last_seen: crate::display_time(s.last_seen_at),
+                from: crate::client_label(s.ip.as_deref(), s.user_agent.as_deref()),
                 id: s.id,
             })
             .collect(),

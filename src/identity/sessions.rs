@@ -207,6 +207,12 @@ pub fn revoke_all(conn: &Connection, user_id: &str, keep: Option<&str>) -> Resul
     Ok(conn.execute("DELETE FROM sessions WHERE user_id = ?1 AND id IS NOT ?2", params![user_id, keep])?)
 }
 
+/// The `Set-Cookie` value for an active session of `tenant` (kept for `session_max_hours`); `None` clears it.
+pub fn active_cookie(tenant: &crate::control::Tenant, value: Option<&str>, secure: bool) -> String {
+    let max_age = value.map(|_| i64::from(tenant.settings.session_max_hours) * 3600);
+    cookie_header(tenant.slug.as_str(), value, max_age, secure)
+}
+
 /// The `Set-Cookie` value for a session cookie of tenant `slug`; `None` clears it.
 pub fn cookie_header(slug: &str, value: Option<&str>, max_age: Option<i64>, secure: bool) -> String {
     let path = format!("/t/{slug}/");

@@ -48,10 +48,6 @@ async fn open(app: &AppState, session: &UiSession, slug: &str) -> Result<(Arc<Te
     Ok(session.actor.open_tenant(app, slug).await?)
 }
 
-fn date(unix: i64) -> String {
-    crate::format_time(unix).replace('T', " ").replace('Z', " UTC")
-}
-
 fn done_notice(done: Option<&str>) -> Option<String> {
     let text = match done? {
         "saved" => "SMTP settings saved.",
@@ -258,7 +254,11 @@ struct OutboxRow {
 fn outbox_rows(items: Vec<OutboxItem>) -> Vec<OutboxRow> {
     items
         .into_iter()
-        .map(|item| OutboxRow { created: date(item.created_at), next_attempt: date(item.next_attempt_at / 1000), item })
+        .map(|item| OutboxRow {
+            created: crate::display_time(item.created_at),
+            next_attempt: crate::display_time(item.next_attempt_at / 1000),
+            item,
+        })
         .collect()
 }
 
@@ -364,7 +364,7 @@ async fn mailbox_view(
         Ok((items, next, selected))
     })
     .await?;
-    let items = items.into_iter().map(|i| (date(i.created_at), i)).map(|(d, i)| (i, d)).collect();
+    let items = items.into_iter().map(|i| (crate::display_time(i.created_at), i)).map(|(d, i)| (i, d)).collect();
     render(MailboxPage {
         chrome: session.chrome("tenants"),
         slug: tenant.slug.to_string(),

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{Chrome, CsrfOnly, PageError, PageResult, UiForm, UiSession, render};
-use crate::admin::{Scope, Via, accounts};
+use crate::admin::{Scope, accounts};
 use crate::app::AppState;
 use crate::config::Secret;
 use crate::control::Mutation;
@@ -43,16 +43,8 @@ pub fn router() -> Router<AppState> {
         .route(&format!("{base}/audit"), get(audit_page))
 }
 
-fn date(unix: i64) -> String {
-    crate::format_time(unix).replace('T', " ").replace('Z', " UTC")
-}
-
-fn origin_of(session: &UiSession, RequestOrigin(mut origin): RequestOrigin) -> Origin {
-    origin.actor = match session.actor.via {
-        Via::Session => format!("operator:{}", session.actor.id),
-        Via::Token => format!("token:{}", session.actor.id),
-    };
-    origin
+fn origin_of(session: &UiSession, from: RequestOrigin) -> Origin {
+    admin_api::origin(&session.actor, from)
 }
 
 async fn open(app: &AppState, session: &UiSession, slug: &str) -> Result<(Arc<Tenant>, TenantDb), PageError> {
@@ -152,8 +144,8 @@ async fn render_users(
             name: u.name.unwrap_or_default(),
             status: u.status,
             verified: u.email_verified,
-            created: date(u.created_at),
-            last_login: u.last_login_at.map_or_else(|| "never".to_owned(), date),
+            created: crate::display_time(u.created_at),
+            last_login: u.last_login_at.map_or_else(|| "never".to_owned(), crate::display_time),
         })
         .collect();
     let code = if chrome.error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
@@ -287,13 +279,9 @@ async fn user_page(
         sessions: list
             .into_iter()
             .map(|s| SessionRow {
-                created: date(s.created_at),
-                last_seen: date(s.last_seen_at),
-                from: [s.ip.unwrap_or_default(), s.user_agent.unwrap_or_default()]
-                    .into_iter()
-                    .filter(|p| !p.is_empty())
-                    .collect::<Vec<_>>()
-                    .join(" · "),
+                created: crate::display_time(s.created_at),
+                last_seen: crate::display_time(s.last_seen_at),
+                from: crate::client_label(s.ip.as_deref(), s.user_agent.as_deref()),
                 id: s.id,
             })
             .collect(),
@@ -305,8 +293,8 @@ async fn user_page(
         has_password: user.has_password,
         mfa_enabled: enrolled,
         fields: user.fields.to_string(),
-        created: date(user.created_at),
-        last_login: user.last_login_at.map_or_else(|| "never".to_owned(), date),
+        created: crate::display_time(user.created_at),
+        last_login: user.last_login_at.map_or_else(|| "never".to_owned(), crate::display_time),
     };
     render(page)
 }
@@ -520,7 +508,10 @@ async fn render_admins(
         tenant_name: tenant.name.clone(),
         tab: "admins",
         is_operator: session.actor.scope == Scope::Operator,
-        rows: admins.into_iter().map(|a| AdminRow { id: a.id, email: a.email, created: date(a.created_at) }).collect(),
+        rows: admins
+            .into_iter()
+            .map(|a| AdminRow { id: a.id, email: a.email, created: crate::display_time(a.created_at) })
+            .collect(),
         form_email: email,
     };
     Ok((code, render(page)?).into_response())
@@ -758,15 +749,11 @@ async fn audit_page(
         rows: entries
             .into_iter()
             .map(|e| AuditRow {
-                at: date(e.at),
+                at: crate::display_time(e.at),
                 kind: e.kind,
                 user_id: e.user_id,
                 actor: e.actor,
-                from: [e.ip.unwrap_or_default(), e.user_agent.unwrap_or_default()]
-                    .into_iter()
-                    .filter(|p| !p.is_empty())
-                    .collect::<Vec<_>>()
-                    .join(" · "),
+                from: crate::client_label(e.ip.as_deref(), e.user_agent.as_deref()),
                 detail: e.detail.to_string(),
             })
             .collect(),

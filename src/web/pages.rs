@@ -343,7 +343,7 @@ async fn tenants_page(
             slug: t.slug.to_string(),
             name: t.name,
             status: t.status.as_str(),
-            created: crate::format_time(t.created_at).replace('T', " ").replace('Z', " UTC"),
+            created: crate::display_time(t.created_at),
         })
         .collect();
     chrome.nav = "tenants";
@@ -445,7 +445,7 @@ struct TokensPage {
 }
 
 async fn tokens_page(app: &App, session: &UiSession, chrome: Chrome, new_secret: Option<String>) -> PageResult {
-    let date = |t: i64| crate::format_time(t).replace('T', " ").replace('Z', " UTC");
+    let date = crate::display_time;
     let tokens = tokens::visible_tokens(app, &session.actor)
         .await?
         .into_iter()
