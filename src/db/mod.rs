@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use r2d2_sqlite::SqliteConnectionManager;
-use rusqlite::Connection;
+use rusqlite::{Connection, OpenFlags};
 use scheduled_thread_pool::ScheduledThreadPool;
 
 use crate::error::{Error, Result};
@@ -39,15 +39,18 @@ pub fn open_connection(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
-/// A pool over `path` that opens connections only when asked (min idle 0). All pools share `scheduler`, because
-/// r2d2 otherwise starts three threads per pool, which thousands of tenant pools cannot afford.
 /// A scheduler thread for r2d2 housekeeping, shared by many pools.
 pub fn scheduler(name: &str) -> Arc<ScheduledThreadPool> {
     Arc::new(ScheduledThreadPool::builder().num_threads(1).thread_name_pattern(name).build())
 }
 
+/// A pool over the existing file at `path` that opens connections only when asked (min idle 0). All pools share
+/// `scheduler`, because r2d2 otherwise starts three threads per pool, which thousands of tenant pools cannot
+/// afford. The pool never creates the file: a pool that outlives an archived tenant (a worker still holding it)
+/// gets an error instead of silently recreating an empty database at the old path.
 pub fn open_pool(path: &Path, max_size: u32, scheduler: Arc<ScheduledThreadPool>) -> Result<Pool> {
-    let manager = SqliteConnectionManager::file(path).with_init(|conn| configure(conn));
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+    let manager = SqliteConnectionManager::file(path).with_flags(flags).with_init(|conn| configure(conn));
     r2d2::Pool::builder()
         .max_size(max_size)
         .min_idle(Some(0))

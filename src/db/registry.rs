@@ -109,6 +109,10 @@ impl TenantRegistry {
     }
 
     fn open(&self, slug: &TenantSlug) -> Result<TenantDb> {
+        // Only `create_file` makes tenant files; a missing one means the tenant was archived meanwhile.
+        if !self.path(slug).exists() {
+            return Err(Error::TenantNotFound);
+        }
         let pool = db::open_pool(&self.path(slug), TENANT_POOL_SIZE, self.scheduler.clone())?;
         let mut conn = pool.get()?;
         let applied = migrate::migrate(&mut conn, migrate::TENANT, &format!("tenant {slug}"))?;
