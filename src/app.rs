@@ -45,6 +45,8 @@ pub struct App {
     pub catalog: Catalog,
     /// The HTTP client webhook deliveries go through (SSRF-guarded).
     pub webhook_client: reqwest::Client,
+    /// OAuth/OIDC caches: key rings, clients, discovery documents.
+    pub oidc: Arc<crate::oidc::state::Oidc>,
 }
 
 impl App {
@@ -73,6 +75,9 @@ impl App {
             outbox.clone(),
         )?);
         let passwords = PasswordHasher::new(config.password)?;
+        let oidc = Arc::new(crate::oidc::state::Oidc::default());
+        let listener = oidc.clone();
+        control.on_apply(move |mutation| listener.invalidate(mutation));
         let per_minute = NonZeroU32::new(config.admin_login_per_minute).unwrap_or(NonZeroU32::MIN);
         let auth_per_minute = NonZeroU32::new(config.auth_per_minute).unwrap_or(NonZeroU32::MIN);
         Ok(App {
@@ -89,6 +94,7 @@ impl App {
             mailer: Mailer::new(&config)?,
             catalog: Catalog::load()?,
             webhook_client: crate::webhooks::client(config.webhook_allow_private, config.webhook_timeout)?,
+            oidc,
             config,
         })
     }
@@ -176,5 +182,10 @@ async fn housekeeping(app: AppState) {
             let err: Error = err;
             tracing::warn!(error = %err, "purging expired admin sessions failed");
         }
+        if let Err(err) = app.control.apply(Mutation::PurgeSigningKeys { now: crate::now_unix() }).await {
+            let err: Error = err;
+            tracing::warn!(error = %err, "retiring expired signing keys failed");
+        }
+        crate::oidc::store::purge_open_tenants(&app).await;
     }
 }

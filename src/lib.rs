@@ -28,6 +28,7 @@ pub mod email;
 pub mod error;
 pub mod http;
 pub mod identity;
+pub mod oidc;
 pub mod telemetry;
 pub mod tenants;
 pub mod web;

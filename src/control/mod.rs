@@ -24,12 +24,18 @@ use crate::error::{Error, Result};
 use crate::telemetry::Metrics;
 use crate::tenants::TenantSlug;
 
+/// A function told about each applied mutation.
+type Listener = Box<dyn Fn(&Mutation) + Send + Sync>;
+
 pub struct ControlStore {
     path: PathBuf,
     writer: Arc<Mutex<Connection>>,
     reader: Pool,
     tenants: Cache<TenantSlug, Option<Arc<Tenant>>>,
     metrics: Arc<Metrics>,
+    /// Told about every applied mutation, after its commit: caches outside this store (OAuth keys and clients)
+    /// invalidate here, so a replicated mutation refreshes them on every node alike.
+    listener: std::sync::OnceLock<Listener>,
 }
 
 impl ControlStore {
@@ -49,7 +55,13 @@ impl ControlStore {
             // A short TTL bounds staleness should another process (an offline CLI command) write control.db.
             tenants: Cache::builder().max_capacity(100_000).time_to_live(Duration::from_secs(30)).build(),
             metrics,
+            listener: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Installs the function told about every applied mutation (once; later calls are ignored).
+    pub fn on_apply(&self, listener: impl Fn(&Mutation) + Send + Sync + 'static) {
+        let _ = self.listener.set(Box::new(listener));
     }
 
     pub fn path(&self) -> &Path {
@@ -71,6 +83,9 @@ impl ControlStore {
         drop(conn);
         if let Some(slug) = mutation.touched_tenant() {
             self.tenants.invalidate(slug);
+        }
+        if let Some(listener) = self.listener.get() {
+            listener(&mutation);
         }
         tracing::debug!(mutation = mutation.kind(), "control mutation applied");
         Ok(())
@@ -229,8 +244,42 @@ pub fn apply(tx: &Transaction<'_>, mutation: &Mutation) -> Result<()> {
                 ],
             )?;
         }
+        Mutation::PutOAuthClient { slug, client } => {
+            require_tenant(tx, slug)?;
+            crate::oidc::clients::put(tx, slug, client)?;
+        }
+        Mutation::DeleteOAuthClient { slug, client_id } => {
+            let gone = tx.execute(
+                "DELETE FROM oauth_clients WHERE slug = ?1 AND client_id = ?2",
+                params![slug.as_str(), client_id],
+            )?;
+            if gone == 0 {
+                return Err(Error::NotFound("client"));
+            }
+        }
+        Mutation::AddSigningKey { slug, kid, alg, public_jwk, private_sealed, at, retire_previous_at } => {
+            require_tenant(tx, slug)?;
+            tx.execute(
+                "UPDATE signing_keys SET expires_at = ?2 WHERE slug = ?1 AND expires_at IS NULL",
+                params![slug.as_str(), retire_previous_at],
+            )?;
+            tx.execute(
+                "INSERT INTO signing_keys (kid, slug, alg, public_jwk, private_sealed, created_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL)",
+                params![kid, slug.as_str(), alg.as_str(), public_jwk, private_sealed, at],
+            )?;
+        }
+        Mutation::PurgeSigningKeys { now } => {
+            tx.execute("DELETE FROM signing_keys WHERE expires_at IS NOT NULL AND expires_at <= ?1", [now])?;
+        }
     }
     Ok(())
+}
+
+fn require_tenant(tx: &Transaction<'_>, slug: &TenantSlug) -> Result<()> {
+    let exists: bool =
+        tx.query_row("SELECT EXISTS(SELECT 1 FROM tenants WHERE slug = ?1)", [slug.as_str()], |r| r.get(0))?;
+    if exists { Ok(()) } else { Err(Error::TenantNotFound) }
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {

@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::admin::Scope;
 use crate::email::smtp::SmtpRecord;
+use crate::oidc::clients::Client;
+use crate::oidc::keys::SigningAlg;
 use crate::tenants::{TenantSettings, TenantSlug, TenantStatus};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -87,6 +89,30 @@ pub enum Mutation {
         slug: TenantSlug,
         smtp: Option<SmtpRecord>,
     },
+    /// Creates or replaces an OAuth client (its secret hash included).
+    PutOAuthClient {
+        slug: TenantSlug,
+        client: Client,
+    },
+    DeleteOAuthClient {
+        slug: TenantSlug,
+        client_id: String,
+    },
+    /// Adds a signing key as the tenant's active one; the keys active until now stay published until
+    /// `retire_previous_at`.
+    AddSigningKey {
+        slug: TenantSlug,
+        kid: String,
+        alg: SigningAlg,
+        public_jwk: String,
+        private_sealed: String,
+        at: i64,
+        retire_previous_at: i64,
+    },
+    /// Deletes signing keys whose tokens have all expired.
+    PurgeSigningKeys {
+        now: i64,
+    },
 }
 
 impl Mutation {
@@ -119,6 +145,10 @@ impl Mutation {
             Mutation::DeleteAdminSession { .. } => "delete_admin_session",
             Mutation::PurgeExpiredSessions { .. } => "purge_expired_sessions",
             Mutation::SetTenantSmtp { .. } => "set_tenant_smtp",
+            Mutation::PutOAuthClient { .. } => "put_oauth_client",
+            Mutation::DeleteOAuthClient { .. } => "delete_oauth_client",
+            Mutation::AddSigningKey { .. } => "add_signing_key",
+            Mutation::PurgeSigningKeys { .. } => "purge_signing_keys",
         }
     }
 }

@@ -18,6 +18,7 @@ pub struct Migration {
 pub const CONTROL: &[Migration] = &[
     Migration { version: 1, name: "init", sql: include_str!("../../migrations/control/0001_init.sql") },
     Migration { version: 2, name: "tenant_smtp", sql: include_str!("../../migrations/control/0002_tenant_smtp.sql") },
+    Migration { version: 3, name: "oauth", sql: include_str!("../../migrations/control/0003_oauth.sql") },
 ];
 
 pub const TENANT: &[Migration] = &[
@@ -29,6 +30,7 @@ pub const TENANT: &[Migration] = &[
         name: "sessions_roles_mfa",
         sql: include_str!("../../migrations/tenant/0004_sessions_roles_mfa.sql"),
     },
+    Migration { version: 5, name: "oauth", sql: include_str!("../../migrations/tenant/0005_oauth.sql") },
 ];
 
 /// The highest version in `set`.

@@ -108,6 +108,15 @@ impl TenantRegistry {
         })
     }
 
+    /// The tenant's pool when it is open already: no blocking, so callers can skip the blocking pool.
+    pub fn cached(&self, slug: &TenantSlug) -> Option<TenantDb> {
+        let hit = self.pools.get(slug);
+        if hit.is_some() {
+            self.metrics.cache_lookup("tenant_pool", true);
+        }
+        hit
+    }
+
     fn open(&self, slug: &TenantSlug) -> Result<TenantDb> {
         // Only `create_file` makes tenant files; a missing one means the tenant was archived meanwhile.
         if !self.path(slug).exists() {
@@ -198,6 +207,11 @@ impl TenantRegistry {
                 u64::from(state.connections - state.idle_connections)
             })
             .sum()
+    }
+
+    /// The tenant databases open now (housekeeping visits these, never wakes idle tenants).
+    pub fn open_dbs(&self) -> Vec<TenantDb> {
+        self.pools.iter().map(|(_, db)| db).collect()
     }
 
     /// Drops every cached pool (shutdown).

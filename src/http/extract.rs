@@ -61,8 +61,13 @@ impl FromRequestParts<AppState> for TenantCtx {
         if tenant.status == TenantStatus::Suspended {
             return Err(Error::TenantSuspended);
         }
-        let registry = app.tenants.clone();
-        let db = tokio::task::spawn_blocking(move || registry.get(&slug)).await??;
+        let db = match app.tenants.cached(&slug) {
+            Some(db) => db,
+            None => {
+                let registry = app.tenants.clone();
+                tokio::task::spawn_blocking(move || registry.get(&slug)).await??
+            }
+        };
         Ok(TenantCtx { tenant, db })
     }
 }

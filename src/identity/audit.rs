@@ -77,6 +77,9 @@ pub const TYPES: &[&str] = &[
     "user_deleted",
     "role_changed",
     "admin_action",
+    "consent_granted",
+    "consent_revoked",
+    "token_reuse",
 ];
 
 pub fn list(conn: &Connection, filter: &Filter) -> Result<(Vec<Entry>, Option<i64>)> {

@@ -65,18 +65,18 @@ pub struct Frame {
 }
 
 /// One request to a hosted page: the tenant, its database, the visitor's session and CSRF values.
-struct Visit {
-    tenant: std::sync::Arc<Tenant>,
-    db: TenantDb,
-    session: Option<Session>,
+pub(crate) struct Visit {
+    pub(crate) tenant: std::sync::Arc<Tenant>,
+    pub(crate) db: TenantDb,
+    pub(crate) session: Option<Session>,
     cookie_csrf: Option<String>,
     /// Set when the visitor had no CSRF cookie yet: sent with the response.
     new_csrf_cookie: Option<String>,
-    secure: bool,
+    pub(crate) secure: bool,
 }
 
 impl Visit {
-    async fn new(app: &App, ctx: TenantCtx, headers: &HeaderMap) -> Result<Visit, PageError> {
+    pub(crate) async fn new(app: &App, ctx: TenantCtx, headers: &HeaderMap) -> Result<Visit, PageError> {
         let session = flows::current_session(&ctx.tenant, &ctx.db, headers).await?;
         let secure = app.config.is_https();
         let (cookie_csrf, new_csrf_cookie) = match cookies::get(headers, CSRF_COOKIE).filter(|v| v.len() >= 32) {
@@ -91,15 +91,15 @@ impl Visit {
         Ok(Visit { tenant: ctx.tenant, db: ctx.db, session, cookie_csrf, new_csrf_cookie, secure })
     }
 
-    fn slug(&self) -> &str {
+    pub(crate) fn slug(&self) -> &str {
         self.tenant.slug.as_str()
     }
 
-    fn active(&self) -> Option<&Session> {
+    pub(crate) fn active(&self) -> Option<&Session> {
         self.session.as_ref().filter(|s| s.stage == Stage::Active)
     }
 
-    fn frame(&self) -> Frame {
+    pub(crate) fn frame(&self) -> Frame {
         let s = &self.tenant.settings;
         let csrf_token = match &self.session {
             Some(session) => session.csrf_token.clone(),
@@ -118,7 +118,7 @@ impl Visit {
 
     /// A form's token must match the session's or the CSRF cookie's (only one set by this response is unknown
     /// to the browser, so it cannot match).
-    fn check_csrf(&self, submitted: &str) -> Result<(), PageError> {
+    pub(crate) fn check_csrf(&self, submitted: &str) -> Result<(), PageError> {
         let by_session = self.session.as_ref().is_some_and(|s| crypto::constant_time_eq(submitted, &s.csrf_token));
         let by_cookie = self.new_csrf_cookie.is_none()
             && self.cookie_csrf.as_deref().is_some_and(|c| crypto::constant_time_eq(submitted, c));
@@ -129,12 +129,12 @@ impl Visit {
         }
     }
 
-    fn session_cookie(&self, value: Option<&str>) -> String {
+    pub(crate) fn session_cookie(&self, value: Option<&str>) -> String {
         sessions::active_cookie(&self.tenant, value, self.secure)
     }
 
     /// The response with the CSRF cookie (when new) and `extra` cookies attached.
-    fn finish(&self, mut response: Response, extra: &[String]) -> Response {
+    pub(crate) fn finish(&self, mut response: Response, extra: &[String]) -> Response {
         for cookie in self.new_csrf_cookie.iter().chain(extra) {
             if let Ok(value) = cookie.parse() {
                 response.headers_mut().append(SET_COOKIE, value);
@@ -144,16 +144,22 @@ impl Visit {
         response
     }
 
-    fn page(&self, status: StatusCode, page: impl Template) -> PageResult {
+    pub(crate) fn page(&self, status: StatusCode, page: impl Template) -> PageResult {
         let html = page.render()?;
         Ok(self.finish((status, axum::response::Html(html)).into_response(), &[]))
     }
 
-    fn message(&self, status: StatusCode, heading: &str, text: &str, link: Option<(String, String)>) -> PageResult {
+    pub(crate) fn message(
+        &self,
+        status: StatusCode,
+        heading: &str,
+        text: &str,
+        link: Option<(String, String)>,
+    ) -> PageResult {
         self.page(status, MessagePage { frame: self.frame(), heading: heading.to_owned(), text: text.to_owned(), link })
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("/t/{}/{path}", self.slug())
     }
 }
@@ -176,7 +182,7 @@ pub fn safe_return_to(slug: &str, raw: Option<&str>) -> String {
     if ok { raw.to_owned() } else { fallback }
 }
 
-fn see_other(to: &str) -> Response {
+pub(crate) fn see_other(to: &str) -> Response {
     Redirect::to(to).into_response()
 }
 
@@ -406,6 +412,10 @@ struct LoginPage {
 #[derive(Deserialize)]
 struct ReturnQuery {
     return_to: Option<String>,
+    /// Pre-fills the email (OIDC `login_hint`).
+    login_hint: Option<String>,
+    /// `login`: show the form even to a signed-in visitor (OIDC `prompt=login`, `max_age`).
+    prompt: Option<String>,
 }
 
 async fn login_form(
@@ -416,12 +426,12 @@ async fn login_form(
 ) -> PageResult {
     let visit = Visit::new(&app, ctx, &headers).await?;
     let return_to = safe_return_to(visit.slug(), q.return_to.as_deref());
-    if visit.active().is_some() {
+    if visit.active().is_some() && q.prompt.as_deref() != Some("login") {
         return Ok(visit.finish(see_other(&return_to), &[]));
     }
     let page = LoginPage {
         frame: visit.frame(),
-        email: String::new(),
+        email: q.login_hint.filter(|h| h.len() <= 254 && h.contains('@')).unwrap_or_default(),
         return_to,
         signup_enabled: visit.tenant.settings.signup_enabled,
     };

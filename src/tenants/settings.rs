@@ -31,6 +31,8 @@ pub struct TenantSettings {
     pub session_max_hours: u32,
     pub lockout: Lockout,
     pub custom_fields: Vec<CustomField>,
+    /// OAuth 2.0 / OpenID Connect provider settings.
+    pub oidc: crate::oidc::settings::OidcSettings,
 }
 
 impl Default for TenantSettings {
@@ -47,6 +49,7 @@ impl Default for TenantSettings {
             session_max_hours: identity::default_max_hours(),
             lockout: Lockout::default(),
             custom_fields: Vec::new(),
+            oidc: Default::default(),
         }
     }
 }
@@ -99,7 +102,8 @@ impl TenantSettings {
             self.session_max_hours,
             &self.lockout,
             &self.custom_fields,
-        )
+        )?;
+        self.oidc.validate()
     }
 
     /// These settings with `patch` merged in, validated.

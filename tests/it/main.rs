@@ -6,6 +6,7 @@ mod binary;
 mod email;
 mod http_stack;
 mod identity;
+mod oidc;
 mod support;
 mod tenants;
 mod users;
