@@ -52,12 +52,48 @@ impl axum::extract::FromRequestParts<AppState> for ApiUser {
 
     async fn from_request_parts(parts: &mut axum::http::request::Parts, app: &AppState) -> Result<Self> {
         let TenantCtx { tenant, db } = TenantCtx::from_request_parts(parts, app).await?;
+        if let Some(token) = bearer(&parts.headers) {
+            return bearer_user(app, tenant, db, &token).await;
+        }
         let session = flows::current_session(&tenant, &db, &parts.headers).await?;
         match session {
             Some(session) if session.stage == Stage::Active => Ok(ApiUser { tenant, db, session }),
             _ => Err(Error::Unauthorized),
         }
     }
+}
+
+fn bearer(headers: &axum::http::HeaderMap) -> Option<String> {
+    let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
+}
+
+/// A user's OAuth access token of this tenant stands in for a session: the token's `sid` (when it has one) is
+/// "the current session", so sign-out and password changes act on the session the token came from.
+async fn bearer_user(app: &AppState, tenant: std::sync::Arc<Tenant>, db: TenantDb, token: &str) -> Result<ApiUser> {
+    let ring = app.oidc.keyring(app, &tenant).await?;
+    let access = crate::oidc::tokens::check_access(&ring, &db, token).await?.ok_or(Error::Unauthorized)?;
+    if !access.is_user() {
+        return Err(Error::Unauthorized);
+    }
+    let c = &access.claims;
+    let auth_time = c["auth_time"].as_i64().unwrap_or_default();
+    let session = Session {
+        id: c["sid"].as_str().unwrap_or_default().to_owned(),
+        user_id: access.sub().to_owned(),
+        stage: Stage::Active,
+        csrf_token: String::new(),
+        amr: String::new(),
+        ip: None,
+        user_agent: None,
+        created_at: auth_time,
+        auth_time,
+        last_seen_at: crate::now_unix(),
+        expires_at: c["exp"].as_i64().unwrap_or_default(),
+        idle_expires_at: c["exp"].as_i64().unwrap_or_default(),
+    };
+    Ok(ApiUser { tenant, db, session })
 }
 
 fn with_cookie(mut response: Response, cookie: &str) -> Response {

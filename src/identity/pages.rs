@@ -48,6 +48,7 @@ pub fn router() -> Router<AppState> {
         .route("/t/{slug}/account/profile", post(account_profile))
         .route("/t/{slug}/account/password", post(account_password))
         .route("/t/{slug}/account/sessions/{id}/revoke", post(account_revoke))
+        .route("/t/{slug}/account/apps/{client_id}/revoke", post(account_revoke_app))
         .route("/t/{slug}/account/totp/start", post(totp_start))
         .route("/t/{slug}/account/totp", get(totp_form).post(totp_confirm))
         .route("/t/{slug}/account/totp/disable", post(totp_disable))
@@ -662,19 +663,43 @@ struct AccountPage {
     mfa_allowed: bool,
     recovery_left: u32,
     sessions: Vec<SessionRow>,
+    apps: Vec<AppRow>,
 }
 
-async fn account_page(visit: &Visit, session: &Session, notice: Option<String>, error: Option<String>) -> PageResult {
+/// An application the user let use their account (OAuth consent).
+struct AppRow {
+    client_id: String,
+    name: String,
+    scopes: String,
+    granted: String,
+}
+
+async fn account_page(
+    app: &App,
+    visit: &Visit,
+    session: &Session,
+    notice: Option<String>,
+    error: Option<String>,
+) -> PageResult {
     let user_id = session.user_id.clone();
-    let (user, list, enrolled, left) = db::with_conn(&visit.db.pool, move |conn| {
+    let (user, list, enrolled, left, consents) = db::with_conn(&visit.db.pool, move |conn| {
         Ok((
             users::get(conn, &user_id)?,
             sessions::list(conn, &user_id)?,
             mfa::is_enrolled(conn, &user_id)?,
             mfa::recovery_codes_left(conn, &user_id)?,
+            crate::oidc::store::consents_of(conn, &user_id)?,
         ))
     })
     .await?;
+    let mut apps = Vec::new();
+    for (client_id, scopes, granted_at) in consents {
+        let name = match app.oidc.client(app, &visit.tenant.slug, &client_id).await? {
+            Some(client) => client.name.clone(),
+            None => continue,
+        };
+        apps.push(AppRow { client_id, name, scopes, granted: crate::display_time(granted_at) });
+    }
     let policy = visit.tenant.settings.mfa;
     let mut frame = visit.frame();
     frame.notice = notice;
@@ -691,6 +716,7 @@ async fn account_page(visit: &Visit, session: &Session, notice: Option<String>, 
         mfa_required: policy == MfaPolicy::Required,
         mfa_allowed: policy != MfaPolicy::Off,
         recovery_left: left,
+        apps,
         sessions: list
             .into_iter()
             .map(|s| SessionRow {
@@ -722,10 +748,11 @@ async fn account(
         Some("profile") => Some("Profile saved.".to_owned()),
         Some("password") => Some("Password changed. Your other sessions were signed out.".to_owned()),
         Some("revoked") => Some("Session signed out.".to_owned()),
+        Some("app_revoked") => Some("The application no longer has access to your account.".to_owned()),
         Some("mfa_off") => Some("Two-factor authentication is off.".to_owned()),
         _ => None,
     };
-    account_page(&visit, &session, notice, None).await
+    account_page(&app, &visit, &session, notice, None).await
 }
 
 /// The signed-in visitor of a POST to an account page, with the form's CSRF token checked.
@@ -765,7 +792,7 @@ async fn account_profile(
     };
     match result {
         Ok(()) => Ok(visit.finish(see_other(&visit.url("account?done=profile")), &[])),
-        Err(err) => account_page(&visit, &session, None, Some(on_form(err)?.1)).await,
+        Err(err) => account_page(&app, &visit, &session, None, Some(on_form(err)?.1)).await,
     }
 }
 
@@ -793,7 +820,7 @@ async fn account_password(
         Err(redirect) => return Ok(redirect),
     };
     if form.new_password != form.confirm {
-        return account_page(&visit, &session, None, Some("The two new passwords differ.".into())).await;
+        return account_page(&app, &visit, &session, None, Some("The two new passwords differ.".into())).await;
     }
     match flows::change_password(
         &app,
@@ -807,7 +834,7 @@ async fn account_password(
     .await
     {
         Ok(()) => Ok(visit.finish(see_other(&visit.url("account?done=password")), &[])),
-        Err(err) => account_page(&visit, &session, None, Some(on_form(err)?.1)).await,
+        Err(err) => account_page(&app, &visit, &session, None, Some(on_form(err)?.1)).await,
     }
 }
 
@@ -843,6 +870,40 @@ async fn account_revoke(
     Ok(visit.finish(see_other(&visit.url("account?done=revoked")), &[]))
 }
 
+/// Withdraws the consent given to an application and revokes its tokens.
+async fn account_revoke_app(
+    State(app): State<AppState>,
+    ctx: TenantCtx,
+    headers: HeaderMap,
+    RequestOrigin(mut origin): RequestOrigin,
+    Path((_, client_id)): Path<(String, String)>,
+    UiForm(form): UiForm<crate::web::CsrfOnly>,
+) -> PageResult {
+    let (visit, session) = match account_visit(&app, ctx, &headers, &form.csrf_token).await? {
+        Ok(v) => v,
+        Err(redirect) => return Ok(redirect),
+    };
+    let user_id = session.user_id.clone();
+    origin.actor = format!("user:{user_id}");
+    let now = crate::now_unix();
+    visit
+        .db
+        .write(move |tx| {
+            if crate::oidc::store::revoke_consent(tx, &user_id, &client_id, now)? {
+                crate::identity::audit::record(
+                    tx,
+                    "consent_revoked",
+                    Some(&user_id),
+                    &origin,
+                    serde_json::json!({ "client_id": client_id }),
+                )?;
+            }
+            Ok(())
+        })
+        .await?;
+    Ok(visit.finish(see_other(&visit.url("account?done=app_revoked")), &[]))
+}
+
 async fn totp_start(
     State(app): State<AppState>,
     ctx: TenantCtx,
@@ -858,7 +919,7 @@ async fn totp_start(
     }
     match flows::start_totp(&app, &visit.tenant, &visit.db, &session.user_id).await {
         Ok(()) => Ok(visit.finish(see_other(&visit.url("account/totp")), &[])),
-        Err(err) => account_page(&visit, &session, None, Some(on_form(err)?.1)).await,
+        Err(err) => account_page(&app, &visit, &session, None, Some(on_form(err)?.1)).await,
     }
 }
 
@@ -918,7 +979,7 @@ async fn totp_disable(
     };
     match flows::disable_totp(&app, &visit.tenant, &visit.db, &session, form.password, origin).await {
         Ok(()) => Ok(visit.finish(see_other(&visit.url("account?done=mfa_off")), &[])),
-        Err(err) => account_page(&visit, &session, None, Some(on_form(err)?.1)).await,
+        Err(err) => account_page(&app, &visit, &session, None, Some(on_form(err)?.1)).await,
     }
 }
 

@@ -7,6 +7,7 @@
 mod assets;
 mod email_pages;
 mod identity_pages;
+mod oauth_pages;
 mod pages;
 
 pub use pages::CsrfOnly;
@@ -27,7 +28,11 @@ use crate::error::Error;
 use crate::http::cookies;
 
 pub fn router() -> Router<AppState> {
-    pages::router().merge(email_pages::router()).merge(identity_pages::router()).merge(assets::router())
+    pages::router()
+        .merge(email_pages::router())
+        .merge(identity_pages::router())
+        .merge(oauth_pages::router())
+        .merge(assets::router())
 }
 
 /// The parts of the page frame every signed-in page fills.

@@ -411,6 +411,19 @@ async fn bad_requests_are_refused_per_the_rfcs() {
     let info = app.client.get(app.url("/t/acme/oauth2/userinfo")).bearer_auth(&user_token).send().await.unwrap();
     assert_eq!(info.status(), 200);
     assert_eq!(info.json::<Value>().await.unwrap()["email"], "ada@example.com");
+    // The end-user API takes the access token as well as the session cookie.
+    let me = app.client.get(app.url("/t/acme/api/v1/me")).bearer_auth(&user_token).send().await.unwrap();
+    assert_eq!(me.status(), 200);
+    assert_eq!(me.json::<Value>().await.unwrap()["email"], "ada@example.com");
+    let m2m = token(&app, "acme", &[("grant_type", "client_credentials")], Some((web_id, web_secret))).await.1;
+    let r = app
+        .client
+        .get(app.url("/t/acme/api/v1/me"))
+        .bearer_auth(m2m["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "a client's own token is not a user");
     let other = create_client(
         &app,
         "other",

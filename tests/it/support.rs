@@ -267,14 +267,12 @@ impl SmtpSink {
         }
     }
 
-    /// Every message received so far, in order.
+    /// Every message received so far, in order. A line the sink is still writing (no newline yet) is left for
+    /// the next call.
     pub fn messages(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.out)
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
+        let text = std::fs::read_to_string(&self.out).unwrap_or_default();
+        let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+        complete.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect()
     }
 
     /// Waits until at least `n` messages arrived.

@@ -1,0 +1,397 @@
+//! Admin UI pages of a tenant's OAuth provider: clients (list, create with the secret shown once, edit, new
+//! secret, delete) and signing keys (list, rotate). They call the same services as `oidc::admin_api`.
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{Path, Query, RawForm, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{Chrome, CsrfOnly, PageError, PageResult, UiForm, UiSession, render};
+use crate::app::AppState;
+use crate::control::tables::Tenant;
+use crate::error::Error;
+use crate::oidc::admin_api;
+use crate::oidc::clients::{self, Client, ClientType};
+use crate::tenants::TenantSlug;
+
+pub fn router() -> Router<AppState> {
+    let base = "/admin/tenants/{slug}";
+    Router::new()
+        .route(&format!("{base}/clients"), get(clients_page).post(client_create))
+        .route(&format!("{base}/clients/{{id}}"), get(client_page).post(client_save))
+        .route(&format!("{base}/clients/{{id}}/secret"), post(client_secret))
+        .route(&format!("{base}/clients/{{id}}/delete"), post(client_delete))
+        .route(&format!("{base}/keys"), get(keys_page))
+        .route(&format!("{base}/keys/rotate"), post(keys_rotate))
+}
+
+async fn tenant(app: &AppState, session: &UiSession, slug: &str) -> Result<Arc<Tenant>, PageError> {
+    let slug = TenantSlug::parse(slug).map_err(PageError)?;
+    session.actor.require_tenant(&slug)?;
+    Ok(app.control.tenant(&slug).await?.ok_or(Error::TenantNotFound)?)
+}
+
+#[derive(Deserialize, Default)]
+struct DoneQuery {
+    done: Option<String>,
+}
+
+fn notice(done: Option<&str>) -> Option<String> {
+    let text = match done? {
+        "saved" => "Client saved.",
+        "deleted" => "Client deleted.",
+        "rotated" => "A new signing key is active.",
+        _ => return None,
+    };
+    Some(text.to_owned())
+}
+
+/// What the client form shows.
+#[derive(Default)]
+struct ClientForm {
+    creating: bool,
+    name: String,
+    kind: String,
+    redirect_uris: String,
+    post_logout_redirect_uris: String,
+    code: bool,
+    refresh: bool,
+    credentials: bool,
+    scopes: String,
+    origins: String,
+    first_party: bool,
+}
+
+impl ClientForm {
+    fn new_client() -> ClientForm {
+        ClientForm {
+            creating: true,
+            kind: "confidential".into(),
+            code: true,
+            refresh: true,
+            scopes: "openid profile email offline_access".into(),
+            ..Default::default()
+        }
+    }
+
+    fn of(c: &Client) -> ClientForm {
+        ClientForm {
+            creating: false,
+            name: c.name.clone(),
+            kind: if c.client_type == ClientType::Public { "public".into() } else { "confidential".into() },
+            redirect_uris: c.redirect_uris.join("\n"),
+            post_logout_redirect_uris: c.post_logout_redirect_uris.join("\n"),
+            code: c.allows_grant("authorization_code"),
+            refresh: c.allows_grant("refresh_token"),
+            credentials: c.allows_grant("client_credentials"),
+            scopes: c.scopes.join(" "),
+            origins: c.allowed_cors_origins.join(" "),
+            first_party: c.first_party,
+        }
+    }
+
+    /// Reads a posted form (checkboxes are present only when ticked).
+    fn parse(raw: &[u8], creating: bool) -> (ClientForm, String) {
+        let mut f = ClientForm { creating, kind: "confidential".into(), ..Default::default() };
+        let mut csrf = String::new();
+        for (k, v) in url::form_urlencoded::parse(raw) {
+            let v = v.into_owned();
+            match k.as_ref() {
+                "csrf_token" => csrf = v,
+                "name" => f.name = v,
+                "type" => f.kind = v,
+                "redirect_uris" => f.redirect_uris = v,
+                "post_logout_redirect_uris" => f.post_logout_redirect_uris = v,
+                "grant_authorization_code" => f.code = true,
+                "grant_refresh_token" => f.refresh = true,
+                "grant_client_credentials" => f.credentials = true,
+                "scopes" => f.scopes = v,
+                "allowed_cors_origins" => f.origins = v,
+                "first_party" => f.first_party = true,
+                _ => {}
+            }
+        }
+        (f, csrf)
+    }
+
+    /// The admin API's JSON body for this form.
+    fn to_json(&self) -> Value {
+        let list =
+            |s: &str| s.split([' ', '\n', '\r', ',']).filter(|x| !x.is_empty()).map(str::to_owned).collect::<Vec<_>>();
+        let mut grants = Vec::new();
+        for (on, name) in [
+            (self.code, "authorization_code"),
+            (self.refresh, "refresh_token"),
+            (self.credentials, "client_credentials"),
+        ] {
+            if on {
+                grants.push(name);
+            }
+        }
+        let mut body = json!({
+            "name": self.name,
+            "redirect_uris": list(&self.redirect_uris),
+            "post_logout_redirect_uris": list(&self.post_logout_redirect_uris),
+            "grant_types": grants,
+            "scopes": list(&self.scopes),
+            "allowed_cors_origins": list(&self.origins),
+            "first_party": self.first_party,
+        });
+        if self.creating {
+            body["type"] = json!(self.kind);
+        }
+        body
+    }
+}
+
+struct ClientRow {
+    id: String,
+    name: String,
+    kind: &'static str,
+    first_party: bool,
+    grants: String,
+    created: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin/clients.html")]
+struct ClientsPage {
+    chrome: Chrome,
+    slug: String,
+    tenant_name: String,
+    tab: &'static str,
+    issuer: String,
+    rows: Vec<ClientRow>,
+    form: ClientForm,
+}
+
+async fn render_clients(app: &AppState, tenant: &Tenant, chrome: Chrome, form: ClientForm) -> PageResult {
+    let slug = tenant.slug.clone();
+    let list = app.control.read(move |conn| clients::list(conn, &slug)).await?;
+    let code = if chrome.error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    let page = ClientsPage {
+        chrome,
+        slug: tenant.slug.to_string(),
+        tenant_name: tenant.name.clone(),
+        tab: "clients",
+        issuer: crate::oidc::state::issuer(app, tenant.slug.as_str()),
+        rows: list
+            .iter()
+            .map(|c| ClientRow {
+                id: c.client_id.clone(),
+                name: c.name.clone(),
+                kind: if c.client_type == ClientType::Public { "public" } else { "confidential" },
+                first_party: c.first_party,
+                grants: c.grant_types.join(", "),
+                created: crate::display_time(c.created_at),
+            })
+            .collect(),
+        form,
+    };
+    Ok((code, render(page)?).into_response())
+}
+
+async fn clients_page(
+    State(app): State<AppState>,
+    session: UiSession,
+    Path(slug): Path<String>,
+    Query(q): Query<DoneQuery>,
+) -> PageResult {
+    let tenant = tenant(&app, &session, &slug).await?;
+    let mut chrome = session.chrome("tenants");
+    chrome.notice = notice(q.done.as_deref());
+    render_clients(&app, &tenant, chrome, ClientForm::new_client()).await
+}
+
+fn form_error(err: Error) -> Result<String, PageError> {
+    match err {
+        Error::Validation(_) | Error::BadRequest(_) | Error::Conflict(_) => Ok(err.to_string()),
+        other => Err(PageError(other)),
+    }
+}
+
+async fn client_create(
+    State(app): State<AppState>,
+    session: UiSession,
+    Path(slug): Path<String>,
+    RawForm(raw): RawForm,
+) -> PageResult {
+    let (form, csrf) = ClientForm::parse(&raw, true);
+    session.check_csrf(&csrf)?;
+    let tenant = tenant(&app, &session, &slug).await?;
+    match admin_api::create_client(&app, &tenant, form.to_json()).await {
+        Ok((client, secret)) => render_client(&app, &tenant, session.chrome("tenants"), &client, None, secret).await,
+        Err(err) => {
+            let mut chrome = session.chrome("tenants");
+            chrome.error = Some(form_error(err)?);
+            render_clients(&app, &tenant, chrome, form).await
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "admin/client.html")]
+struct ClientPage {
+    chrome: Chrome,
+    slug: String,
+    tenant_name: String,
+    tab: &'static str,
+    client_id: String,
+    form: ClientForm,
+    new_secret: Option<String>,
+}
+
+async fn render_client(
+    _app: &AppState,
+    tenant: &Tenant,
+    chrome: Chrome,
+    client: &Client,
+    form: Option<ClientForm>,
+    new_secret: Option<String>,
+) -> PageResult {
+    let code = if chrome.error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    let page = ClientPage {
+        chrome,
+        slug: tenant.slug.to_string(),
+        tenant_name: tenant.name.clone(),
+        tab: "clients",
+        client_id: client.client_id.clone(),
+        form: form.unwrap_or_else(|| ClientForm::of(client)),
+        new_secret,
+    };
+    Ok((code, render(page)?).into_response())
+}
+
+async fn find(app: &AppState, tenant: &Tenant, id: &str) -> Result<Client, PageError> {
+    let (slug, id) = (tenant.slug.clone(), id.to_owned());
+    Ok(app.control.read(move |conn| clients::get(conn, &slug, &id)).await?.ok_or(Error::NotFound("client"))?)
+}
+
+async fn client_page(
+    State(app): State<AppState>,
+    session: UiSession,
+    Path((slug, id)): Path<(String, String)>,
+    Query(q): Query<DoneQuery>,
+) -> PageResult {
+    let tenant = tenant(&app, &session, &slug).await?;
+    let client = find(&app, &tenant, &id).await?;
+    let mut chrome = session.chrome("tenants");
+    chrome.notice = notice(q.done.as_deref());
+    render_client(&app, &tenant, chrome, &client, None, None).await
+}
+
+async fn client_save(
+    State(app): State<AppState>,
+    session: UiSession,
+    Path((slug, id)): Path<(String, String)>,
+    RawForm(raw): RawForm,
+) -> PageResult {
+    let (form, csrf) = ClientForm::parse(&raw, false);
+    session.check_csrf(&csrf)?;
+    let tenant = tenant(&app, &session, &slug).await?;
+    let client = find(&app, &tenant, &id).await?;
+    match admin_api::update_client(&app, &tenant, client.clone(), form.to_json()).await {
+        Ok(_) => Ok(Redirect::to(&format!("/admin/tenants/{slug}/clients/{id}?done=saved")).into_response()),
+        Err(err) => {
+            let mut chrome = session.chrome("tenants");
+            chrome.error = Some(form_error(err)?);
+            let mut form = form;
+            form.kind = ClientForm::of(&client).kind;
+            render_client(&app, &tenant, chrome, &client, Some(form), None).await
+        }
+    }
+}
+
+async fn client_secret(
+    State(app): State<AppState>,
+    session: UiSession,
+    Path((slug, id)): Path<(String, String)>,
+    UiForm(form): UiForm<CsrfOnly>,
+) -> PageResult {
+    session.check_csrf(&form.csrf_token)?;
+    let tenant = tenant(&app, &session, &slug).await?;
+    let client = find(&app, &tenant, &id).await?;
+    let secret = admin_api::new_secret(&app, &tenant.slug, client.clone()).await?;
+    render_client(&app, &tenant, session.chrome("tenants"), &client, None, Some(secret)).await
+}
+
+async fn client_delete(
+    State(app): State<AppState>,
+    session: UiSession,
+    Path((slug, id)): Path<(String, String)>,
+    UiForm(form): UiForm<CsrfOnly>,
+) -> PageResult {
+    session.check_csrf(&form.csrf_token)?;
+    let tenant = tenant(&app, &session, &slug).await?;
+    app.control.apply(crate::control::Mutation::DeleteOAuthClient { slug: tenant.slug.clone(), client_id: id }).await?;
+    Ok(Redirect::to(&format!("/admin/tenants/{slug}/clients?done=deleted")).into_response())
+}
+
+struct KeyRow {
+    kid: String,
+    alg: String,
+    status: String,
+    retires: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin/keys.html")]
+struct KeysPage {
+    chrome: Chrome,
+    slug: String,
+    tenant_name: String,
+    tab: &'static str,
+    issuer: String,
+    alg: String,
+    rows: Vec<KeyRow>,
+}
+
+async fn keys_page(
+    State(app): State<AppState>,
+    session: UiSession,
+    Path(slug): Path<String>,
+    Query(q): Query<DoneQuery>,
+) -> PageResult {
+    let tenant = tenant(&app, &session, &slug).await?;
+    let keys = admin_api::keys(&app, &tenant).await?;
+    let mut chrome = session.chrome("tenants");
+    chrome.notice = notice(q.done.as_deref());
+    let text = |v: &Value| v.as_str().unwrap_or("").to_owned();
+    let page = KeysPage {
+        chrome,
+        slug: tenant.slug.to_string(),
+        tenant_name: tenant.name.clone(),
+        tab: "keys",
+        issuer: crate::oidc::state::issuer(&app, tenant.slug.as_str()),
+        alg: tenant.settings.oidc.signing_alg.to_string(),
+        rows: keys
+            .iter()
+            .map(|k| KeyRow {
+                kid: text(&k["kid"]),
+                alg: text(&k["alg"]),
+                status: text(&k["status"]),
+                retires: k["retires_at"].as_str().map(str::to_owned).unwrap_or_else(|| "—".into()),
+            })
+            .collect(),
+    };
+    render(page)
+}
+
+async fn keys_rotate(
+    State(app): State<AppState>,
+    session: UiSession,
+    Path(slug): Path<String>,
+    UiForm(form): UiForm<CsrfOnly>,
+) -> Result<Response, PageError> {
+    session.check_csrf(&form.csrf_token)?;
+    let tenant = tenant(&app, &session, &slug).await?;
+    app.oidc.keyring(&app, &tenant).await?;
+    admin_api::rotate(&app, &tenant, None).await?;
+    Ok(Redirect::to(&format!("/admin/tenants/{slug}/keys?done=rotated")).into_response())
+}
