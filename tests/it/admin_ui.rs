@@ -447,3 +447,82 @@ async fn identity_admin_pages_in_the_browser() {
     assert_eq!(tenant["settings"]["password_min_length"], 12);
     app.stop().await;
 }
+
+/// The OAuth clients and signing keys pages over HTTP: create a client (its secret shown once), edit it with a
+/// bad redirect URI (error kept on the page), rotate the signing key.
+#[tokio::test]
+async fn oauth_client_and_key_pages() {
+    let app = app_with_operator().await;
+    app.create_tenant("acme").await;
+    let ui = reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let csrf_of =
+        |html: &str| html.split("name=\"csrf_token\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let login = ui.get(app.url("/admin/login")).send().await.unwrap().text().await.unwrap();
+    let r = ui
+        .post(app.url("/admin/login"))
+        .form(&[("csrf_token", csrf_of(&login).as_str()), ("email", EMAIL), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+
+    let page = ui.get(app.url("/admin/tenants/acme/clients")).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("No OAuth clients yet") && page.contains(&app.url("/t/acme")), "{page}");
+    let csrf = csrf_of(&page);
+    let created = ui
+        .post(app.url("/admin/tenants/acme/clients"))
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("name", "Shop"),
+            ("type", "confidential"),
+            ("redirect_uris", "https://shop.example/cb"),
+            ("grant_authorization_code", "on"),
+            ("scopes", "openid email"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 200);
+    let html = created.text().await.unwrap();
+    let secret = html.split("id=\"client-secret\">").nth(1).unwrap().split('<').next().unwrap().to_owned();
+    let id = html.split("id=\"client-id\">").nth(1).unwrap().split('<').next().unwrap().to_owned();
+    assert!(secret.starts_with("ghcs_"), "{html}");
+    let api: serde_json::Value = app
+        .admin(reqwest::Method::GET, &format!("/admin/api/v1/tenants/acme/clients/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!((api["name"].as_str(), api["scopes"].clone()), (Some("Shop"), serde_json::json!(["openid", "email"])));
+    // A wildcard redirect URI is refused on the page, input kept.
+    let bad = ui
+        .post(app.url(&format!("/admin/tenants/acme/clients/{id}")))
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("name", "Shop 2"),
+            ("redirect_uris", "https://shop.example/*"),
+            ("grant_authorization_code", "on"),
+            ("scopes", "openid"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let body = bad.text().await.unwrap();
+    assert!(body.contains("wildcards") && body.contains("Shop 2"), "{body}");
+
+    let keys = ui.get(app.url("/admin/tenants/acme/keys")).send().await.unwrap().text().await.unwrap();
+    assert_eq!(keys.matches("<td>active</td>").count(), 1, "{keys}");
+    let r = ui
+        .post(app.url("/admin/tenants/acme/keys/rotate"))
+        .form(&[("csrf_token", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let keys = ui.get(app.url("/admin/tenants/acme/keys?done=rotated")).send().await.unwrap().text().await.unwrap();
+    assert!(keys.contains("<td>retiring</td>") && keys.contains("A new signing key is active"), "{keys}");
+    app.stop().await;
+}
