@@ -164,6 +164,15 @@ async fn cors(app: &App, slug: &TenantSlug, headers: &HeaderMap, mut response: R
     response
 }
 
+/// The answer of an OAuth endpoint (its result or its OAuth error) with CORS for the tenant's client origins.
+async fn with_cors(app: &App, slug: &str, headers: &HeaderMap, result: OAuthResult) -> Response {
+    let response = result.unwrap_or_else(IntoResponse::into_response);
+    match TenantSlug::parse(slug) {
+        Ok(slug) => cors(app, &slug, headers, response).await,
+        Err(_) => response,
+    }
+}
+
 async fn preflight(
     State(app): State<AppState>,
     Path(params): Path<HashMap<String, String>>,
@@ -334,24 +343,12 @@ async fn token(
     RequestOrigin(origin): RequestOrigin,
     body: Bytes,
 ) -> Response {
-    let tenant = match tenant_of(&app, &slug).await {
-        Ok(t) => t,
-        Err(e) => return OAuthError::from(e).into_response(),
-    };
-    let response = match token_inner(&app, &tenant, &headers, origin, &body).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    };
-    cors(&app, &tenant.slug, &headers, response).await
+    let result = token_inner(&app, &slug, &headers, origin, &body).await;
+    with_cors(&app, &slug, &headers, result).await
 }
 
-async fn token_inner(
-    app: &AppState,
-    tenant: &Arc<Tenant>,
-    headers: &HeaderMap,
-    origin: Origin,
-    body: &[u8],
-) -> OAuthResult {
+async fn token_inner(app: &AppState, slug: &str, headers: &HeaderMap, origin: Origin, body: &[u8]) -> OAuthResult {
+    let tenant = &tenant_of(app, slug).await?;
     let params = Params::parse(headers, body)?;
     let grant_type = params.require("grant_type")?.to_owned();
     let client = authenticate(app, tenant, headers, &params).await?;
@@ -682,24 +679,12 @@ async fn userinfo(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let tenant = match tenant_of(&app, &slug).await {
-        Ok(t) => t,
-        Err(e) => return OAuthError::from(e).into_response(),
-    };
-    let response = match userinfo_inner(&app, &tenant, &method, &headers, &body).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    };
-    cors(&app, &tenant.slug, &headers, response).await
+    let result = userinfo_inner(&app, &slug, &method, &headers, &body).await;
+    with_cors(&app, &slug, &headers, result).await
 }
 
-async fn userinfo_inner(
-    app: &AppState,
-    tenant: &Arc<Tenant>,
-    method: &Method,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> OAuthResult {
+async fn userinfo_inner(app: &AppState, slug: &str, method: &Method, headers: &HeaderMap, body: &[u8]) -> OAuthResult {
+    let tenant = &tenant_of(app, slug).await?;
     let in_body = if *method == Method::POST {
         Params::parse(headers, body)?.get("access_token").map(str::to_owned)
     } else {
@@ -750,17 +735,11 @@ async fn introspect(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let tenant = match tenant_of(&app, &slug).await {
-        Ok(t) => t,
-        Err(e) => return OAuthError::from(e).into_response(),
-    };
-    match introspect_inner(&app, &tenant, &headers, &body).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    }
+    introspect_inner(&app, &slug, &headers, &body).await.unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn introspect_inner(app: &AppState, tenant: &Arc<Tenant>, headers: &HeaderMap, body: &[u8]) -> OAuthResult {
+async fn introspect_inner(app: &AppState, slug: &str, headers: &HeaderMap, body: &[u8]) -> OAuthResult {
+    let tenant = &tenant_of(app, slug).await?;
     let params = Params::parse(headers, body)?;
     let client = authenticate(app, tenant, headers, &params).await?;
     if client.client_type == ClientType::Public {
@@ -812,18 +791,12 @@ async fn introspect_inner(app: &AppState, tenant: &Arc<Tenant>, headers: &Header
 }
 
 async fn revoke(State(app): State<AppState>, Path(slug): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
-    let tenant = match tenant_of(&app, &slug).await {
-        Ok(t) => t,
-        Err(e) => return OAuthError::from(e).into_response(),
-    };
-    let response = match revoke_inner(&app, &tenant, &headers, &body).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    };
-    cors(&app, &tenant.slug, &headers, response).await
+    let result = revoke_inner(&app, &slug, &headers, &body).await;
+    with_cors(&app, &slug, &headers, result).await
 }
 
-async fn revoke_inner(app: &AppState, tenant: &Arc<Tenant>, headers: &HeaderMap, body: &[u8]) -> OAuthResult {
+async fn revoke_inner(app: &AppState, slug: &str, headers: &HeaderMap, body: &[u8]) -> OAuthResult {
+    let tenant = &tenant_of(app, slug).await?;
     let params = Params::parse(headers, body)?;
     let client = authenticate(app, tenant, headers, &params).await?;
     let token = params.require("token")?.to_owned();
