@@ -47,6 +47,8 @@ pub struct App {
     pub webhook_client: reqwest::Client,
     /// OAuth/OIDC caches: key rings, clients, discovery documents.
     pub oidc: Arc<crate::oidc::state::Oidc>,
+    /// Tenant WebAssembly plugins: engine (made on first use), active lists, stats.
+    pub plugins: Arc<crate::plugins::Plugins>,
 }
 
 impl App {
@@ -78,6 +80,13 @@ impl App {
         let oidc = Arc::new(crate::oidc::state::Oidc::default());
         let listener = oidc.clone();
         control.on_apply(move |mutation| listener.invalidate(mutation));
+        let plugins = Arc::new(crate::plugins::Plugins::new(
+            config.data_dir.clone(),
+            config.plugin_max_bytes,
+            config.plugin_slots,
+        ));
+        let listener = plugins.clone();
+        control.on_apply(move |mutation| listener.invalidate(mutation));
         let per_minute = NonZeroU32::new(config.admin_login_per_minute).unwrap_or(NonZeroU32::MIN);
         let auth_per_minute = NonZeroU32::new(config.auth_per_minute).unwrap_or(NonZeroU32::MIN);
         Ok(App {
@@ -95,6 +104,7 @@ impl App {
             catalog: Catalog::load()?,
             webhook_client: crate::webhooks::client(config.webhook_allow_private, config.webhook_timeout)?,
             oidc,
+            plugins,
             config,
         })
     }

@@ -73,6 +73,10 @@ pub struct Config {
     pub outbox: OutboxConfig,
     pub webhook_allow_private: bool,
     pub webhook_timeout: Duration,
+    /// Largest plugin component accepted on upload.
+    pub plugin_max_bytes: usize,
+    /// Plugin calls that may run at once (instance slots of the pool).
+    pub plugin_slots: u32,
 }
 
 /// Where mail goes: `Smtp` sends through the tenant's transport, else `GATEHOUSE_SMTP_URL`, else (with a warning)
@@ -145,6 +149,12 @@ pub const VARS: &[Var] = &[
         help: "operator API token for automation, at least 32 characters",
     },
     Var { name: "GATEHOUSE_MAX_BODY_BYTES", default: "1048576", help: "largest request body accepted" },
+    Var {
+        name: "GATEHOUSE_PLUGIN_MAX_BYTES",
+        default: "8388608",
+        help: "largest plugin component accepted (up to 33554432; JavaScript components are ~12 MB)",
+    },
+    Var { name: "GATEHOUSE_PLUGIN_SLOTS", default: "2 x cores", help: "plugin calls running at once" },
     Var { name: "GATEHOUSE_REQUEST_TIMEOUT_MS", default: "30000", help: "time limit of one request" },
     Var {
         name: "GATEHOUSE_SHUTDOWN_GRACE_SECS",
@@ -402,6 +412,9 @@ impl Config {
         };
         let webhook_allow_private = env.parse_bool("GATEHOUSE_WEBHOOK_ALLOW_PRIVATE")?;
         let webhook_timeout = Duration::from_secs(env.parse_num("GATEHOUSE_WEBHOOK_TIMEOUT_SECS", 10u64, 1, 300)?);
+        let plugin_max_bytes = env.parse_num("GATEHOUSE_PLUGIN_MAX_BYTES", 8usize << 20, 1024, 32 << 20)?;
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
+        let plugin_slots = env.parse_num("GATEHOUSE_PLUGIN_SLOTS", (2 * cores).clamp(2, 64), 1, 256)?;
 
         Ok(Config {
             data_dir,
@@ -427,6 +440,8 @@ impl Config {
             outbox,
             webhook_allow_private,
             webhook_timeout,
+            plugin_max_bytes,
+            plugin_slots,
         })
     }
 

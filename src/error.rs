@@ -53,6 +53,18 @@ pub enum Error {
     Sqlite(#[from] rusqlite::Error),
     #[error("database pool error: {0}")]
     Pool(#[from] r2d2::Error),
+    /// An uploaded plugin is not a usable component (garbage, a core module, bad imports' types).
+    #[error("{0}")]
+    PluginInvalid(String),
+    /// An uploaded component does not export the declared world's functions.
+    #[error("{0}")]
+    PluginWrongWorld(String),
+    /// An uploaded component imports something outside its world (WASI, another package).
+    #[error("{0}")]
+    PluginForbiddenImport(String),
+    /// A login or registration plugin said no; the message is the plugin's reason (or a generic one).
+    #[error("{0}")]
+    PluginDenied(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -85,6 +97,10 @@ impl Error {
             Error::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Error::Timeout => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
             Error::NotReady(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
+            Error::PluginInvalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "plugin_invalid"),
+            Error::PluginWrongWorld(_) => (StatusCode::UNPROCESSABLE_ENTITY, "plugin_wrong_world"),
+            Error::PluginForbiddenImport(_) => (StatusCode::UNPROCESSABLE_ENTITY, "plugin_forbidden_import"),
+            Error::PluginDenied(_) => (StatusCode::FORBIDDEN, "denied_by_plugin"),
             Error::SchemaTooNew { .. } | Error::Sqlite(_) | Error::Pool(_) | Error::Internal(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }

@@ -29,6 +29,7 @@ pub mod error;
 pub mod http;
 pub mod identity;
 pub mod oidc;
+pub mod plugins;
 pub mod telemetry;
 pub mod tenants;
 pub mod web;

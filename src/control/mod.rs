@@ -34,8 +34,8 @@ pub struct ControlStore {
     tenants: Cache<TenantSlug, Option<Arc<Tenant>>>,
     metrics: Arc<Metrics>,
     /// Told about every applied mutation, after its commit: caches outside this store (OAuth keys and clients)
-    /// invalidate here, so a replicated mutation refreshes them on every node alike.
-    listener: std::sync::OnceLock<Listener>,
+    /// and plugin lists invalidate here, so a replicated mutation refreshes them on every node alike.
+    listeners: std::sync::RwLock<Vec<Listener>>,
 }
 
 impl ControlStore {
@@ -55,13 +55,13 @@ impl ControlStore {
             // A short TTL bounds staleness should another process (an offline CLI command) write control.db.
             tenants: Cache::builder().max_capacity(100_000).time_to_live(Duration::from_secs(30)).build(),
             metrics,
-            listener: std::sync::OnceLock::new(),
+            listeners: std::sync::RwLock::new(Vec::new()),
         })
     }
 
-    /// Installs the function told about every applied mutation (once; later calls are ignored).
+    /// Adds a function told about every applied mutation, after its commit.
     pub fn on_apply(&self, listener: impl Fn(&Mutation) + Send + Sync + 'static) {
-        let _ = self.listener.set(Box::new(listener));
+        self.listeners.write().unwrap_or_else(|e| e.into_inner()).push(Box::new(listener));
     }
 
     pub fn path(&self) -> &Path {
@@ -84,7 +84,7 @@ impl ControlStore {
         if let Some(slug) = mutation.touched_tenant() {
             self.tenants.invalidate(slug);
         }
-        if let Some(listener) = self.listener.get() {
+        for listener in self.listeners.read().unwrap_or_else(|e| e.into_inner()).iter() {
             listener(&mutation);
         }
         tracing::debug!(mutation = mutation.kind(), "control mutation applied");
@@ -244,6 +244,17 @@ pub fn apply(tx: &Transaction<'_>, mutation: &Mutation) -> Result<()> {
                 ],
             )?;
         }
+        Mutation::PutPlugin { slug, plugin, at } => {
+            require_tenant(tx, slug)?;
+            crate::plugins::records::put(tx, slug, plugin, *at)?;
+        }
+        Mutation::AddPluginVersion { slug, name, version, sha256, component, at } => {
+            crate::plugins::records::add_version(tx, slug, name, *version, sha256, component, *at)?;
+        }
+        Mutation::SetPluginActive { slug, name, version, at } => {
+            crate::plugins::records::set_active(tx, slug, name, *version, *at)?;
+        }
+        Mutation::DeletePlugin { slug, name } => crate::plugins::records::delete(tx, slug, name)?,
         Mutation::PutOAuthClient { slug, client } => {
             require_tenant(tx, slug)?;
             crate::oidc::clients::put(tx, slug, client)?;

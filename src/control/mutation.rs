@@ -10,6 +10,7 @@ use crate::admin::Scope;
 use crate::email::smtp::SmtpRecord;
 use crate::oidc::clients::Client;
 use crate::oidc::keys::SigningAlg;
+use crate::plugins::records::PluginSettings;
 use crate::tenants::{TenantSettings, TenantSlug, TenantStatus};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -113,6 +114,33 @@ pub enum Mutation {
     PurgeSigningKeys {
         now: i64,
     },
+    /// Creates a plugin or changes its settings (its world never changes).
+    PutPlugin {
+        slug: TenantSlug,
+        plugin: PluginSettings,
+        at: i64,
+    },
+    /// Adds an uploaded, validated component as the next version of a plugin (inactive).
+    AddPluginVersion {
+        slug: TenantSlug,
+        name: String,
+        version: u32,
+        sha256: String,
+        #[serde(with = "crate::plugins::records::base64_bytes")]
+        component: Vec<u8>,
+        at: i64,
+    },
+    /// Activates a version (`Some`, also the rollback) or deactivates the plugin (`None`).
+    SetPluginActive {
+        slug: TenantSlug,
+        name: String,
+        version: Option<u32>,
+        at: i64,
+    },
+    DeletePlugin {
+        slug: TenantSlug,
+        name: String,
+    },
 }
 
 impl Mutation {
@@ -149,6 +177,10 @@ impl Mutation {
             Mutation::DeleteOAuthClient { .. } => "delete_oauth_client",
             Mutation::AddSigningKey { .. } => "add_signing_key",
             Mutation::PurgeSigningKeys { .. } => "purge_signing_keys",
+            Mutation::PutPlugin { .. } => "put_plugin",
+            Mutation::AddPluginVersion { .. } => "add_plugin_version",
+            Mutation::SetPluginActive { .. } => "set_plugin_active",
+            Mutation::DeletePlugin { .. } => "delete_plugin",
         }
     }
 }

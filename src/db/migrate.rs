@@ -19,6 +19,7 @@ pub const CONTROL: &[Migration] = &[
     Migration { version: 1, name: "init", sql: include_str!("../../migrations/control/0001_init.sql") },
     Migration { version: 2, name: "tenant_smtp", sql: include_str!("../../migrations/control/0002_tenant_smtp.sql") },
     Migration { version: 3, name: "oauth", sql: include_str!("../../migrations/control/0003_oauth.sql") },
+    Migration { version: 4, name: "plugins", sql: include_str!("../../migrations/control/0004_plugins.sql") },
 ];
 
 pub const TENANT: &[Migration] = &[
@@ -31,6 +32,11 @@ pub const TENANT: &[Migration] = &[
         sql: include_str!("../../migrations/tenant/0004_sessions_roles_mfa.sql"),
     },
     Migration { version: 5, name: "oauth", sql: include_str!("../../migrations/tenant/0005_oauth.sql") },
+    Migration {
+        version: 6,
+        name: "plugin_claims",
+        sql: include_str!("../../migrations/tenant/0006_plugin_claims.sql"),
+    },
 ];
 
 /// The highest version in `set`.

@@ -5,6 +5,10 @@
 //! the start-up scan), so idle tenants cost nothing: their files are not opened. At shutdown it stops claiming
 //! rows and waits for the attempts in flight to finish.
 
+use crate::plugins::runtime::Message;
+use crate::plugins::runtime::email::gatehouse::plugin::email_types::Field;
+use crate::plugins::{Mail, World};
+use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -247,6 +251,10 @@ async fn send_email(work: &TenantWork, row: &Claimed) -> Outcome {
         Ok(rendered) => rendered,
         Err(err) => return failed(err.to_string()),
     };
+    let rendered = match plugin_render(work, &email, rendered).await {
+        Ok(rendered) => rendered,
+        Err(text) => return failed(text),
+    };
     let message_id = message_id(&row.id, work.app.config.public_host());
     let from = match route {
         Route::Smtp { from, .. } | Route::Mailbox { from, .. } => from.clone(),
@@ -282,6 +290,43 @@ async fn send_email(work: &TenantWork, row: &Claimed) -> Outcome {
                 }
             }
         }
+    }
+}
+
+/// Lets the tenant's active email plugins change the rendered mail. `Err` leaves the row queued for a retry (a
+/// fail-closed plugin failed).
+async fn plugin_render(
+    work: &TenantWork,
+    email: &EmailKind,
+    rendered: templates::Rendered,
+) -> std::result::Result<templates::Rendered, String> {
+    let app = &work.app;
+    match app.plugins.has_active(app, &work.slug, World::Email).await {
+        Ok(true) => {}
+        Ok(false) => return Ok(rendered),
+        Err(err) => return Err(format!("cannot read the tenant's plugins: {err}")),
+    }
+    let data = match serde_json::to_value(email) {
+        Ok(Value::Object(map)) => map
+            .into_iter()
+            .filter(|(k, _)| k != "template" && k != "to")
+            .map(|(key, value)| Field { key, value: value.to_string() })
+            .collect(),
+        _ => vec![],
+    };
+    let message = Message {
+        template: email.template().to_owned(),
+        locale: work.locale.clone(),
+        to: email.to().to_owned(),
+        subject: rendered.subject,
+        html: rendered.html,
+        text: rendered.text,
+        data,
+    };
+    match app.plugins.render_email(app, &work.slug, &work.pool, message).await {
+        Ok(Mail::Send { subject, html, text }) => Ok(templates::Rendered { subject, html, text }),
+        Ok(Mail::Retry(reason)) => Err(reason),
+        Err(err) => Err(format!("email plugins: {err}")),
     }
 }
 

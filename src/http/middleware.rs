@@ -81,21 +81,32 @@ pub async fn metrics(State(app): State<AppState>, req: Request, next: Next) -> R
     response
 }
 
-/// Ends a request that runs longer than `GATEHOUSE_REQUEST_TIMEOUT_MS` with 503 `timeout`.
+/// Ends a request that runs longer than `GATEHOUSE_REQUEST_TIMEOUT_MS` (a plugin upload, which compiles:
+/// at least 5 minutes) with 503 `timeout`.
 pub async fn timeout(State(app): State<AppState>, req: Request, next: Next) -> Response<Body> {
-    match tokio::time::timeout(app.config.request_timeout, next.run(req)).await {
+    let limit = if crate::plugins::api::is_upload(req.uri().path()) {
+        app.config.request_timeout.max(crate::plugins::api::UPLOAD_TIMEOUT)
+    } else {
+        app.config.request_timeout
+    };
+    match tokio::time::timeout(limit, next.run(req)).await {
         Ok(response) => response,
         Err(_) => Error::Timeout.into_response(),
     }
 }
 
-/// Refuses a declared body over the limit before reading it; bodies without a length are cut by
-/// `DefaultBodyLimit` as they are read.
+/// Refuses a declared body over the limit (`GATEHOUSE_PLUGIN_MAX_BYTES` for plugin uploads) before reading it;
+/// bodies without a length are cut by `DefaultBodyLimit` (or the upload handler's own limit) as they are read.
 pub async fn body_limit(State(app): State<AppState>, req: Request, next: Next) -> Response<Body> {
     let declared =
         req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > app.config.max_body_bytes as u64) {
-        return Error::PayloadTooLarge(app.config.max_body_bytes).into_response();
+    let limit = if crate::plugins::api::is_upload(req.uri().path()) {
+        app.plugins.max_bytes
+    } else {
+        app.config.max_body_bytes
+    };
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Error::PayloadTooLarge(limit).into_response();
     }
     next.run(req).await
 }

@@ -45,6 +45,7 @@ pub fn router(state: AppState, extra: Router<AppState>) -> Router {
         .merge(crate::oidc::endpoints::router())
         .merge(crate::oidc::authorize::router())
         .merge(crate::oidc::admin_api::router())
+        .merge(crate::plugins::api::router())
         .merge(crate::web::router())
         .merge(extra)
         .fallback(not_found)

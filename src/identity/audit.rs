@@ -80,6 +80,8 @@ pub const TYPES: &[&str] = &[
     "consent_granted",
     "consent_revoked",
     "token_reuse",
+    "plugin_denied",
+    "plugin_failed",
 ];
 
 pub fn list(conn: &Connection, filter: &Filter) -> Result<(Vec<Entry>, Option<i64>)> {

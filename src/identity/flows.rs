@@ -21,7 +21,11 @@ use crate::identity::audit::{self, Origin};
 use crate::identity::sessions::{self, Session, Stage};
 use crate::identity::settings::MfaPolicy;
 use crate::identity::tokens::{self, Purpose};
-use crate::identity::{mfa, password, users};
+use crate::identity::{mfa, password, roles, users};
+use crate::plugins::{
+    self, World,
+    runtime::{self, Function},
+};
 use crate::webhooks::events::Event;
 
 /// A link to a page of the tenant, e.g. `tenant_url(app, "acme", "verify?token=…")`.
@@ -78,6 +82,24 @@ pub async fn register(
         users::check_name(name)?;
     }
     users::check_fields(&input.fields, &settings.custom_fields)?;
+    let mut fields = input.fields;
+    if app.plugins.has_active(app, &tenant.slug, World::Login).await? {
+        // The plugin sees no more than the client sent: whether the email is taken is not revealed to it either.
+        let user = runtime::User {
+            id: String::new(),
+            email: email.clone(),
+            email_verified: false,
+            roles: vec![],
+            fields: plugins::io::fields_of(&fields),
+        };
+        let effects = app.plugins.login_hook(app, db, Function::PreRegistration, user, &origin, None).await?;
+        if !effects.fields.is_empty() {
+            let mut merged = fields.as_object().cloned().unwrap_or_default();
+            merged.extend(effects.fields);
+            fields = serde_json::Value::Object(merged);
+            users::check_fields(&fields, &settings.custom_fields)?;
+        }
+    }
     // Hashed before the existence check, so a taken email costs the same time as a new one.
     let password_hash = app.passwords.hash(&Secret::new(input.password)).await?;
     let verify = settings.require_email_verification;
@@ -90,13 +112,7 @@ pub async fn register(
             outbox::enqueue_email(tx, EmailKind::AccountExists { to: email, login_url, reset_url })?;
             return Ok(());
         }
-        let new = users::NewUser {
-            email,
-            email_verified: !verify,
-            password_hash: Some(password_hash),
-            name,
-            fields: input.fields,
-        };
+        let new = users::NewUser { email, email_verified: !verify, password_hash: Some(password_hash), name, fields };
         let user = users::insert(tx, &new)?;
         let mut origin = origin;
         origin.actor = format!("user:{}", user.id);
@@ -239,21 +255,46 @@ pub async fn login(
         return Ok(SignIn::Unverified);
     }
 
+    // Post-login plugins: after the password, before the session; they may refuse, add claims or ask for MFA.
+    let effects = if app.plugins.has_active(app, &tenant.slug, World::Login).await? {
+        let id = creds.id.clone();
+        let (user, roles) =
+            db::with_conn(&db.pool, move |conn| Ok((users::get(conn, &id)?, roles::of_user(conn, &id)?))).await?;
+        let user = runtime::User {
+            id: user.id,
+            email: user.email,
+            email_verified: user.email_verified,
+            roles,
+            fields: plugins::io::fields_of(&user.fields),
+        };
+        match app.plugins.login_hook(app, db, Function::PostLogin, user, &origin, client_id.clone()).await {
+            Ok(effects) => effects,
+            Err(err) => {
+                count_attempt(app, tenant, "denied_by_plugin");
+                return Err(err);
+            }
+        }
+    } else {
+        plugins::Effects::default()
+    };
+
     db.write(move |tx| {
         if let Some(hash) = &rehash {
             users::set_password(tx, &creds.id, hash, false)?;
         }
         let enrolled = mfa::is_enrolled(tx, &creds.id)?;
-        // The login plugin hook (post-login, #7) may ask for a second factor here.
         let stage = match settings.mfa {
-            MfaPolicy::Off => Stage::Active,
-            _ if enrolled => Stage::Mfa,
+            _ if enrolled && (effects.require_mfa || settings.mfa != MfaPolicy::Off) => Stage::Mfa,
             MfaPolicy::Required => Stage::Enrol,
-            MfaPolicy::Optional => Stage::Active,
+            _ if effects.require_mfa => Stage::Enrol,
+            MfaPolicy::Off | MfaPolicy::Optional => Stage::Active,
         };
         let mut origin = origin;
         origin.actor = format!("user:{}", creds.id);
         let (cookie, session) = sessions::create(tx, &creds.id, stage, "pwd", &origin, &settings)?;
+        if !effects.claims.is_empty() {
+            sessions::set_claims(tx, &session.id, &effects.claims)?;
+        }
         if stage == Stage::Active {
             users::record_login(tx, &creds.id, now)?;
             audit::record(tx, "login_succeeded", Some(&creds.id), &origin, json!({ "session": session.id }))?;

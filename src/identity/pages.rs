@@ -202,6 +202,7 @@ fn on_form(err: Error) -> Result<(StatusCode, String), PageError> {
         | Error::InvalidToken
         | Error::EmailNotVerified
         | Error::RateLimited { .. }
+        | Error::PluginDenied(_)
         | Error::Forbidden(_) => {
             let (status, _) = err.status_and_code();
             Ok((status, err.to_string()))

@@ -187,6 +187,22 @@ pub fn promote(conn: &Connection, id: &str, amr: &str, settings: &TenantSettings
     Ok(cookie)
 }
 
+/// Stores the claims a post-login plugin added; tokens issued from this session carry them.
+pub fn set_claims(conn: &Connection, id: &str, claims: &serde_json::Map<String, serde_json::Value>) -> Result<()> {
+    conn.execute(
+        "UPDATE sessions SET claims = ?2 WHERE id = ?1",
+        params![id, serde_json::Value::Object(claims.clone()).to_string()],
+    )?;
+    Ok(())
+}
+
+/// The plugin claims of a session (an empty map for none or an unknown session).
+pub fn claims(conn: &Connection, id: &str) -> Result<serde_json::Map<String, serde_json::Value>> {
+    let text: Option<String> =
+        conn.query_row("SELECT claims FROM sessions WHERE id = ?1", [id], |r| r.get(0)).optional()?;
+    Ok(text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default())
+}
+
 /// The user's active, unexpired sessions, newest first.
 pub fn list(conn: &Connection, user_id: &str) -> Result<Vec<Session>> {
     let now = crate::now_unix();

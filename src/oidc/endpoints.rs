@@ -509,6 +509,11 @@ async fn authorization_code(
                 revoked: false,
             };
             store::create_family(tx, &family, Some(&code_hash), now)?;
+            // Claims a post-login plugin added at sign-in travel with the family, so refreshed tokens keep them.
+            let extra = crate::identity::sessions::claims(tx, &grant.session_id)?;
+            if !extra.is_empty() {
+                store::set_family_claims(tx, &family.id, &extra)?;
+            }
             let refresh_token = if gets_refresh(&c, &scope) {
                 let token = crypto::random_token("ghr_");
                 store::insert_refresh(tx, &crypto::hash_token(&token), &family.id, &grant.scope, now, ttl_refresh)?;
@@ -529,7 +534,7 @@ async fn authorization_code(
                     auth_time: grant.auth_time,
                     amr: grant.amr,
                     nonce: grant.nonce,
-                    extra: Default::default(),
+                    extra,
                 },
                 access_jti,
                 refresh_token,
@@ -651,7 +656,7 @@ async fn refresh_token(
                     auth_time: family.auth_time,
                     amr: family.amr.clone(),
                     nonce: None,
-                    extra: Default::default(),
+                    extra: store::family_claims(tx, &family.id)?,
                 },
                 access_jti,
                 refresh_token: Some(next),

@@ -8,6 +8,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use crate::error::Result;
 
@@ -398,4 +399,20 @@ pub async fn purge_open_tenants(app: &crate::app::App) {
             tracing::warn!(tenant = %db.slug, error = %err, "purging expired OAuth rows failed");
         }
     }
+}
+
+/// Stores the plugin claims of a token family (copied from the session at code exchange).
+pub fn set_family_claims(conn: &Connection, id: &str, claims: &Map<String, Value>) -> Result<()> {
+    conn.execute(
+        "UPDATE oauth_families SET claims = ?2 WHERE id = ?1",
+        params![id, Value::Object(claims.clone()).to_string()],
+    )?;
+    Ok(())
+}
+
+/// The plugin claims of a token family.
+pub fn family_claims(conn: &Connection, id: &str) -> Result<Map<String, Value>> {
+    let text: Option<String> =
+        conn.query_row("SELECT claims FROM oauth_families WHERE id = ?1", [id], |r| r.get(0)).optional()?;
+    Ok(text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default())
 }

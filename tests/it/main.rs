@@ -7,6 +7,7 @@ mod email;
 mod http_stack;
 mod identity;
 mod oidc;
+mod plugins;
 mod support;
 mod tenants;
 mod users;

@@ -13,20 +13,20 @@ use sha2::{Digest, Sha256};
 
 use crate::support::{TestApp, require_python_module, require_tool, spawn_app, spawn_with};
 
-const PASSWORD: &str = "correct horse battery staple";
-const REDIRECT: &str = "http://127.0.0.1:9/callback";
+pub(crate) const PASSWORD: &str = "correct horse battery staple";
+pub(crate) const REDIRECT: &str = "http://127.0.0.1:9/callback";
 
-fn jar() -> Client {
+pub(crate) fn jar() -> Client {
     Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap()
 }
 
-fn field(html: &str, name: &str) -> String {
+pub(crate) fn field(html: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
     let start = html.find(&marker).unwrap_or_else(|| panic!("no {name} on {html}")) + marker.len();
     html[start..start + html[start..].find('"').unwrap()].replace("&#x2f;", "/").replace("&amp;", "&")
 }
 
-async fn create_user(app: &TestApp, slug: &str, email: &str) -> Value {
+pub(crate) async fn create_user(app: &TestApp, slug: &str, email: &str) -> Value {
     let r = app
         .admin(Method::POST, &format!("/admin/api/v1/tenants/{slug}/users"))
         .json(&json!({ "email": email, "password": PASSWORD, "email_verified": true, "name": "Ada" }))
@@ -37,7 +37,7 @@ async fn create_user(app: &TestApp, slug: &str, email: &str) -> Value {
     r.json().await.unwrap()
 }
 
-async fn create_client(app: &TestApp, slug: &str, body: Value) -> Value {
+pub(crate) async fn create_client(app: &TestApp, slug: &str, body: Value) -> Value {
     let r = app.admin(Method::POST, &format!("/admin/api/v1/tenants/{slug}/clients")).json(&body).send().await.unwrap();
     let status = r.status();
     let body: Value = r.json().await.unwrap();
@@ -45,7 +45,7 @@ async fn create_client(app: &TestApp, slug: &str, body: Value) -> Value {
     body
 }
 
-async fn set_settings(app: &TestApp, slug: &str, settings: Value) {
+pub(crate) async fn set_settings(app: &TestApp, slug: &str, settings: Value) {
     let r = app
         .admin(Method::PATCH, &format!("/admin/api/v1/tenants/{slug}"))
         .json(&json!({ "settings": settings }))
@@ -55,13 +55,13 @@ async fn set_settings(app: &TestApp, slug: &str, settings: Value) {
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
 }
 
-fn pkce() -> (String, String) {
+pub(crate) fn pkce() -> (String, String) {
     let verifier = format!("v{}", "x".repeat(50));
     let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
     (verifier, challenge)
 }
 
-fn authorize_url(app: &TestApp, slug: &str, client_id: &str, extra: &str) -> String {
+pub(crate) fn authorize_url(app: &TestApp, slug: &str, client_id: &str, extra: &str) -> String {
     app.url(&format!(
         "/t/{slug}/oauth2/authorize?response_type=code&client_id={client_id}&redirect_uri={}&scope=openid%20email%20profile&state=st{extra}",
         enc(REDIRECT)
@@ -76,12 +76,12 @@ fn location(r: &reqwest::Response) -> String {
     r.headers().get("location").map(|l| l.to_str().unwrap().to_owned()).unwrap_or_default()
 }
 
-fn query_param(url: &str, name: &str) -> Option<String> {
+pub(crate) fn query_param(url: &str, name: &str) -> Option<String> {
     url::Url::parse(url).ok()?.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
 }
 
 /// Follows the browser path from an authorize URL (signing in when asked) to the client's redirect URI.
-async fn browse_to_callback(app: &TestApp, browser: &Client, start: &str, email: &str) -> String {
+pub(crate) async fn browse_to_callback(app: &TestApp, browser: &Client, start: &str, email: &str) -> String {
     let mut url = start.to_owned();
     for _ in 0..10 {
         if url.starts_with(REDIRECT) {
@@ -112,7 +112,7 @@ async fn browse_to_callback(app: &TestApp, browser: &Client, start: &str, email:
     panic!("never reached the redirect URI");
 }
 
-async fn token(
+pub(crate) async fn token(
     app: &TestApp,
     slug: &str,
     form: &[(&str, &str)],

@@ -27,6 +27,7 @@ pub struct TestApp {
 pub fn test_config(dir: &Path) -> Config {
     let mut config = Config::for_tests(dir);
     config.bootstrap_token = Some(gatehouse::config::Secret::new(TOKEN));
+    config.plugin_slots = 4;
     config
 }
 

@@ -1,0 +1,34 @@
+;; Login world, denies with a reason that is not UTF-8 (outcome invalid_output).
+;; Built by scripts/build-plugins: `wasm-tools component embed ../wit --world gatehouse:plugin/login` then
+;; `wasm-tools component new`. Used by the integration tests (tests/it/plugins.rs).
+(module
+  (import "gatehouse:plugin/host@0.1.0" "log" (func $log (param i32 i32 i32)))
+  (memory (export "memory") 2)
+  (global $heap (mut i32) (i32.const 65536))
+  ;; A bump allocator: the host copies arguments in through it; nothing is ever freed (one call per instance).
+  (func $realloc (export "cabi_realloc") (param i32 i32) (param $align i32) (param $size i32) (result i32)
+    (local $ptr i32)
+    (local.set $ptr
+      (i32.and (i32.add (global.get $heap) (i32.sub (local.get $align) (i32.const 1)))
+               (i32.sub (i32.const 0) (local.get $align))))
+    (global.set $heap (i32.add (local.get $ptr) (local.get $size)))
+    (block $done
+      (loop $grow
+        (br_if $done (i32.le_u (global.get $heap) (i32.mul (memory.size) (i32.const 65536))))
+        (drop (memory.grow (i32.const 1)))
+        (br $grow)))
+    (local.get $ptr))
+  (data (i32.const 2048) "\ff\fe\fd\fc")
+  (func (export "pre-registration") (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)
+    (i32.store8 (i32.const 1024) (i32.const 1))
+    (i32.store (i32.const 1028) (i32.const 2048))
+    (i32.store (i32.const 1032) (i32.const 4))
+    (i32.const 1024)
+  )
+  (func (export "post-login") (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)
+    (i32.store8 (i32.const 1024) (i32.const 1))
+    (i32.store (i32.const 1028) (i32.const 2048))
+    (i32.store (i32.const 1032) (i32.const 4))
+    (i32.const 1024)
+  )
+)

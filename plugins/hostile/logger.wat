@@ -1,0 +1,40 @@
+;; Login world, logs 25 lines (the host keeps 20) and allows.
+;; Built by scripts/build-plugins: `wasm-tools component embed ../wit --world gatehouse:plugin/login` then
+;; `wasm-tools component new`. Used by the integration tests (tests/it/plugins.rs).
+(module
+  (import "gatehouse:plugin/host@0.1.0" "log" (func $log (param i32 i32 i32)))
+  (memory (export "memory") 2)
+  (global $heap (mut i32) (i32.const 65536))
+  ;; A bump allocator: the host copies arguments in through it; nothing is ever freed (one call per instance).
+  (func $realloc (export "cabi_realloc") (param i32 i32) (param $align i32) (param $size i32) (result i32)
+    (local $ptr i32)
+    (local.set $ptr
+      (i32.and (i32.add (global.get $heap) (i32.sub (local.get $align) (i32.const 1)))
+               (i32.sub (i32.const 0) (local.get $align))))
+    (global.set $heap (i32.add (local.get $ptr) (local.get $size)))
+    (block $done
+      (loop $grow
+        (br_if $done (i32.le_u (global.get $heap) (i32.mul (memory.size) (i32.const 65536))))
+        (drop (memory.grow (i32.const 1)))
+        (br $grow)))
+    (local.get $ptr))
+  (data (i32.const 2048) "log line.")
+  (func (export "pre-registration") (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)
+    (local $i i32)
+    (loop $again
+      (call $log (i32.const 1) (i32.const 2048) (i32.const 9))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $again (i32.lt_u (local.get $i) (i32.const 25))))
+    (i32.store8 (i32.const 1024) (i32.const 0))
+    (i32.const 1024)
+  )
+  (func (export "post-login") (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)
+    (local $i i32)
+    (loop $again
+      (call $log (i32.const 1) (i32.const 2048) (i32.const 9))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $again (i32.lt_u (local.get $i) (i32.const 25))))
+    (i32.store8 (i32.const 1024) (i32.const 0))
+    (i32.const 1024)
+  )
+)

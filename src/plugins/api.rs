@@ -1,0 +1,351 @@
+//! Admin API for a tenant's plugins (`/admin/api/v1/tenants/{slug}/plugins`): create and configure, upload
+//! versions (validated and compiled on upload), activate (also the rollback), deactivate, dry-run, delete. The
+//! admin UI calls the same functions. Every change is a control-plane `Mutation`.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::records::{self, FailurePolicy, Plugin, PluginSettings, Version};
+use super::runtime::{Function, MAX_MEMORY_MB};
+use super::{DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS, World, io};
+use crate::admin::Actor;
+use crate::app::{App, AppState};
+use crate::control::Mutation;
+use crate::error::{Error, Result};
+use crate::http::extract::ApiJson;
+use crate::tenants::TenantSlug;
+
+pub fn router() -> Router<AppState> {
+    let base = "/admin/api/v1/tenants/{slug}/plugins";
+    Router::new()
+        .route(base, get(list).post(create))
+        .route(&format!("{base}/{{name}}"), get(read).patch(update).delete(remove))
+        .route(&format!("{base}/{{name}}/versions"), get(read).post(upload))
+        .route(&format!("{base}/{{name}}/versions/{{version}}/activate"), post(activate))
+        .route(&format!("{base}/{{name}}/versions/{{version}}/dry-run"), post(dry_run_route))
+        .route(&format!("{base}/{{name}}/deactivate"), post(deactivate))
+}
+
+/// Whether a request path is a component upload: it gets the plugin size limit and a long time limit.
+pub fn is_upload(path: &str) -> bool {
+    (path.starts_with("/admin/api/v1/tenants/") && path.ends_with("/versions") && path.contains("/plugins/"))
+        || (path.starts_with("/admin/tenants/") && path.ends_with("/upload") && path.contains("/plugins/"))
+}
+
+/// How long an upload (which compiles the component) may take.
+pub const UPLOAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
+pub fn check_name(name: &str) -> Result<()> {
+    let ok = (1..=63).contains(&name.len())
+        && name
+            .bytes()
+            .enumerate()
+            .all(|(i, b)| b.is_ascii_lowercase() || b.is_ascii_digit() || (i > 0 && (b == b'-' || b == b'_')));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::validation("plugin name: 1-63 of a-z, 0-9, '-' and '_', starting with a letter or digit"))
+    }
+}
+
+/// The settings of a new plugin, or the changes to one (every field optional there).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PluginInput {
+    pub name: Option<String>,
+    pub world: Option<String>,
+    pub failure_policy: Option<FailurePolicy>,
+    pub timeout_ms: Option<u32>,
+    pub memory_mb: Option<u32>,
+    pub priority: Option<i32>,
+    pub config: Option<Value>,
+}
+
+impl PluginInput {
+    /// Applies this input to `base` (a new plugin's defaults or the current settings) and checks the result.
+    fn apply(self, mut base: PluginSettings) -> Result<PluginSettings> {
+        if let Some(p) = self.failure_policy {
+            base.failure_policy = p;
+        }
+        if let Some(t) = self.timeout_ms {
+            base.timeout_ms = t;
+        }
+        if let Some(m) = self.memory_mb {
+            base.memory_mb = m;
+        }
+        if let Some(p) = self.priority {
+            base.priority = p;
+        }
+        if let Some(c) = self.config {
+            base.config = c;
+        }
+        if !(1..=MAX_TIMEOUT_MS).contains(&base.timeout_ms) {
+            return Err(Error::validation(format!("timeout_ms must be 1 to {MAX_TIMEOUT_MS}")));
+        }
+        if !(1..=MAX_MEMORY_MB).contains(&base.memory_mb) {
+            return Err(Error::validation(format!("memory_mb must be 1 to {MAX_MEMORY_MB}")));
+        }
+        if !base.config.is_object() {
+            return Err(Error::validation("config must be a JSON object"));
+        }
+        if base.config.to_string().len() > 16 * 1024 {
+            return Err(Error::validation("config is larger than 16 KiB"));
+        }
+        Ok(base)
+    }
+}
+
+async fn tenant_slug(app: &AppState, actor: &Actor, raw: &str) -> Result<TenantSlug> {
+    let slug = TenantSlug::parse(raw)?;
+    actor.require_tenant(&slug)?;
+    app.control.tenant(&slug).await?.ok_or(Error::TenantNotFound)?;
+    Ok(slug)
+}
+
+pub async fn find(app: &App, slug: &TenantSlug, name: &str) -> Result<Plugin> {
+    let (s, n) = (slug.clone(), name.to_owned());
+    app.control.read(move |conn| records::get(conn, &s, &n)).await?.ok_or(Error::NotFound("plugin"))
+}
+
+pub async fn versions(app: &App, slug: &TenantSlug, name: &str) -> Result<Vec<Version>> {
+    let (s, n) = (slug.clone(), name.to_owned());
+    app.control.read(move |conn| records::versions(conn, &s, &n)).await
+}
+
+pub async fn create_plugin(app: &App, slug: &TenantSlug, input: PluginInput) -> Result<Plugin> {
+    let name = input.name.clone().ok_or_else(|| Error::validation("name is required"))?;
+    check_name(&name)?;
+    let world =
+        input
+            .world
+            .as_deref()
+            .ok_or_else(|| Error::validation("world is required: login, email or pricing"))
+            .and_then(|w| World::parse(w).ok_or_else(|| Error::validation("world must be login, email or pricing")))?;
+    if find(app, slug, &name).await.is_ok() {
+        return Err(Error::Conflict(format!("a plugin named {name} exists already")));
+    }
+    let settings = input.apply(PluginSettings {
+        name: name.clone(),
+        world,
+        failure_policy: FailurePolicy::FailClosed,
+        timeout_ms: DEFAULT_TIMEOUT_MS,
+        memory_mb: DEFAULT_MEMORY_MB,
+        priority: 100,
+        config: json!({}),
+    })?;
+    app.control.apply(Mutation::PutPlugin { slug: slug.clone(), plugin: settings, at: crate::now_unix() }).await?;
+    find(app, slug, &name).await
+}
+
+pub async fn update_plugin(app: &App, slug: &TenantSlug, name: &str, input: PluginInput) -> Result<Plugin> {
+    let current = find(app, slug, name).await?;
+    if input.name.as_deref().is_some_and(|n| n != name) {
+        return Err(Error::validation("a plugin cannot be renamed"));
+    }
+    if input.world.as_deref().is_some_and(|w| w != current.settings.world.as_str()) {
+        return Err(Error::validation("a plugin's world cannot change; create another plugin"));
+    }
+    let settings = input.apply(current.settings)?;
+    app.control.apply(Mutation::PutPlugin { slug: slug.clone(), plugin: settings, at: crate::now_unix() }).await?;
+    find(app, slug, name).await
+}
+
+/// Validates, compiles and stores a component as the plugin's next version (not active yet).
+pub async fn upload_version(app: &App, slug: &TenantSlug, name: &str, bytes: Vec<u8>) -> Result<Version> {
+    let plugin = find(app, slug, name).await?;
+    if bytes.len() > app.plugins.max_bytes {
+        return Err(Error::PayloadTooLarge(app.plugins.max_bytes));
+    }
+    let bytes = Arc::new(bytes);
+    let sha256 = app.plugins.validate(plugin.settings.world, bytes.clone()).await?;
+    let (s, n) = (slug.clone(), name.to_owned());
+    let version = app.control.read(move |conn| records::next_version(conn, &s, &n)).await?;
+    let component = Arc::try_unwrap(bytes).unwrap_or_else(|b| (*b).clone());
+    let size = component.len() as u64;
+    let at = crate::now_unix();
+    app.control
+        .apply(Mutation::AddPluginVersion {
+            slug: slug.clone(),
+            name: name.to_owned(),
+            version,
+            sha256: sha256.clone(),
+            component,
+            at,
+        })
+        .await?;
+    tracing::info!(tenant = %slug, plugin = name, version, sha256 = %sha256, size, "plugin version uploaded");
+    Ok(Version { version, sha256, size, created_at: at })
+}
+
+pub async fn set_active(app: &App, slug: &TenantSlug, name: &str, version: Option<u32>) -> Result<Plugin> {
+    find(app, slug, name).await?;
+    let mutation =
+        Mutation::SetPluginActive { slug: slug.clone(), name: name.to_owned(), version, at: crate::now_unix() };
+    app.control.apply(mutation).await?;
+    tracing::info!(tenant = %slug, plugin = name, version = ?version, "plugin activation changed");
+    find(app, slug, name).await
+}
+
+pub async fn delete_plugin(app: &App, slug: &TenantSlug, name: &str) -> Result<()> {
+    app.control.apply(Mutation::DeletePlugin { slug: slug.clone(), name: name.to_owned() }).await?;
+    app.plugins.forget(slug, name);
+    Ok(())
+}
+
+/// Runs one function of one version against a JSON input; nothing is recorded but the answer.
+pub async fn dry_run(app: &App, slug: &TenantSlug, name: &str, version: u32, body: Value) -> Result<Value> {
+    let plugin = find(app, slug, name).await?;
+    let function =
+        body.get("function").and_then(Value::as_str).ok_or_else(|| Error::validation("function is required"))?;
+    let function = Function::parse(function).filter(|f| f.world() == plugin.settings.world).ok_or_else(|| {
+        let names: Vec<_> = plugin.settings.world.functions().iter().map(|f| f.as_str()).collect();
+        Error::validation(format!("function must be one of: {}", names.join(", ")))
+    })?;
+    let input = body.get("input").cloned().unwrap_or_else(|| io::sample(function));
+    let input = io::parse_input(function, input)?;
+    let sha256 = versions(app, slug, name)
+        .await?
+        .into_iter()
+        .find(|v| v.version == version)
+        .ok_or(Error::NotFound("plugin version"))?
+        .sha256;
+    let report = app.plugins.call_unobserved(app, slug, &plugin.settings, version, &sha256, input).await;
+    Ok(json!({
+        "outcome": report.outcome.as_str(),
+        "output": report.output.as_ref().map(io::output_json),
+        "error": report.error,
+        "logs": report.logs,
+        "duration_us": report.duration.as_micros() as u64,
+        "memory_peak_bytes": report.memory_peak_bytes,
+    }))
+}
+
+/// A plugin with its versions, stats and sample inputs.
+pub async fn detail(app: &App, slug: &TenantSlug, name: &str) -> Result<Value> {
+    let plugin = find(app, slug, name).await?;
+    let versions = versions(app, slug, name).await?;
+    let samples: serde_json::Map<String, Value> =
+        plugin.settings.world.functions().iter().map(|f| (f.as_str().to_owned(), io::sample(*f))).collect();
+    let mut v = serde_json::to_value(&plugin).unwrap_or(Value::Null);
+    v["versions"] = json!(versions);
+    v["stats"] = json!(app.plugins.stats(slug, name));
+    v["samples"] = Value::Object(samples);
+    Ok(v)
+}
+
+async fn list(State(app): State<AppState>, actor: Actor, Path(slug): Path<String>) -> Result<Json<Value>> {
+    let slug = tenant_slug(&app, &actor, &slug).await?;
+    let s = slug.clone();
+    let items = app.control.read(move |conn| records::list(conn, &s)).await?;
+    let items: Vec<Value> = items
+        .iter()
+        .map(|p| {
+            let mut v = serde_json::to_value(p).unwrap_or(Value::Null);
+            v["stats"] = json!(app.plugins.stats(&slug, &p.settings.name));
+            v
+        })
+        .collect();
+    Ok(Json(json!({ "items": items })))
+}
+
+async fn create(
+    State(app): State<AppState>,
+    actor: Actor,
+    Path(slug): Path<String>,
+    ApiJson(input): ApiJson<PluginInput>,
+) -> Result<(StatusCode, Json<Plugin>)> {
+    let slug = tenant_slug(&app, &actor, &slug).await?;
+    Ok((StatusCode::CREATED, Json(create_plugin(&app, &slug, input).await?)))
+}
+
+async fn read(
+    State(app): State<AppState>,
+    actor: Actor,
+    Path((slug, name)): Path<(String, String)>,
+) -> Result<Json<Value>> {
+    let slug = tenant_slug(&app, &actor, &slug).await?;
+    Ok(Json(detail(&app, &slug, &name).await?))
+}
+
+async fn update(
+    State(app): State<AppState>,
+    actor: Actor,
+    Path((slug, name)): Path<(String, String)>,
+    ApiJson(input): ApiJson<PluginInput>,
+) -> Result<Json<Plugin>> {
+    let slug = tenant_slug(&app, &actor, &slug).await?;
+    Ok(Json(update_plugin(&app, &slug, &name, input).await?))
+}
+
+async fn remove(
+    State(app): State<AppState>,
+    actor: Actor,
+    Path((slug, name)): Path<(String, String)>,
+) -> Result<StatusCode> {
+    let slug = tenant_slug(&app, &actor, &slug).await?;
+    delete_plugin(&app, &slug, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Reads a request body up to `limit` bytes without buffering more: a larger body is 413.
+pub async fn read_limited(body: Body, limit: usize) -> Result<Vec<u8>> {
+    match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => Ok(bytes.to_vec()),
+        Err(_) => Err(Error::PayloadTooLarge(limit)),
+    }
+}
+
+async fn upload(
+    State(app): State<AppState>,
+    actor: Actor,
+    Path((slug, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<Version>)> {
+    let slug = tenant_slug(&app, &actor, &slug).await?;
+    find(&app, &slug, &name).await?;
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !content_type.is_empty()
+        && !content_type.starts_with("application/wasm")
+        && !content_type.starts_with("application/octet-stream")
+    {
+        return Err(Error::BadRequest("send the component as the body with Content-Type: application/wasm".into()));
+    }
+    let bytes = read_limited(body, app.plugins.max_bytes).await?;
+    Ok((StatusCode::CREATED, Json(upload_version(&app, &slug, &name, bytes).await?)))
+}
+
+async fn activate(
+    State(app): State<AppState>,
+    actor: Actor,
+    Path((slug, name, version)): Path<(String, String, u32)>,
+) -> Result<Json<Plugin>> {
+    let slug = tenant_slug(&app, &actor, &slug).await?;
+    Ok(Json(set_active(&app, &slug, &name, Some(version)).await?))
+}
+
+async fn deactivate(
+    State(app): State<AppState>,
+    actor: Actor,
+    Path((slug, name)): Path<(String, String)>,
+) -> Result<Json<Plugin>> {
+    let slug = tenant_slug(&app, &actor, &slug).await?;
+    Ok(Json(set_active(&app, &slug, &name, None).await?))
+}
+
+async fn dry_run_route(
+    State(app): State<AppState>,
+    actor: Actor,
+    Path((slug, name, version)): Path<(String, String, u32)>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Json<Value>> {
+    let slug = tenant_slug(&app, &actor, &slug).await?;
+    Ok(Json(dry_run(&app, &slug, &name, version, body).await?))
+}
