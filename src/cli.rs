@@ -36,6 +36,9 @@ enum Command {
     /// Manage admin API tokens through a running server's admin API.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Manage a tenant's WebAssembly plugins through a running server's admin API.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
     /// Exit 0 when the local server answers /healthz (for container health checks).
     Healthcheck {
         /// Base URL to probe; defaults to http://127.0.0.1:$PORT.
@@ -123,6 +126,64 @@ enum TokenCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Upload a component as a plugin's next version (creating the plugin when --world is given), optionally
+    /// activating it.
+    Upload {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        name: String,
+        /// login, email or pricing: creates the plugin if it does not exist yet.
+        #[arg(long)]
+        world: Option<String>,
+        /// fail_closed (default) or fail_open, for a new plugin.
+        #[arg(long)]
+        failure_policy: Option<String>,
+        /// Per-call deadline of a new plugin (default 50, at most 1000).
+        #[arg(long)]
+        timeout_ms: Option<u32>,
+        /// Memory cap of a new plugin (default 32).
+        #[arg(long)]
+        memory_mb: Option<u32>,
+        /// Make the uploaded version the active one.
+        #[arg(long)]
+        activate: bool,
+        /// The component (.wasm).
+        file: std::path::PathBuf,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// List a tenant's plugins with their active versions and call counts.
+    List {
+        #[arg(long)]
+        tenant: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Activate a version (activating an older one is the rollback).
+    Activate {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        version: u32,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Deactivate a plugin: its hooks stop running.
+    Deactivate {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
 /// Parses the command line and runs the command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -169,6 +230,7 @@ async fn dispatch(command: Command, config: Option<Config>) -> anyhow::Result<()
             eprintln!("token {} ({}) created; it is shown only once", created["id"], created["scope"]);
             Ok(())
         }
+        Command::Plugin(cmd) => plugin(cmd).await,
         Command::Healthcheck { url } => healthcheck(url).await,
         Command::Version => {
             println!("gatehouse {}", env!("CARGO_PKG_VERSION"));
@@ -310,6 +372,82 @@ async fn tenant(cmd: TenantCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn plugin(cmd: PluginCommand) -> anyhow::Result<()> {
+    use reqwest::Method;
+    match cmd {
+        PluginCommand::Upload {
+            tenant,
+            name,
+            world,
+            failure_policy,
+            timeout_ms,
+            memory_mb,
+            activate,
+            file,
+            remote,
+        } => {
+            let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let base = format!("/admin/api/v1/tenants/{tenant}/plugins");
+            if let Some(world) = world
+                && call(&remote, Method::GET, &format!("{base}/{name}"), None).await.is_err()
+            {
+                let body = json!({ "name": name, "world": world, "failure_policy": failure_policy,
+                                   "timeout_ms": timeout_ms, "memory_mb": memory_mb });
+                let body = Value::Object(
+                    body.as_object()
+                        .into_iter()
+                        .flatten()
+                        .filter(|(_, v)| !v.is_null())
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                );
+                call(&remote, Method::POST, &base, Some(body)).await?;
+                eprintln!("created plugin {name}");
+            }
+            let url = format!("{}{base}/{name}/versions", remote.url.trim_end_matches('/'));
+            let request = reqwest::Client::new()
+                .post(&url)
+                .bearer_auth(&remote.token)
+                .header(reqwest::header::CONTENT_TYPE, "application/wasm")
+                .body(bytes);
+            let version = answer(request, &url).await?;
+            println!(
+                "{name} v{} uploaded ({} bytes, sha256 {})",
+                version["version"], version["size"], version["sha256"]
+            );
+            if activate {
+                let v = &version["version"];
+                call(&remote, Method::POST, &format!("{base}/{name}/versions/{v}/activate"), None).await?;
+                println!("{name} v{v} is active");
+            }
+        }
+        PluginCommand::List { tenant, remote } => {
+            let list = call(&remote, Method::GET, &format!("/admin/api/v1/tenants/{tenant}/plugins"), None).await?;
+            for p in list["items"].as_array().into_iter().flatten() {
+                let active = p["active_version"].as_u64().map_or("inactive".to_owned(), |v| format!("v{v} active"));
+                println!(
+                    "{:<24} {:<8} {:<12} {} calls",
+                    p["name"].as_str().unwrap_or(""),
+                    p["world"].as_str().unwrap_or(""),
+                    active,
+                    p["stats"]["calls"]
+                );
+            }
+        }
+        PluginCommand::Activate { tenant, name, version, remote } => {
+            let path = format!("/admin/api/v1/tenants/{tenant}/plugins/{name}/versions/{version}/activate");
+            call(&remote, Method::POST, &path, None).await?;
+            println!("{name} v{version} is active");
+        }
+        PluginCommand::Deactivate { tenant, name, remote } => {
+            call(&remote, Method::POST, &format!("/admin/api/v1/tenants/{tenant}/plugins/{name}/deactivate"), None)
+                .await?;
+            println!("{name} is inactive");
+        }
+    }
+    Ok(())
+}
+
 /// One admin API call; an error response becomes an error naming its code and message.
 async fn call(remote: &Remote, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
     let url = format!("{}{path}", remote.url.trim_end_matches('/'));
@@ -317,6 +455,11 @@ async fn call(remote: &Remote, method: reqwest::Method, path: &str, body: Option
     if let Some(body) = body {
         request = request.json(&body);
     }
+    answer(request, &url).await
+}
+
+/// Sends a request; an error response becomes an error naming its code and message.
+async fn answer(request: reqwest::RequestBuilder, url: &str) -> anyhow::Result<Value> {
     let response = request.send().await.with_context(|| format!("cannot reach {url}"))?;
     let status = response.status();
     let value: Value = response.json().await.unwrap_or(Value::Null);

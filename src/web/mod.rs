@@ -9,6 +9,7 @@ mod email_pages;
 mod identity_pages;
 mod oauth_pages;
 mod pages;
+mod plugin_pages;
 
 pub use pages::CsrfOnly;
 
@@ -32,6 +33,7 @@ pub fn router() -> Router<AppState> {
         .merge(email_pages::router())
         .merge(identity_pages::router())
         .merge(oauth_pages::router())
+        .merge(plugin_pages::router())
         .merge(assets::router())
 }
 

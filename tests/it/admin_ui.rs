@@ -526,3 +526,69 @@ async fn oauth_client_and_key_pages() {
     assert!(keys.contains("<td>retiring</td>") && keys.contains("A new signing key is active"), "{keys}");
     app.stop().await;
 }
+
+/// The plugin pages in Chromium: create a plugin, upload a component through the file input, activate it, run a
+/// dry-run from the prefilled form, and see a refused upload explained on the page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_pages_in_the_browser() {
+    let build = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("plugins/build");
+    if !require_tool("chromedriver") || !build.join("c-noop-login.wasm").exists() {
+        assert!(
+            std::env::var_os("CI").is_none() || build.join("c-noop-login.wasm").exists(),
+            "run scripts/build-plugins"
+        );
+        return;
+    }
+    let app = app_with_operator().await;
+    app.create_tenant("plugco").await;
+    let (_driver, browser) = start_browser().await;
+    browser.goto(&app.url("/admin/login")).await.unwrap();
+    browser.wait().for_element(Locator::Id("email")).await.unwrap().send_keys(EMAIL).await.unwrap();
+    browser.find(Locator::Id("password")).await.unwrap().send_keys(PASSWORD).await.unwrap();
+    browser.find(Locator::Css("button[type=submit]")).await.unwrap().click().await.unwrap();
+    browser.wait().for_element(Locator::Css("nav")).await.unwrap();
+
+    browser.goto(&app.url("/admin/tenants/plugco/plugins")).await.unwrap();
+    browser.wait().for_element(Locator::Id("name")).await.unwrap().send_keys("noop").await.unwrap();
+    browser.find(Locator::Css("form[action$='/plugins'] button")).await.unwrap().click().await.unwrap();
+    wait_text(&browser, ".notice", "Plugin created").await;
+
+    // A refused component: the reason is on the page.
+    browser
+        .find(Locator::Id("component"))
+        .await
+        .unwrap()
+        .send_keys(&build.join("core-module.wasm").display().to_string())
+        .await
+        .unwrap();
+    browser.find(Locator::Css("form[action$='/upload'] button")).await.unwrap().click().await.unwrap();
+    wait_text(&browser, ".alert", "core WebAssembly module").await;
+
+    browser.goto(&app.url("/admin/tenants/plugco/plugins/noop")).await.unwrap();
+    browser
+        .wait()
+        .for_element(Locator::Id("component"))
+        .await
+        .unwrap()
+        .send_keys(&build.join("c-noop-login.wasm").display().to_string())
+        .await
+        .unwrap();
+    browser.find(Locator::Css("form[action$='/upload'] button")).await.unwrap().click().await.unwrap();
+    wait_text(&browser, ".notice", "Version uploaded").await;
+    browser.find(Locator::Css("form[action$='/versions/1/activate'] button")).await.unwrap().click().await.unwrap();
+    wait_text(&browser, ".notice", "Version activated").await;
+    let api: Value =
+        app.admin(Method::GET, "/admin/api/v1/tenants/plugco/plugins/noop").send().await.unwrap().json().await.unwrap();
+    assert_eq!(api["active_version"], 1, "{api}");
+
+    // The dry-run form comes prefilled with a sample input.
+    let input = browser.find(Locator::Id("dry-input")).await.unwrap().prop("value").await.unwrap().unwrap_or_default();
+    assert!(input.contains("new.user@example.com"), "{input}");
+    browser.find(Locator::Css("form[action$='/dry-run'] button")).await.unwrap().click().await.unwrap();
+    let outcome = wait_text(&browser, "#dry-outcome", "ok").await;
+    assert_eq!(outcome, "ok");
+    let output = browser.find(Locator::Css(".dry-run pre")).await.unwrap().text().await.unwrap();
+    assert!(output.contains("allow"), "{output}");
+    browser.close().await.unwrap();
+    app.stop().await;
+}

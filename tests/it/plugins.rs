@@ -430,3 +430,48 @@ async fn email_plugin_changes_the_mail_and_failures_fall_back() {
     .await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn cli_uploads_and_activates_a_plugin() {
+    let Some(_) = component("c-noop-login") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let server = crate::support::BinServer::start(dir.path(), &[]).await;
+    let client = reqwest::Client::new();
+    let r = client
+        .post(format!("{}/admin/api/v1/tenants", server.base))
+        .bearer_auth(crate::support::TOKEN)
+        .json(&json!({"slug": "acme", "name": "Acme"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let file = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("plugins/build/c-noop-login.wasm");
+    let run = |args: Vec<String>| {
+        let out = std::process::Command::new(crate::support::binary())
+            .args(args)
+            .env("GATEHOUSE_URL", &server.base)
+            .env("GATEHOUSE_TOKEN", crate::support::TOKEN)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    };
+    let upload: Vec<String> = ["plugin", "upload", "--tenant", "acme", "--name", "noop", "--world", "login"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([file.display().to_string(), "--activate".into()])
+        .collect();
+    let (ok, text) = run(upload);
+    assert!(ok, "{text}");
+    assert!(text.contains("noop v1 uploaded") && text.contains("noop v1 is active"), "{text}");
+    let (ok, text) = run(["plugin", "list", "--tenant", "acme"].iter().map(|s| s.to_string()).collect());
+    assert!(ok && text.contains("v1 active"), "{text}");
+    // A bad file is refused with the API's code.
+    let garbage = dir.path().join("garbage.wasm");
+    std::fs::write(&garbage, b"nope").unwrap();
+    let (ok, text) = run(["plugin", "upload", "--tenant", "acme", "--name", "noop", &garbage.display().to_string()]
+        .iter()
+        .map(|s| s.to_string())
+        .collect());
+    assert!(!ok && text.contains("plugin_invalid"), "{text}");
+}

@@ -1,0 +1,485 @@
+//! Admin UI pages of a tenant's WebAssembly plugins: the list with a create form, and one page per plugin with its
+//! settings, versions (upload, activate, roll back, deactivate), a dry-run form prefilled with a sample input, call
+//! counts and recent failures. They call the same services as `plugins::api`.
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{Chrome, CsrfOnly, PageError, PageResult, UiForm, UiSession, render};
+use crate::app::AppState;
+use crate::control::tables::Tenant;
+use crate::error::Error;
+use crate::plugins::api::{self as plugin_api, PluginInput};
+use crate::plugins::records::FailurePolicy;
+use crate::plugins::runtime::Function;
+use crate::plugins::{Failure, Stats, io};
+use crate::tenants::TenantSlug;
+
+pub fn router() -> Router<AppState> {
+    let base = "/admin/tenants/{slug}/plugins";
+    Router::new()
+        .route(base, get(list_page).post(create))
+        .route(&format!("{base}/{{name}}"), get(plugin_page).post(save))
+        // The upload reads its own limit (GATEHOUSE_PLUGIN_MAX_BYTES) while streaming the file.
+        .route(&format!("{base}/{{name}}/upload"), post(upload).layer(DefaultBodyLimit::disable()))
+        .route(&format!("{base}/{{name}}/versions/{{version}}/activate"), post(activate))
+        .route(&format!("{base}/{{name}}/deactivate"), post(deactivate))
+        .route(&format!("{base}/{{name}}/dry-run"), post(dry_run))
+        .route(&format!("{base}/{{name}}/delete"), post(delete))
+}
+
+async fn tenant(app: &AppState, session: &UiSession, slug: &str) -> Result<Arc<Tenant>, PageError> {
+    let slug = TenantSlug::parse(slug).map_err(PageError)?;
+    session.actor.require_tenant(&slug)?;
+    Ok(app.control.tenant(&slug).await?.ok_or(Error::TenantNotFound)?)
+}
+
+fn form_error(err: Error) -> Result<String, PageError> {
+    match err {
+        Error::Validation(_)
+        | Error::BadRequest(_)
+        | Error::Conflict(_)
+        | Error::PayloadTooLarge(_)
+        | Error::PluginInvalid(_)
+        | Error::PluginWrongWorld(_)
+        | Error::PluginForbiddenImport(_)
+        | Error::NotFound(_) => Ok(err.to_string()),
+        other => Err(PageError(other)),
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct DoneQuery {
+    done: Option<String>,
+}
+
+fn notice(done: Option<&str>) -> Option<String> {
+    let text = match done? {
+        "created" => "Plugin created. Upload a component to give it a first version.",
+        "saved" => "Settings saved.",
+        "uploaded" => "Version uploaded and compiled. Activate it to run it.",
+        "activated" => "Version activated.",
+        "deactivated" => "Plugin deactivated: its hooks no longer run.",
+        "deleted" => "Plugin deleted.",
+        _ => return None,
+    };
+    Some(text.to_owned())
+}
+
+struct Row {
+    name: String,
+    world: &'static str,
+    active: String,
+    policy: &'static str,
+    calls: u64,
+    failures: u64,
+}
+
+#[derive(Template)]
+#[template(path = "admin/plugins.html")]
+struct ListPage {
+    chrome: Chrome,
+    slug: String,
+    tenant_name: String,
+    tab: &'static str,
+    rows: Vec<Row>,
+    name: String,
+    world: String,
+}
+
+fn failures(s: &Stats) -> u64 {
+    s.trap + s.timeout + s.invalid_output + s.error
+}
+
+async fn render_list(app: &AppState, tenant: &Tenant, chrome: Chrome, name: String, world: String) -> PageResult {
+    let slug = tenant.slug.clone();
+    let list = app.control.read(move |conn| crate::plugins::records::list(conn, &slug)).await?;
+    let code = if chrome.error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    let rows = list
+        .iter()
+        .map(|p| {
+            let stats = app.plugins.stats(&tenant.slug, &p.settings.name);
+            Row {
+                name: p.settings.name.clone(),
+                world: p.settings.world.as_str(),
+                active: p.active_version.map_or("inactive".into(), |v| format!("v{v}")),
+                policy: p.settings.failure_policy.as_str(),
+                calls: stats.calls,
+                failures: failures(&stats),
+            }
+        })
+        .collect();
+    let page = ListPage {
+        chrome,
+        slug: tenant.slug.to_string(),
+        tenant_name: tenant.name.clone(),
+        tab: "plugins",
+        rows,
+        name,
+        world,
+    };
+    Ok((code, render(page)?).into_response())
+}
+
+async fn list_page(
+    State(app): State<AppState>,
+    session: UiSession,
+    Path(slug): Path<String>,
+    Query(q): Query<DoneQuery>,
+) -> PageResult {
+    let tenant = tenant(&app, &session, &slug).await?;
+    let mut chrome = session.chrome("tenants");
+    chrome.notice = notice(q.done.as_deref());
+    render_list(&app, &tenant, chrome, String::new(), "login".into()).await
+}
+
+#[derive(Deserialize)]
+struct CreateForm {
+    csrf_token: String,
+    name: String,
+    world: String,
+}
+
+async fn create(
+    State(app): State<AppState>,
+    session: UiSession,
+    Path(slug): Path<String>,
+    UiForm(form): UiForm<CreateForm>,
+) -> PageResult {
+    session.check_csrf(&form.csrf_token)?;
+    let tenant = tenant(&app, &session, &slug).await?;
+    let input =
+        PluginInput { name: Some(form.name.trim().to_owned()), world: Some(form.world.clone()), ..Default::default() };
+    match plugin_api::create_plugin(&app, &tenant.slug, input).await {
+        Ok(p) => {
+            Ok(Redirect::to(&format!("/admin/tenants/{slug}/plugins/{}?done=created", p.settings.name)).into_response())
+        }
+        Err(err) => {
+            let mut chrome = session.chrome("tenants");
+            chrome.error = Some(form_error(err)?);
+            render_list(&app, &tenant, chrome, form.name, form.world).await
+        }
+    }
+}
+
+struct VersionRow {
+    version: u32,
+    sha256: String,
+    size: String,
+    created: String,
+    active: bool,
+}
+
+struct DryRunView {
+    outcome: String,
+    error: String,
+    output: String,
+    logs: Vec<(String, String)>,
+    duration_us: u64,
+    memory_peak_kib: u64,
+}
+
+#[derive(Template)]
+#[template(path = "admin/plugin.html")]
+struct PluginPage {
+    chrome: Chrome,
+    slug: String,
+    tenant_name: String,
+    tab: &'static str,
+    name: String,
+    world: &'static str,
+    fail_open: bool,
+    timeout_ms: u32,
+    memory_mb: u32,
+    priority: i32,
+    config: String,
+    active_version: Option<u32>,
+    versions: Vec<VersionRow>,
+    functions: Vec<&'static str>,
+    dry_function: String,
+    dry_version: u32,
+    dry_input: String,
+    dry: Option<DryRunView>,
+    stats: Stats,
+    average_us: u64,
+    failures: Vec<Failure>,
+    max_mib: usize,
+}
+
+impl PluginPage {
+    fn failure_count(&self) -> u64 {
+        failures(&self.stats)
+    }
+}
+
+/// What a posted dry-run asked for and got, to show on the page.
+struct DryRun {
+    function: String,
+    version: u32,
+    input: String,
+    result: Option<DryRunView>,
+}
+
+async fn render_plugin(app: &AppState, tenant: &Tenant, name: &str, chrome: Chrome, dry: Option<DryRun>) -> PageResult {
+    let plugin = plugin_api::find(app, &tenant.slug, name).await?;
+    let versions = plugin_api::versions(app, &tenant.slug, name).await?;
+    let stats = app.plugins.stats(&tenant.slug, name);
+    let world = plugin.settings.world;
+    let functions: Vec<&'static str> = world.functions().iter().map(|f| f.as_str()).collect();
+    let latest = plugin.active_version.or_else(|| versions.first().map(|v| v.version)).unwrap_or(1);
+    let dry = dry.unwrap_or_else(|| {
+        let first = world.functions()[0];
+        DryRun {
+            function: first.as_str().to_owned(),
+            version: latest,
+            input: serde_json::to_string_pretty(&io::sample(first)).unwrap_or_default(),
+            result: None,
+        }
+    });
+    let code = if chrome.error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    let page = PluginPage {
+        chrome,
+        slug: tenant.slug.to_string(),
+        tenant_name: tenant.name.clone(),
+        tab: "plugins",
+        name: name.to_owned(),
+        world: world.as_str(),
+        fail_open: plugin.settings.failure_policy == FailurePolicy::FailOpen,
+        timeout_ms: plugin.settings.timeout_ms,
+        memory_mb: plugin.settings.memory_mb,
+        priority: plugin.settings.priority,
+        config: serde_json::to_string_pretty(&plugin.settings.config).unwrap_or_default(),
+        active_version: plugin.active_version,
+        versions: versions
+            .iter()
+            .map(|v| VersionRow {
+                version: v.version,
+                sha256: v.sha256[..16].to_owned(),
+                size: format!("{:.1} KiB", v.size as f64 / 1024.0),
+                created: crate::display_time(v.created_at),
+                active: plugin.active_version == Some(v.version),
+            })
+            .collect(),
+        functions,
+        dry_function: dry.function,
+        dry_version: dry.version,
+        dry_input: dry.input,
+        dry: dry.result,
+        average_us: stats.total_duration_us.checked_div(stats.calls).unwrap_or(0),
+        failures: stats.recent_failures.iter().cloned().collect(),
+        stats,
+        max_mib: app.plugins.max_bytes >> 20,
+    };
+    Ok((code, render(page)?).into_response())
+}
+
+async fn plugin_page(
+    State(app): State<AppState>,
+    session: UiSession,
+    Path((slug, name)): Path<(String, String)>,
+    Query(q): Query<DoneQuery>,
+) -> PageResult {
+    let tenant = tenant(&app, &session, &slug).await?;
+    let mut chrome = session.chrome("tenants");
+    chrome.notice = notice(q.done.as_deref());
+    render_plugin(&app, &tenant, &name, chrome, None).await
+}
+
+#[derive(Deserialize)]
+struct SettingsForm {
+    csrf_token: String,
+    failure_policy: String,
+    timeout_ms: String,
+    memory_mb: String,
+    priority: String,
+    config: String,
+}
+
+async fn save(
+    State(app): State<AppState>,
+    session: UiSession,
+    Path((slug, name)): Path<(String, String)>,
+    UiForm(form): UiForm<SettingsForm>,
+) -> PageResult {
+    session.check_csrf(&form.csrf_token)?;
+    let tenant = tenant(&app, &session, &slug).await?;
+    let parsed = (|| -> Result<PluginInput, Error> {
+        let number = |what: &str, v: &str| {
+            v.trim().parse::<i64>().map_err(|_| Error::validation(format!("{what} must be a whole number")))
+        };
+        let policy =
+            if form.failure_policy == "fail_open" { FailurePolicy::FailOpen } else { FailurePolicy::FailClosed };
+        let config: Value = serde_json::from_str(if form.config.trim().is_empty() { "{}" } else { &form.config })
+            .map_err(|e| Error::validation(format!("config is not JSON: {e}")))?;
+        Ok(PluginInput {
+            failure_policy: Some(policy),
+            timeout_ms: Some(number("timeout", &form.timeout_ms)?.clamp(0, u32::MAX as i64) as u32),
+            memory_mb: Some(number("memory", &form.memory_mb)?.clamp(0, u32::MAX as i64) as u32),
+            priority: Some(number("priority", &form.priority)?.clamp(i32::MIN as i64, i32::MAX as i64) as i32),
+            config: Some(config),
+            ..Default::default()
+        })
+    })();
+    let result = match parsed {
+        Ok(input) => plugin_api::update_plugin(&app, &tenant.slug, &name, input).await.map(|_| ()),
+        Err(err) => Err(err),
+    };
+    match result {
+        Ok(()) => Ok(Redirect::to(&format!("/admin/tenants/{slug}/plugins/{name}?done=saved")).into_response()),
+        Err(err) => {
+            let mut chrome = session.chrome("tenants");
+            chrome.error = Some(form_error(err)?);
+            render_plugin(&app, &tenant, &name, chrome, None).await
+        }
+    }
+}
+
+async fn upload(
+    State(app): State<AppState>,
+    session: UiSession,
+    Path((slug, name)): Path<(String, String)>,
+    mut multipart: Multipart,
+) -> PageResult {
+    let limit = app.plugins.max_bytes;
+    let mut csrf = String::new();
+    let mut bytes: Option<Vec<u8>> = None;
+    let bad = |e: axum::extract::multipart::MultipartError| PageError(Error::BadRequest(format!("upload: {e}")));
+    while let Some(mut field) = multipart.next_field().await.map_err(bad)? {
+        match field.name() {
+            Some("csrf_token") => csrf = field.text().await.map_err(bad)?,
+            Some("component") => {
+                let mut buf = Vec::new();
+                while let Some(chunk) = field.chunk().await.map_err(bad)? {
+                    if buf.len() + chunk.len() > limit {
+                        return Err(PageError(Error::PayloadTooLarge(limit)));
+                    }
+                    buf.extend_from_slice(&chunk);
+                }
+                bytes = Some(buf);
+            }
+            _ => {}
+        }
+    }
+    session.check_csrf(&csrf)?;
+    let tenant = tenant(&app, &session, &slug).await?;
+    let result = match bytes.filter(|b| !b.is_empty()) {
+        Some(bytes) => plugin_api::upload_version(&app, &tenant.slug, &name, bytes).await.map(|_| ()),
+        None => Err(Error::validation("choose a .wasm component to upload")),
+    };
+    match result {
+        Ok(()) => Ok(Redirect::to(&format!("/admin/tenants/{slug}/plugins/{name}?done=uploaded")).into_response()),
+        Err(err) => {
+            let mut chrome = session.chrome("tenants");
+            chrome.error = Some(form_error(err)?);
+            render_plugin(&app, &tenant, &name, chrome, None).await
+        }
+    }
+}
+
+async fn activate(
+    State(app): State<AppState>,
+    session: UiSession,
+    Path((slug, name, version)): Path<(String, String, u32)>,
+    UiForm(form): UiForm<CsrfOnly>,
+) -> PageResult {
+    session.check_csrf(&form.csrf_token)?;
+    let tenant = tenant(&app, &session, &slug).await?;
+    plugin_api::set_active(&app, &tenant.slug, &name, Some(version)).await?;
+    Ok(Redirect::to(&format!("/admin/tenants/{slug}/plugins/{name}?done=activated")).into_response())
+}
+
+async fn deactivate(
+    State(app): State<AppState>,
+    session: UiSession,
+    Path((slug, name)): Path<(String, String)>,
+    UiForm(form): UiForm<CsrfOnly>,
+) -> PageResult {
+    session.check_csrf(&form.csrf_token)?;
+    let tenant = tenant(&app, &session, &slug).await?;
+    plugin_api::set_active(&app, &tenant.slug, &name, None).await?;
+    Ok(Redirect::to(&format!("/admin/tenants/{slug}/plugins/{name}?done=deactivated")).into_response())
+}
+
+async fn delete(
+    State(app): State<AppState>,
+    session: UiSession,
+    Path((slug, name)): Path<(String, String)>,
+    UiForm(form): UiForm<CsrfOnly>,
+) -> PageResult {
+    session.check_csrf(&form.csrf_token)?;
+    let tenant = tenant(&app, &session, &slug).await?;
+    plugin_api::delete_plugin(&app, &tenant.slug, &name).await?;
+    Ok(Redirect::to(&format!("/admin/tenants/{slug}/plugins?done=deleted")).into_response())
+}
+
+#[derive(Deserialize)]
+struct DryRunForm {
+    csrf_token: String,
+    function: String,
+    version: u32,
+    input: String,
+}
+
+async fn dry_run(
+    State(app): State<AppState>,
+    session: UiSession,
+    Path((slug, name)): Path<(String, String)>,
+    UiForm(form): UiForm<DryRunForm>,
+) -> PageResult {
+    session.check_csrf(&form.csrf_token)?;
+    let tenant = tenant(&app, &session, &slug).await?;
+    let mut chrome = session.chrome("tenants");
+    // A function picked without an input gets its sample.
+    let input = if form.input.trim().is_empty() {
+        Function::parse(&form.function).map(io::sample).unwrap_or(Value::Null)
+    } else {
+        match serde_json::from_str::<Value>(&form.input) {
+            Ok(v) => v,
+            Err(e) => {
+                chrome.error = Some(format!("the input is not JSON: {e}"));
+                Value::Null
+            }
+        }
+    };
+    let mut result = None;
+    if chrome.error.is_none() {
+        let body = serde_json::json!({ "function": form.function, "input": input });
+        match plugin_api::dry_run(&app, &tenant.slug, &name, form.version, body).await {
+            Ok(report) => {
+                result = Some(DryRunView {
+                    outcome: report["outcome"].as_str().unwrap_or("").to_owned(),
+                    error: report["error"].as_str().unwrap_or("").to_owned(),
+                    output: if report["output"].is_null() {
+                        String::new()
+                    } else {
+                        serde_json::to_string_pretty(&report["output"]).unwrap_or_default()
+                    },
+                    logs: report["logs"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|l| {
+                            (
+                                l["level"].as_str().unwrap_or("").to_owned(),
+                                l["message"].as_str().unwrap_or("").to_owned(),
+                            )
+                        })
+                        .collect(),
+                    duration_us: report["duration_us"].as_u64().unwrap_or(0),
+                    memory_peak_kib: report["memory_peak_bytes"].as_u64().unwrap_or(0) / 1024,
+                })
+            }
+            Err(err) => chrome.error = Some(form_error(err)?),
+        }
+    }
+    let dry = DryRun { function: form.function, version: form.version, input: form.input, result };
+    render_plugin(&app, &tenant, &name, chrome, Some(dry)).await
+}
