@@ -614,3 +614,56 @@ mod sizes {
         a.label.len() + 24
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use runtime::{Changes, Decision, Field};
+
+    #[test]
+    fn headers_tell_garbage_and_core_modules_from_components() {
+        assert!(
+            matches!(check_header(b"hello world"), Err(Error::PluginInvalid(m)) if m.contains("not a WebAssembly"))
+        );
+        assert!(matches!(check_header(b"\0asm\x01\0\0\0"), Err(Error::PluginInvalid(m)) if m.contains("core")));
+        assert!(check_header(b"\0asm\x0d\0\x01\0").is_ok());
+    }
+
+    #[test]
+    fn names_are_slugs() {
+        assert!(api::check_name("deny-free-mail").is_ok());
+        assert!(api::check_name("a_b1").is_ok());
+        for bad in ["", "-x", "Upper", "a b", "../etc", &"x".repeat(64)] {
+            assert!(api::check_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn decisions_fold_into_effects_and_bad_json_is_invalid_output() {
+        let mut effects = Effects::default();
+        let field = |k: &str, v: &str| Field { key: k.into(), value: v.into() };
+        let modify = Decision::Modify(Changes {
+            claims: vec![field("plan", "\"pro\""), field("tier", "3")],
+            require_mfa: true,
+            fields: vec![field("source", "\"ads\"")],
+        });
+        assert_eq!(io::apply_decision(modify.clone(), Function::PostLogin, &mut effects), Ok(None));
+        assert_eq!(effects.claims["plan"], json!("pro"));
+        assert!(effects.require_mfa);
+        assert!(effects.fields.is_empty(), "fields are for pre-registration only");
+        io::apply_decision(modify, Function::PreRegistration, &mut effects).unwrap();
+        assert_eq!(effects.fields["source"], json!("ads"));
+        let bad = Decision::Modify(Changes { claims: vec![field("plan", "pro")], require_mfa: false, fields: vec![] });
+        assert!(io::apply_decision(bad, Function::PostLogin, &mut effects).unwrap_err().contains("not JSON"));
+        let deny = io::apply_decision(Decision::Deny("  ".into()), Function::PostLogin, &mut effects).unwrap();
+        assert_eq!(deny.as_deref(), Some("refused by a policy of this site"));
+    }
+
+    #[test]
+    fn every_sample_parses_as_its_function_input() {
+        for f in [Function::PreRegistration, Function::PostLogin, Function::Render, Function::Price] {
+            let input = io::parse_input(f, io::sample(f)).unwrap();
+            assert_eq!(input.function(), f);
+        }
+    }
+}
