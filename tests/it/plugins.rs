@@ -193,6 +193,47 @@ async fn uploads_are_validated_and_hostile_plugins_are_contained() {
             assert!(started.elapsed() < Duration::from_secs(1));
         }
     }
+    // Slow plugins occupy only their own slots: with every slot running a 1 s loop, other requests still answer.
+    let r = app
+        .admin(Method::PATCH, "/admin/api/v1/tenants/acme/plugins/guard")
+        .json(&json!({"timeout_ms": 1000}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let loops: Vec<_> = (0..4)
+        .map(|_| {
+            let (client, url) =
+                (app.client.clone(), app.url("/admin/api/v1/tenants/acme/plugins/guard/versions/2/dry-run"));
+            tokio::spawn(async move {
+                let r = client.post(url).bearer_auth(crate::support::TOKEN).json(&json!({"function": "post-login"}));
+                r.send().await.unwrap().json::<Value>().await.unwrap()
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for _ in 0..5 {
+        let started = Instant::now();
+        let r = app.client.get(app.url("/t/acme/api/v1/tenant")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "a request waited {:?} behind plugins",
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for l in loops {
+        let report = l.await.unwrap();
+        assert_eq!(report["outcome"], "timeout", "{report}");
+        let took = report["duration_us"].as_u64().unwrap();
+        assert!((900_000..3_000_000).contains(&took), "{report}");
+    }
+    app.admin(Method::PATCH, "/admin/api/v1/tenants/acme/plugins/guard")
+        .json(&json!({"timeout_ms": 50}))
+        .send()
+        .await
+        .unwrap();
     // A timeout stops near the deadline; the memory cap is the plugin's.
     let report = dry_run(&app, "acme", "guard", 2, "post-login").await;
     assert!(report["duration_us"].as_u64().unwrap() < 1_000_000, "{report}");
