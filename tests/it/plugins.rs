@@ -406,6 +406,28 @@ async fn js_login_plugin_blocks_domains_and_adds_claims_with_rollback_and_restar
     );
     assert_eq!(metric_value(&metrics, "gatehouse_plugin_artifact_loads_total{source=\"compiled\"}"), None, "{metrics}");
     app.stop().await;
+
+    // A corrupted artifact is never loaded: it is compiled again from the stored component.
+    let cache = dir.path().join("plugin-cache");
+    let artifact = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+        .find(|p| std::fs::metadata(p).unwrap().len() > 1 << 20)
+        .expect("the JavaScript plugin's artifact");
+    let mut bytes = std::fs::read(&artifact).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle..middle + 64].fill(0xAB);
+    std::fs::write(&artifact, bytes).unwrap();
+    let app = spawn_in(dir.path(), |c| c.plugin_max_bytes = 32 << 20, Router::new()).await.unwrap();
+    sign_in_tokens(&app, &id, &secret, Some("pro")).await;
+    let metrics = app.metrics().await;
+    assert_eq!(
+        metric_value(&metrics, "gatehouse_plugin_artifact_loads_total{source=\"compiled\"}"),
+        Some(1.0),
+        "{metrics}"
+    );
+    app.stop().await;
 }
 
 #[tokio::test]
