@@ -121,6 +121,17 @@ impl UiSession {
         Chrome { nav, csrf_token: self.csrf_token.clone(), who: self.actor.label.clone(), notice: None, error: None }
     }
 
+    /// The tenant named in a page's path, after checking this admin may act on it.
+    pub async fn tenant(
+        &self,
+        app: &AppState,
+        slug: &str,
+    ) -> Result<std::sync::Arc<crate::control::tables::Tenant>, PageError> {
+        let slug = crate::tenants::TenantSlug::parse(slug).map_err(PageError)?;
+        self.actor.require_tenant(&slug)?;
+        Ok(app.control.tenant(&slug).await?.ok_or(Error::TenantNotFound)?)
+    }
+
     /// Checks a submitted form's CSRF token against the session's.
     pub fn check_csrf(&self, submitted: &str) -> Result<(), PageError> {
         if crypto::constant_time_eq(submitted, &self.csrf_token) {

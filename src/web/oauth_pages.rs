@@ -1,8 +1,6 @@
 //! Admin UI pages of a tenant's OAuth provider: clients (list, create with the secret shown once, edit, new
 //! secret, delete) and signing keys (list, rotate). They call the same services as `oidc::admin_api`.
 
-use std::sync::Arc;
-
 use askama::Template;
 use axum::Router;
 use axum::extract::{Path, Query, RawForm, State};
@@ -18,7 +16,6 @@ use crate::control::tables::Tenant;
 use crate::error::Error;
 use crate::oidc::admin_api;
 use crate::oidc::clients::{self, Client, ClientType};
-use crate::tenants::TenantSlug;
 
 pub fn router() -> Router<AppState> {
     let base = "/admin/tenants/{slug}";
@@ -29,12 +26,6 @@ pub fn router() -> Router<AppState> {
         .route(&format!("{base}/clients/{{id}}/delete"), post(client_delete))
         .route(&format!("{base}/keys"), get(keys_page))
         .route(&format!("{base}/keys/rotate"), post(keys_rotate))
-}
-
-async fn tenant(app: &AppState, session: &UiSession, slug: &str) -> Result<Arc<Tenant>, PageError> {
-    let slug = TenantSlug::parse(slug).map_err(PageError)?;
-    session.actor.require_tenant(&slug)?;
-    Ok(app.control.tenant(&slug).await?.ok_or(Error::TenantNotFound)?)
 }
 
 #[derive(Deserialize, Default)]
@@ -203,7 +194,7 @@ async fn clients_page(
     Path(slug): Path<String>,
     Query(q): Query<DoneQuery>,
 ) -> PageResult {
-    let tenant = tenant(&app, &session, &slug).await?;
+    let tenant = session.tenant(&app, &slug).await?;
     let mut chrome = session.chrome("tenants");
     chrome.notice = notice(q.done.as_deref());
     render_clients(&app, &tenant, chrome, ClientForm::new_client()).await
@@ -224,7 +215,7 @@ async fn client_create(
 ) -> PageResult {
     let (form, csrf) = ClientForm::parse(&raw, true);
     session.check_csrf(&csrf)?;
-    let tenant = tenant(&app, &session, &slug).await?;
+    let tenant = session.tenant(&app, &slug).await?;
     match admin_api::create_client(&app, &tenant, form.to_json()).await {
         Ok((client, secret)) => render_client(&app, &tenant, session.chrome("tenants"), &client, None, secret).await,
         Err(err) => {
@@ -279,7 +270,7 @@ async fn client_page(
     Path((slug, id)): Path<(String, String)>,
     Query(q): Query<DoneQuery>,
 ) -> PageResult {
-    let tenant = tenant(&app, &session, &slug).await?;
+    let tenant = session.tenant(&app, &slug).await?;
     let client = find(&app, &tenant, &id).await?;
     let mut chrome = session.chrome("tenants");
     chrome.notice = notice(q.done.as_deref());
@@ -294,7 +285,7 @@ async fn client_save(
 ) -> PageResult {
     let (form, csrf) = ClientForm::parse(&raw, false);
     session.check_csrf(&csrf)?;
-    let tenant = tenant(&app, &session, &slug).await?;
+    let tenant = session.tenant(&app, &slug).await?;
     let client = find(&app, &tenant, &id).await?;
     match admin_api::update_client(&app, &tenant, client.clone(), form.to_json()).await {
         Ok(_) => Ok(Redirect::to(&format!("/admin/tenants/{slug}/clients/{id}?done=saved")).into_response()),
@@ -315,7 +306,7 @@ async fn client_secret(
     UiForm(form): UiForm<CsrfOnly>,
 ) -> PageResult {
     session.check_csrf(&form.csrf_token)?;
-    let tenant = tenant(&app, &session, &slug).await?;
+    let tenant = session.tenant(&app, &slug).await?;
     let client = find(&app, &tenant, &id).await?;
     let secret = admin_api::new_secret(&app, &tenant.slug, client.clone()).await?;
     render_client(&app, &tenant, session.chrome("tenants"), &client, None, Some(secret)).await
@@ -328,7 +319,7 @@ async fn client_delete(
     UiForm(form): UiForm<CsrfOnly>,
 ) -> PageResult {
     session.check_csrf(&form.csrf_token)?;
-    let tenant = tenant(&app, &session, &slug).await?;
+    let tenant = session.tenant(&app, &slug).await?;
     app.control.apply(crate::control::Mutation::DeleteOAuthClient { slug: tenant.slug.clone(), client_id: id }).await?;
     Ok(Redirect::to(&format!("/admin/tenants/{slug}/clients?done=deleted")).into_response())
 }
@@ -358,7 +349,7 @@ async fn keys_page(
     Path(slug): Path<String>,
     Query(q): Query<DoneQuery>,
 ) -> PageResult {
-    let tenant = tenant(&app, &session, &slug).await?;
+    let tenant = session.tenant(&app, &slug).await?;
     let keys = admin_api::keys(&app, &tenant).await?;
     let mut chrome = session.chrome("tenants");
     chrome.notice = notice(q.done.as_deref());
@@ -390,7 +381,7 @@ async fn keys_rotate(
     UiForm(form): UiForm<CsrfOnly>,
 ) -> Result<Response, PageError> {
     session.check_csrf(&form.csrf_token)?;
-    let tenant = tenant(&app, &session, &slug).await?;
+    let tenant = session.tenant(&app, &slug).await?;
     app.oidc.keyring(&app, &tenant).await?;
     admin_api::rotate(&app, &tenant, None).await?;
     Ok(Redirect::to(&format!("/admin/tenants/{slug}/keys?done=rotated")).into_response())

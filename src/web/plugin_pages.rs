@@ -2,8 +2,6 @@
 //! settings, versions (upload, activate, roll back, deactivate), a dry-run form prefilled with a sample input, call
 //! counts and recent failures. They call the same services as `plugins::api`.
 
-use std::sync::Arc;
-
 use askama::Template;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
@@ -21,7 +19,6 @@ use crate::plugins::api::{self as plugin_api, PluginInput};
 use crate::plugins::records::FailurePolicy;
 use crate::plugins::runtime::Function;
 use crate::plugins::{Failure, Stats, io};
-use crate::tenants::TenantSlug;
 
 pub fn router() -> Router<AppState> {
     let base = "/admin/tenants/{slug}/plugins";
@@ -34,12 +31,6 @@ pub fn router() -> Router<AppState> {
         .route(&format!("{base}/{{name}}/deactivate"), post(deactivate))
         .route(&format!("{base}/{{name}}/dry-run"), post(dry_run))
         .route(&format!("{base}/{{name}}/delete"), post(delete))
-}
-
-async fn tenant(app: &AppState, session: &UiSession, slug: &str) -> Result<Arc<Tenant>, PageError> {
-    let slug = TenantSlug::parse(slug).map_err(PageError)?;
-    session.actor.require_tenant(&slug)?;
-    Ok(app.control.tenant(&slug).await?.ok_or(Error::TenantNotFound)?)
 }
 
 fn form_error(err: Error) -> Result<String, PageError> {
@@ -135,7 +126,7 @@ async fn list_page(
     Path(slug): Path<String>,
     Query(q): Query<DoneQuery>,
 ) -> PageResult {
-    let tenant = tenant(&app, &session, &slug).await?;
+    let tenant = session.tenant(&app, &slug).await?;
     let mut chrome = session.chrome("tenants");
     chrome.notice = notice(q.done.as_deref());
     render_list(&app, &tenant, chrome, String::new(), "login".into()).await
@@ -155,7 +146,7 @@ async fn create(
     UiForm(form): UiForm<CreateForm>,
 ) -> PageResult {
     session.check_csrf(&form.csrf_token)?;
-    let tenant = tenant(&app, &session, &slug).await?;
+    let tenant = session.tenant(&app, &slug).await?;
     let input =
         PluginInput { name: Some(form.name.trim().to_owned()), world: Some(form.world.clone()), ..Default::default() };
     match plugin_api::create_plugin(&app, &tenant.slug, input).await {
@@ -287,7 +278,7 @@ async fn plugin_page(
     Path((slug, name)): Path<(String, String)>,
     Query(q): Query<DoneQuery>,
 ) -> PageResult {
-    let tenant = tenant(&app, &session, &slug).await?;
+    let tenant = session.tenant(&app, &slug).await?;
     let mut chrome = session.chrome("tenants");
     chrome.notice = notice(q.done.as_deref());
     render_plugin(&app, &tenant, &name, chrome, None).await
@@ -310,7 +301,7 @@ async fn save(
     UiForm(form): UiForm<SettingsForm>,
 ) -> PageResult {
     session.check_csrf(&form.csrf_token)?;
-    let tenant = tenant(&app, &session, &slug).await?;
+    let tenant = session.tenant(&app, &slug).await?;
     let parsed = (|| -> Result<PluginInput, Error> {
         let number = |what: &str, v: &str| {
             v.trim().parse::<i64>().map_err(|_| Error::validation(format!("{what} must be a whole number")))
@@ -369,7 +360,7 @@ async fn upload(
         }
     }
     session.check_csrf(&csrf)?;
-    let tenant = tenant(&app, &session, &slug).await?;
+    let tenant = session.tenant(&app, &slug).await?;
     let result = match bytes.filter(|b| !b.is_empty()) {
         Some(bytes) => plugin_api::upload_version(&app, &tenant.slug, &name, bytes).await.map(|_| ()),
         None => Err(Error::validation("choose a .wasm component to upload")),
@@ -391,7 +382,7 @@ async fn activate(
     UiForm(form): UiForm<CsrfOnly>,
 ) -> PageResult {
     session.check_csrf(&form.csrf_token)?;
-    let tenant = tenant(&app, &session, &slug).await?;
+    let tenant = session.tenant(&app, &slug).await?;
     plugin_api::set_active(&app, &tenant.slug, &name, Some(version)).await?;
     Ok(Redirect::to(&format!("/admin/tenants/{slug}/plugins/{name}?done=activated")).into_response())
 }
@@ -403,7 +394,7 @@ async fn deactivate(
     UiForm(form): UiForm<CsrfOnly>,
 ) -> PageResult {
     session.check_csrf(&form.csrf_token)?;
-    let tenant = tenant(&app, &session, &slug).await?;
+    let tenant = session.tenant(&app, &slug).await?;
     plugin_api::set_active(&app, &tenant.slug, &name, None).await?;
     Ok(Redirect::to(&format!("/admin/tenants/{slug}/plugins/{name}?done=deactivated")).into_response())
 }
@@ -415,7 +406,7 @@ async fn delete(
     UiForm(form): UiForm<CsrfOnly>,
 ) -> PageResult {
     session.check_csrf(&form.csrf_token)?;
-    let tenant = tenant(&app, &session, &slug).await?;
+    let tenant = session.tenant(&app, &slug).await?;
     plugin_api::delete_plugin(&app, &tenant.slug, &name).await?;
     Ok(Redirect::to(&format!("/admin/tenants/{slug}/plugins?done=deleted")).into_response())
 }
@@ -435,7 +426,7 @@ async fn dry_run(
     UiForm(form): UiForm<DryRunForm>,
 ) -> PageResult {
     session.check_csrf(&form.csrf_token)?;
-    let tenant = tenant(&app, &session, &slug).await?;
+    let tenant = session.tenant(&app, &slug).await?;
     let mut chrome = session.chrome("tenants");
     // A function picked without an input gets its sample.
     let input = if form.input.trim().is_empty() {
