@@ -39,6 +39,9 @@ enum Command {
     /// Manage a tenant's WebAssembly plugins through a running server's admin API.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// List or rotate a tenant's token signing keys through a running server's admin API.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Exit 0 when the local server answers /healthz (for container health checks).
     Healthcheck {
         /// Base URL to probe; defaults to http://127.0.0.1:$PORT.
@@ -184,6 +187,24 @@ enum PluginCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// List the published keys: the active one and those retiring (still in JWKS until their tokens expire).
+    List {
+        #[arg(long)]
+        tenant: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Make a new key active now; the previous key stays published until every token it signed has expired.
+    Rotate {
+        #[arg(long)]
+        tenant: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
 /// Parses the command line and runs the command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -231,6 +252,7 @@ async fn dispatch(command: Command, config: Option<Config>) -> anyhow::Result<()
             Ok(())
         }
         Command::Plugin(cmd) => plugin(cmd).await,
+        Command::Keys(cmd) => keys(cmd).await,
         Command::Healthcheck { url } => healthcheck(url).await,
         Command::Version => {
             println!("gatehouse {}", env!("CARGO_PKG_VERSION"));
@@ -444,6 +466,31 @@ async fn plugin(cmd: PluginCommand) -> anyhow::Result<()> {
                 .await?;
             println!("{name} is inactive");
         }
+    }
+    Ok(())
+}
+
+async fn keys(cmd: KeysCommand) -> anyhow::Result<()> {
+    let (tenant, remote, rotate) = match cmd {
+        KeysCommand::List { tenant, remote } => (tenant, remote, false),
+        KeysCommand::Rotate { tenant, remote } => (tenant, remote, true),
+    };
+    let base = format!("/admin/api/v1/tenants/{tenant}/keys");
+    let list = if rotate {
+        let rotated = call(&remote, reqwest::Method::POST, &format!("{base}/rotate"), None).await?;
+        eprintln!("{} is the active key of {tenant}", rotated["kid"].as_str().unwrap_or_default());
+        rotated
+    } else {
+        call(&remote, reqwest::Method::GET, &base, None).await?
+    };
+    for k in list["items"].as_array().into_iter().flatten() {
+        println!(
+            "{:<40} {:<6} {:<8} {}",
+            k["kid"].as_str().unwrap_or(""),
+            k["alg"].as_str().unwrap_or(""),
+            k["status"].as_str().unwrap_or(""),
+            k["retires_at"].as_str().map_or(String::new(), |t| format!("retires {t}"))
+        );
     }
     Ok(())
 }

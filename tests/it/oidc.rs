@@ -639,3 +639,48 @@ async fn clients_admin_api_validates_and_rotates_secrets() {
     assert_eq!(r.status(), 403);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn cli_lists_and_rotates_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = crate::support::BinServer::start(dir.path(), &[]).await;
+    let r = Client::new()
+        .post(format!("{}/admin/api/v1/tenants", server.base))
+        .bearer_auth(crate::support::TOKEN)
+        .json(&json!({"slug": "acme", "name": "Acme", "settings": {"oidc": {"signing_alg": "ES256"}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let run = |args: &[&str]| crate::support::run_cli(&server.base, args);
+    let (ok, listed, err) = run(&["keys", "list", "--tenant", "acme"]);
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = listed.lines().collect();
+    assert_eq!(lines.len(), 1, "{listed}");
+    assert!(lines[0].contains("ES256") && lines[0].contains("active"), "{listed}");
+    let first_kid = lines[0].split_whitespace().next().unwrap().to_owned();
+
+    let (ok, rotated, err) = run(&["keys", "rotate", "--tenant", "acme"]);
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = rotated.lines().collect();
+    assert_eq!(lines.len(), 2, "{rotated}");
+    assert!(lines[0].contains(" active") && !lines[0].starts_with(&first_kid), "{rotated}");
+    assert!(lines[1].starts_with(&first_kid) && lines[1].contains("retiring retires "), "{rotated}");
+    let new_kid = lines[0].split_whitespace().next().unwrap();
+    assert!(err.contains(new_kid), "{err}");
+    let jwks = crate::support::get_json(&format!("{}/t/acme/.well-known/jwks.json", server.base)).await;
+    let kids: Vec<&str> = jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
+    assert_eq!(kids.len(), 2);
+    assert!(kids.contains(&new_kid) && kids.contains(&first_kid.as_str()), "{jwks}");
+
+    // Unknown tenant and a wrong token fail with the API's code and a non-zero exit.
+    let (ok, _, err) = run(&["keys", "rotate", "--tenant", "nope"]);
+    assert!(!ok && err.contains("tenant_not_found"), "{err}");
+    let out = std::process::Command::new(crate::support::binary())
+        .args(["keys", "list", "--tenant", "acme", "--token", "wrong"])
+        .env("GATEHOUSE_URL", &server.base)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401"), "{}", String::from_utf8_lossy(&out.stderr));
+}

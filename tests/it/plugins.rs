@@ -510,14 +510,9 @@ async fn cli_uploads_and_activates_a_plugin() {
     assert_eq!(r.status(), 201);
     let file = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("plugins/build/c-noop-login.wasm");
     let run = |args: Vec<String>| {
-        let out = std::process::Command::new(crate::support::binary())
-            .args(args)
-            .env("GATEHOUSE_URL", &server.base)
-            .env("GATEHOUSE_TOKEN", crate::support::TOKEN)
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-        (out.status.success(), text)
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (ok, stdout, stderr) = crate::support::run_cli(&server.base, &args);
+        (ok, stdout + &stderr)
     };
     let upload: Vec<String> = ["plugin", "upload", "--tenant", "acme", "--name", "noop", "--world", "login"]
         .iter()

@@ -139,6 +139,22 @@ pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_gatehouse")
 }
 
+/// Runs a CLI command of the binary against the server at `base` with the test token: (success, stdout, stderr).
+pub fn run_cli(base: &str, args: &[&str]) -> (bool, String, String) {
+    let out =
+        Command::new(binary()).args(args).env("GATEHOUSE_URL", base).env("GATEHOUSE_TOKEN", TOKEN).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// GETs `url` and parses the JSON answer.
+pub async fn get_json(url: &str) -> Value {
+    reqwest::get(url).await.unwrap().json().await.unwrap()
+}
+
 /// The real binary serving a data dir on a free port.
 pub struct BinServer {
     pub child: Child,
