@@ -6,6 +6,11 @@
 //! Metrics: each `App` owns its own Prometheus recorder (`Metrics`) rather than installing a global one, so one
 //! test process can run many servers whose figures do not mix. Code records through `Metrics::record`.
 
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use axum::http::Method;
+use metrics::{Counter, Gauge, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use tracing_subscriber::EnvFilter;
 
@@ -39,9 +44,77 @@ fn install_panic_hook() {
 }
 
 /// The per-app metrics registry.
+///
+/// Series recorded on every request (HTTP counts and durations, cache hits) keep their handles here, made on first
+/// use, so the hot path increments an atomic instead of building a labelled key and looking it up.
 pub struct Metrics {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
+    in_flight: Gauge,
+    /// Route template → the series of each method seen on it.
+    routes: RwLock<HashMap<String, Vec<Arc<RouteSeries>>>>,
+    /// Cache name → (hits, misses).
+    caches: RwLock<HashMap<&'static str, (Counter, Counter)>>,
+}
+
+/// The series of one route template and method.
+struct RouteSeries {
+    method: &'static str,
+    route: String,
+    duration: Histogram,
+    by_status: RwLock<Vec<(u16, Counter)>>,
+}
+
+/// A request being counted: made by `Metrics::http_route`, ended by `finished`.
+pub struct HttpRoute<'a> {
+    metrics: &'a Metrics,
+    series: Arc<RouteSeries>,
+}
+
+impl HttpRoute<'_> {
+    /// Counts the request as in flight.
+    pub fn started(&self) {
+        self.metrics.in_flight.increment(1.0);
+    }
+
+    /// Ends the in-flight count and records the answer's status and the duration.
+    pub fn finished(&self, status: u16, seconds: f64) {
+        self.metrics.in_flight.decrement(1.0);
+        self.series.duration.record(seconds);
+        let known = self
+            .series
+            .by_status
+            .read()
+            .ok()
+            .and_then(|list| list.iter().find(|(s, _)| *s == status).map(|(_, counter)| counter.clone()));
+        let counter = known.unwrap_or_else(|| {
+            let counter = self.metrics.record(|| {
+                metrics::counter!("http_requests_total", "method" => self.series.method,
+                                  "route" => self.series.route.clone(), "status" => status.to_string())
+            });
+            if let Ok(mut list) = self.series.by_status.write()
+                && !list.iter().any(|(s, _)| *s == status)
+            {
+                list.push((status, counter.clone()));
+            }
+            counter
+        });
+        counter.increment(1);
+    }
+}
+
+/// The method label: the standard methods by name, anything else as `OTHER` (a client cannot mint series).
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
 }
 
 impl std::fmt::Debug for Metrics {
@@ -71,7 +144,36 @@ impl Metrics {
             .expect("bucket list is not empty")
             .build_recorder();
         let handle = recorder.handle();
-        Self { recorder, handle }
+        let in_flight = metrics::with_local_recorder(&recorder, || metrics::gauge!("http_requests_in_flight"));
+        Self { recorder, handle, in_flight, routes: RwLock::default(), caches: RwLock::default() }
+    }
+
+    /// The series of a request on `route` (the matched template; `None` when no route matched).
+    pub fn http_route(&self, route: Option<&str>, method: &Method) -> HttpRoute<'_> {
+        let route = route.unwrap_or("unmatched");
+        let method = method_label(method);
+        let known =
+            self.routes.read().ok().and_then(|routes| {
+                routes.get(route).and_then(|list| list.iter().find(|s| s.method == method).cloned())
+            });
+        let series = known.unwrap_or_else(|| {
+            let series = Arc::new(RouteSeries {
+                method,
+                route: route.to_owned(),
+                duration: self.record(|| {
+                    metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route.to_owned())
+                }),
+                by_status: RwLock::default(),
+            });
+            if let Ok(mut routes) = self.routes.write() {
+                let list = routes.entry(route.to_owned()).or_default();
+                if !list.iter().any(|s| s.method == method) {
+                    list.push(series.clone());
+                }
+            }
+            series
+        });
+        HttpRoute { metrics: self, series }
     }
 
     /// Runs `f` with this app's recorder as the target of the `metrics` macros.
@@ -86,12 +188,19 @@ impl Metrics {
 
     /// Counts a cache lookup as a hit or a miss.
     pub fn cache_lookup(&self, cache: &'static str, hit: bool) {
-        self.record(|| {
-            if hit {
-                metrics::counter!("gatehouse_cache_hits_total", "cache" => cache).increment(1);
-            } else {
-                metrics::counter!("gatehouse_cache_misses_total", "cache" => cache).increment(1);
+        let known = self.caches.read().ok().and_then(|caches| caches.get(cache).cloned());
+        let (hits, misses) = known.unwrap_or_else(|| {
+            let pair = self.record(|| {
+                (
+                    metrics::counter!("gatehouse_cache_hits_total", "cache" => cache),
+                    metrics::counter!("gatehouse_cache_misses_total", "cache" => cache),
+                )
+            });
+            if let Ok(mut caches) = self.caches.write() {
+                caches.entry(cache).or_insert_with(|| pair.clone());
             }
+            pair
         });
+        if hit { hits.increment(1) } else { misses.increment(1) }
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! Every connection runs in WAL mode with `synchronous=NORMAL`, foreign keys on and a busy timeout. Work on a
 //! connection runs on the blocking pool through `with_conn`; a connection is taken and returned inside the
-//! closure, never held across an `.await`.
+//! closure, never held across an `.await`. The one exception is `point_read`: a lookup by key, cheaper than the
+//! hop to the blocking pool, runs on the calling task when an idle connection is at hand.
 
 pub mod migrate;
 pub mod registry;
@@ -60,6 +61,21 @@ pub fn open_pool(path: &Path, max_size: u32, scheduler: Arc<ScheduledThreadPool>
         .thread_pool(scheduler)
         .build(manager)
         .map_err(Error::from)
+}
+
+/// Runs a point read on the calling task when the pool has an idle connection right now, else like `with_conn`.
+///
+/// Only for lookups of a row or two by primary or unique key (a few microseconds from the page cache), which
+/// cost less than the hop to the blocking pool and back: never a scan, a write, or anything that could wait on a
+/// lock (in WAL mode readers do not wait for writers). It never opens a connection on the calling task.
+pub async fn point_read<T: Send + 'static>(
+    pool: &Pool,
+    f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    match pool.try_get() {
+        Some(mut conn) => f(&mut conn),
+        None => with_conn(pool, f).await,
+    }
 }
 
 /// Runs `f` with a pooled connection on the blocking pool.

@@ -1,10 +1,19 @@
-//! The middleware stack, outermost first: request id and access log → panic recovery → metrics → timeout →
-//! body limit → security headers → handler.
-//!
-//! The request-id layer sits outside panic recovery (the issue lists it second) so that the 500 answering a
-//! panic still carries the request id and its access-log line.
+//! The middleware around every handler, as one layer (`stack`) so a request pays for one boxed future and one
+//! clone of the inner service rather than one per concern. In order, outermost first:
+//! 1. request id: a safe incoming `X-Request-Id` or a new UUIDv7, in the extensions, a span and the answer;
+//! 2. metrics: in-flight gauge, then count and duration by route template (never the raw path);
+//! 3. body limit: a declared body over the limit is refused before it is read (`DefaultBodyLimit`, added next
+//!    to this layer, cuts bodies without a length as they are read);
+//! 4. timeout: `GATEHOUSE_REQUEST_TIMEOUT_MS` (plugin uploads, which compile: at least 5 minutes) → 503 `timeout`;
+//! 5. panic recovery: a panicking handler becomes the standard 500 (the panic hook has logged it);
+//! 6. security headers on every answer, including the 503 and the 500 above;
+//! 7. the access-log line.
 
 use std::any::Any;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::pin;
+use std::task::Poll;
 use std::time::Instant;
 
 use axum::body::Body;
@@ -27,9 +36,9 @@ fn acceptable_request_id(raw: &str) -> bool {
     (1..=128).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
 }
 
-/// Accepts a safe `X-Request-Id` or makes one, runs the request inside a span carrying it, echoes it, and writes
-/// one access-log line.
-pub async fn request_id(mut req: Request, next: Next) -> Response<Body> {
+/// The whole middleware stack (see the module docs for the order).
+pub async fn stack(State(app): State<AppState>, mut req: Request, next: Next) -> Response<Body> {
+    let started = Instant::now();
     let id = req
         .headers()
         .get(REQUEST_ID)
@@ -37,78 +46,68 @@ pub async fn request_id(mut req: Request, next: Next) -> Response<Body> {
         .filter(|v| acceptable_request_id(v))
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::now_v7().simple().to_string());
+    let id_header = HeaderValue::from_str(&id).ok();
     req.extensions_mut().insert(RequestId(id.clone()));
-    let method = req.method().clone();
-    let path = req.uri().path().to_owned();
     let span = tracing::info_span!("request", request_id = %id);
-    let started = Instant::now();
-    let mut response = next.run(req).instrument(span.clone()).await;
-    span.in_scope(|| {
-        tracing::info!(
-            method = %method,
-            path = %path,
-            status = response.status().as_u16(),
-            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
-            "request"
-        );
-    });
-    if let Ok(value) = HeaderValue::from_str(&id) {
+    let method = req.method().clone();
+    // The path is copied only when the access-log line will be written.
+    let logged_path = tracing::enabled!(tracing::Level::INFO).then(|| req.uri().path().to_owned());
+    let upload = crate::plugins::api::is_upload(req.uri().path());
+    let route = app.metrics.http_route(req.extensions().get::<MatchedPath>().map(MatchedPath::as_str), &method);
+    route.started();
+
+    let mut response = match refuse_declared_body(&app, &req, upload) {
+        Some(refused) => refused,
+        None => {
+            let limit = if upload {
+                app.config.request_timeout.max(crate::plugins::api::UPLOAD_TIMEOUT)
+            } else {
+                app.config.request_timeout
+            };
+            match tokio::time::timeout(limit, catch_panic(next.run(req))).instrument(span.clone()).await {
+                Ok(Ok(response)) => response,
+                Ok(Err(_panic)) => Error::Internal("handler panicked".into()).into_response(),
+                Err(_) => Error::Timeout.into_response(),
+            }
+        }
+    };
+    security_headers(&app, &mut response);
+    if let Some(value) = id_header {
         response.headers_mut().insert(REQUEST_ID, value);
     }
-    response
-}
-
-/// Turns a panic in a handler into the standard 500 body; the panic hook has already logged it.
-pub fn panic_response(_panic: Box<dyn Any + Send + 'static>) -> Response<Body> {
-    Error::Internal("handler panicked".into()).into_response()
-}
-
-/// Request counts, durations and in-flight gauge, labelled by route template (never the raw path).
-pub async fn metrics(State(app): State<AppState>, req: Request, next: Next) -> Response<Body> {
-    let route = req.extensions().get::<MatchedPath>().map_or("unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = req.method().as_str().to_owned();
-    app.metrics.record(|| metrics::gauge!("http_requests_in_flight").increment(1.0));
-    let started = Instant::now();
-    let response = next.run(req).await;
-    let elapsed = started.elapsed().as_secs_f64();
-    let status = response.status().as_u16().to_string();
-    app.metrics.record(|| {
-        metrics::gauge!("http_requests_in_flight").decrement(1.0);
-        metrics::counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
-            .increment(1);
-        metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route).record(elapsed);
-    });
-    response
-}
-
-/// Ends a request that runs longer than `GATEHOUSE_REQUEST_TIMEOUT_MS` (a plugin upload, which compiles:
-/// at least 5 minutes) with 503 `timeout`.
-pub async fn timeout(State(app): State<AppState>, req: Request, next: Next) -> Response<Body> {
-    let limit = if crate::plugins::api::is_upload(req.uri().path()) {
-        app.config.request_timeout.max(crate::plugins::api::UPLOAD_TIMEOUT)
-    } else {
-        app.config.request_timeout
-    };
-    match tokio::time::timeout(limit, next.run(req)).await {
-        Ok(response) => response,
-        Err(_) => Error::Timeout.into_response(),
+    let elapsed = started.elapsed();
+    route.finished(response.status().as_u16(), elapsed.as_secs_f64());
+    if let Some(path) = logged_path {
+        span.in_scope(|| {
+            tracing::info!(
+                method = %method,
+                path = %path,
+                status = response.status().as_u16(),
+                duration_ms = elapsed.as_secs_f64() * 1000.0,
+                "request"
+            );
+        });
     }
+    response
 }
 
-/// Refuses a declared body over the limit (`GATEHOUSE_PLUGIN_MAX_BYTES` for plugin uploads) before reading it;
-/// bodies without a length are cut by `DefaultBodyLimit` (or the upload handler's own limit) as they are read.
-pub async fn body_limit(State(app): State<AppState>, req: Request, next: Next) -> Response<Body> {
+/// Polls `inner`, turning a panic while polling into `Err` with the panic's payload.
+async fn catch_panic<T>(inner: impl Future<Output = T>) -> Result<T, Box<dyn Any + Send>> {
+    let mut inner = pin!(inner);
+    std::future::poll_fn(|cx| match std::panic::catch_unwind(AssertUnwindSafe(|| inner.as_mut().poll(cx))) {
+        Ok(Poll::Pending) => Poll::Pending,
+        Ok(Poll::Ready(value)) => Poll::Ready(Ok(value)),
+        Err(panic) => Poll::Ready(Err(panic)),
+    })
+    .await
+}
+
+/// 413 for a declared body over the limit (`GATEHOUSE_PLUGIN_MAX_BYTES` for plugin uploads), before reading it.
+fn refuse_declared_body(app: &AppState, req: &Request, upload: bool) -> Option<Response<Body>> {
     let declared =
-        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    let limit = if crate::plugins::api::is_upload(req.uri().path()) {
-        app.plugins.max_bytes
-    } else {
-        app.config.max_body_bytes
-    };
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Error::PayloadTooLarge(limit).into_response();
-    }
-    next.run(req).await
+        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())?;
+    let limit = if upload { app.plugins.max_bytes } else { app.config.max_body_bytes };
+    (declared > limit as u64).then(|| Error::PayloadTooLarge(limit).into_response())
 }
 
 const HTML_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: https:; \
@@ -116,14 +115,14 @@ const HTML_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self';
 const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
 
 /// Security headers on every response; a strict CSP (stricter still for non-HTML), HSTS when served over https.
-pub async fn security_headers(State(app): State<AppState>, req: Request, next: Next) -> Response<Body> {
-    let mut response = next.run(req).await;
+fn security_headers(app: &AppState, response: &mut Response<Body>) {
     let is_html = response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/html"));
     let headers = response.headers_mut();
+    headers.reserve(6);
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     if !headers.contains_key(header::X_FRAME_OPTIONS) {
@@ -137,7 +136,6 @@ pub async fn security_headers(State(app): State<AppState>, req: Request, next: N
         headers
             .insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000; includeSubDomains"));
     }
-    response
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! HTTP assembly: merges the feature routers, adds the fallbacks and the middleware stack.
 //!
-//! Request flow: `middleware::request_id` → panic recovery → `middleware::metrics` → `middleware::timeout` →
-//! `middleware::body_limit` (+ `DefaultBodyLimit`) → `middleware::security_headers` → the feature handler, which
+//! Request flow: `middleware::stack` (request id, metrics, declared body limit, timeout, panic recovery, security
+//! headers, access log) → `DefaultBodyLimit` → the feature handler, which
 //! authenticates with an extractor (`admin::Actor`, `extract::TenantCtx`), runs SQL on the blocking pool and
 //! answers, or returns an `Error` that `error.rs` turns into the JSON error body.
 
@@ -13,10 +13,9 @@ pub mod ops;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::Uri;
-use axum::middleware::{from_fn, from_fn_with_state};
+use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use tower::ServiceBuilder;
-use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::app::AppState;
 use crate::error::Error;
@@ -24,13 +23,8 @@ use crate::error::Error;
 /// The whole application router. `extra` routes (tests add a panicking one) get the same middleware.
 pub fn router(state: AppState, extra: Router<AppState>) -> Router {
     let layers = ServiceBuilder::new()
-        .layer(from_fn(middleware::request_id))
-        .layer(CatchPanicLayer::custom(middleware::panic_response))
-        .layer(from_fn_with_state(state.clone(), middleware::metrics))
-        .layer(from_fn_with_state(state.clone(), middleware::timeout))
-        .layer(from_fn_with_state(state.clone(), middleware::body_limit))
-        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
-        .layer(from_fn_with_state(state.clone(), middleware::security_headers));
+        .layer(from_fn_with_state(state.clone(), middleware::stack))
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes));
     Router::new()
         .merge(ops::router())
         .merge(crate::tenants::api::router())

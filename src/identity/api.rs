@@ -73,7 +73,8 @@ fn bearer(headers: &axum::http::HeaderMap) -> Option<String> {
 /// "the current session", so sign-out and password changes act on the session the token came from.
 async fn bearer_user(app: &AppState, tenant: std::sync::Arc<Tenant>, db: TenantDb, token: &str) -> Result<ApiUser> {
     let ring = app.oidc.keyring(app, &tenant).await?;
-    let access = crate::oidc::tokens::check_access(&ring, &db, token).await?.ok_or(Error::Unauthorized)?;
+    let access =
+        crate::oidc::tokens::check_access(&app.oidc.verified, &ring, &db, token).await?.ok_or(Error::Unauthorized)?;
     if !access.is_user() {
         return Err(Error::Unauthorized);
     }

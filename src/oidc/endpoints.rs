@@ -197,7 +197,12 @@ fn cached_document(headers: &HeaderMap, body: &Bytes, etag: &str) -> Response {
         .get(IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
-    let mut response = if fresh { StatusCode::NOT_MODIFIED.into_response() } else { body.clone().into_response() };
+    let mut response = Response::new(if fresh { axum::body::Body::empty() } else { body.clone().into() });
+    if fresh {
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+    }
+    // Room for these three and the middleware's headers: the map is allocated once.
+    *response.headers_mut() = HeaderMap::with_capacity(12);
     let out = response.headers_mut();
     out.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     out.insert(CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
@@ -709,7 +714,7 @@ async fn userinfo_inner(app: &AppState, slug: &str, method: &Method, headers: &H
     };
     let ring = app.oidc.keyring(app, tenant).await?;
     let db = tenant_db(app, &tenant.slug).await?;
-    let Some(access) = tokens::check_access(&ring, &db, &token).await? else {
+    let Some(access) = tokens::check_access(&app.oidc.verified, &ring, &db, &token).await? else {
         return Err(OAuthError::invalid_token("the access token is invalid, expired or revoked"));
     };
     let scope = access.scopes();
@@ -754,7 +759,7 @@ async fn introspect_inner(app: &AppState, slug: &str, headers: &HeaderMap, body:
     let db = tenant_db(app, &tenant.slug).await?;
     if token.matches('.').count() == 2 {
         let ring = app.oidc.keyring(app, tenant).await?;
-        if let Some(access) = tokens::check_access(&ring, &db, &token).await? {
+        if let Some(access) = tokens::check_access(&app.oidc.verified, &ring, &db, &token).await? {
             let c = &access.claims;
             let mut body = json!({
                 "active": true,
@@ -779,7 +784,7 @@ async fn introspect_inner(app: &AppState, slug: &str, headers: &HeaderMap, body:
     }
     let hash = crypto::hash_token(&token);
     let now = crate::now_unix();
-    let found = crate::db::with_conn(&db.pool, move |conn| store::refresh_family(conn, &hash, now)).await?;
+    let found = crate::db::point_read(&db.pool, move |conn| store::refresh_family(conn, &hash, now)).await?;
     if let Some((family, scope, exp, true)) = found {
         let issuer = crate::oidc::state::issuer(app, tenant.slug.as_str());
         return Ok(no_store(json!({

@@ -15,7 +15,7 @@ use crate::app::App;
 use crate::control::{Mutation, Tenant};
 use crate::error::{Error, Result};
 use crate::oidc::clients::{self, Client};
-use crate::oidc::keys::{self, KeyRing, PublicKey, SigningAlg, SigningKey};
+use crate::oidc::keys::{self, KeyRing, PublicKey, SigningAlg, SigningKey, VerifiedTokens};
 use crate::oidc::settings::BUILT_IN_CLAIMS;
 use crate::tenants::TenantSlug;
 
@@ -42,6 +42,8 @@ pub struct Oidc {
     clients: Cache<(TenantSlug, String), Option<Arc<Client>>>,
     origins: Cache<TenantSlug, Arc<HashSet<String>>>,
     discovery: Cache<TenantSlug, Arc<Document>>,
+    /// Access tokens verified recently (all tenants; see `VerifiedTokens`).
+    pub verified: VerifiedTokens,
 }
 
 impl Default for Oidc {
@@ -53,6 +55,7 @@ impl Default for Oidc {
             clients: Cache::builder().max_capacity(100_000).time_to_live(ttl).build(),
             origins: Cache::builder().max_capacity(10_000).time_to_live(ttl).build(),
             discovery: Cache::builder().max_capacity(10_000).time_to_live(ttl).build(),
+            verified: VerifiedTokens::new(20_000),
         }
     }
 }
@@ -258,6 +261,7 @@ fn load_ring(app: &App, tenant: &Tenant) -> Result<KeyRing> {
     }
     let doc = Document::new(json!({ "keys": jwks }).to_string().into_bytes());
     Ok(KeyRing {
+        generation: KeyRing::next_generation(),
         issuer: issuer(app, tenant.slug.as_str()),
         active: Arc::new(signing),
         public,

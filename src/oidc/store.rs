@@ -295,7 +295,8 @@ pub fn refresh_family(conn: &Connection, token_hash: &str, now: i64) -> Result<O
 /// Whether an access token with this `jti` was revoked (itself or through its family).
 pub fn access_revoked(conn: &Connection, jti: &str) -> Result<bool> {
     Ok(conn
-        .query_row("SELECT revoked_at IS NOT NULL FROM oauth_access_tokens WHERE jti = ?1", [jti], |r| r.get(0))
+        .prepare_cached("SELECT revoked_at IS NOT NULL FROM oauth_access_tokens WHERE jti = ?1")?
+        .query_row([jti], |r| r.get(0))
         .optional()?
         .unwrap_or(false))
 }
@@ -313,11 +314,10 @@ pub fn revoke_access(conn: &Connection, jti: &str, client_id: &str, expires_at: 
 /// Whether the session `id` is live and fully signed in.
 pub fn session_live(conn: &Connection, id: &str, now: i64) -> Result<bool> {
     Ok(conn
-        .query_row(
+        .prepare_cached(
             "SELECT EXISTS(SELECT 1 FROM sessions WHERE id = ?1 AND stage = 'active' AND expires_at > ?2 AND idle_expires_at > ?2)",
-            params![id, now],
-            |r| r.get(0),
-        )?)
+        )?
+        .query_row(params![id, now], |r| r.get(0))?)
 }
 
 // ---- consent ----

@@ -12,7 +12,7 @@ use crate::db::{self, registry::TenantDb};
 use crate::error::{Error, Result};
 use crate::identity::users::User;
 use crate::oidc::clients::Client;
-use crate::oidc::keys::{KeyRing, Rejected, SigningKey, Typ};
+use crate::oidc::keys::{KeyRing, Rejected, SigningKey, Typ, VerifiedTokens};
 use crate::oidc::store;
 
 /// Claims a plugin may not set.
@@ -251,8 +251,13 @@ impl AccessToken {
 
 /// Checks an access token of this tenant: signature, type, issuer, expiry, then that it was not revoked and that
 /// the session it is tied to (`sid`) is still live.
-pub async fn check_access(ring: &KeyRing, db: &TenantDb, token: &str) -> Result<Option<AccessToken>> {
-    let claims = match ring.verify(token, Typ::AccessToken, false) {
+pub async fn check_access(
+    verified: &VerifiedTokens,
+    ring: &KeyRing,
+    db: &TenantDb,
+    token: &str,
+) -> Result<Option<AccessToken>> {
+    let claims = match verified.verify_access(ring, token) {
         Ok(claims) => claims,
         Err(err) => {
             log_rejected(&err);
@@ -262,7 +267,7 @@ pub async fn check_access(ring: &KeyRing, db: &TenantDb, token: &str) -> Result<
     let jti = claims["jti"].as_str().unwrap_or_default().to_owned();
     let sid = claims.get("sid").and_then(Value::as_str).map(str::to_owned);
     let now = crate::now_unix();
-    let live = db::with_conn(&db.pool, move |conn| {
+    let live = db::point_read(&db.pool, move |conn| {
         if store::access_revoked(conn, &jti)? {
             return Ok(false);
         }
