@@ -323,14 +323,7 @@ async fn save(
         Ok(input) => plugin_api::update_plugin(&app, &tenant.slug, &name, input).await.map(|_| ()),
         Err(err) => Err(err),
     };
-    match result {
-        Ok(()) => Ok(Redirect::to(&format!("/admin/tenants/{slug}/plugins/{name}?done=saved")).into_response()),
-        Err(err) => {
-            let mut chrome = session.chrome("tenants");
-            chrome.error = Some(form_error(err)?);
-            render_plugin(&app, &tenant, &name, chrome, None).await
-        }
-    }
+    after_change(&app, &session, &tenant, &name, result, "saved").await
 }
 
 async fn upload(
@@ -365,12 +358,26 @@ async fn upload(
         Some(bytes) => plugin_api::upload_version(&app, &tenant.slug, &name, bytes).await.map(|_| ()),
         None => Err(Error::validation("choose a .wasm component to upload")),
     };
+    after_change(&app, &session, &tenant, &name, result, "uploaded").await
+}
+
+/// After a change from a plugin's page: back to the page with a notice, or the page again with the error.
+async fn after_change(
+    app: &AppState,
+    session: &UiSession,
+    tenant: &Tenant,
+    name: &str,
+    result: Result<(), Error>,
+    done: &str,
+) -> PageResult {
     match result {
-        Ok(()) => Ok(Redirect::to(&format!("/admin/tenants/{slug}/plugins/{name}?done=uploaded")).into_response()),
+        Ok(()) => {
+            Ok(Redirect::to(&format!("/admin/tenants/{}/plugins/{name}?done={done}", tenant.slug)).into_response())
+        }
         Err(err) => {
             let mut chrome = session.chrome("tenants");
             chrome.error = Some(form_error(err)?);
-            render_plugin(&app, &tenant, &name, chrome, None).await
+            render_plugin(app, tenant, name, chrome, None).await
         }
     }
 }
