@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::header::{
     ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_MAX_AGE,
     AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH, ORIGIN, PRAGMA, VARY, WWW_AUTHENTICATE,
@@ -212,20 +212,18 @@ fn cached_document(headers: &HeaderMap, body: &Bytes, etag: &str) -> Response {
     response
 }
 
-async fn discovery(
-    State(app): State<AppState>,
-    Path(slug): Path<String>,
-    headers: HeaderMap,
-) -> Result<Response, Error> {
+async fn discovery(State(app): State<AppState>, Path(slug): Path<String>, req: Request) -> Result<Response, Error> {
     let tenant = tenant_of(&app, &slug).await?;
     let doc = app.oidc.discovery(&app, &tenant);
-    Ok(cors(&app, &tenant.slug, &headers, cached_document(&headers, &doc.body, &doc.etag)).await)
+    let headers = req.headers();
+    Ok(cors(&app, &tenant.slug, headers, cached_document(headers, &doc.body, &doc.etag)).await)
 }
 
-async fn jwks(State(app): State<AppState>, Path(slug): Path<String>, headers: HeaderMap) -> Result<Response, Error> {
-    let tenant = tenant_of(&app, &slug).await?;
-    let ring = app.oidc.keyring(&app, &tenant).await?;
-    Ok(cors(&app, &tenant.slug, &headers, cached_document(&headers, &ring.jwks, &ring.jwks_etag)).await)
+async fn jwks(State(app): State<AppState>, Path(slug): Path<String>, req: Request) -> Result<Response, Error> {
+    let slug = TenantSlug::parse(&slug).map_err(|_| Error::TenantNotFound)?;
+    let ring = app.oidc.published_ring(&app, &slug).await?;
+    let headers = req.headers();
+    Ok(cors(&app, &slug, headers, cached_document(headers, &ring.jwks, &ring.jwks_etag)).await)
 }
 
 // ---- form parsing and client authentication ----

@@ -258,6 +258,9 @@ pub struct KeyRing {
     /// Unique per ring built (`KeyRing::next_generation`): a rebuilt ring (rotation, retirement, new settings)
     /// never reuses an earlier ring's verified tokens.
     pub generation: u64,
+    /// Whether the tenant was active when the ring was built (`Oidc::published_ring` trusts only such rings;
+    /// a status change drops the ring).
+    pub tenant_active: bool,
     pub issuer: String,
     pub active: Arc<SigningKey>,
     pub public: HashMap<String, PublicKey>,
@@ -350,6 +353,7 @@ mod tests {
             public.insert(generated.kid.clone(), PublicKey::from_jwk(alg, &jwk).unwrap());
             let ring = KeyRing {
                 generation: KeyRing::next_generation(),
+                tenant_active: true,
                 issuer: "https://id.example/t/acme".into(),
                 active: Arc::new(key),
                 public,
@@ -387,6 +391,7 @@ mod tests {
             }
             KeyRing {
                 generation,
+                tenant_active: true,
                 issuer: "https://id.example/t/acme".into(),
                 active: key.clone(),
                 public,

@@ -69,7 +69,8 @@ impl Oidc {
     /// Drops what `mutation` made stale.
     pub fn invalidate(&self, mutation: &Mutation) {
         match mutation {
-            Mutation::UpdateTenant { slug, .. } => {
+            // A cached ring also stands for "this tenant is active" (`published_ring`), so status changes drop it.
+            Mutation::UpdateTenant { slug, .. } | Mutation::SetTenantStatus { slug, .. } => {
                 self.rings.invalidate(slug);
                 self.discovery.invalidate(slug);
             }
@@ -92,6 +93,19 @@ impl Oidc {
             Mutation::PurgeSigningKeys { .. } => self.rings.invalidate_all(),
             _ => {}
         }
+    }
+
+    /// The key ring of an active tenant, for the public documents: one cache lookup when warm. A cached ring is
+    /// trusted only when it was built while its tenant was active; any change of the tenant (settings, status,
+    /// archive) drops its ring.
+    pub async fn published_ring(&self, app: &Arc<App>, slug: &TenantSlug) -> Result<Arc<KeyRing>> {
+        if let Some(ring) = self.rings.get(slug)
+            && ring.tenant_active
+        {
+            return Ok(ring);
+        }
+        let tenant = crate::oidc::endpoints::tenant_of(app, slug.as_str()).await?;
+        self.keyring(app, &tenant).await
     }
 
     /// The tenant's key ring; the first use for a tenant (or after its algorithm changed) creates a key.
@@ -262,6 +276,7 @@ fn load_ring(app: &App, tenant: &Tenant) -> Result<KeyRing> {
     let doc = Document::new(json!({ "keys": jwks }).to_string().into_bytes());
     Ok(KeyRing {
         generation: KeyRing::next_generation(),
+        tenant_active: tenant.status == crate::tenants::TenantStatus::Active,
         issuer: issuer(app, tenant.slug.as_str()),
         active: Arc::new(signing),
         public,
