@@ -309,14 +309,17 @@ impl KeyRing {
 ///
 /// Keyed by SHA-256 of the ring's generation and the whole token, so a changed byte anywhere, another tenant or a
 /// rebuilt ring (rotation, retirement) misses. Expiry is checked again on every hit. Only the signature check is
-/// cached: revocation and session state are still read on every call. Bounded in count and age.
-pub struct VerifiedTokens(moka::sync::Cache<[u8; 32], Arc<Value>>);
+/// cached: revocation and session state are still read on every call. Bounded in memory and age.
+pub struct VerifiedTokens(moka::sync::Cache<[u8; 32], (Arc<Value>, u32)>);
 
 impl VerifiedTokens {
-    pub fn new(capacity: u64) -> VerifiedTokens {
+    /// A cache holding about `max_bytes` of claims (each entry weighs four times its token's length, a generous
+    /// estimate of the parsed claims plus the entry itself).
+    pub fn new(max_bytes: u64) -> VerifiedTokens {
         VerifiedTokens(
             moka::sync::Cache::builder()
-                .max_capacity(capacity)
+                .max_capacity(max_bytes)
+                .weigher(|_, (_, weight): &(Arc<Value>, u32)| *weight)
                 .time_to_live(std::time::Duration::from_secs(600))
                 .build(),
         )
@@ -328,13 +331,14 @@ impl VerifiedTokens {
         let key: [u8; 32] =
             sha2::Sha256::new().chain_update(ring.generation.to_be_bytes()).chain_update(token).finalize().into();
         let now = crate::now_unix();
-        if let Some(claims) = self.0.get(&key)
+        if let Some((claims, _)) = self.0.get(&key)
             && claims.get("exp").and_then(Value::as_i64).is_some_and(|exp| exp >= now)
         {
             return Ok(Value::clone(&claims));
         }
         let claims = ring.verify(token, Typ::AccessToken, false)?;
-        self.0.insert(key, Arc::new(claims.clone()));
+        let weight = u32::try_from(token.len().saturating_mul(4)).unwrap_or(u32::MAX);
+        self.0.insert(key, (Arc::new(claims.clone()), weight));
         Ok(claims)
     }
 }
@@ -401,7 +405,7 @@ mod tests {
         };
         let generation = KeyRing::next_generation();
         let (full, keyless) = (ring(generation, true), ring(generation, false));
-        let cache = VerifiedTokens::new(100);
+        let cache = VerifiedTokens::new(1 << 20);
         let claims = |exp: i64| json!({"iss": "https://id.example/t/acme", "sub": "u1", "exp": exp});
         let token = key.sign(Typ::AccessToken, &claims(crate::now_unix() + 1)).unwrap();
         // Before a first full check nothing is cached: the keyless ring refuses.

@@ -55,7 +55,7 @@ impl Default for Oidc {
             clients: Cache::builder().max_capacity(100_000).time_to_live(ttl).build(),
             origins: Cache::builder().max_capacity(10_000).time_to_live(ttl).build(),
             discovery: Cache::builder().max_capacity(10_000).time_to_live(ttl).build(),
-            verified: VerifiedTokens::new(20_000),
+            verified: VerifiedTokens::new(16 << 20),
         }
     }
 }
