@@ -65,21 +65,34 @@ struct RouteSeries {
     by_status: RwLock<Vec<(u16, Counter)>>,
 }
 
-/// A request being counted: made by `Metrics::http_route`, ended by `finished`.
+/// A request being counted: made by `Metrics::http_route`, counted in flight by `started` until `finished` or,
+/// when the request is dropped half way (the client went away), until this value is dropped.
 pub struct HttpRoute<'a> {
     metrics: &'a Metrics,
     series: Arc<RouteSeries>,
+    in_flight: bool,
+}
+
+impl Drop for HttpRoute<'_> {
+    fn drop(&mut self) {
+        if self.in_flight {
+            self.metrics.in_flight.decrement(1.0);
+        }
+    }
 }
 
 impl HttpRoute<'_> {
     /// Counts the request as in flight.
-    pub fn started(&self) {
+    pub fn started(&mut self) {
         self.metrics.in_flight.increment(1.0);
+        self.in_flight = true;
     }
 
     /// Ends the in-flight count and records the answer's status and the duration.
-    pub fn finished(&self, status: u16, seconds: f64) {
-        self.metrics.in_flight.decrement(1.0);
+    pub fn finished(mut self, status: u16, seconds: f64) {
+        if std::mem::take(&mut self.in_flight) {
+            self.metrics.in_flight.decrement(1.0);
+        }
         self.series.duration.record(seconds);
         let known = self
             .series
@@ -173,7 +186,7 @@ impl Metrics {
             }
             series
         });
-        HttpRoute { metrics: self, series }
+        HttpRoute { metrics: self, series, in_flight: false }
     }
 
     /// Runs `f` with this app's recorder as the target of the `metrics` macros.
@@ -202,5 +215,37 @@ impl Metrics {
             pair
         });
         if hit { hits.increment(1) } else { misses.increment(1) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn in_flight(metrics: &Metrics) -> f64 {
+        let text = metrics.render();
+        let line = text.lines().find(|l| l.starts_with("http_requests_in_flight ")).expect("gauge rendered");
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn requests_leave_the_in_flight_gauge_when_finished_or_dropped() {
+        let metrics = Metrics::new();
+        let mut finished = metrics.http_route(Some("/a"), &Method::GET);
+        finished.started();
+        let mut abandoned = metrics.http_route(Some("/a"), &Method::GET);
+        abandoned.started();
+        assert_eq!(in_flight(&metrics), 2.0);
+        finished.finished(200, 0.001);
+        assert_eq!(in_flight(&metrics), 1.0);
+        drop(abandoned); // the client went away: the request future was dropped before an answer
+        assert_eq!(in_flight(&metrics), 0.0);
+        let text = metrics.render();
+        assert!(text.contains(r#"http_requests_total{method="GET",route="/a",status="200"} 1"#), "{text}");
+        // Custom methods share one label; unmatched requests share one route.
+        let mut odd = metrics.http_route(None, &Method::from_bytes(b"BREW").unwrap());
+        odd.started();
+        odd.finished(405, 0.001);
+        assert!(metrics.render().contains(r#"http_requests_total{method="OTHER",route="unmatched",status="405"} 1"#));
     }
 }

@@ -136,8 +136,14 @@ async fn panics_become_500_and_the_server_lives() {
     let app = spawn_with(|_| {}, extra).await;
     let r = app.client.get(app.url("/admin/api/v1/test-panic")).header("x-request-id", "panic-1").send().await.unwrap();
     assert_eq!(r.headers()["x-request-id"], "panic-1");
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff", "a panic's answer gets the security headers");
     let (status, code) = error_code(r).await;
     assert_eq!((status, code.as_str()), (500, "internal"));
+    // The panicked request left the in-flight gauge (only the scrape itself is in flight) and was counted.
+    let text = app.metrics().await;
+    assert_eq!(metric_value(&text, "http_requests_in_flight "), Some(1.0), "{text}");
+    let counted = r#"http_requests_total{method="GET",route="/admin/api/v1/test-panic",status="500"}"#;
+    assert_eq!(metric_value(&text, counted), Some(1.0), "{text}");
     assert_eq!(app.client.get(app.url("/healthz")).send().await.unwrap().status(), 200);
     app.stop().await;
 }
