@@ -121,6 +121,11 @@ impl UiSession {
         Chrome { nav, csrf_token: self.csrf_token.clone(), who: self.actor.label.clone(), notice: None, error: None }
     }
 
+    /// `chrome` with a notice (the text for a `?done=` after a redirect, usually).
+    pub fn chrome_with(&self, nav: &'static str, notice: Option<String>) -> Chrome {
+        Chrome { notice, ..self.chrome(nav) }
+    }
+
     /// The tenant named in a page's path, after checking this admin may act on it.
     pub async fn tenant(
         &self,

@@ -195,8 +195,7 @@ async fn clients_page(
     Query(q): Query<DoneQuery>,
 ) -> PageResult {
     let tenant = session.tenant(&app, &slug).await?;
-    let mut chrome = session.chrome("tenants");
-    chrome.notice = notice(q.done.as_deref());
+    let chrome = session.chrome_with("tenants", notice(q.done.as_deref()));
     render_clients(&app, &tenant, chrome, ClientForm::new_client()).await
 }
 
@@ -272,8 +271,7 @@ async fn client_page(
 ) -> PageResult {
     let tenant = session.tenant(&app, &slug).await?;
     let client = find(&app, &tenant, &id).await?;
-    let mut chrome = session.chrome("tenants");
-    chrome.notice = notice(q.done.as_deref());
+    let chrome = session.chrome_with("tenants", notice(q.done.as_deref()));
     render_client(&app, &tenant, chrome, &client, None, None).await
 }
 
@@ -351,8 +349,7 @@ async fn keys_page(
 ) -> PageResult {
     let tenant = session.tenant(&app, &slug).await?;
     let keys = admin_api::keys(&app, &tenant).await?;
-    let mut chrome = session.chrome("tenants");
-    chrome.notice = notice(q.done.as_deref());
+    let chrome = session.chrome_with("tenants", notice(q.done.as_deref()));
     let text = |v: &Value| v.as_str().unwrap_or("").to_owned();
     let page = KeysPage {
         chrome,

@@ -372,8 +372,7 @@ fn notice_for(done: Option<&str>) -> Option<String> {
 }
 
 async fn tenant_list(State(app): State<AppState>, session: UiSession, Query(q): Query<ListQuery>) -> PageResult {
-    let mut chrome = session.chrome("tenants");
-    chrome.notice = notice_for(q.done.as_deref());
+    let chrome = session.chrome_with("tenants", notice_for(q.done.as_deref()));
     tenants_page(&app, &session, q.cursor, chrome, Default::default()).await
 }
 
@@ -463,8 +462,7 @@ async fn tokens_page(app: &App, session: &UiSession, chrome: Chrome, new_secret:
 }
 
 async fn token_list(State(app): State<AppState>, session: UiSession, Query(q): Query<ListQuery>) -> PageResult {
-    let mut chrome = session.chrome("tokens");
-    chrome.notice = notice_for(q.done.as_deref());
+    let chrome = session.chrome_with("tokens", notice_for(q.done.as_deref()));
     tokens_page(&app, &session, chrome, None).await
 }
 

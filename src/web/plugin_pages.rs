@@ -127,8 +127,7 @@ async fn list_page(
     Query(q): Query<DoneQuery>,
 ) -> PageResult {
     let tenant = session.tenant(&app, &slug).await?;
-    let mut chrome = session.chrome("tenants");
-    chrome.notice = notice(q.done.as_deref());
+    let chrome = session.chrome_with("tenants", notice(q.done.as_deref()));
     render_list(&app, &tenant, chrome, String::new(), "login".into()).await
 }
 
@@ -279,8 +278,7 @@ async fn plugin_page(
     Query(q): Query<DoneQuery>,
 ) -> PageResult {
     let tenant = session.tenant(&app, &slug).await?;
-    let mut chrome = session.chrome("tenants");
-    chrome.notice = notice(q.done.as_deref());
+    let chrome = session.chrome_with("tenants", notice(q.done.as_deref()));
     render_plugin(&app, &tenant, &name, chrome, None).await
 }
 
