@@ -65,34 +65,22 @@ struct RouteSeries {
     by_status: RwLock<Vec<(u16, Counter)>>,
 }
 
-/// A request being counted: made by `Metrics::http_route`, counted in flight by `started` until `finished` or,
-/// when the request is dropped half way (the client went away), until this value is dropped.
+/// A request in flight: `Metrics::http_route` counts it in, dropping this value counts it out, whether after
+/// `finished` or half way (the client went away and the request future was dropped).
 pub struct HttpRoute<'a> {
     metrics: &'a Metrics,
     series: Arc<RouteSeries>,
-    in_flight: bool,
 }
 
 impl Drop for HttpRoute<'_> {
     fn drop(&mut self) {
-        if self.in_flight {
-            self.metrics.in_flight.decrement(1.0);
-        }
+        self.metrics.in_flight.decrement(1.0);
     }
 }
 
 impl HttpRoute<'_> {
-    /// Counts the request as in flight.
-    pub fn started(&mut self) {
-        self.metrics.in_flight.increment(1.0);
-        self.in_flight = true;
-    }
-
-    /// Ends the in-flight count and records the answer's status and the duration.
-    pub fn finished(mut self, status: u16, seconds: f64) {
-        if std::mem::take(&mut self.in_flight) {
-            self.metrics.in_flight.decrement(1.0);
-        }
+    /// Records the answer's status and the duration (the in-flight count ends when `self` is dropped, here).
+    pub fn finished(self, status: u16, seconds: f64) {
         self.series.duration.record(seconds);
         let known = self
             .series
@@ -161,7 +149,7 @@ impl Metrics {
         Self { recorder, handle, in_flight, routes: RwLock::default(), caches: RwLock::default() }
     }
 
-    /// The series of a request on `route` (the matched template; `None` when no route matched).
+    /// Counts a request on `route` (the matched template; `None` when no route matched) as in flight.
     pub fn http_route(&self, route: Option<&str>, method: &Method) -> HttpRoute<'_> {
         let route = route.unwrap_or("unmatched");
         let method = method_label(method);
@@ -186,7 +174,8 @@ impl Metrics {
             }
             series
         });
-        HttpRoute { metrics: self, series, in_flight: false }
+        self.in_flight.increment(1.0);
+        HttpRoute { metrics: self, series }
     }
 
     /// Runs `f` with this app's recorder as the target of the `metrics` macros.
@@ -231,10 +220,8 @@ mod tests {
     #[test]
     fn requests_leave_the_in_flight_gauge_when_finished_or_dropped() {
         let metrics = Metrics::new();
-        let mut finished = metrics.http_route(Some("/a"), &Method::GET);
-        finished.started();
-        let mut abandoned = metrics.http_route(Some("/a"), &Method::GET);
-        abandoned.started();
+        let finished = metrics.http_route(Some("/a"), &Method::GET);
+        let abandoned = metrics.http_route(Some("/a"), &Method::GET);
         assert_eq!(in_flight(&metrics), 2.0);
         finished.finished(200, 0.001);
         assert_eq!(in_flight(&metrics), 1.0);
@@ -243,9 +230,7 @@ mod tests {
         let text = metrics.render();
         assert!(text.contains(r#"http_requests_total{method="GET",route="/a",status="200"} 1"#), "{text}");
         // Custom methods share one label; unmatched requests share one route.
-        let mut odd = metrics.http_route(None, &Method::from_bytes(b"BREW").unwrap());
-        odd.started();
-        odd.finished(405, 0.001);
+        metrics.http_route(None, &Method::from_bytes(b"BREW").unwrap()).finished(405, 0.001);
         assert!(metrics.render().contains(r#"http_requests_total{method="OTHER",route="unmatched",status="405"} 1"#));
     }
 }

@@ -64,8 +64,7 @@ pub async fn stack(State(app): State<AppState>, mut req: Request, next: Next) ->
     // The path is copied only when the access-log line will be written.
     let logged_path = tracing::enabled!(tracing::Level::INFO).then(|| req.uri().path().to_owned());
     let upload = crate::plugins::api::is_upload(req.uri().path());
-    let mut route = app.metrics.http_route(req.extensions().get::<MatchedPath>().map(MatchedPath::as_str), &method);
-    route.started();
+    let route = app.metrics.http_route(req.extensions().get::<MatchedPath>().map(MatchedPath::as_str), &method);
 
     let mut response = match refuse_declared_body(&app, &req, upload) {
         Some(refused) => refused,
