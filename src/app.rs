@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
 use crate::admin::accounts::{self, SetupLink};
+use crate::admin::lockout::AccountLockout;
 use crate::config::Config;
 use crate::control::{ControlStore, Mutation, tables};
 use crate::crypto::{MasterKey, PasswordHasher};
@@ -36,6 +37,9 @@ pub struct App {
     pub setup: SetupLink,
     /// Admin login attempts per client IP.
     pub admin_login_limiter: DefaultKeyedRateLimiter<IpAddr>,
+    /// Wrong admin passwords per email (known or not), which lock that email with backoff; in memory, per node,
+    /// so a distributed guess at one account is slowed where the per-IP limiter does not see it.
+    pub admin_lockout: AccountLockout,
     /// End-user sign-in, sign-up and password-reset requests per client IP.
     pub auth_limiter: DefaultKeyedRateLimiter<IpAddr>,
     pub started_at: Instant,
@@ -97,6 +101,7 @@ impl App {
             metrics,
             setup: SetupLink::default(),
             admin_login_limiter: RateLimiter::keyed(Quota::per_minute(per_minute)),
+            admin_lockout: AccountLockout::default(),
             auth_limiter: RateLimiter::keyed(Quota::per_minute(auth_per_minute)),
             started_at: Instant::now(),
             outbox,

@@ -68,6 +68,8 @@ pub struct Config {
     pub auth_per_minute: u32,
     /// Whether `gatehouse_login_attempts_total` carries a `tenant` label (one series per tenant and outcome).
     pub metrics_tenant_labels: bool,
+    /// When set, `/metrics` answers only `Authorization: Bearer <token>`; when unset it is open.
+    pub metrics_token: Option<Secret>,
     pub trust_proxy: bool,
     pub mail: MailConfig,
     pub outbox: OutboxConfig,
@@ -180,6 +182,11 @@ pub const VARS: &[Var] = &[
         name: "GATEHOUSE_METRICS_TENANT_LABELS",
         default: "false",
         help: "label login metrics by tenant (one series per tenant: mind the cardinality)",
+    },
+    Var {
+        name: "GATEHOUSE_METRICS_TOKEN",
+        default: "(none: /metrics is open)",
+        help: "bearer token /metrics requires, at least 32 characters",
     },
     Var {
         name: "GATEHOUSE_TRUST_PROXY",
@@ -384,6 +391,12 @@ impl Config {
         let trust_proxy = env.parse_bool("GATEHOUSE_TRUST_PROXY")?;
         let auth_per_minute = env.parse_num("GATEHOUSE_AUTH_PER_MINUTE", 30u32, 1, 1_000_000)?;
         let metrics_tenant_labels = env.parse_bool("GATEHOUSE_METRICS_TENANT_LABELS")?;
+        let metrics_token = env.get("GATEHOUSE_METRICS_TOKEN").map(|t| Secret::new(t.trim()));
+        if let Some(token) = &metrics_token
+            && (token.expose().len() < 32 || !token.expose().bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return Err(bad_secret("GATEHOUSE_METRICS_TOKEN", "at least 32 printable characters"));
+        }
         let mode = match env.get("GATEHOUSE_MAIL_MODE").as_deref().map(str::trim) {
             None | Some("smtp") => MailMode::Smtp,
             Some("dev") => MailMode::Dev,
@@ -435,6 +448,7 @@ impl Config {
             admin_login_per_minute,
             auth_per_minute,
             metrics_tenant_labels,
+            metrics_token,
             trust_proxy,
             mail: MailConfig { mode, smtp_url, smtp_from },
             outbox,
@@ -548,8 +562,22 @@ mod tests {
         assert!(!err.to_string().contains("short-secret-value"));
         let err = config(&[("GATEHOUSE_BOOTSTRAP_TOKEN", "too-short-token")]).unwrap_err();
         assert!(!err.to_string().contains("too-short-token"));
+        let err = config(&[("GATEHOUSE_METRICS_TOKEN", "short-metrics-token")]).unwrap_err();
+        assert_eq!(err.var, "GATEHOUSE_METRICS_TOKEN");
+        assert!(!err.to_string().contains("short-metrics-token"));
         let c = config(&[("GATEHOUSE_ADMIN_EMAIL", "a@b.co"), ("GATEHOUSE_ADMIN_PASSWORD", "hunter2hunter2")]).unwrap();
         assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn metrics_token_is_optional() {
+        assert_eq!(config(&[]).unwrap().metrics_token, None);
+        let token = "metrics-token-0123456789abcdefghij";
+        let c = config(&[("GATEHOUSE_METRICS_TOKEN", token)]).unwrap();
+        assert_eq!(c.metrics_token.as_ref().map(Secret::expose), Some(token));
+        assert!(!format!("{c:?}").contains(token));
+        let spaced = "metrics token 0123456789abcdefghij";
+        assert_eq!(config(&[("GATEHOUSE_METRICS_TOKEN", spaced)]).unwrap_err().var, "GATEHOUSE_METRICS_TOKEN");
     }
 
     #[test]

@@ -21,6 +21,9 @@ pub enum Error {
     Unauthorized,
     #[error("{0}")]
     Forbidden(&'static str),
+    /// A bearer token that is valid but lacks the scope the route needs (RFC 6750 §3.1).
+    #[error("this token lacks the {0} scope")]
+    InsufficientScope(&'static str),
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("tenant not found")]
@@ -29,6 +32,9 @@ pub enum Error {
     TenantSuspended,
     #[error("{0}")]
     Conflict(String),
+    /// A change that would send stored credentials somewhere new without the caller presenting them again.
+    #[error("{0}")]
+    PasswordRequired(&'static str),
     #[error("wrong email or password")]
     InvalidCredentials,
     #[error("this link or code is invalid, was used already or has expired")]
@@ -85,10 +91,12 @@ impl Error {
             Error::Validation(_) => (StatusCode::BAD_REQUEST, "validation_failed"),
             Error::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Error::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Error::InsufficientScope(_) => (StatusCode::FORBIDDEN, "insufficient_scope"),
             Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Error::TenantNotFound => (StatusCode::NOT_FOUND, "tenant_not_found"),
             Error::TenantSuspended => (StatusCode::FORBIDDEN, "tenant_suspended"),
             Error::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Error::PasswordRequired(_) => (StatusCode::UNPROCESSABLE_ENTITY, "password_required"),
             Error::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
             Error::InvalidToken => (StatusCode::BAD_REQUEST, "invalid_token"),
             Error::EmailNotVerified => (StatusCode::FORBIDDEN, "email_not_verified"),
@@ -142,6 +150,13 @@ impl IntoResponse for Error {
             }
             Error::Unauthorized => {
                 response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            Error::InsufficientScope(scope) => {
+                if let Ok(value) =
+                    HeaderValue::from_str(&format!("Bearer error=\"insufficient_scope\", scope=\"{scope}\""))
+                {
+                    response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+                }
             }
             _ => {}
         }

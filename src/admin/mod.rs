@@ -7,6 +7,7 @@
 //! `X-CSRF-Token` (forms carry it as `csrf_token`).
 
 pub mod accounts;
+pub mod lockout;
 pub mod tokens;
 
 use std::fmt;

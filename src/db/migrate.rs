@@ -20,6 +20,11 @@ pub const CONTROL: &[Migration] = &[
     Migration { version: 2, name: "tenant_smtp", sql: include_str!("../../migrations/control/0002_tenant_smtp.sql") },
     Migration { version: 3, name: "oauth", sql: include_str!("../../migrations/control/0003_oauth.sql") },
     Migration { version: 4, name: "plugins", sql: include_str!("../../migrations/control/0004_plugins.sql") },
+    Migration {
+        version: 5,
+        name: "client_resource_server",
+        sql: include_str!("../../migrations/control/0005_client_resource_server.sql"),
+    },
 ];
 
 pub const TENANT: &[Migration] = &[
@@ -37,6 +42,7 @@ pub const TENANT: &[Migration] = &[
         name: "plugin_claims",
         sql: include_str!("../../migrations/tenant/0006_plugin_claims.sql"),
     },
+    Migration { version: 7, name: "mfa_failures", sql: include_str!("../../migrations/tenant/0007_mfa_failures.sql") },
 ];
 
 /// The highest version in `set`.

@@ -132,9 +132,37 @@ pub fn smtp_record(app: &App, slug: &TenantSlug, input: SmtpInput, current: Opti
 }
 
 /// Saves a tenant's SMTP settings through the control plane and drops its cached transport.
-pub async fn save_smtp(app: &App, slug: &TenantSlug, input: SmtpInput) -> Result<SmtpRecord> {
+///
+/// Rules that keep the stored password where it belongs:
+/// - Changing where the credentials go (host, port, TLS mode, username) without sending the password again is
+///   refused with `password_required`: otherwise anyone who may edit the settings could point them at their own
+///   server and receive the stored password.
+/// - A tenant-scoped actor gets the webhooks' private-address guard on the host (unless
+///   GATEHOUSE_WEBHOOK_ALLOW_PRIVATE is set) and cannot send credentials over `tls: none`; an operator may do
+///   both (they own the machine, e.g. a relay on localhost).
+pub async fn save_smtp(app: &App, actor: &Actor, slug: &TenantSlug, input: SmtpInput) -> Result<SmtpRecord> {
+    let operator = actor.require_operator().is_ok();
+    if !operator && !app.config.webhook_allow_private {
+        crate::webhooks::check_host_allowed(input.host.trim(), input.port).await?;
+    }
     let current = load_smtp(app, slug).await?;
+    let password_sent = input.password.is_some();
     let mut record = smtp_record(app, slug, input, current.as_ref())?;
+    if let Some(current) = &current
+        && current.password_sealed.is_some()
+        && !password_sent
+        && (current.host != record.host
+            || current.port != record.port
+            || current.tls != record.tls
+            || current.username != record.username)
+    {
+        return Err(Error::PasswordRequired(
+            "changing the host, port, TLS mode or username needs the password sent again",
+        ));
+    }
+    if !operator && record.tls == TlsMode::None && (record.username.is_some() || record.password_sealed.is_some()) {
+        return Err(Error::validation("tls: credentials are only sent over starttls or tls"));
+    }
     // Strictly increasing, so a cached transport built from older settings is never reused.
     record.updated_at = crate::next_version(current.as_ref().map(|c| c.updated_at));
     app.control.apply(Mutation::SetTenantSmtp { slug: slug.clone(), smtp: Some(record.clone()) }).await?;
@@ -158,7 +186,7 @@ async fn put_smtp(
     let slug = TenantSlug::parse(&slug)?;
     actor.require_tenant(&slug)?;
     app.control.tenant(&slug).await?.ok_or(Error::TenantNotFound)?;
-    let record = save_smtp(&app, &slug, input).await?;
+    let record = save_smtp(&app, &actor, &slug, input).await?;
     Ok(Json(smtp_view(&app, Some(&record))))
 }
 

@@ -7,8 +7,11 @@
 //!    to this layer, cuts bodies without a length as they are read);
 //! 4. timeout: `GATEHOUSE_REQUEST_TIMEOUT_MS` (plugin uploads, which compile: at least 5 minutes) → 503 `timeout`;
 //! 5. panic recovery: a panicking handler becomes the standard 500 (the panic hook has logged it);
-//! 6. security headers on every answer, including the 503 and the 500 above;
-//! 7. the access-log line.
+//! 6. error shapes: an error answered outside our handlers (axum's `text/plain` rejections of a path, query or
+//!    body, the 405 fallback, the 413 and 503 above) takes the JSON error body on API paths and the RFC 6749
+//!    shape on the OAuth endpoints (`ErrorShape`);
+//! 7. security headers on every answer, including the 503 and the 500 above;
+//! 8. the access-log line.
 
 use std::any::Any;
 use std::future::Future;
@@ -64,6 +67,7 @@ pub async fn stack(State(app): State<AppState>, mut req: Request, next: Next) ->
     // The path is copied only when the access-log line will be written.
     let logged_path = tracing::enabled!(tracing::Level::INFO).then(|| req.uri().path().to_owned());
     let upload = crate::plugins::api::is_upload(req.uri().path());
+    let shape = ErrorShape::of(req.uri().path());
     let route = app.metrics.http_route(req.extensions().get::<MatchedPath>().map(MatchedPath::as_str), &method);
 
     let mut response = match refuse_declared_body(&app, &req, upload) {
@@ -81,6 +85,9 @@ pub async fn stack(State(app): State<AppState>, mut req: Request, next: Next) ->
             }
         }
     };
+    if response.status().is_client_error() || response.status().is_server_error() {
+        response = shape.apply(response).await;
+    }
     security_headers(&app, &mut response);
     if let Some(value) = id_header {
         response.headers_mut().insert(REQUEST_ID, value);
@@ -99,6 +106,98 @@ pub async fn stack(State(app): State<AppState>, mut req: Request, next: Next) ->
         });
     }
     response
+}
+
+/// Which error body a path's clients parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorShape {
+    /// `{"error":{"code","message"}}`: the admin, end-user and public JSON APIs.
+    Api,
+    /// `{"error","error_description"}` (RFC 6749 §5.2): token, revocation, introspection, userinfo.
+    OAuth,
+    /// HTML pages and everything else: left as they are.
+    Other,
+}
+
+/// Marks a response already in the OAuth shape, so the middleware leaves it alone.
+#[derive(Debug, Clone, Copy)]
+pub struct OAuthShaped;
+
+impl ErrorShape {
+    pub fn of(path: &str) -> ErrorShape {
+        if let Some((_, rest)) = path.strip_prefix("/t/").and_then(|p| p.split_once('/'))
+            && let Some(endpoint) = rest.strip_prefix("oauth2/")
+            && matches!(endpoint, "token" | "revoke" | "introspect" | "userinfo")
+        {
+            return ErrorShape::OAuth;
+        }
+        if super::is_api_path(path) { ErrorShape::Api } else { ErrorShape::Other }
+    }
+
+    /// Rewrites an error response that is not in this shape yet. Bodies of such answers are short texts.
+    async fn apply(self, response: Response<Body>) -> Response<Body> {
+        match self {
+            ErrorShape::Other => response,
+            ErrorShape::OAuth if response.extensions().get::<OAuthShaped>().is_some() => response,
+            ErrorShape::Api if !is_plain_text(&response) => response,
+            _ => {
+                let status = response.status();
+                let (parts, body) = response.into_parts();
+                let text = match axum::body::to_bytes(body, 4096).await {
+                    Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+                    Err(_) => String::new(),
+                };
+                let message = describe(status, &text);
+                let mut out = if self == ErrorShape::OAuth {
+                    let error = if status.is_server_error() { "server_error" } else { "invalid_request" };
+                    let body = serde_json::json!({ "error": error, "error_description": message });
+                    (status, axum::Json(body)).into_response()
+                } else {
+                    let code = match status.as_u16() {
+                        404 => "not_found",
+                        405 => "method_not_allowed",
+                        413 => "payload_too_large",
+                        422 => "validation_failed",
+                        s if s >= 500 => "internal",
+                        _ => "bad_request",
+                    };
+                    (status, axum::Json(crate::error::error_body(code, &message))).into_response()
+                };
+                for name in [header::RETRY_AFTER, header::ALLOW, header::WWW_AUTHENTICATE] {
+                    if let Some(value) = parts.headers.get(&name) {
+                        out.headers_mut().insert(name, value.clone());
+                    }
+                }
+                if self == ErrorShape::OAuth {
+                    out.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                }
+                out
+            }
+        }
+    }
+}
+
+fn is_plain_text(response: &Response<Body>) -> bool {
+    response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|v| v.starts_with("text/plain"))
+}
+
+/// The message of a rewritten error: a JSON error's own message, axum's rejection text, or the status.
+fn describe(status: axum::http::StatusCode, text: &str) -> String {
+    if let Ok(value) = serde_json::from_str::<serde_json::Value>(text)
+        && let Some(message) = value["error"]["message"].as_str()
+    {
+        return message.to_owned();
+    }
+    let text = text.trim();
+    if text.is_empty() || status.is_server_error() {
+        status.canonical_reason().unwrap_or("error").to_owned()
+    } else {
+        text.chars().take(300).collect()
+    }
 }
 
 /// Polls `inner`, turning a panic while polling into `Err` with the panic's payload.

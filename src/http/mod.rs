@@ -57,7 +57,7 @@ async fn method_not_allowed() -> Response {
     Error::MethodNotAllowed.into_response()
 }
 
-fn is_api_path(path: &str) -> bool {
+pub(crate) fn is_api_path(path: &str) -> bool {
     path.starts_with("/admin/api/")
         || path.strip_prefix("/t/").and_then(|rest| rest.split_once('/')).is_some_and(|(_, p)| p.starts_with("api/"))
         || path.starts_with("/metrics")

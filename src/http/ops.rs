@@ -1,8 +1,8 @@
 //! Operations endpoints: `/healthz` (the process serves), `/readyz` (control.db answers and the data dir is
-//! writable), `/metrics` (Prometheus text).
+//! writable), `/metrics` (Prometheus text; behind a bearer token when `GATEHOUSE_METRICS_TOKEN` is set).
 
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{HeaderMap, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use crate::app::AppState;
 use crate::control::tables;
+use crate::crypto;
 use crate::error::{Error, Result};
 
 pub fn router() -> Router<AppState> {
@@ -32,7 +33,18 @@ async fn readyz(State(app): State<AppState>) -> Result<Json<Value>> {
     Ok(Json(json!({ "status": "ready", "checks": { "control_db": "ok", "data_dir": "ok" } })))
 }
 
-async fn metrics(State(app): State<AppState>) -> Result<impl IntoResponse> {
+async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> Result<impl IntoResponse> {
+    if let Some(token) = &app.config.metrics_token {
+        let sent = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+            .map(str::trim)
+            .unwrap_or("");
+        if !crypto::constant_time_eq(sent, token.expose()) {
+            return Err(Error::Unauthorized);
+        }
+    }
     let state = app.clone();
     let (tenants, pools_open, in_use) = tokio::task::spawn_blocking(move || -> Result<_> {
         let tenants = state.control.read_blocking(tables::count_tenants)?;

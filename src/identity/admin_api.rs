@@ -203,13 +203,21 @@ async fn update(
     Ok(Json(user))
 }
 
-/// Disables (ending every session of the user) or enables a user.
+/// Disables (ending every session and OAuth grant of the user) or enables a user.
 pub async fn change_status(db: &TenantDb, id: String, status: &'static str, origin: Origin) -> Result<users::User> {
     db.write(move |tx| {
         let user = users::set_status(tx, &id, status)?;
         if status == "disabled" {
             let ended = sessions::revoke_all(tx, &user.id, None)?;
-            audit::record(tx, "user_disabled", Some(&user.id), &origin, json!({ "sessions_ended": ended }))?;
+            let grants =
+                crate::oidc::store::revoke_user_families(tx, &user.id, None, "user_disabled", crate::now_unix())?;
+            audit::record(
+                tx,
+                "user_disabled",
+                Some(&user.id),
+                &origin,
+                json!({ "sessions_ended": ended, "grants_revoked": grants }),
+            )?;
             outbox::enqueue_event(tx, Event::UserDisabled { user_id: user.id.clone() })?;
         } else {
             audit::record(tx, "user_updated", Some(&user.id), &origin, json!({ "status": "active" }))?;
@@ -252,6 +260,9 @@ async fn enable(
 /// Deletes a user with everything that hangs off it (sessions, tokens, roles, MFA).
 pub async fn delete_user(db: &TenantDb, id: String, origin: Origin) -> Result<()> {
     db.write(move |tx| {
+        // Revoked before the rows go, so the access tokens' revocation outlives the user (the user check in
+        // `check_access` refuses them as well).
+        crate::oidc::store::revoke_user_families(tx, &id, None, "user_deleted", crate::now_unix())?;
         let user = users::delete(tx, &id)?;
         audit::record(tx, "user_deleted", Some(&user.id), &origin, json!({ "email": user.email }))?;
         outbox::enqueue_event(tx, Event::UserDeleted { user_id: user.id })?;

@@ -2,13 +2,17 @@
 //! second factor), sign-out, the signed-in user (`me`), sessions, password change/forgot/reset, email
 //! verification.
 //!
-//! Authentication is the `gh_session` cookie (bearer access tokens join with the OIDC provider). Cross-site
-//! request forgery is blocked by the cookie's `SameSite=Lax` and by every state-changing route taking a JSON body
-//! (`Content-Type: application/json` cannot be sent cross-origin without a CORS preflight, which is refused).
+//! Authentication is the `gh_session` cookie, or a bearer access token of a first-party client that carries
+//! `account:read` (reads) or `account:write` (changes): an `openid`-only token of a third-party app gets 403
+//! `insufficient_scope`, and a disabled user's tokens get 401. Cross-site request forgery is blocked by the
+//! cookie's `SameSite=Lax`, by every state-changing route taking a JSON body (`Content-Type: application/json`
+//! cannot be sent cross-origin without a CORS preflight, which is refused), and, for the body-less cookie writes
+//! (sign-out, revoking a session), by the `X-CSRF-Token` header carrying the session's CSRF token (sign-in
+//! answers it as `csrf_token`, and so does `GET /me` under the cookie).
 
 use axum::extract::{Path, State};
-use axum::http::header::SET_COOKIE;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::header::{CONTENT_TYPE, SET_COOKIE};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
@@ -23,6 +27,7 @@ use crate::http::extract::{ApiJson, RequestOrigin, TenantCtx};
 use crate::identity::flows::{self, Registered, SignIn};
 use crate::identity::sessions::{self, Session, Stage};
 use crate::identity::{audit, limits, mfa, roles, users};
+use crate::oidc::settings::{ACCOUNT_READ, ACCOUNT_WRITE};
 
 pub fn router() -> Router<AppState> {
     let base = "/t/{slug}/api/v1";
@@ -45,6 +50,8 @@ pub struct ApiUser {
     pub tenant: std::sync::Arc<Tenant>,
     pub db: TenantDb,
     pub session: Session,
+    /// Signed in by the session cookie (not a bearer token).
+    pub via_cookie: bool,
 }
 
 impl axum::extract::FromRequestParts<AppState> for ApiUser {
@@ -52,15 +59,36 @@ impl axum::extract::FromRequestParts<AppState> for ApiUser {
 
     async fn from_request_parts(parts: &mut axum::http::request::Parts, app: &AppState) -> Result<Self> {
         let TenantCtx { tenant, db } = TenantCtx::from_request_parts(parts, app).await?;
+        let reads = matches!(parts.method, Method::GET | Method::HEAD);
         if let Some(token) = bearer(&parts.headers) {
-            return bearer_user(app, tenant, db, &token).await;
+            let needed = if reads { ACCOUNT_READ } else { ACCOUNT_WRITE };
+            return bearer_user(app, tenant, db, &token, needed).await;
         }
         let session = flows::current_session(&tenant, &db, &parts.headers).await?;
         match session {
-            Some(session) if session.stage == Stage::Active => Ok(ApiUser { tenant, db, session }),
+            Some(session) if session.stage == Stage::Active => {
+                if !reads && !json_body(&parts.headers) {
+                    let sent = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+                    if !crate::crypto::constant_time_eq(sent, &session.csrf_token) {
+                        return Err(Error::Forbidden("missing or wrong CSRF token (send it as X-CSRF-Token)"));
+                    }
+                }
+                Ok(ApiUser { tenant, db, session, via_cookie: true })
+            }
             _ => Err(Error::Unauthorized),
         }
     }
+}
+
+/// The header a body-less cookie write carries the session's CSRF token in.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// Whether the request says it carries JSON: a cross-site page can only send that after a CORS preflight.
+fn json_body(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("application/json"))
 }
 
 fn bearer(headers: &axum::http::HeaderMap) -> Option<String> {
@@ -69,14 +97,30 @@ fn bearer(headers: &axum::http::HeaderMap) -> Option<String> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
 }
 
-/// A user's OAuth access token of this tenant stands in for a session: the token's `sid` (when it has one) is
-/// "the current session", so sign-out and password changes act on the session the token came from.
-async fn bearer_user(app: &AppState, tenant: std::sync::Arc<Tenant>, db: TenantDb, token: &str) -> Result<ApiUser> {
+/// A user's OAuth access token of this tenant stands in for a session when a first-party client holds it with
+/// the `needed` account scope: the token's `sid` (when it has one) is "the current session", so sign-out and
+/// password changes act on the session the token came from. `check_access` has already refused a token whose
+/// user is disabled or gone.
+async fn bearer_user(
+    app: &AppState,
+    tenant: std::sync::Arc<Tenant>,
+    db: TenantDb,
+    token: &str,
+    needed: &'static str,
+) -> Result<ApiUser> {
     let ring = app.oidc.keyring(app, &tenant).await?;
     let access =
         crate::oidc::tokens::check_access(&app.oidc.verified, &ring, &db, token).await?.ok_or(Error::Unauthorized)?;
     if !access.is_user() {
         return Err(Error::Unauthorized);
+    }
+    if !access.has_scope(needed) {
+        return Err(Error::InsufficientScope(needed));
+    }
+    // The scope is only granted to first-party clients; a client demoted since the token was issued loses it.
+    let first_party = app.oidc.client(app, &tenant.slug, access.client_id()).await?.is_some_and(|c| c.first_party);
+    if !first_party {
+        return Err(Error::InsufficientScope(needed));
     }
     let c = &access.claims;
     let auth_time = c["auth_time"].as_i64().unwrap_or_default();
@@ -94,7 +138,7 @@ async fn bearer_user(app: &AppState, tenant: std::sync::Arc<Tenant>, db: TenantD
         expires_at: c["exp"].as_i64().unwrap_or_default(),
         idle_expires_at: c["exp"].as_i64().unwrap_or_default(),
     };
-    Ok(ApiUser { tenant, db, session })
+    Ok(ApiUser { tenant, db, session, via_cookie: false })
 }
 
 fn with_cookie(mut response: Response, cookie: &str) -> Response {
@@ -154,7 +198,7 @@ async fn login(
     limits::check(&app, origin.ip.as_deref())?;
     match flows::login(&app, &ctx.tenant, &ctx.db, &body.email, body.password, None, origin).await? {
         SignIn::Done { cookie, session } => {
-            let body = Json(json!({ "status": "signed_in", "session": session }));
+            let body = Json(json!({ "status": "signed_in", "session": session, "csrf_token": session.csrf_token }));
             Ok(with_cookie(body.into_response(), &session_cookie(&app, &ctx.tenant, Some(&cookie))))
         }
         SignIn::SecondFactor { cookie, session } => {
@@ -209,7 +253,11 @@ pub async fn profile(db: &TenantDb, user_id: &str) -> Result<Value> {
 }
 
 async fn me(user: ApiUser) -> Result<Json<Value>> {
-    Ok(Json(profile(&user.db, &user.session.user_id).await?))
+    let mut body = profile(&user.db, &user.session.user_id).await?;
+    if user.via_cookie {
+        body["csrf_token"] = json!(user.session.csrf_token);
+    }
+    Ok(Json(body))
 }
 
 #[derive(Deserialize)]

@@ -313,7 +313,8 @@ pub async fn login(
 }
 
 /// Finishes a sign-in waiting for a code: a TOTP code or a recovery code. Returns the new cookie value.
-/// Wrong codes count towards the account's lockout like wrong passwords.
+/// Wrong codes are counted on their own (`mfa_failures`) and lock the account with the password lockout's limit
+/// and backoff; a correct password does not clear them, only a correct code.
 pub async fn complete_mfa(
     app: &App,
     tenant: &Tenant,
@@ -344,6 +345,7 @@ pub async fn complete_mfa(
                 Some(proof) => {
                     let cookie = sessions::promote(tx, &session.id, "pwd otp", &settings)?;
                     users::record_login(tx, &creds.id, now)?;
+                    users::record_mfa_success(tx, &creds.id)?;
                     let how = if proof == mfa::Proof::Totp { "totp" } else { "recovery_code" };
                     audit::record(
                         tx,
@@ -357,7 +359,7 @@ pub async fn complete_mfa(
                 }
                 None => {
                     audit::record(tx, "login_failed", Some(&creds.id), &origin, json!({ "reason": "wrong_code" }))?;
-                    if let Some(until) = users::record_failure(tx, &creds.id, &settings.lockout, now)? {
+                    if let Some(until) = users::record_mfa_failure(tx, &creds.id, &settings.lockout, now)? {
                         audit::record(
                             tx,
                             "locked_out",
@@ -548,8 +550,8 @@ pub fn mail_reset_link(tx: &outbox::TenantTx<'_>, links: &Links, user: &users::U
     Ok(())
 }
 
-/// Sets a new password with a reset or invitation link. Every session of the user ends, the lockout is cleared
-/// and the email counts as verified (the link proved the mailbox).
+/// Sets a new password with a reset or invitation link. Every session and every OAuth grant of the user ends,
+/// the lockout is cleared and the email counts as verified (the link proved the mailbox).
 pub async fn reset_password(
     app: &App,
     tenant: &Tenant,
@@ -569,17 +571,26 @@ pub async fn reset_password(
         users::set_password(tx, &user_id, &hash, true)?;
         users::update(tx, &user_id, None, Some(true), None, None)?;
         let ended = sessions::revoke_all(tx, &user_id, None)?;
+        // Whoever held the old password may hold tokens too: a recovered account starts with no grants.
+        let grants = crate::oidc::store::revoke_user_families(tx, &user_id, None, "password_reset", crate::now_unix())?;
         let mut origin = origin;
         origin.actor = format!("user:{user_id}");
         let via = if purpose == Purpose::Invite { "invite" } else { "reset" };
-        audit::record(tx, "password_changed", Some(&user_id), &origin, json!({ "via": via, "sessions_ended": ended }))?;
+        audit::record(
+            tx,
+            "password_changed",
+            Some(&user_id),
+            &origin,
+            json!({ "via": via, "sessions_ended": ended, "grants_revoked": grants }),
+        )?;
         outbox::enqueue_event(tx, Event::UserPasswordChanged { user_id })?;
         Ok(())
     })
     .await
 }
 
-/// Changes the signed-in user's password; every other session of the user ends.
+/// Changes the signed-in user's password; every other session of the user ends, with the OAuth grants not
+/// tied to this session.
 pub async fn change_password(
     app: &App,
     tenant: &Tenant,
@@ -596,6 +607,13 @@ pub async fn change_password(
     db.write(move |tx| {
         users::set_password(tx, &session.user_id, &hash, false)?;
         let ended = sessions::revoke_all(tx, &session.user_id, Some(&session.id))?;
+        let grants = crate::oidc::store::revoke_user_families(
+            tx,
+            &session.user_id,
+            Some(&session.id),
+            "password_changed",
+            crate::now_unix(),
+        )?;
         let mut origin = origin;
         origin.actor = format!("user:{}", session.user_id);
         audit::record(
@@ -603,7 +621,7 @@ pub async fn change_password(
             "password_changed",
             Some(&session.user_id),
             &origin,
-            json!({ "via": "self", "sessions_ended": ended }),
+            json!({ "via": "self", "sessions_ended": ended, "grants_revoked": grants }),
         )?;
         outbox::enqueue_event(tx, Event::UserPasswordChanged { user_id: session.user_id.clone() })?;
         Ok(())

@@ -115,6 +115,13 @@ pub fn validate(
         if custom_fields[..i].iter().any(|f| f.name == field.name) {
             return Err(Error::validation(format!("settings.custom_fields has {} twice", field.name)));
         }
+        // A field named like a token claim could be released in place of the server's claim.
+        if crate::oidc::settings::is_protected_claim(&field.name) {
+            return Err(Error::validation(format!(
+                "settings.custom_fields[{i}].name: {} is a claim name only the server sets",
+                field.name
+            )));
+        }
     }
     Ok(())
 }

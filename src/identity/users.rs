@@ -232,6 +232,28 @@ pub fn record_failure(conn: &Connection, id: &str, lockout: &Lockout, now: i64) 
         [id],
         |r| r.get(0),
     )?;
+    lock_after(conn, id, failures, lockout, now)
+}
+
+/// Counts a wrong second-factor code; like `record_failure`, answers the lock's end when this one locks the
+/// account. Only `record_mfa_success` clears the count: a correct password does not.
+pub fn record_mfa_failure(conn: &Connection, id: &str, lockout: &Lockout, now: i64) -> Result<Option<i64>> {
+    let failures: u32 = conn.query_row(
+        "UPDATE users SET mfa_failures = mfa_failures + 1 WHERE id = ?1 RETURNING mfa_failures",
+        [id],
+        |r| r.get(0),
+    )?;
+    lock_after(conn, id, failures, lockout, now)
+}
+
+/// A correct second factor: its failure count starts again.
+pub fn record_mfa_success(conn: &Connection, id: &str) -> Result<()> {
+    conn.execute("UPDATE users SET mfa_failures = 0 WHERE id = ?1", [id])?;
+    Ok(())
+}
+
+/// Locks the account once `failures` reaches the limit, for `backoff_seconds` doubled per failure past it.
+fn lock_after(conn: &Connection, id: &str, failures: u32, lockout: &Lockout, now: i64) -> Result<Option<i64>> {
     if failures < lockout.max_failures {
         return Ok(None);
     }

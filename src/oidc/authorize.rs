@@ -358,6 +358,8 @@ fn describe(visit: &Visit, scope: &str) -> String {
         "profile" => "see your name and roles".into(),
         "email" => "see your email address".into(),
         "offline_access" => "keep access while you are away".into(),
+        "account:read" => "see your account, its sessions and sign-ins".into(),
+        "account:write" => "change your account, password and sessions".into(),
         other => visit
             .tenant
             .settings

@@ -64,6 +64,10 @@ pub struct Client {
     pub grant_types: Vec<String>,
     pub scopes: Vec<String>,
     pub first_party: bool,
+    /// May introspect the tokens of every client of the tenant (an API that accepts them); other clients see
+    /// only their own tokens as active.
+    #[serde(default)]
+    pub resource_server: bool,
     pub token_endpoint_auth_method: AuthMethod,
     pub access_token_ttl: Option<u32>,
     pub refresh_token_ttl: Option<u32>,
@@ -134,6 +138,8 @@ pub struct ClientInput {
     #[serde(default)]
     pub first_party: bool,
     #[serde(default)]
+    pub resource_server: bool,
+    #[serde(default)]
     pub token_endpoint_auth_method: Option<AuthMethod>,
     #[serde(default)]
     pub access_token_ttl: Option<u32>,
@@ -198,6 +204,13 @@ impl ClientInput {
                 )));
             }
         }
+        if !self.first_party
+            && let Some(scope) = scopes.iter().find(|s| settings::FIRST_PARTY_SCOPES.contains(&s.as_str()))
+        {
+            return Err(Error::validation(format!(
+                "scopes: {scope} acts as the user on their account and is only for first-party clients"
+            )));
+        }
         let uses_code = grant_types.iter().any(|g| g == "authorization_code");
         if uses_code && self.redirect_uris.is_empty() {
             return Err(Error::validation("redirect_uris: the authorization_code grant needs at least one"));
@@ -236,6 +249,7 @@ impl ClientInput {
             grant_types,
             scopes,
             first_party: self.first_party,
+            resource_server: self.resource_server,
             token_endpoint_auth_method: auth,
             access_token_ttl: self.access_token_ttl,
             refresh_token_ttl: self.refresh_token_ttl,
@@ -303,7 +317,7 @@ pub fn new_secret() -> (String, String) {
 
 // ---- control-plane rows ----
 
-const COLUMNS: &str = "client_id, name, client_type, secret_hash, redirect_uris, post_logout_redirect_uris, grant_types, scopes, first_party, token_endpoint_auth_method, access_token_ttl, refresh_token_ttl, allowed_cors_origins, created_at, updated_at";
+const COLUMNS: &str = "client_id, name, client_type, secret_hash, redirect_uris, post_logout_redirect_uris, grant_types, scopes, first_party, token_endpoint_auth_method, access_token_ttl, refresh_token_ttl, allowed_cors_origins, created_at, updated_at, resource_server";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Client> {
     let list = |i: usize| -> rusqlite::Result<Vec<String>> {
@@ -329,6 +343,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Client> {
         allowed_cors_origins: list(12)?,
         created_at: r.get(13)?,
         updated_at: r.get(14)?,
+        resource_server: r.get(15)?,
     })
 }
 
@@ -359,14 +374,15 @@ pub fn put(conn: &Connection, slug: &TenantSlug, c: &Client) -> Result<()> {
     };
     conn.execute(
         &format!(
-            "INSERT INTO oauth_clients (slug, {COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+            "INSERT INTO oauth_clients (slug, {COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
              ON CONFLICT (client_id) DO UPDATE SET name = excluded.name, client_type = excluded.client_type,
                secret_hash = excluded.secret_hash, redirect_uris = excluded.redirect_uris,
                post_logout_redirect_uris = excluded.post_logout_redirect_uris, grant_types = excluded.grant_types,
                scopes = excluded.scopes, first_party = excluded.first_party,
                token_endpoint_auth_method = excluded.token_endpoint_auth_method,
                access_token_ttl = excluded.access_token_ttl, refresh_token_ttl = excluded.refresh_token_ttl,
-               allowed_cors_origins = excluded.allowed_cors_origins, updated_at = excluded.updated_at
+               allowed_cors_origins = excluded.allowed_cors_origins, updated_at = excluded.updated_at,
+               resource_server = excluded.resource_server
              WHERE oauth_clients.slug = excluded.slug"
         ),
         params![
@@ -386,6 +402,7 @@ pub fn put(conn: &Connection, slug: &TenantSlug, c: &Client) -> Result<()> {
             json(&c.allowed_cors_origins),
             c.created_at,
             c.updated_at,
+            c.resource_server,
         ],
     )?;
     Ok(())
@@ -404,6 +421,7 @@ mod tests {
             grant_types: None,
             scopes: None,
             first_party: false,
+            resource_server: false,
             token_endpoint_auth_method: None,
             access_token_ttl: None,
             refresh_token_ttl: None,

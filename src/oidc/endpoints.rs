@@ -29,7 +29,7 @@ use crate::db::registry::TenantDb;
 use crate::error::Error;
 use crate::http::extract::RequestOrigin;
 use crate::identity::audit::{self, Origin};
-use crate::oidc::clients::{Client, ClientType};
+use crate::oidc::clients::{AuthMethod, Client, ClientType};
 use crate::oidc::keys::{KeyRing, Typ};
 use crate::oidc::settings::BUILT_IN_SCOPES;
 use crate::oidc::store::{self, CodeUse, Family, RefreshUse};
@@ -123,6 +123,7 @@ impl IntoResponse for OAuthError {
         if let Some(challenge) = self.challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
             headers.insert(WWW_AUTHENTICATE, challenge);
         }
+        response.extensions_mut().insert(crate::http::middleware::OAuthShaped);
         response
     }
 }
@@ -152,7 +153,8 @@ pub async fn tenant_db(app: &App, slug: &TenantSlug) -> Result<TenantDb, Error> 
 
 // ---- CORS ----
 
-/// `Access-Control-Allow-Origin` for an origin one of the tenant's clients allows.
+/// `Access-Control-Allow-Origin` for an origin one of the tenant's clients allows: for the public documents
+/// (discovery, JWKS) and preflights, which name no client.
 async fn cors(app: &App, slug: &TenantSlug, headers: &HeaderMap, mut response: Response) -> Response {
     let Some(origin) = headers.get(ORIGIN).and_then(|o| o.to_str().ok()) else { return response };
     let allowed = app.oidc.origins(app, slug).await.map(|set| set.contains(origin)).unwrap_or(false);
@@ -164,13 +166,30 @@ async fn cors(app: &App, slug: &TenantSlug, headers: &HeaderMap, mut response: R
     response
 }
 
-/// The answer of an OAuth endpoint (its result or its OAuth error) with CORS for the tenant's client origins.
-async fn with_cors(app: &App, slug: &str, headers: &HeaderMap, result: OAuthResult) -> Response {
-    let response = result.unwrap_or_else(IntoResponse::into_response);
-    match TenantSlug::parse(slug) {
-        Ok(slug) => cors(app, &slug, headers, response).await,
-        Err(_) => response,
+/// The answer of an OAuth endpoint (its result or its OAuth error) with CORS for the origins of the one client
+/// the request was about (`client_id`, once known): another client's allowed origin cannot read the answer.
+async fn with_cors(
+    app: &App,
+    slug: &str,
+    headers: &HeaderMap,
+    client_id: Option<String>,
+    result: OAuthResult,
+) -> Response {
+    let mut response = result.unwrap_or_else(IntoResponse::into_response);
+    let Some(origin) = headers.get(ORIGIN).and_then(|o| o.to_str().ok()) else { return response };
+    response.headers_mut().append(VARY, HeaderValue::from_static("Origin"));
+    let (Ok(slug), Some(client_id)) = (TenantSlug::parse(slug), client_id) else { return response };
+    let allowed = app
+        .oidc
+        .client(app, &slug, &client_id)
+        .await
+        .ok()
+        .flatten()
+        .is_some_and(|c| c.allowed_cors_origins.iter().any(|o| o == origin));
+    if allowed && let Ok(value) = HeaderValue::from_str(origin) {
+        response.headers_mut().insert(ACCESS_CONTROL_ALLOW_ORIGIN, value);
     }
+    response
 }
 
 async fn preflight(
@@ -268,7 +287,11 @@ impl Params {
 }
 
 /// The client credentials of a request: HTTP Basic (RFC 6749 §2.3.1, values form-encoded) or body parameters.
-fn presented_credentials(headers: &HeaderMap, params: &Params) -> Result<(Option<String>, Option<String>), OAuthError> {
+/// The third value says whether they came as HTTP Basic.
+fn presented_credentials(
+    headers: &HeaderMap,
+    params: &Params,
+) -> Result<(Option<String>, Option<String>, bool), OAuthError> {
     let basic = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| {
         let (scheme, rest) = v.split_once(' ')?;
         scheme.eq_ignore_ascii_case("basic").then(|| rest.trim().to_owned())
@@ -292,9 +315,9 @@ fn presented_credentials(headers: &HeaderMap, params: &Params) -> Result<(Option
         {
             return Err(OAuthError::invalid_request("client_id does not match the Basic credentials"));
         }
-        return Ok((Some(id), Some(secret)));
+        return Ok((Some(id), Some(secret), true));
     }
-    Ok((params.get("client_id").map(str::to_owned), params.get("client_secret").map(str::to_owned)))
+    Ok((params.get("client_id").map(str::to_owned), params.get("client_secret").map(str::to_owned), false))
 }
 
 /// Authenticates the client of a token/revocation/introspection request. Public clients identify themselves with
@@ -306,12 +329,19 @@ async fn authenticate(
     params: &Params,
 ) -> Result<Arc<Client>, OAuthError> {
     let issuer = crate::oidc::state::issuer(app, tenant.slug.as_str());
-    let (id, secret) = presented_credentials(headers, params)?;
+    let (id, secret, basic) = presented_credentials(headers, params)?;
     let Some(id) = id else { return Err(OAuthError::invalid_client(&issuer)) };
     let client = app.oidc.client(app, &tenant.slug, &id).await?.ok_or_else(|| OAuthError::invalid_client(&issuer))?;
-    let ok = match client.client_type {
-        ClientType::Confidential => secret.as_deref().is_some_and(|s| client.secret_matches(s)),
-        ClientType::Public => secret.is_none(),
+    // The registered method is the only one accepted (RFC 7591 §2): a secret sent the other way is refused.
+    let ok = match (client.client_type, client.token_endpoint_auth_method) {
+        (ClientType::Confidential, AuthMethod::ClientSecretBasic) => {
+            basic && secret.as_deref().is_some_and(|s| client.secret_matches(s))
+        }
+        (ClientType::Confidential, AuthMethod::ClientSecretPost) => {
+            !basic && secret.as_deref().is_some_and(|s| client.secret_matches(s))
+        }
+        (ClientType::Confidential, AuthMethod::None) => false,
+        (ClientType::Public, _) => secret.is_none() && !basic,
     };
     if ok { Ok(client) } else { Err(OAuthError::invalid_client(&issuer)) }
 }
@@ -346,15 +376,24 @@ async fn token(
     RequestOrigin(origin): RequestOrigin,
     body: Bytes,
 ) -> Response {
-    let result = token_inner(&app, &slug, &headers, origin, &body).await;
-    with_cors(&app, &slug, &headers, result).await
+    let mut client_id = None;
+    let result = token_inner(&app, &slug, &headers, origin, &body, &mut client_id).await;
+    with_cors(&app, &slug, &headers, client_id, result).await
 }
 
-async fn token_inner(app: &AppState, slug: &str, headers: &HeaderMap, origin: Origin, body: &[u8]) -> OAuthResult {
+async fn token_inner(
+    app: &AppState,
+    slug: &str,
+    headers: &HeaderMap,
+    origin: Origin,
+    body: &[u8],
+    client_id: &mut Option<String>,
+) -> OAuthResult {
     let tenant = &tenant_of(app, slug).await?;
     let params = Params::parse(headers, body)?;
     let grant_type = params.require("grant_type")?.to_owned();
     let client = authenticate(app, tenant, headers, &params).await?;
+    *client_id = Some(client.client_id.clone());
     if !crate::oidc::clients::GRANT_TYPES.contains(&grant_type.as_str()) {
         return Err(OAuthError::new(
             StatusCode::BAD_REQUEST,
@@ -495,6 +534,10 @@ async fn authorization_code(
             }
             if let Err(e) = pkce_ok(grant.code_challenge.as_deref(), verifier.as_deref()) {
                 return Ok(Err(e));
+            }
+            // Signing out (or a password reset) between the redirect and the exchange ends the grant too.
+            if !store::session_live(tx, &grant.session_id, now)? {
+                return Ok(Err(OAuthError::invalid_grant("the sign-in this code came from has ended")));
             }
             let scope = split_scope(&grant.scope);
             let Some((user, roles, permissions)) = tokens::load_user(tx, &t, &grant.user_id, &scope)? else {
@@ -687,11 +730,19 @@ async fn userinfo(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let result = userinfo_inner(&app, &slug, &method, &headers, &body).await;
-    with_cors(&app, &slug, &headers, result).await
+    let mut client_id = None;
+    let result = userinfo_inner(&app, &slug, &method, &headers, &body, &mut client_id).await;
+    with_cors(&app, &slug, &headers, client_id, result).await
 }
 
-async fn userinfo_inner(app: &AppState, slug: &str, method: &Method, headers: &HeaderMap, body: &[u8]) -> OAuthResult {
+async fn userinfo_inner(
+    app: &AppState,
+    slug: &str,
+    method: &Method,
+    headers: &HeaderMap,
+    body: &[u8],
+    client_id: &mut Option<String>,
+) -> OAuthResult {
     let tenant = &tenant_of(app, slug).await?;
     let in_body = if *method == Method::POST {
         Params::parse(headers, body)?.get("access_token").map(str::to_owned)
@@ -715,6 +766,7 @@ async fn userinfo_inner(app: &AppState, slug: &str, method: &Method, headers: &H
     let Some(access) = tokens::check_access(&app.oidc.verified, &ring, &db, &token).await? else {
         return Err(OAuthError::invalid_token("the access token is invalid, expired or revoked"));
     };
+    *client_id = Some(access.client_id().to_owned());
     let scope = access.scopes();
     if !access.is_user() || !scope.iter().any(|s| s == "openid") {
         return Err(OAuthError {
@@ -757,7 +809,9 @@ async fn introspect_inner(app: &AppState, slug: &str, headers: &HeaderMap, body:
     let db = tenant_db(app, &tenant.slug).await?;
     if token.matches('.').count() == 2 {
         let ring = app.oidc.keyring(app, tenant).await?;
-        if let Some(access) = tokens::check_access(&app.oidc.verified, &ring, &db, &token).await? {
+        if let Some(access) = tokens::check_access(&app.oidc.verified, &ring, &db, &token).await?
+            && may_see(&client, access.client_id())
+        {
             let c = &access.claims;
             let mut body = json!({
                 "active": true,
@@ -783,7 +837,9 @@ async fn introspect_inner(app: &AppState, slug: &str, headers: &HeaderMap, body:
     let hash = crypto::hash_token(&token);
     let now = crate::now_unix();
     let found = crate::db::point_read(&db.pool, move |conn| store::refresh_family(conn, &hash, now)).await?;
-    if let Some((family, scope, exp, true)) = found {
+    if let Some((family, scope, exp, true)) = found
+        && may_see(&client, &family.client_id)
+    {
         let issuer = crate::oidc::state::issuer(app, tenant.slug.as_str());
         return Ok(no_store(json!({
             "active": true,
@@ -798,15 +854,29 @@ async fn introspect_inner(app: &AppState, slug: &str, headers: &HeaderMap, body:
     Ok(no_store(json!({ "active": false })))
 }
 
-async fn revoke(State(app): State<AppState>, Path(slug): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
-    let result = revoke_inner(&app, &slug, &headers, &body).await;
-    with_cors(&app, &slug, &headers, result).await
+/// RFC 7662 §4: a client learns only about its own tokens, unless it is a resource server that accepts the
+/// tokens of the tenant's other clients.
+fn may_see(caller: &Client, token_client: &str) -> bool {
+    caller.resource_server || caller.client_id == token_client
 }
 
-async fn revoke_inner(app: &AppState, slug: &str, headers: &HeaderMap, body: &[u8]) -> OAuthResult {
+async fn revoke(State(app): State<AppState>, Path(slug): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+    let mut client_id = None;
+    let result = revoke_inner(&app, &slug, &headers, &body, &mut client_id).await;
+    with_cors(&app, &slug, &headers, client_id, result).await
+}
+
+async fn revoke_inner(
+    app: &AppState,
+    slug: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    client_id: &mut Option<String>,
+) -> OAuthResult {
     let tenant = &tenant_of(app, slug).await?;
     let params = Params::parse(headers, body)?;
     let client = authenticate(app, tenant, headers, &params).await?;
+    *client_id = Some(client.client_id.clone());
     let token = params.require("token")?.to_owned();
     let db = tenant_db(app, &tenant.slug).await?;
     let now = crate::now_unix();

@@ -6,8 +6,80 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::oidc::keys::SigningAlg;
 
+/// Bearer access to the signed-in user's own account API (`/t/{slug}/api/v1/me…`): reads.
+pub const ACCOUNT_READ: &str = "account:read";
+/// Bearer access to the signed-in user's own account API: changes (profile, password, sessions, sign-out).
+pub const ACCOUNT_WRITE: &str = "account:write";
+/// Scopes only first-party clients may hold: a token with one acts as the user on the account API.
+pub const FIRST_PARTY_SCOPES: &[&str] = &[ACCOUNT_READ, ACCOUNT_WRITE];
+
 /// Scopes every tenant has.
-pub const BUILT_IN_SCOPES: &[&str] = &["openid", "profile", "email", "offline_access"];
+pub const BUILT_IN_SCOPES: &[&str] = &["openid", "profile", "email", "offline_access", ACCOUNT_READ, ACCOUNT_WRITE];
+
+/// Claim names nothing but the server sets: registered JWT claims (RFC 7519 §4.1), OIDC Core's standard and ID
+/// token claims, RFC 9068's and ours. Custom scopes cannot release a user field under one of these names
+/// (refused when the settings are saved), plugin claims with these names are dropped, and no released claim ever
+/// replaces one the server set.
+pub const PROTECTED_CLAIMS: &[&str] = &[
+    // RFC 7519 registered claims
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "nbf",
+    "iat",
+    "jti",
+    // OIDC Core ID token and protocol claims
+    "auth_time",
+    "nonce",
+    "acr",
+    "amr",
+    "azp",
+    "at_hash",
+    "c_hash",
+    "s_hash",
+    "sid",
+    "sub_jwk",
+    "cnf",
+    // OIDC Core standard claims (§5.1)
+    "name",
+    "given_name",
+    "family_name",
+    "middle_name",
+    "nickname",
+    "preferred_username",
+    "profile",
+    "picture",
+    "website",
+    "email",
+    "email_verified",
+    "gender",
+    "birthdate",
+    "zoneinfo",
+    "locale",
+    "phone_number",
+    "phone_number_verified",
+    "address",
+    "updated_at",
+    // RFC 9068 / RFC 8693 and this server's own
+    "scope",
+    "client_id",
+    "typ",
+    "roles",
+    "permissions",
+    "groups",
+    "entitlements",
+    "act",
+    "may_act",
+    "tenant",
+    "events",
+    "token_type",
+];
+
+/// Whether `name` is a claim only the server may set (see `PROTECTED_CLAIMS`).
+pub fn is_protected_claim(name: &str) -> bool {
+    PROTECTED_CLAIMS.contains(&name)
+}
 /// Claims the built-in scopes release.
 pub const BUILT_IN_CLAIMS: &[&str] = &[
     "sub",
@@ -107,9 +179,9 @@ impl OidcSettings {
                 return Err(Error::validation("settings.oidc.custom_scopes: description is at most 200 characters"));
             }
             for claim in &scope.claims {
-                if BUILT_IN_CLAIMS.contains(&claim.as_str()) || claim.is_empty() || claim.len() > 64 {
+                if is_protected_claim(claim) || claim.is_empty() || claim.len() > 64 {
                     return Err(Error::validation(format!(
-                        "settings.oidc.custom_scopes: {claim:?} cannot be a custom claim"
+                        "settings.oidc.custom_scopes: {claim:?} cannot be a custom claim (a name the server sets, or not 1-64 characters)"
                     )));
                 }
             }

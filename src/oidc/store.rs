@@ -311,6 +311,35 @@ pub fn revoke_access(conn: &Connection, jti: &str, client_id: &str, expires_at: 
     Ok(())
 }
 
+/// Whether the user `id` exists and is active.
+pub fn user_active(conn: &Connection, id: &str) -> Result<bool> {
+    Ok(conn
+        .prepare_cached("SELECT EXISTS(SELECT 1 FROM users WHERE id = ?1 AND status = 'active')")?
+        .query_row([id], |r| r.get(0))?)
+}
+
+/// Revokes every live token family of a user (and so their refresh and access tokens), except those tied to
+/// the session `keep`. Returns how many were revoked.
+pub fn revoke_user_families(
+    conn: &Connection,
+    user_id: &str,
+    keep: Option<&str>,
+    reason: &str,
+    now: i64,
+) -> Result<usize> {
+    let families: Vec<String> = {
+        let mut stmt = conn.prepare(
+            "SELECT id FROM oauth_families WHERE user_id = ?1 AND revoked_at IS NULL
+               AND (?2 IS NULL OR session_id IS NULL OR session_id != ?2)",
+        )?;
+        stmt.query_map(params![user_id, keep], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?
+    };
+    for family in &families {
+        revoke_family(conn, family, reason, now)?;
+    }
+    Ok(families.len())
+}
+
 /// Whether the session `id` is live and fully signed in.
 pub fn session_live(conn: &Connection, id: &str, now: i64) -> Result<bool> {
     Ok(conn

@@ -1,6 +1,7 @@
 //! Minting and checking tokens: ID tokens, RFC 9068 access tokens, opaque refresh tokens.
 //!
-//! Claims added by plugins arrive as `extra` maps: they never override a registered claim.
+//! Claims added by plugins arrive as `extra` maps. Invariant: nothing overrides a claim the server set; plugin
+//! claims and custom-scope claims named in `PROTECTED_CLAIMS` are dropped (and logged).
 
 use std::sync::Arc;
 
@@ -13,30 +14,8 @@ use crate::error::{Error, Result};
 use crate::identity::users::User;
 use crate::oidc::clients::Client;
 use crate::oidc::keys::{KeyRing, Rejected, SigningKey, Typ, VerifiedTokens};
+use crate::oidc::settings::is_protected_claim;
 use crate::oidc::store;
-
-/// Claims a plugin may not set.
-const RESERVED: &[&str] = &[
-    "iss",
-    "sub",
-    "aud",
-    "exp",
-    "iat",
-    "nbf",
-    "jti",
-    "auth_time",
-    "nonce",
-    "at_hash",
-    "c_hash",
-    "sid",
-    "azp",
-    "client_id",
-    "scope",
-    "amr",
-    "acr",
-    "typ",
-    "cnf",
-];
 
 /// Who a user token is for and what it may carry.
 pub struct UserGrant {
@@ -51,7 +30,7 @@ pub struct UserGrant {
     pub auth_time: i64,
     pub amr: String,
     pub nonce: Option<String>,
-    /// Claims from plugins (post-login hook): added to both tokens unless reserved.
+    /// Claims from plugins (post-login hook): added to both tokens unless protected or already set.
     pub extra: Map<String, Value>,
 }
 
@@ -107,12 +86,24 @@ pub async fn sign_all(key: &Arc<SigningKey>, jobs: Vec<(Typ, Value)>) -> Result<
     }
 }
 
+/// Adds plugin claims to `target`: a protected name or a claim already set is dropped and logged.
 fn merge_extra(target: &mut Value, extra: &Map<String, Value>) {
     if let Value::Object(map) = target {
         for (k, v) in extra {
-            if !RESERVED.contains(&k.as_str()) && !map.contains_key(k) {
-                map.insert(k.clone(), v.clone());
+            if is_protected_claim(k) || map.contains_key(k) {
+                tracing::warn!(claim = %k, "a plugin claim was dropped: the server sets this claim");
+                continue;
             }
+            map.insert(k.clone(), v.clone());
+        }
+    }
+}
+
+/// Adds released user claims to `target` without replacing any claim already there.
+fn add_absent(target: &mut Value, claims: Map<String, Value>) {
+    if let Value::Object(map) = target {
+        for (k, v) in claims {
+            map.entry(k).or_insert(v);
         }
     }
 }
@@ -170,9 +161,7 @@ pub fn id_claims(
     if with_nonce && let Some(nonce) = &g.nonce {
         claims["nonce"] = json!(nonce);
     }
-    for (k, v) in user_claims(tenant, &g.user, &g.scope, &g.roles) {
-        claims[k] = v;
-    }
+    add_absent(&mut claims, user_claims(tenant, &g.user, &g.scope, &g.roles));
     merge_extra(&mut claims, &g.extra);
     claims
 }
@@ -192,7 +181,8 @@ pub fn user_claims(tenant: &Tenant, user: &User, scope: &[String], roles: &[Stri
     }
     for custom in &tenant.settings.oidc.custom_scopes {
         if has(&custom.name) {
-            for claim in &custom.claims {
+            // Settings refuse protected names; the check here covers settings saved before that rule.
+            for claim in custom.claims.iter().filter(|c| !is_protected_claim(c)) {
                 if let Some(v) = user.fields.get(claim) {
                     out.insert(claim.clone(), v.clone());
                 }
@@ -243,14 +233,19 @@ impl AccessToken {
             .collect()
     }
 
+    /// Whether the token's `scope` claim names `scope`.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.claims["scope"].as_str().unwrap_or_default().split(' ').any(|s| s == scope)
+    }
+
     /// Whether it was issued to a user (not a client_credentials token).
     pub fn is_user(&self) -> bool {
         self.sub() != self.client_id() || self.claims.get("auth_time").is_some()
     }
 }
 
-/// Checks an access token of this tenant: signature, type, issuer, expiry, then that it was not revoked and that
-/// the session it is tied to (`sid`) is still live.
+/// Checks an access token of this tenant: signature, type, issuer, expiry, then that it was not revoked, that its
+/// user (for a user's token) is still active and that the session it is tied to (`sid`) is still live.
 pub async fn check_access(
     verified: &VerifiedTokens,
     ring: &KeyRing,
@@ -264,11 +259,19 @@ pub async fn check_access(
             return Ok(None);
         }
     };
-    let jti = claims["jti"].as_str().unwrap_or_default().to_owned();
-    let sid = claims.get("sid").and_then(Value::as_str).map(str::to_owned);
+    let token = AccessToken { claims };
+    let jti = token.claims["jti"].as_str().unwrap_or_default().to_owned();
+    let sid = token.claims.get("sid").and_then(Value::as_str).map(str::to_owned);
+    let user = token.is_user().then(|| token.sub().to_owned());
     let now = crate::now_unix();
     let live = db::point_read(&db.pool, move |conn| {
         if store::access_revoked(conn, &jti)? {
+            return Ok(false);
+        }
+        // A disabled or deleted user's tokens stop working at once, whatever their expiry.
+        if let Some(user) = user
+            && !store::user_active(conn, &user)?
+        {
             return Ok(false);
         }
         match sid {
@@ -277,7 +280,7 @@ pub async fn check_access(
         }
     })
     .await?;
-    Ok(live.then_some(AccessToken { claims }))
+    Ok(live.then_some(token))
 }
 
 fn log_rejected(err: &Rejected) {

@@ -164,7 +164,7 @@ pub async fn upload_version(app: &App, slug: &TenantSlug, name: &str, bytes: Vec
         return Err(Error::PayloadTooLarge(app.plugins.max_bytes));
     }
     let bytes = Arc::new(bytes);
-    let sha256 = app.plugins.validate(plugin.settings.world, bytes.clone()).await?;
+    let sha256 = app.plugins.validate(slug, plugin.settings.world, bytes.clone()).await?;
     let (s, n) = (slug.clone(), name.to_owned());
     let version = app.control.read(move |conn| records::next_version(conn, &s, &n)).await?;
     let component = Arc::try_unwrap(bytes).unwrap_or_else(|b| (*b).clone());

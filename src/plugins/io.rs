@@ -131,7 +131,13 @@ pub fn apply_decision(
         }
         Decision::Modify(changes) => {
             for f in &changes.claims {
-                effects.claims.insert(f.key.clone(), json_value(&f.key, &f.value, "claim")?);
+                let value = json_value(&f.key, &f.value, "claim")?;
+                // Never stored, so no token can carry it whatever minting does later.
+                if crate::oidc::settings::is_protected_claim(&f.key) {
+                    tracing::warn!(claim = %f.key, ?function, "a plugin claim was dropped: the server sets this claim");
+                    continue;
+                }
+                effects.claims.insert(f.key.clone(), value);
             }
             if function == Function::PreRegistration {
                 for f in &changes.fields {

@@ -10,15 +10,18 @@
 //!
 //! Data flow of a hook: the flow (e.g. `identity::flows::login`) → `Plugins::login_hook` → the tenant's active
 //! plugins of the world, in priority order (cached, invalidated by control-plane mutations) → for each: the
-//! loaded component (moka, by content hash; else the disk artifact; else compile) → a slot of the bounded call
-//! pool → `Runtime::call` on the blocking pool → outcome → stats, metrics, log lines, audit on failure → the
-//! failure policy decides what a failure means.
+//! loaded component (moka, by content hash; else the disk artifact; else compile) → a permit of the tenant's
+//! share, then a slot of the bounded call pool → `Runtime::call` on the blocking pool → outcome → stats, metrics,
+//! log lines, audit on failure → the failure policy decides what a failure means.
 //!
 //! Invariants:
 //! - A tenant's plugins are looked up by the tenant's slug only: another tenant's plugin cannot run for it, and
 //!   every admin route checks the actor's access to the tenant in the path.
 //! - Compilation never happens on a call's request path unless the artifact is missing from disk; uploads compile
 //!   one at a time.
+//! - Fairness between tenants: a tenant holds at most `tenant_share(slots)` call slots (half, at least one) and
+//!   compiles one component at a time, waiting for its own turn before it queues for the global compile lock. So a
+//!   busy tenant leaves slots to the others, and a compile waits for at most one compile of each other tenant.
 //! - The engine is created on first use: a server with no plugins pays nothing.
 
 pub mod api;
@@ -35,6 +38,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
 
 use crate::app::App;
 use crate::control::Mutation;
@@ -97,6 +101,9 @@ pub const MAX_TIMEOUT_MS: u32 = 1000;
 pub const DEFAULT_MEMORY_MB: u32 = 32;
 /// Failures kept per plugin for the API and UI.
 const RECENT_FAILURES: usize = 20;
+/// How long an unused tenant's gates are kept. Far longer than any call or compile holds them: a gate replaced
+/// while still held would let its tenant briefly run past its share.
+const GATES_IDLE: Duration = Duration::from_secs(600);
 
 /// One failed call, as the plugin page lists it.
 #[derive(Debug, Clone, Serialize)]
@@ -125,8 +132,10 @@ pub struct Stats {
 struct Engine {
     runtime: Runtime,
     artifacts: Artifacts,
-    /// Uploads and missing artifacts compile one at a time (a JS component takes seconds and ~350 MB).
-    compile: Mutex<()>,
+    /// Uploads and missing artifacts compile one at a time (a JS component takes seconds and ~350 MB); each
+    /// tenant first waits for its own turn (`Gates::compile`). A tokio mutex because it is FIFO (a std one lets a
+    /// tenant barge ahead again and again); taken with `blocking_lock` on the blocking pool.
+    compile: tokio::sync::Mutex<()>,
     loaded: moka::sync::Cache<(String, World), Arc<Loaded>>,
 }
 
@@ -139,6 +148,24 @@ pub struct Plugins {
     engine: OnceLock<std::result::Result<Arc<Engine>, String>>,
     active: moka::sync::Cache<TenantSlug, Arc<Vec<Active>>>,
     stats: Mutex<HashMap<(TenantSlug, String), Stats>>,
+    /// Per tenant; idle ones expire, so there are only as many as recently active tenants.
+    gates: moka::sync::Cache<TenantSlug, Gates>,
+}
+
+/// One tenant's gates, taken before the shared ones so no tenant can hold all of those.
+#[derive(Clone)]
+struct Gates {
+    /// `tenant_share(slots)` permits, acquired before a slot of `Runtime::slots` and held for the call.
+    calls: Arc<Semaphore>,
+    /// The tenant's compile turn, taken before `Engine::compile`: a tenant spamming uploads queues behind itself.
+    /// A tokio mutex (a semaphore of one) because uploads wait for it in async code and artifact loads on the
+    /// blocking pool (`blocking_lock`).
+    compile: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// The call slots one tenant may hold at once: half of them (rounded down), at least one.
+fn tenant_share(slots: u32) -> u32 {
+    (slots / 2).max(1)
 }
 
 /// What the login-family hooks decided, when nobody said no.
@@ -168,7 +195,16 @@ impl Plugins {
             engine: OnceLock::new(),
             active: moka::sync::Cache::builder().max_capacity(10_000).build(),
             stats: Mutex::new(HashMap::new()),
+            // No size bound: evicting gates in use would hand their tenant a second share.
+            gates: moka::sync::Cache::builder().time_to_idle(GATES_IDLE).build(),
         }
+    }
+
+    fn gates(&self, slug: &TenantSlug) -> Gates {
+        self.gates.get_with(slug.clone(), || Gates {
+            calls: Arc::new(Semaphore::new(tenant_share(self.slots) as usize)),
+            compile: Arc::new(tokio::sync::Mutex::new(())),
+        })
     }
 
     fn engine(&self) -> Result<Arc<Engine>> {
@@ -181,7 +217,7 @@ impl Plugins {
                 Ok(Arc::new(Engine {
                     runtime,
                     artifacts,
-                    compile: Mutex::new(()),
+                    compile: tokio::sync::Mutex::new(()),
                     loaded: moka::sync::Cache::builder().max_capacity(64).build(),
                 }))
             })
@@ -226,15 +262,18 @@ impl Plugins {
 
     // ---- upload ----
 
-    /// Validates and compiles an uploaded component for `world`; answers its SHA-256. The artifact is on disk and
-    /// the loaded component cached when this returns.
-    pub async fn validate(&self, world: World, bytes: Arc<Vec<u8>>) -> Result<String> {
+    /// Validates and compiles a component `slug` uploaded for `world`; answers its SHA-256. The artifact is on
+    /// disk and the loaded component cached when this returns.
+    pub async fn validate(&self, slug: &TenantSlug, world: World, bytes: Arc<Vec<u8>>) -> Result<String> {
         check_header(&bytes)?;
         let sha256 = artifacts::hex(&Sha256::digest(&*bytes));
         let engine = self.engine()?;
         let sha = sha256.clone();
+        // Waited for here rather than on the blocking pool, so queued uploads do not each park a thread.
+        let own_turn = self.gates(slug).compile.lock_owned().await;
         tokio::task::spawn_blocking(move || -> Result<()> {
-            let _turn = engine.compile.lock().unwrap_or_else(|e| e.into_inner());
+            let _own_turn = own_turn;
+            let _turn = engine.compile.blocking_lock();
             let component = engine
                 .artifacts
                 .compile(engine.runtime.engine(), &sha, &bytes)
@@ -273,6 +312,7 @@ impl Plugins {
             return Ok(loaded);
         }
         let control = app.control.clone();
+        let own_compile = self.gates(slug).compile;
         let (slug2, name2, sha) = (slug.clone(), name.to_owned(), sha256.to_owned());
         let (loaded, source) = tokio::task::spawn_blocking(move || -> Result<(Arc<Loaded>, Source)> {
             let mut source = Source::Cache;
@@ -284,7 +324,9 @@ impl Plugins {
                         let bytes = control
                             .read_blocking(|conn| records::component(conn, &slug2, &name2, version))?
                             .ok_or(Error::NotFound("plugin version"))?;
-                        let _turn = engine.compile.lock().unwrap_or_else(|e| e.into_inner());
+                        // Taken only here, so a disk or memory load never waits for the tenant's uploads.
+                        let _own_turn = own_compile.blocking_lock();
+                        let _turn = engine.compile.blocking_lock();
                         engine.artifacts.compile(engine.runtime.engine(), &sha, &bytes).map_err(|e| {
                             Error::Internal(format!("compiling plugin {name2} v{version}: {}", short(&e)))
                         })?
@@ -323,8 +365,8 @@ impl Plugins {
         report
     }
 
-    /// Runs one call of a version on a pool slot (a dry-run records nothing). Never fails: a problem is the
-    /// report's outcome.
+    /// Runs one call of a version on a pool slot, within the tenant's share (a dry-run records nothing). Never
+    /// fails: a problem is the report's outcome.
     pub async fn call_unobserved(
         &self,
         app: &App,
@@ -350,13 +392,18 @@ impl Plugins {
             Ok(engine) => engine,
             Err(err) => return failed(err.to_string()),
         };
+        // The tenant's permit first: a tenant past its share waits without holding a slot others could use.
+        let share = match self.gates(slug).calls.acquire_owned().await {
+            Ok(permit) => permit,
+            Err(_) => return failed("the plugin pool is closed".into()),
+        };
         let permit = match engine.runtime.slots.clone().acquire_owned().await {
             Ok(permit) => permit,
             Err(_) => return failed("the plugin pool is closed".into()),
         };
         let limits = Limits { timeout_ms: settings.timeout_ms, memory_mb: settings.memory_mb };
         tokio::task::spawn_blocking(move || {
-            let _slot = permit;
+            let _slot = (share, permit);
             engine.runtime.call(&loaded, input, limits)
         })
         .await
@@ -627,6 +674,15 @@ mod tests {
         );
         assert!(matches!(check_header(b"\0asm\x01\0\0\0"), Err(Error::PluginInvalid(m)) if m.contains("core")));
         assert!(check_header(b"\0asm\x0d\0\x01\0").is_ok());
+    }
+
+    #[test]
+    fn a_tenant_gets_half_the_call_slots_and_at_least_one() {
+        assert_eq!(tenant_share(1), 1);
+        assert_eq!(tenant_share(2), 1);
+        assert_eq!(tenant_share(3), 1);
+        assert_eq!(tenant_share(4), 2);
+        assert_eq!(tenant_share(8), 4);
     }
 
     #[test]

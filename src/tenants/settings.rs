@@ -112,7 +112,7 @@ impl TenantSettings {
             return Err(Error::validation("settings must be a JSON object"));
         }
         let mut current = serde_json::to_value(self).map_err(Error::internal)?;
-        merge(&mut current, patch);
+        merge(&mut current, patch, "")?;
         let settings: TenantSettings =
             serde_json::from_value(current).map_err(|e| Error::validation(format!("settings: {e}")))?;
         settings.validate()?;
@@ -128,18 +128,27 @@ impl TenantSettings {
     }
 }
 
-fn merge(target: &mut Value, patch: &Value) {
+/// Merges `patch` into `target` key by key. An object may only be replaced by an object (or removed with
+/// `null`): serde would read an array as the object's fields in order, so `{"oidc": []}` would silently reset
+/// every field, security ones included.
+fn merge(target: &mut Value, patch: &Value, path: &str) -> Result<()> {
     match (target, patch) {
         (Value::Object(target), Value::Object(patch)) => {
             for (key, value) in patch {
                 if value.is_null() {
                     target.remove(key);
                 } else {
-                    merge(target.entry(key.clone()).or_insert(Value::Null), value);
+                    let path = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+                    merge(target.entry(key.clone()).or_insert(Value::Null), value, &path)?;
                 }
             }
+            Ok(())
         }
-        (target, patch) => *target = patch.clone(),
+        (Value::Object(_), _) => Err(Error::validation(format!("settings.{path} must be a JSON object"))),
+        (target, patch) => {
+            *target = patch.clone();
+            Ok(())
+        }
     }
 }
 
@@ -178,6 +187,11 @@ mod tests {
         assert!(base.merged(&json!({"colour": "#000000"})).is_err());
         assert!(base.merged(&json!({"locale": "../../etc"})).is_err());
         assert!(base.merged(&json!([1])).is_err());
+        // An array where an object belongs is refused, not read as the object's fields in order.
+        for patch in [json!({"oidc": []}), json!({"lockout": []}), json!({"branding": [1, 2]}), json!({"oidc": "x"})] {
+            let err = base.merged(&patch).unwrap_err().to_string();
+            assert!(err.contains("must be a JSON object"), "{patch}: {err}");
+        }
         assert!(base.merged(&json!({"password_min_length": 4})).is_err());
         assert!(base.merged(&json!({"mfa": "sometimes"})).is_err());
         assert!(base.merged(&json!({"lockout": {"max_failures": 0}})).is_err());

@@ -168,13 +168,13 @@ async fn smtp_save(
                 from_email: form.from_email.clone(),
                 from_name: Some(form.from_name.clone()),
             };
-            email_api::save_smtp(&app, &tenant.slug, input).await.map(|_| ())
+            email_api::save_smtp(&app, &session.actor, &tenant.slug, input).await.map(|_| ())
         }
         Err(err) => Err(err),
     };
     match result {
         Ok(()) => Ok(Redirect::to(&format!("/admin/tenants/{slug}/email?done=saved")).into_response()),
-        Err(err @ Error::Validation(_)) => {
+        Err(err @ (Error::Validation(_) | Error::PasswordRequired(_))) => {
             let mut chrome = session.chrome("tenants");
             chrome.error = Some(err.to_string());
             let form = SmtpForm { password: String::new(), ..form };

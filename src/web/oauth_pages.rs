@@ -57,6 +57,7 @@ struct ClientForm {
     scopes: String,
     origins: String,
     first_party: bool,
+    resource_server: bool,
 }
 
 impl ClientForm {
@@ -84,6 +85,7 @@ impl ClientForm {
             scopes: c.scopes.join(" "),
             origins: c.allowed_cors_origins.join(" "),
             first_party: c.first_party,
+            resource_server: c.resource_server,
         }
     }
 
@@ -105,6 +107,7 @@ impl ClientForm {
                 "scopes" => f.scopes = v,
                 "allowed_cors_origins" => f.origins = v,
                 "first_party" => f.first_party = true,
+                "resource_server" => f.resource_server = true,
                 _ => {}
             }
         }
@@ -133,6 +136,7 @@ impl ClientForm {
             "scopes": list(&self.scopes),
             "allowed_cors_origins": list(&self.origins),
             "first_party": self.first_party,
+            "resource_server": self.resource_server,
         });
         if self.creating {
             body["type"] = json!(self.kind);

@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use super::{Chrome, PageError, PageResult, UiForm, UiSession, render};
 use crate::admin::accounts;
+use crate::admin::lockout::AccountLockout;
 use crate::admin::tokens::{self, NewToken};
 use crate::admin::{SESSION_COOKIE, Scope};
 use crate::app::{App, AppState};
@@ -107,13 +108,34 @@ async fn login(
         return Err(PageError(Error::RateLimited { retry_after_secs: wait.as_secs().max(1) }));
     }
     let password = Secret::new(form.password);
-    match accounts::verify_login(&app, &form.email, &password).await? {
+    let lock_key = AccountLockout::key(&form.email);
+    let locked = lock_key.as_deref().is_some_and(|key| app.admin_lockout.check(key, crate::now_unix()).is_err());
+    // A locked email gets the wrong-password answer without its password being checked: a guess made during the
+    // lock learns nothing, even when it is right.
+    let operator = if locked { None } else { accounts::verify_login(&app, &form.email, &password).await? };
+    match operator {
         Some(operator) => {
+            if let Some(key) = &lock_key {
+                app.admin_lockout.clear(key);
+            }
             tracing::info!(operator = %operator.email, "admin signed in");
             signed_in(&app, &operator.id).await
         }
         None => {
-            tracing::info!(email = %form.email.trim(), "admin sign-in failed");
+            if locked {
+                tracing::info!(email = %form.email.trim(), "admin sign-in refused: the email is locked");
+            } else {
+                tracing::info!(email = %form.email.trim(), "admin sign-in failed");
+                if let Some(key) = &lock_key
+                    && let Some(until) = app.admin_lockout.record_failure(key, crate::now_unix())
+                {
+                    tracing::warn!(
+                        email = %key,
+                        until = %crate::format_time(until),
+                        "admin sign-in locked for this email after repeated wrong passwords"
+                    );
+                }
+            }
             let page = LoginPage {
                 csrf_token: form.csrf_token,
                 email: form.email,

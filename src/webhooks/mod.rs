@@ -8,7 +8,9 @@
 //! SSRF guard: unless `GATEHOUSE_WEBHOOK_ALLOW_PRIVATE=true`, URLs whose host is, or resolves to, a loopback,
 //! private, link-local (cloud metadata), CGNAT, multicast or unspecified address are refused when the webhook is
 //! saved, and again at delivery time by the HTTP client's resolver (so DNS that changes later does not get
-//! through). Redirects are not followed and proxies are not used.
+//! through). Redirects are not followed and proxies are not used. IPv6 forms that carry an IPv4 address
+//! (mapped, IPv4-compatible, NAT64, 6to4) are judged by that address; Teredo, site-local and documentation
+//! addresses are refused outright. `check_host_allowed` applies the same guard to a bare host (the SMTP host).
 
 pub mod api;
 pub mod events;
@@ -75,21 +77,34 @@ pub fn parse_url(raw: &str, allow_private: bool) -> Result<reqwest::Url> {
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
         return Err(Error::validation("url must be an absolute http(s) URL"));
     }
-    if !allow_private {
-        let refused = match url.host() {
-            Some(url::Host::Ipv4(ip)) => is_forbidden(IpAddr::V4(ip)),
-            Some(url::Host::Ipv6(ip)) => is_forbidden(IpAddr::V6(ip)),
-            Some(url::Host::Domain(name)) => {
-                let name = name.trim_end_matches('.').to_ascii_lowercase();
-                name == "localhost" || name.ends_with(".localhost") || name.ends_with(".internal")
-            }
-            None => true,
-        };
-        if refused {
-            return Err(private_refused());
-        }
+    if !allow_private && url.host().is_none_or(|host| host_refused(&host)) {
+        return Err(private_refused());
     }
     Ok(url)
+}
+
+/// Whether a host is internal on its face: a forbidden IP literal, or a name that is local by definition.
+fn host_refused<S: AsRef<str>>(host: &url::Host<S>) -> bool {
+    match host {
+        url::Host::Ipv4(ip) => is_forbidden(IpAddr::V4(*ip)),
+        url::Host::Ipv6(ip) => is_forbidden(IpAddr::V6(*ip)),
+        url::Host::Domain(name) => {
+            let name = name.as_ref().trim_end_matches('.').to_ascii_lowercase();
+            name == "localhost" || name.ends_with(".localhost") || name.ends_with(".internal")
+        }
+    }
+}
+
+/// Whether `name` resolves, and only to forbidden addresses. A name that does not resolve passes; guarding what
+/// it resolves to later is up to the caller.
+async fn resolves_only_to_forbidden(name: &str, port: u16) -> bool {
+    match tokio::net::lookup_host((name, port)).await {
+        Ok(addrs) => {
+            let addrs: Vec<SocketAddr> = addrs.collect();
+            !addrs.is_empty() && addrs.iter().all(|a| is_forbidden(a.ip()))
+        }
+        Err(_) => false,
+    }
 }
 
 fn private_refused() -> Error {
@@ -99,20 +114,40 @@ fn private_refused() -> Error {
     )
 }
 
-/// Resolves the URL's host name and refuses it when every address it has is forbidden.
+/// Resolves the URL's host name and refuses it when every address it has is forbidden. A name that does not
+/// resolve today may tomorrow; delivery-time checks still apply.
 pub async fn check_resolves(url: &reqwest::Url, allow_private: bool) -> Result<()> {
     let Some(url::Host::Domain(host)) = url.host() else { return Ok(()) };
     if allow_private {
         return Ok(());
     }
     let port = url.port_or_known_default().unwrap_or(443);
-    let addrs: Vec<SocketAddr> = match tokio::net::lookup_host((host, port)).await {
-        Ok(addrs) => addrs.collect(),
-        // A name that does not resolve today may tomorrow; delivery-time checks still apply.
-        Err(_) => return Ok(()),
-    };
-    if !addrs.is_empty() && addrs.iter().all(|a| is_forbidden(a.ip())) {
+    if resolves_only_to_forbidden(host, port).await {
         return Err(private_refused());
+    }
+    Ok(())
+}
+
+/// The guard of `parse_url` and `check_resolves` for a bare host name or IP literal (an IPv6 one bracketed or
+/// not), such as a tenant's SMTP host. Callers skip it when the operator allows internal hosts. A name that does
+/// not resolve yet passes, and nothing here checks what it resolves to when it is used.
+pub async fn check_host_allowed(host: &str, port: u16) -> Result<()> {
+    let host = host.trim();
+    // `Host::parse` wants IPv6 in brackets, as in a URL; it also reads numeric forms such as `127.1` as IPv4.
+    let parsed = match host.parse::<Ipv6Addr>() {
+        Ok(v6) => url::Host::Ipv6(v6),
+        Err(_) => url::Host::parse(host).map_err(|_| Error::validation("host must be a host name or an IP address"))?,
+    };
+    let refused = host_refused(&parsed)
+        || match &parsed {
+            url::Host::Domain(name) => resolves_only_to_forbidden(name, port).await,
+            _ => false,
+        };
+    if refused {
+        return Err(Error::validation(
+            "host points to a loopback, private, link-local or metadata address; only an operator may use internal \
+             hosts",
+        ));
     }
     Ok(())
 }
@@ -121,24 +156,35 @@ pub async fn check_resolves(url: &reqwest::Url, allow_private: bool) -> Result<(
 pub fn is_forbidden(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => forbidden_v4(v4),
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return forbidden_v4(v4);
-            }
-            let seg = v6.segments();
-            // NAT64 (64:ff9b::/96) carries an IPv4 address in its last 32 bits.
-            if seg[0] == 0x64 && seg[1] == 0xff9b && seg[2..6] == [0, 0, 0, 0] {
-                let o = v6.octets();
-                return forbidden_v4(Ipv4Addr::new(o[12], o[13], o[14], o[15]));
-            }
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (seg[0] & 0xfe00) == 0xfc00 // unique local, includes fd00:ec2::254 (EC2 metadata)
-                || (seg[0] & 0xffc0) == 0xfe80 // link-local
-                || v6 == Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0, 1)
-        }
+        IpAddr::V6(v6) => forbidden_v6(v6),
     }
+}
+
+fn forbidden_v6(v6: Ipv6Addr) -> bool {
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        return forbidden_v4(v4);
+    }
+    let seg = v6.segments();
+    let o = v6.octets();
+    // IPv4-compatible (::/96, deprecated): judged by its IPv4 address, which a stack may still reach. This also
+    // covers :: and ::1, whose embedded 0.0.0.0 and 0.0.0.1 are forbidden.
+    if seg[..6] == [0, 0, 0, 0, 0, 0] {
+        return forbidden_v4(Ipv4Addr::new(o[12], o[13], o[14], o[15]));
+    }
+    // NAT64 (64:ff9b::/96) carries an IPv4 address in its last 32 bits.
+    if seg[0] == 0x64 && seg[1] == 0xff9b && seg[2..6] == [0, 0, 0, 0] {
+        return forbidden_v4(Ipv4Addr::new(o[12], o[13], o[14], o[15]));
+    }
+    // 6to4 (2002::/16) carries one in bits 16-47; a relay would forward to it.
+    if seg[0] == 0x2002 {
+        return forbidden_v4(Ipv4Addr::new(o[2], o[3], o[4], o[5]));
+    }
+    v6.is_multicast()
+        || (seg[0] & 0xfe00) == 0xfc00 // unique local, includes fd00:ec2::254 (EC2 metadata)
+        || (seg[0] & 0xffc0) == 0xfe80 // link-local
+        || (seg[0] & 0xffc0) == 0xfec0 // site-local (deprecated, still routed inside some networks)
+        || (seg[0] == 0x2001 && seg[1] == 0) // Teredo: its IPv4 address is obfuscated, so it cannot be judged
+        || (seg[0] == 0x2001 && seg[1] == 0x0db8) // documentation
 }
 
 fn forbidden_v4(ip: Ipv4Addr) -> bool {
@@ -382,12 +428,61 @@ mod tests {
             "fd00:ec2::254",
             "::ffff:127.0.0.1",
             "64:ff9b::a9fe:a9fe",
+            "::",
+            "::127.0.0.1",
+            "::10.0.0.1",
+            "::169.254.169.254",
+            "fec0::1",
+            "2002:7f00:1::",
+            "2002:a9fe:a9fe::1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "2001:db8::1",
         ] {
             assert!(is_forbidden(ip.parse().unwrap()), "{ip}");
         }
-        for ip in ["93.184.216.34", "1.1.1.1", "2606:4700::1111"] {
+        for ip in ["93.184.216.34", "1.1.1.1", "2606:4700::1111", "2002:5db8:d822::1", "2001:4860::8888"] {
             assert!(!is_forbidden(ip.parse().unwrap()), "{ip}");
         }
+    }
+
+    #[test]
+    fn ipv6_forms_of_internal_addresses_are_refused_in_urls() {
+        for host in [
+            "[::127.0.0.1]",
+            "[::ffff:127.0.0.1]",
+            "[fec0::1]",
+            "[2002:7f00:1::]",
+            "[::1]",
+            "[fe80::1]",
+            "[fd00:ec2::254]",
+        ] {
+            assert!(parse_url(&format!("http://{host}/hook"), false).is_err(), "{host}");
+            assert!(parse_url(&format!("http://{host}/hook"), true).is_ok(), "{host}");
+        }
+        assert!(parse_url("http://[2606:4700::1111]/hook", false).is_ok());
+        assert!(parse_url("http://93.184.216.34/hook", false).is_ok());
+    }
+
+    #[tokio::test]
+    async fn bare_hosts_get_the_same_guard() {
+        for host in [
+            "127.0.0.1",
+            "127.1",
+            "10.0.0.1",
+            "169.254.169.254",
+            "[::1]",
+            "::1",
+            "[::127.0.0.1]",
+            "localhost",
+            "mail.internal",
+        ] {
+            let err = check_host_allowed(host, 587).await.unwrap_err();
+            assert!(err.to_string().contains("only an operator"), "{host}: {err}");
+        }
+        for host in ["93.184.216.34", "[2606:4700::1111]", "2606:4700::1111"] {
+            assert!(check_host_allowed(host, 587).await.is_ok(), "{host}");
+        }
+        assert!(check_host_allowed("", 587).await.is_err());
     }
 
     #[test]

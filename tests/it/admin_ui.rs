@@ -198,6 +198,48 @@ async fn sign_in_over_http_with_csrf_and_rate_limit() {
     app.stop().await;
 }
 
+/// Five wrong passwords in a row lock that email: the right password is then refused with the wrong-password page
+/// (whatever the case of the email), while another account still signs in from the same client.
+#[tokio::test]
+async fn repeated_wrong_passwords_lock_the_email() {
+    const OTHER: &str = "second@example.com";
+    let app = app_with_operator().await;
+    app.create_tenant("lockco").await;
+    let r = app
+        .admin(Method::POST, "/admin/api/v1/tenants/lockco/admins")
+        .json(&json!({ "email": OTHER, "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let ui = reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let form = ui.get(app.url("/admin/login")).send().await.unwrap().text().await.unwrap();
+    let csrf = form.split("name=\"csrf_token\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let login = |email: &str, password: &str| {
+        ui.post(app.url("/admin/login"))
+            .form(&[("csrf_token", csrf.as_str()), ("email", email), ("password", password)])
+            .send()
+    };
+
+    for attempt in 1..=5 {
+        let r = login(EMAIL, "wrong password!").await.unwrap();
+        assert_eq!(r.status(), 401, "wrong password {attempt}");
+    }
+    for email in [EMAIL, " OPS@Example.com "] {
+        let r = login(email, PASSWORD).await.unwrap();
+        assert_eq!(r.status(), 401, "{email:?} is locked");
+        assert!(!r.headers().contains_key("set-cookie"), "no session while locked");
+        let body = r.text().await.unwrap();
+        assert!(body.contains("Wrong email or password"), "the same answer as a wrong password: {body}");
+    }
+
+    let r = login(OTHER, PASSWORD).await.unwrap();
+    assert_eq!(r.status(), 303, "another account is not locked");
+    let set = r.headers()["set-cookie"].to_str().unwrap();
+    assert!(set.starts_with("gh_admin="), "{set}");
+    app.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_guessed_setup_token_is_refused() {
     // The real link (from the log) is exercised end to end in binary.rs.

@@ -204,3 +204,29 @@ async fn metrics_use_route_templates() {
     assert!(!text.contains("route=\"/t/metered"), "raw paths never become labels");
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_token_guards_metrics_when_set() {
+    const METRICS_TOKEN: &str = "metrics-token-0123456789abcdefghij";
+    let app =
+        spawn_with(|c| c.metrics_token = Some(gatehouse::config::Secret::new(METRICS_TOKEN)), Router::new()).await;
+    let url = app.url("/metrics");
+    let r = app.client.get(&url).send().await.unwrap();
+    assert_eq!(r.headers()["www-authenticate"], "Bearer");
+    assert_eq!(error_code(r).await, (401, "unauthorized".into()));
+    let wrong = app.client.get(&url).bearer_auth("metrics-token-0123456789abcdefghiX").send().await.unwrap();
+    assert_eq!(error_code(wrong).await, (401, "unauthorized".into()));
+    let admin_token = app.client.get(&url).bearer_auth(crate::support::TOKEN).send().await.unwrap();
+    assert_eq!(admin_token.status(), 401, "an operator API token is not the metrics token");
+    let right = app.client.get(&url).bearer_auth(METRICS_TOKEN).send().await.unwrap();
+    assert_eq!(right.status(), 200);
+    assert!(right.text().await.unwrap().contains("gatehouse_build_info"));
+    app.stop().await;
+
+    // Without the setting, /metrics stays open.
+    let app = spawn_app().await;
+    let open = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(open.status(), 200);
+    assert!(open.text().await.unwrap().contains("gatehouse_build_info"));
+    app.stop().await;
+}

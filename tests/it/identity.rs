@@ -19,18 +19,18 @@ fn jar() -> Client {
 }
 
 /// The value of the first `name="csrf_token"` hidden input of a page.
-fn csrf_of(html: &str) -> String {
+pub(crate) fn csrf_of(html: &str) -> String {
     let start = html.find("name=\"csrf_token\" value=\"").expect("page has a csrf_token") + 25;
     html[start..start + html[start..].find('"').unwrap()].to_owned()
 }
 
-async fn get_page(client: &Client, app: &TestApp, path: &str) -> (StatusCode, String) {
+pub(crate) async fn get_page(client: &Client, app: &TestApp, path: &str) -> (StatusCode, String) {
     let r = client.get(app.url(path)).send().await.unwrap();
     (r.status(), r.text().await.unwrap())
 }
 
 /// Fetches `form_path`, then posts `fields` plus its CSRF token to `action`.
-async fn submit(
+pub(crate) async fn submit(
     client: &Client,
     app: &TestApp,
     form_path: &str,
@@ -50,7 +50,7 @@ fn location(r: &reqwest::Response) -> String {
 }
 
 /// The newest dev-mailbox message of `slug` to `to` made from `template`.
-async fn mail(app: &TestApp, slug: &str, to: &str, template: &str) -> Value {
+pub(crate) async fn mail(app: &TestApp, slug: &str, to: &str, template: &str) -> Value {
     eventually(Duration::from_secs(10), &format!("{template} mail to {to}"), || async {
         let body: Value = app
             .admin(Method::GET, &format!("/admin/api/v1/tenants/{slug}/mailbox"))
@@ -78,7 +78,7 @@ async fn mails(app: &TestApp, slug: &str, to: &str, template: &str) -> usize {
 }
 
 /// The path and query of the first link with `token=` in a mail's text part.
-fn token_link(mail: &Value, base: &str) -> String {
+pub(crate) fn token_link(mail: &Value, base: &str) -> String {
     let text = mail["text"].as_str().unwrap();
     let start = text.find(base).expect("mail has a link to the server");
     let url = text[start..].split_whitespace().next().unwrap();
@@ -86,7 +86,7 @@ fn token_link(mail: &Value, base: &str) -> String {
     url[base.len()..].to_owned()
 }
 
-fn token_of(path: &str) -> String {
+pub(crate) fn token_of(path: &str) -> String {
     path.split("token=").nth(1).unwrap().to_owned()
 }
 
@@ -575,12 +575,12 @@ async fn tenants_are_isolated() {
     app.stop().await;
 }
 
-fn code_at(secret_base32: &str, unix: u64) -> String {
+pub(crate) fn code_at(secret_base32: &str, unix: u64) -> String {
     let secret = totp_rs::Secret::Encoded(secret_base32.to_owned()).to_bytes().unwrap();
     totp_rs::TOTP::new_unchecked(totp_rs::Algorithm::SHA1, 6, 1, 30, secret, None, String::new()).generate(unix)
 }
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
 }
 

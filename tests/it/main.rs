@@ -8,6 +8,7 @@ mod http_stack;
 mod identity;
 mod oidc;
 mod plugins;
+mod security;
 mod support;
 mod tenants;
 mod users;

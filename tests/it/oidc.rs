@@ -259,8 +259,8 @@ async fn bad_requests_are_refused_per_the_rfcs() {
     let web = create_client(
         &app,
         "acme",
-        json!({"name": "Web", "type": "confidential", "first_party": true, "redirect_uris": [REDIRECT],
-               "grant_types": ["authorization_code", "refresh_token", "client_credentials"]}),
+        json!({"name": "Web", "type": "confidential", "first_party": true, "resource_server": true,
+               "redirect_uris": [REDIRECT], "grant_types": ["authorization_code", "refresh_token", "client_credentials"]}),
     )
     .await;
     let spa = create_client(
@@ -411,10 +411,10 @@ async fn bad_requests_are_refused_per_the_rfcs() {
     let info = app.client.get(app.url("/t/acme/oauth2/userinfo")).bearer_auth(&user_token).send().await.unwrap();
     assert_eq!(info.status(), 200);
     assert_eq!(info.json::<Value>().await.unwrap()["email"], "ada@example.com");
-    // The end-user API takes the access token as well as the session cookie.
+    // The end-user API needs an account scope (tests/it/security.rs covers tokens that have one).
     let me = app.client.get(app.url("/t/acme/api/v1/me")).bearer_auth(&user_token).send().await.unwrap();
-    assert_eq!(me.status(), 200);
-    assert_eq!(me.json::<Value>().await.unwrap()["email"], "ada@example.com");
+    assert_eq!(me.status(), 403);
+    assert_eq!(me.json::<Value>().await.unwrap()["error"]["code"], "insufficient_scope");
     let m2m = token(&app, "acme", &[("grant_type", "client_credentials")], Some((web_id, web_secret))).await.1;
     let r = app
         .client
@@ -625,11 +625,12 @@ async fn clients_admin_api_validates_and_rotates_secrets() {
         app.admin(Method::POST, &format!("{base}/{id}/secret")).send().await.unwrap().json().await.unwrap();
     let new = rotated["client_secret"].as_str().unwrap();
     assert_eq!(token(&app, "acme", &[("grant_type", "client_credentials")], Some((id, old))).await.0, 401);
-    // client_secret_post works as well as Basic.
+    // Only the registered method (client_secret_basic) is accepted.
     let (status, _, _) =
         token(&app, "acme", &[("grant_type", "client_credentials"), ("client_id", id), ("client_secret", new)], None)
             .await;
-    assert_eq!(status, 200);
+    assert_eq!(status, 401);
+    assert_eq!(token(&app, "acme", &[("grant_type", "client_credentials")], Some((id, new))).await.0, 200);
     assert_eq!(app.admin(Method::DELETE, &format!("{base}/{id}")).send().await.unwrap().status(), 204);
     assert_eq!(token(&app, "acme", &[("grant_type", "client_credentials")], Some((id, new))).await.0, 401);
     // A tenant-scoped token sees only its tenant's clients.

@@ -100,7 +100,8 @@ info = client.get(meta["userinfo_endpoint"], timeout=10).json()
 assert info["sub"] == claims["sub"], info
 ok("userinfo")
 
-cc = OAuth2Session(CLIENT_ID, SECRET, scope=os.environ["CC_SCOPE"])
+# The client is registered with client_secret_post, the only method the server accepts for it.
+cc = OAuth2Session(CLIENT_ID, SECRET, scope=os.environ["CC_SCOPE"], token_endpoint_auth_method="client_secret_post")
 cc_token = cc.fetch_token(meta["token_endpoint"], grant_type="client_credentials")
 assert cc_token["token_type"].lower() == "bearer"
 assert cc_token["scope"] == os.environ["CC_SCOPE"], cc_token
