@@ -75,6 +75,34 @@ pub enum Error {
     Internal(String),
 }
 
+/// Every `code` an API error body can carry: the values `status_and_code` answers (a test keeps the two in step)
+/// and the codes the middleware gives rejections it rewrites. The OpenAPI document publishes it as an enum.
+pub const CODES: &[&str] = &[
+    "bad_request",
+    "validation_failed",
+    "unauthorized",
+    "forbidden",
+    "insufficient_scope",
+    "not_found",
+    "tenant_not_found",
+    "tenant_suspended",
+    "conflict",
+    "password_required",
+    "invalid_credentials",
+    "invalid_token",
+    "email_not_verified",
+    "payload_too_large",
+    "method_not_allowed",
+    "rate_limited",
+    "timeout",
+    "not_ready",
+    "plugin_invalid",
+    "plugin_wrong_world",
+    "plugin_forbidden_import",
+    "denied_by_plugin",
+    "internal",
+];
+
 impl Error {
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         Self::Internal(cause.to_string())
@@ -167,6 +195,39 @@ impl IntoResponse for Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_code_is_in_the_published_table() {
+        let samples = [
+            Error::BadRequest(String::new()),
+            Error::Validation(String::new()),
+            Error::Unauthorized,
+            Error::Forbidden(""),
+            Error::InsufficientScope(""),
+            Error::NotFound(""),
+            Error::TenantNotFound,
+            Error::TenantSuspended,
+            Error::Conflict(String::new()),
+            Error::PasswordRequired(""),
+            Error::InvalidCredentials,
+            Error::InvalidToken,
+            Error::EmailNotVerified,
+            Error::PayloadTooLarge(0),
+            Error::MethodNotAllowed,
+            Error::RateLimited { retry_after_secs: 1 },
+            Error::Timeout,
+            Error::NotReady(String::new()),
+            Error::SchemaTooNew { what: String::new(), found: 0, known: 0 },
+            Error::PluginInvalid(String::new()),
+            Error::PluginWrongWorld(String::new()),
+            Error::PluginForbiddenImport(String::new()),
+            Error::PluginDenied(String::new()),
+            Error::Internal(String::new()),
+        ];
+        let codes: std::collections::BTreeSet<&str> = samples.iter().map(|e| e.status_and_code().1).collect();
+        let table: std::collections::BTreeSet<&str> = CODES.iter().copied().collect();
+        assert_eq!(codes, table, "CODES must list exactly the codes errors answer");
+    }
 
     #[test]
     fn server_errors_hide_their_cause() {

@@ -3,12 +3,15 @@
 //! Request flow: `middleware::stack` (request id, metrics, declared body limit, timeout, panic recovery, security
 //! headers, access log) → `DefaultBodyLimit` → the feature handler, which
 //! authenticates with an extractor (`admin::Actor`, `extract::TenantCtx`), runs SQL on the blocking pool and
-//! answers, or returns an `Error` that `error.rs` turns into the JSON error body.
+//! answers, or returns an `Error` that `error.rs` turns into the JSON error body. Browser pages answer with a
+//! `page::PageError` instead, rendered as a readable HTML page.
 
 pub mod cookies;
 pub mod extract;
 pub mod middleware;
+pub mod openapi;
 pub mod ops;
+pub mod page;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -50,7 +53,7 @@ pub fn router(state: AppState, extra: Router<AppState>) -> Router {
 
 /// API paths answer 404 in JSON; everything else gets the HTML not-found page.
 async fn not_found(uri: Uri) -> Response {
-    if is_api_path(uri.path()) { Error::NotFound("route").into_response() } else { crate::web::not_found_page() }
+    if is_api_path(uri.path()) { Error::NotFound("route").into_response() } else { page::not_found_page() }
 }
 
 async fn method_not_allowed() -> Response {

@@ -1,8 +1,8 @@
 //! Identity per tenant: users (`users`), the password policy (`password`), identity settings (`settings`),
 //! sessions (`sessions`), single-use mailed tokens (`tokens`), roles (`roles`), TOTP and recovery codes (`mfa`),
 //! the append-only audit log (`audit`), the account flows that tie them together (`flows`), the per-IP rate
-//! limit (`limits`), the end-user JSON API (`api`), the hosted pages (`pages`) and the admin API (`admin_api` for users and the audit log, `admin_roles` for
-//! roles and tenant admins).
+//! limit (`limits`), the end-user JSON API (`api`), the hosted pages (`pages`, one file per flow) and the admin
+//! API (`admin_api` for users and the audit log, `admin_roles` for roles and tenant admins).
 
 pub mod admin_api;
 pub mod admin_roles;

@@ -22,6 +22,7 @@ use crate::app::{App, AppState};
 use crate::crypto;
 use crate::db;
 use crate::http::extract::{RequestOrigin, TenantCtx};
+use crate::http::page::{PageError, PageResult};
 use crate::identity::audit;
 use crate::identity::pages::{Frame, Visit, see_other};
 use crate::identity::{flows, users};
@@ -29,7 +30,6 @@ use crate::oidc::clients::{Client, ClientType};
 use crate::oidc::endpoints::Params;
 use crate::oidc::keys::Typ;
 use crate::oidc::store::{self, AuthRequest, CodeGrant};
-use crate::web::{PageError, PageResult};
 
 pub fn router() -> Router<AppState> {
     Router::new()

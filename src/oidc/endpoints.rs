@@ -1,6 +1,7 @@
-//! The machine-facing endpoints of a tenant's provider: discovery, JWKS, token (authorization_code,
-//! refresh_token, client_credentials), userinfo, revocation (RFC 7009) and introspection (RFC 7662), with CORS
-//! for the origins the tenant's clients allow.
+//! The machine-facing endpoints of a tenant's provider other than the token endpoint (`token.rs`): discovery,
+//! JWKS, userinfo, revocation (RFC 7009) and introspection (RFC 7662), with CORS for the origins the tenant's
+//! clients allow; and what the token endpoint shares with them: the OAuth error type, form parsing, client
+//! authentication, `no_store` and the router of all of them.
 //!
 //! Errors here take the OAuth shape (`{"error","error_description"}`, RFC 6749 §5.2), not the API one, because
 //! that is what client libraries parse. Token responses carry `Cache-Control: no-store`.
@@ -20,28 +21,25 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use base64::Engine;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 use crate::app::{App, AppState};
 use crate::control::Tenant;
 use crate::crypto;
-use crate::db::registry::TenantDb;
 use crate::error::Error;
-use crate::http::extract::RequestOrigin;
-use crate::identity::audit::{self, Origin};
 use crate::oidc::clients::{AuthMethod, Client, ClientType};
-use crate::oidc::keys::{KeyRing, Typ};
-use crate::oidc::settings::BUILT_IN_SCOPES;
-use crate::oidc::store::{self, CodeUse, Family, RefreshUse};
-use crate::oidc::tokens::{self, Minted, UserGrant};
-use crate::tenants::{TenantSlug, TenantStatus};
+use crate::oidc::keys::Typ;
+use crate::oidc::state::{tenant_db, tenant_of};
+use crate::oidc::store;
+use crate::oidc::token;
+use crate::oidc::tokens;
+use crate::tenants::TenantSlug;
 
 pub fn router() -> Router<AppState> {
     let t = "/t/{slug}";
     Router::new()
         .route(&format!("{t}/.well-known/openid-configuration"), get(discovery).options(preflight))
         .route(&format!("{t}/.well-known/jwks.json"), get(jwks).options(preflight))
-        .route(&format!("{t}/oauth2/token"), axum::routing::post(token).options(preflight))
+        .route(&format!("{t}/oauth2/token"), axum::routing::post(token::token).options(preflight))
         .route(&format!("{t}/oauth2/userinfo"), get(userinfo).post(userinfo).options(preflight))
         .route(&format!("{t}/oauth2/revoke"), axum::routing::post(revoke).options(preflight))
         .route(&format!("{t}/oauth2/introspect"), axum::routing::post(introspect).options(preflight))
@@ -76,7 +74,7 @@ impl OAuthError {
         Self::new(StatusCode::BAD_REQUEST, "invalid_grant", description)
     }
 
-    fn invalid_scope(description: impl Into<String>) -> Self {
+    pub(super) fn invalid_scope(description: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_scope", description)
     }
 
@@ -128,28 +126,7 @@ impl IntoResponse for OAuthError {
     }
 }
 
-type OAuthResult = Result<Response, OAuthError>;
-
-// ---- shared lookups ----
-
-/// The active tenant in the path, from the cache (no database file opened).
-pub async fn tenant_of(app: &App, slug: &str) -> Result<Arc<Tenant>, Error> {
-    let slug = TenantSlug::parse(slug).map_err(|_| Error::TenantNotFound)?;
-    let tenant = app.control.tenant(&slug).await?.ok_or(Error::TenantNotFound)?;
-    if tenant.status == TenantStatus::Suspended {
-        return Err(Error::TenantSuspended);
-    }
-    Ok(tenant)
-}
-
-/// The tenant's open database (the blocking pool only when the pool must be opened).
-pub async fn tenant_db(app: &App, slug: &TenantSlug) -> Result<TenantDb, Error> {
-    if let Some(db) = app.tenants.cached(slug) {
-        return Ok(db);
-    }
-    let (registry, slug) = (app.tenants.clone(), slug.clone());
-    tokio::task::spawn_blocking(move || registry.get(&slug)).await?
-}
+pub(super) type OAuthResult = Result<Response, OAuthError>;
 
 // ---- CORS ----
 
@@ -168,7 +145,7 @@ async fn cors(app: &App, slug: &TenantSlug, headers: &HeaderMap, mut response: R
 
 /// The answer of an OAuth endpoint (its result or its OAuth error) with CORS for the origins of the one client
 /// the request was about (`client_id`, once known): another client's allowed origin cannot read the answer.
-async fn with_cors(
+pub(super) async fn with_cors(
     app: &App,
     slug: &str,
     headers: &HeaderMap,
@@ -281,7 +258,7 @@ impl Params {
         self.0.get(key).map(String::as_str)
     }
 
-    fn require(&self, key: &str) -> Result<&str, OAuthError> {
+    pub(super) fn require(&self, key: &str) -> Result<&str, OAuthError> {
         self.get(key).ok_or_else(|| OAuthError::invalid_request(format!("missing parameter {key}")))
     }
 }
@@ -322,7 +299,7 @@ fn presented_credentials(
 
 /// Authenticates the client of a token/revocation/introspection request. Public clients identify themselves with
 /// `client_id` only; confidential ones must present their secret.
-async fn authenticate(
+pub(super) async fn authenticate(
     app: &App,
     tenant: &Tenant,
     headers: &HeaderMap,
@@ -346,373 +323,11 @@ async fn authenticate(
     if ok { Ok(client) } else { Err(OAuthError::invalid_client(&issuer)) }
 }
 
-fn no_store(body: Value) -> Response {
+pub(super) fn no_store(body: Value) -> Response {
     let mut response = axum::Json(body).into_response();
     response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response.headers_mut().insert(PRAGMA, HeaderValue::from_static("no-cache"));
     response
-}
-
-fn count_issued(app: &App, grant: &'static str) {
-    app.metrics.record(|| metrics::counter!("gatehouse_tokens_issued_total", "grant" => grant).increment(1));
-}
-
-fn split_scope(raw: &str) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for s in raw.split(' ').filter(|s| !s.is_empty()) {
-        if !out.iter().any(|x| x == s) {
-            out.push(s.to_owned());
-        }
-    }
-    out
-}
-
-// ---- token endpoint ----
-
-async fn token(
-    State(app): State<AppState>,
-    Path(slug): Path<String>,
-    headers: HeaderMap,
-    RequestOrigin(origin): RequestOrigin,
-    body: Bytes,
-) -> Response {
-    let mut client_id = None;
-    let result = token_inner(&app, &slug, &headers, origin, &body, &mut client_id).await;
-    with_cors(&app, &slug, &headers, client_id, result).await
-}
-
-async fn token_inner(
-    app: &AppState,
-    slug: &str,
-    headers: &HeaderMap,
-    origin: Origin,
-    body: &[u8],
-    client_id: &mut Option<String>,
-) -> OAuthResult {
-    let tenant = &tenant_of(app, slug).await?;
-    let params = Params::parse(headers, body)?;
-    let grant_type = params.require("grant_type")?.to_owned();
-    let client = authenticate(app, tenant, headers, &params).await?;
-    *client_id = Some(client.client_id.clone());
-    if !crate::oidc::clients::GRANT_TYPES.contains(&grant_type.as_str()) {
-        return Err(OAuthError::new(
-            StatusCode::BAD_REQUEST,
-            "unsupported_grant_type",
-            format!("grant_type {grant_type} is not supported"),
-        ));
-    }
-    if !client.allows_grant(&grant_type) {
-        return Err(OAuthError::new(
-            StatusCode::BAD_REQUEST,
-            "unauthorized_client",
-            format!("this client may not use {grant_type}"),
-        ));
-    }
-    let minted = match grant_type.as_str() {
-        "client_credentials" => client_credentials(app, tenant, &client, &params).await?,
-        "authorization_code" => authorization_code(app, tenant, &client, &params, origin).await?,
-        _ => refresh_token(app, tenant, &client, &params, origin).await?,
-    };
-    Ok(no_store(minted.to_json()))
-}
-
-async fn client_credentials(
-    app: &AppState,
-    tenant: &Arc<Tenant>,
-    client: &Client,
-    params: &Params,
-) -> Result<Minted, OAuthError> {
-    let scope = match params.get("scope") {
-        Some(raw) => {
-            let requested = split_scope(raw);
-            for s in &requested {
-                if BUILT_IN_SCOPES.contains(&s.as_str()) || !client.scopes.contains(s) {
-                    return Err(OAuthError::invalid_scope(format!(
-                        "scope {s} is not available to this client's own tokens"
-                    )));
-                }
-            }
-            requested
-        }
-        None => client.scopes.iter().filter(|s| !BUILT_IN_SCOPES.contains(&s.as_str())).cloned().collect(),
-    };
-    let ring = app.oidc.keyring(app, tenant).await?;
-    let now = crate::now_unix();
-    let ttl = client.access_ttl(&tenant.settings.oidc);
-    let claims = json!({
-        "iss": ring.issuer,
-        "sub": client.client_id,
-        "aud": ring.issuer,
-        "client_id": client.client_id,
-        "iat": now,
-        "exp": now + ttl,
-        "jti": tokens::new_jti(),
-        "scope": scope.join(" "),
-    });
-    let access_token = tokens::sign(&ring.active, Typ::AccessToken, claims).await?;
-    count_issued(app, "client_credentials");
-    Ok(Minted { access_token, expires_in: ttl, scope: scope.join(" "), id_token: None, refresh_token: None })
-}
-
-/// PKCE S256 (RFC 7636 §4.6).
-fn pkce_ok(challenge: Option<&str>, verifier: Option<&str>) -> Result<(), OAuthError> {
-    match (challenge, verifier) {
-        (None, None) => Ok(()),
-        (None, Some(_)) => {
-            Err(OAuthError::invalid_grant("code_verifier given but the authorization request had no code_challenge"))
-        }
-        (Some(_), None) => Err(OAuthError::invalid_grant("code_verifier is required")),
-        (Some(challenge), Some(verifier)) => {
-            let well_formed = (43..=128).contains(&verifier.len())
-                && verifier.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
-            let computed = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
-            if well_formed && crypto::constant_time_eq(&computed, challenge) {
-                Ok(())
-            } else {
-                Err(OAuthError::invalid_grant("code_verifier does not match the code_challenge"))
-            }
-        }
-    }
-}
-
-/// What a grant produced, ready to sign.
-struct Prepared {
-    grant: UserGrant,
-    access_jti: String,
-    refresh_token: Option<String>,
-    with_nonce: bool,
-}
-
-/// Whether a grant gets a refresh token: the client must be allowed the grant, and a public client must have
-/// been granted `offline_access`.
-fn gets_refresh(client: &Client, scope: &[String]) -> bool {
-    client.allows_grant("refresh_token")
-        && (client.client_type == ClientType::Confidential || scope.iter().any(|s| s == "offline_access"))
-}
-
-async fn authorization_code(
-    app: &AppState,
-    tenant: &Arc<Tenant>,
-    client: &Arc<Client>,
-    params: &Params,
-    origin: Origin,
-) -> Result<Minted, OAuthError> {
-    let code_hash = crypto::hash_token(params.require("code")?);
-    let redirect_uri = params.get("redirect_uri").map(str::to_owned);
-    let verifier = params.get("code_verifier").map(str::to_owned);
-    let db = tenant_db(app, &tenant.slug).await?;
-    let now = crate::now_unix();
-    let (t, c) = (tenant.clone(), client.clone());
-    let ttl_refresh = client.refresh_ttl(&tenant.settings.oidc);
-    let access_exp = now + client.access_ttl(&tenant.settings.oidc);
-    let outcome = db
-        .write(move |tx| -> crate::error::Result<Result<Prepared, OAuthError>> {
-            let grant = match store::take_code(tx, &code_hash, now)? {
-                CodeUse::Fresh(grant) => grant,
-                CodeUse::Replayed { client_id, user_id, revoked } => {
-                    let mut origin = origin;
-                    origin.actor = format!("client:{client_id}");
-                    audit::record(
-                        tx,
-                        "token_reuse",
-                        Some(&user_id),
-                        &origin,
-                        json!({"token": "authorization_code", "client_id": client_id, "families_revoked": revoked}),
-                    )?;
-                    return Ok(Err(OAuthError::invalid_grant(
-                        "the code was already used; the tokens issued for it were revoked",
-                    )));
-                }
-                CodeUse::Expired => return Ok(Err(OAuthError::invalid_grant("the code has expired"))),
-                CodeUse::Unknown => return Ok(Err(OAuthError::invalid_grant("unknown code"))),
-            };
-            if grant.client_id != c.client_id {
-                return Ok(Err(OAuthError::invalid_grant("the code was issued to another client")));
-            }
-            if redirect_uri.as_deref() != Some(grant.redirect_uri.as_str()) {
-                return Ok(Err(OAuthError::invalid_grant("redirect_uri does not match the authorization request")));
-            }
-            if let Err(e) = pkce_ok(grant.code_challenge.as_deref(), verifier.as_deref()) {
-                return Ok(Err(e));
-            }
-            // Signing out (or a password reset) between the redirect and the exchange ends the grant too.
-            if !store::session_live(tx, &grant.session_id, now)? {
-                return Ok(Err(OAuthError::invalid_grant("the sign-in this code came from has ended")));
-            }
-            let scope = split_scope(&grant.scope);
-            let Some((user, roles, permissions)) = tokens::load_user(tx, &t, &grant.user_id, &scope)? else {
-                return Ok(Err(OAuthError::invalid_grant("the account is no longer active")));
-            };
-            let offline = scope.iter().any(|s| s == "offline_access");
-            let family = Family {
-                id: tokens::new_jti(),
-                client_id: c.client_id.clone(),
-                user_id: user.id.clone(),
-                session_id: (!offline).then(|| grant.session_id.clone()),
-                scope: grant.scope.clone(),
-                auth_time: grant.auth_time,
-                amr: grant.amr.clone(),
-                revoked: false,
-            };
-            store::create_family(tx, &family, Some(&code_hash), now)?;
-            // Claims a post-login plugin added at sign-in travel with the family, so refreshed tokens keep them.
-            let extra = crate::identity::sessions::claims(tx, &grant.session_id)?;
-            if !extra.is_empty() {
-                store::set_family_claims(tx, &family.id, &extra)?;
-            }
-            let refresh_token = if gets_refresh(&c, &scope) {
-                let token = crypto::random_token("ghr_");
-                store::insert_refresh(tx, &crypto::hash_token(&token), &family.id, &grant.scope, now, ttl_refresh)?;
-                Some(token)
-            } else {
-                None
-            };
-            let access_jti = tokens::new_jti();
-            store::insert_access(tx, &access_jti, Some(&family.id), &c.client_id, access_exp)?;
-            Ok(Ok(Prepared {
-                grant: UserGrant {
-                    user,
-                    roles,
-                    permissions,
-                    scope,
-                    session_id: Some(grant.session_id),
-                    bound_to_session: !offline,
-                    auth_time: grant.auth_time,
-                    amr: grant.amr,
-                    nonce: grant.nonce,
-                    extra,
-                },
-                access_jti,
-                refresh_token,
-                with_nonce: true,
-            }))
-        })
-        .await??;
-    let minted = mint(app, tenant, client, outcome, now).await?;
-    count_issued(app, "authorization_code");
-    Ok(minted)
-}
-
-async fn mint(app: &AppState, tenant: &Tenant, client: &Client, p: Prepared, now: i64) -> Result<Minted, OAuthError> {
-    let tenant_arc = app.control.tenant(&tenant.slug).await?.ok_or(Error::TenantNotFound)?;
-    let ring: Arc<KeyRing> = app.oidc.keyring(app, &tenant_arc).await?;
-    let ttl = client.access_ttl(&tenant.settings.oidc);
-    let access_claims = tokens::user_access_claims(&ring, client, &p.grant, &p.access_jti, now, ttl);
-    let wants_id = p.grant.scope.iter().any(|s| s == "openid");
-    let scope = p.grant.scope.join(" ");
-    let refresh_token = p.refresh_token.clone();
-    let signed = if wants_id {
-        // at_hash needs the access token first; both are signed in one trip to the blocking pool for RSA.
-        let key = ring.active.clone();
-        let ring2 = ring.clone();
-        let (tenant2, client2) = (tenant_arc.clone(), client.clone());
-        let work = move || -> crate::error::Result<(String, String)> {
-            let access = key.sign(Typ::AccessToken, &access_claims)?;
-            let id_claims = tokens::id_claims(&ring2, &tenant2, &client2, &p.grant, &access, now, p.with_nonce);
-            let id = key.sign(Typ::Jwt, &id_claims)?;
-            Ok((access, id))
-        };
-        let (access, id) = if ring.active.alg.is_slow() {
-            tokio::task::spawn_blocking(work).await.map_err(Error::from)??
-        } else {
-            work()?
-        };
-        (access, Some(id))
-    } else {
-        (tokens::sign(&ring.active, Typ::AccessToken, access_claims).await?, None)
-    };
-    Ok(Minted { access_token: signed.0, expires_in: ttl, scope, id_token: signed.1, refresh_token })
-}
-
-async fn refresh_token(
-    app: &AppState,
-    tenant: &Arc<Tenant>,
-    client: &Arc<Client>,
-    params: &Params,
-    origin: Origin,
-) -> Result<Minted, OAuthError> {
-    let token_hash = crypto::hash_token(params.require("refresh_token")?);
-    let narrowed = params.get("scope").map(split_scope);
-    let db = tenant_db(app, &tenant.slug).await?;
-    let now = crate::now_unix();
-    let (t, c) = (tenant.clone(), client.clone());
-    let ttl_refresh = client.refresh_ttl(&tenant.settings.oidc);
-    let access_exp = now + client.access_ttl(&tenant.settings.oidc);
-    let outcome = db
-        .write(move |tx| -> crate::error::Result<Result<Prepared, OAuthError>> {
-            // A token of another client is refused without touching it.
-            match store::refresh_family(tx, &token_hash, now)? {
-                Some((family, ..)) if family.client_id == c.client_id => {}
-                _ => return Ok(Err(OAuthError::invalid_grant("unknown refresh token"))),
-            }
-            let (family, granted) = match store::rotate_refresh(tx, &token_hash, now)? {
-                RefreshUse::Fresh { family, scope } => (family, scope),
-                RefreshUse::Reused { family } => {
-                    let mut origin = origin;
-                    origin.actor = format!("client:{}", family.client_id);
-                    audit::record(
-                        tx,
-                        "token_reuse",
-                        Some(&family.user_id),
-                        &origin,
-                        json!({"token": "refresh_token", "client_id": family.client_id, "family": family.id}),
-                    )?;
-                    return Ok(Err(OAuthError::invalid_grant(
-                        "the refresh token was already used; its token family was revoked",
-                    )));
-                }
-                RefreshUse::Dead => {
-                    return Ok(Err(OAuthError::invalid_grant("the refresh token has expired or was revoked")));
-                }
-                RefreshUse::Unknown => return Ok(Err(OAuthError::invalid_grant("unknown refresh token"))),
-            };
-            if let Some(sid) = &family.session_id
-                && !store::session_live(tx, sid, now)?
-            {
-                store::revoke_family(tx, &family.id, "session_ended", now)?;
-                return Ok(Err(OAuthError::invalid_grant("the session these tokens belong to has ended")));
-            }
-            let granted_scope = split_scope(&granted);
-            let scope = match narrowed {
-                Some(requested) => {
-                    if let Some(extra) = requested.iter().find(|s| !granted_scope.contains(s)) {
-                        return Ok(Err(OAuthError::invalid_scope(format!("scope {extra} was not granted"))));
-                    }
-                    requested
-                }
-                None => granted_scope.clone(),
-            };
-            let Some((user, roles, permissions)) = tokens::load_user(tx, &t, &family.user_id, &scope)? else {
-                store::revoke_family(tx, &family.id, "account_inactive", now)?;
-                return Ok(Err(OAuthError::invalid_grant("the account is no longer active")));
-            };
-            // The next refresh token keeps the original grant, so narrowing one request narrows only its tokens.
-            let next = crypto::random_token("ghr_");
-            store::insert_refresh(tx, &crypto::hash_token(&next), &family.id, &granted, now, ttl_refresh)?;
-            let access_jti = tokens::new_jti();
-            store::insert_access(tx, &access_jti, Some(&family.id), &c.client_id, access_exp)?;
-            Ok(Ok(Prepared {
-                grant: UserGrant {
-                    user,
-                    roles,
-                    permissions,
-                    scope,
-                    bound_to_session: family.session_id.is_some(),
-                    session_id: family.session_id.clone(),
-                    auth_time: family.auth_time,
-                    amr: family.amr.clone(),
-                    nonce: None,
-                    extra: store::family_claims(tx, &family.id)?,
-                },
-                access_jti,
-                refresh_token: Some(next),
-                with_nonce: false,
-            }))
-        })
-        .await??;
-    let minted = mint(app, tenant, client, outcome, now).await?;
-    count_issued(app, "refresh_token");
-    Ok(minted)
 }
 
 // ---- userinfo ----

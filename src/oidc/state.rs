@@ -1,5 +1,7 @@
 //! The provider's in-memory state: per-tenant key rings (decrypted once), clients, CORS origins and the
-//! discovery document, each cached in moka and invalidated by the control plane's apply listener.
+//! discovery document, each cached in moka and invalidated by the control plane's apply listener; and the
+//! lookups the machine endpoints start with: the active tenant of the path (`tenant_of`) and its open database
+//! (`tenant_db`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -13,11 +15,12 @@ use sha2::{Digest, Sha256};
 
 use crate::app::App;
 use crate::control::{Mutation, Tenant};
+use crate::db::registry::TenantDb;
 use crate::error::{Error, Result};
 use crate::oidc::clients::{self, Client};
 use crate::oidc::keys::{self, KeyRing, PublicKey, SigningAlg, SigningKey, VerifiedTokens};
 use crate::oidc::settings::BUILT_IN_CLAIMS;
-use crate::tenants::TenantSlug;
+use crate::tenants::{TenantSlug, TenantStatus};
 
 /// A cached response body with its entity tag.
 pub struct Document {
@@ -65,6 +68,25 @@ pub fn issuer(app: &App, slug: &str) -> String {
     format!("{}/t/{slug}", app.config.public_url.trim_end_matches('/'))
 }
 
+/// The active tenant in the path, from the cache (no database file opened).
+pub async fn tenant_of(app: &App, slug: &str) -> Result<Arc<Tenant>, Error> {
+    let slug = TenantSlug::parse(slug).map_err(|_| Error::TenantNotFound)?;
+    let tenant = app.control.tenant(&slug).await?.ok_or(Error::TenantNotFound)?;
+    if tenant.status == TenantStatus::Suspended {
+        return Err(Error::TenantSuspended);
+    }
+    Ok(tenant)
+}
+
+/// The tenant's open database (the blocking pool only when the pool must be opened).
+pub async fn tenant_db(app: &App, slug: &TenantSlug) -> Result<TenantDb, Error> {
+    if let Some(db) = app.tenants.cached(slug) {
+        return Ok(db);
+    }
+    let (registry, slug) = (app.tenants.clone(), slug.clone());
+    tokio::task::spawn_blocking(move || registry.get(&slug)).await?
+}
+
 impl Oidc {
     /// Drops what `mutation` made stale.
     pub fn invalidate(&self, mutation: &Mutation) {
@@ -104,7 +126,7 @@ impl Oidc {
         {
             return Ok(ring);
         }
-        let tenant = crate::oidc::endpoints::tenant_of(app, slug.as_str()).await?;
+        let tenant = tenant_of(app, slug.as_str()).await?;
         self.keyring(app, &tenant).await
     }
 

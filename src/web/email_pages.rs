@@ -13,8 +13,8 @@ use axum::response::{IntoResponse, Redirect};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
-use super::pages::CsrfOnly;
-use super::{Chrome, PageError, PageResult, UiForm, UiSession, render};
+use super::CsrfOnly;
+use super::{Chrome, CsrfForm, UiSession};
 use crate::app::{App, AppState};
 use crate::control::tables::Tenant;
 use crate::db::{self, registry::TenantDb};
@@ -22,6 +22,7 @@ use crate::email::api::{self as email_api, MailboxItem, SmtpInput, SmtpView};
 use crate::email::outbox::{self, OutboxItem};
 use crate::email::{EmailKind, parse_address};
 use crate::error::Error;
+use crate::http::page::{PageError, PageResult, UiForm, render};
 use crate::webhooks::api::{CreateWebhook, create_webhook, send_ping};
 use crate::webhooks::{self, Webhook, events};
 
@@ -86,8 +87,6 @@ struct EmailPage {
 #[derive(Deserialize, Default)]
 struct SmtpForm {
     #[serde(default)]
-    csrf_token: String,
-    #[serde(default)]
     host: String,
     #[serde(default)]
     port: String,
@@ -151,9 +150,8 @@ async fn smtp_save(
     State(app): State<AppState>,
     session: UiSession,
     Path(slug): Path<String>,
-    UiForm(form): UiForm<SmtpForm>,
+    CsrfForm(form): CsrfForm<SmtpForm>,
 ) -> PageResult {
-    session.check_csrf(&form.csrf_token)?;
     let (tenant, _) = open(&app, &session, &slug).await?;
     let port = form.port.trim().parse::<u16>().map_err(|_| Error::validation("port must be 1-65535"));
     let result = match port {
@@ -188,9 +186,8 @@ async fn smtp_delete(
     State(app): State<AppState>,
     session: UiSession,
     Path(slug): Path<String>,
-    UiForm(form): UiForm<CsrfOnly>,
+    CsrfForm(_): CsrfForm<CsrfOnly>,
 ) -> PageResult {
-    session.check_csrf(&form.csrf_token)?;
     let (tenant, _) = open(&app, &session, &slug).await?;
     email_api::remove_smtp(&app, &tenant.slug).await?;
     Ok(Redirect::to(&format!("/admin/tenants/{slug}/email?done=removed")).into_response())
@@ -199,8 +196,6 @@ async fn smtp_delete(
 #[derive(Deserialize)]
 struct TestForm {
     #[serde(default)]
-    csrf_token: String,
-    #[serde(default)]
     to: String,
 }
 
@@ -208,9 +203,8 @@ async fn test_send(
     State(app): State<AppState>,
     session: UiSession,
     Path(slug): Path<String>,
-    UiForm(form): UiForm<TestForm>,
+    CsrfForm(form): CsrfForm<TestForm>,
 ) -> PageResult {
-    session.check_csrf(&form.csrf_token)?;
     let (tenant, db) = open(&app, &session, &slug).await?;
     match parse_address(&form.to) {
         Ok(to) => {
@@ -303,9 +297,8 @@ async fn outbox_retry(
     State(app): State<AppState>,
     session: UiSession,
     Path((slug, id)): Path<(String, String)>,
-    UiForm(form): UiForm<CsrfOnly>,
+    CsrfForm(_): CsrfForm<CsrfOnly>,
 ) -> PageResult {
-    session.check_csrf(&form.csrf_token)?;
     let (_, db) = open(&app, &session, &slug).await?;
     db.write(move |tx| outbox::retry(tx, &id)).await?;
     Ok(Redirect::to(&format!("/admin/tenants/{slug}/outbox?done=retried")).into_response())
@@ -541,9 +534,8 @@ async fn webhook_action(
     State(app): State<AppState>,
     session: UiSession,
     Path((slug, id, action)): Path<(String, String, String)>,
-    UiForm(form): UiForm<CsrfOnly>,
+    CsrfForm(_): CsrfForm<CsrfOnly>,
 ) -> PageResult {
-    session.check_csrf(&form.csrf_token)?;
     let (_, db) = open(&app, &session, &slug).await?;
     let back = |done: &str| Redirect::to(&format!("/admin/tenants/{slug}/webhooks?done={done}")).into_response();
     let to_page =
@@ -571,9 +563,8 @@ async fn webhook_redeliver(
     State(app): State<AppState>,
     session: UiSession,
     Path((slug, id, delivery)): Path<(String, String, String)>,
-    UiForm(form): UiForm<CsrfOnly>,
+    CsrfForm(_): CsrfForm<CsrfOnly>,
 ) -> PageResult {
-    session.check_csrf(&form.csrf_token)?;
     let (_, db) = open(&app, &session, &slug).await?;
     let hook = id.clone();
     db.write(move |tx| outbox::redeliver(tx, &hook, &delivery)).await?;

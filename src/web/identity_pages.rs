@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Chrome, CsrfOnly, PageError, PageResult, UiForm, UiSession, render};
+use super::{Chrome, CsrfForm, CsrfOnly, UiSession};
 use crate::admin::{Scope, accounts};
 use crate::app::AppState;
 use crate::config::Secret;
@@ -22,6 +22,7 @@ use crate::control::tables::{self, Tenant};
 use crate::db::{self, registry::TenantDb};
 use crate::error::Error;
 use crate::http::extract::RequestOrigin;
+use crate::http::page::{PageError, PageResult, render};
 use crate::identity::admin_api::{self, CreateUser};
 use crate::identity::audit::{self, Origin};
 use crate::identity::{mfa, roles, sessions, users};
@@ -179,8 +180,6 @@ async fn users_page(
 #[derive(Deserialize)]
 struct CreateUserForm {
     #[serde(default)]
-    csrf_token: String,
-    #[serde(default)]
     email: String,
     #[serde(default)]
     name: String,
@@ -195,9 +194,8 @@ async fn user_create(
     session: UiSession,
     from: RequestOrigin,
     Path(slug): Path<String>,
-    UiForm(form): UiForm<CreateUserForm>,
+    CsrfForm(form): CsrfForm<CreateUserForm>,
 ) -> PageResult {
-    session.check_csrf(&form.csrf_token)?;
     let (tenant, db) = open(&app, &session, &slug).await?;
     let input = CreateUser {
         email: form.email.clone(),
@@ -304,9 +302,8 @@ async fn user_action(
     session: UiSession,
     from: RequestOrigin,
     Path((slug, id, action)): Path<(String, String, String)>,
-    UiForm(form): UiForm<CsrfOnly>,
+    CsrfForm(_): CsrfForm<CsrfOnly>,
 ) -> PageResult {
-    session.check_csrf(&form.csrf_token)?;
     let (tenant, db) = open(&app, &session, &slug).await?;
     let origin = origin_of(&session, from);
     let done = match action.as_str() {
@@ -356,9 +353,8 @@ async fn user_session_revoke(
     session: UiSession,
     from: RequestOrigin,
     Path((slug, id, sid)): Path<(String, String, String)>,
-    UiForm(form): UiForm<CsrfOnly>,
+    CsrfForm(_): CsrfForm<CsrfOnly>,
 ) -> PageResult {
-    session.check_csrf(&form.csrf_token)?;
     let (_, db) = open(&app, &session, &slug).await?;
     admin_api::end_session(&db, id.clone(), sid, origin_of(&session, from)).await?;
     Ok(redirect(&slug, &format!("users/{id}?done=revoked")))
@@ -410,8 +406,6 @@ async fn roles_page(
 #[derive(Deserialize)]
 struct RoleForm {
     #[serde(default)]
-    csrf_token: String,
-    #[serde(default)]
     name: String,
     #[serde(default)]
     description: String,
@@ -424,9 +418,8 @@ async fn role_create(
     session: UiSession,
     from: RequestOrigin,
     Path(slug): Path<String>,
-    UiForm(form): UiForm<RoleForm>,
+    CsrfForm(form): CsrfForm<RoleForm>,
 ) -> PageResult {
-    session.check_csrf(&form.csrf_token)?;
     let (tenant, db) = open(&app, &session, &slug).await?;
     let origin = origin_of(&session, from);
     let permissions: Vec<String> =
@@ -459,9 +452,8 @@ async fn role_delete(
     session: UiSession,
     from: RequestOrigin,
     Path((slug, name)): Path<(String, String)>,
-    UiForm(form): UiForm<CsrfOnly>,
+    CsrfForm(_): CsrfForm<CsrfOnly>,
 ) -> PageResult {
-    session.check_csrf(&form.csrf_token)?;
     let (_, db) = open(&app, &session, &slug).await?;
     let origin = origin_of(&session, from);
     db.write(move |tx| {
@@ -532,8 +524,6 @@ async fn admins_page(
 #[derive(Deserialize)]
 struct AdminForm {
     #[serde(default)]
-    csrf_token: String,
-    #[serde(default)]
     email: String,
     #[serde(default)]
     password: String,
@@ -543,9 +533,8 @@ async fn admin_create(
     State(app): State<AppState>,
     session: UiSession,
     Path(slug): Path<String>,
-    UiForm(form): UiForm<AdminForm>,
+    CsrfForm(form): CsrfForm<AdminForm>,
 ) -> PageResult {
-    session.check_csrf(&form.csrf_token)?;
     session.actor.require_operator()?;
     let (tenant, _) = open(&app, &session, &slug).await?;
     let scope = Scope::Tenant(tenant.slug.clone());
@@ -567,9 +556,8 @@ async fn admin_delete(
     State(app): State<AppState>,
     session: UiSession,
     Path((slug, id)): Path<(String, String)>,
-    UiForm(form): UiForm<CsrfOnly>,
+    CsrfForm(_): CsrfForm<CsrfOnly>,
 ) -> PageResult {
-    session.check_csrf(&form.csrf_token)?;
     session.actor.require_operator()?;
     let scope = Scope::Tenant(TenantSlug::parse(&slug)?);
     let admins = app.control.read(move |conn| tables::operators_in_scope(conn, &scope)).await?;
@@ -627,8 +615,6 @@ async fn signin_page(
 
 #[derive(Deserialize)]
 struct SignInForm {
-    #[serde(default)]
-    csrf_token: String,
     signup_enabled: Option<String>,
     require_email_verification: Option<String>,
     #[serde(default)]
@@ -657,9 +643,8 @@ async fn signin_save(
     State(app): State<AppState>,
     session: UiSession,
     Path(slug): Path<String>,
-    UiForm(form): UiForm<SignInForm>,
+    CsrfForm(form): CsrfForm<SignInForm>,
 ) -> PageResult {
-    session.check_csrf(&form.csrf_token)?;
     let (tenant, _) = open(&app, &session, &slug).await?;
     let patch = (|| -> Result<serde_json::Value, Error> {
         let custom_fields: serde_json::Value = match form.custom_fields.trim() {

@@ -2,7 +2,8 @@
 //! CDN, no JS framework. Pages share the admin services with the JSON API (`tenants`, `admin::tokens`).
 //!
 //! Every form carries a CSRF token: the session's for signed-in pages, a double-submit cookie for the sign-in
-//! and setup forms. Errors render as a readable page, never as JSON.
+//! and setup forms. Errors render as a readable page, never as JSON (`http::page`: `PageError`, `UiForm`,
+//! `render`, shared with the hosted pages).
 
 mod assets;
 mod email_pages;
@@ -11,14 +12,16 @@ mod oauth_pages;
 mod pages;
 mod plugin_pages;
 
-pub use pages::CsrfOnly;
+pub use crate::http::page::CsrfOnly;
+// `pages.rs` calls it as `super::message_page`.
+pub use crate::http::page::message_page;
 
-use askama::Template;
 use axum::Router;
-use axum::extract::{Form, FromRequest, FromRequestParts, Request};
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use serde::de::DeserializeOwned;
 
 use crate::admin::accounts;
@@ -27,6 +30,7 @@ use crate::app::AppState;
 use crate::crypto;
 use crate::error::Error;
 use crate::http::cookies;
+use crate::http::page::PageError;
 
 pub fn router() -> Router<AppState> {
     pages::router()
@@ -47,70 +51,9 @@ pub struct Chrome {
     pub error: Option<String>,
 }
 
-#[derive(Template)]
-#[template(path = "admin/message.html")]
-struct MessagePage<'a> {
-    heading: &'a str,
-    message: &'a str,
-}
-
-/// A full page with a heading and a sentence, for errors and dead ends.
-pub fn message_page(status: StatusCode, heading: &str, message: &str) -> Response {
-    let page = MessagePage { heading, message };
-    match page.render() {
-        Ok(html) => (status, Html(html)).into_response(),
-        Err(_) => (status, message.to_owned()).into_response(),
-    }
-}
-
-pub fn not_found_page() -> Response {
-    message_page(StatusCode::NOT_FOUND, "Page not found", "There is nothing at this address.")
-}
-
-/// An error on a UI route, shown as a page.
-pub struct PageError(pub Error);
-
-impl From<Error> for PageError {
-    fn from(err: Error) -> Self {
-        PageError(err)
-    }
-}
-
-impl From<askama::Error> for PageError {
-    fn from(err: askama::Error) -> Self {
-        PageError(Error::internal(format!("template: {err}")))
-    }
-}
-
-impl IntoResponse for PageError {
-    fn into_response(self) -> Response {
-        let (status, _) = self.0.status_and_code();
-        if status.is_server_error() {
-            tracing::error!(error = %self.0, "page failed");
-        }
-        let heading = match status {
-            StatusCode::FORBIDDEN => "Not allowed",
-            StatusCode::NOT_FOUND => "Not found",
-            StatusCode::TOO_MANY_REQUESTS => "Slow down",
-            s if s.is_server_error() => "Something went wrong",
-            _ => "That did not work",
-        };
-        let mut response = message_page(status, heading, &self.0.public_message());
-        if let Error::RateLimited { retry_after_secs } = self.0 {
-            response.headers_mut().insert(header::RETRY_AFTER, retry_after_secs.into());
-        }
-        response
-    }
-}
-
-pub type PageResult = Result<Response, PageError>;
-
-pub fn render(page: impl Template) -> PageResult {
-    Ok(Html(page.render()?).into_response())
-}
-
 /// A signed-in admin UI visitor: the actor and the session's CSRF token. Without a session, redirects to the
 /// sign-in page.
+#[derive(Clone)]
 pub struct UiSession {
     pub actor: Actor,
     pub csrf_token: String,
@@ -151,36 +94,49 @@ impl FromRequestParts<AppState> for UiSession {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Response> {
+        // A `CsrfForm` of the same request reuses the session instead of looking it up again.
+        if let Some(session) = parts.extensions.get::<UiSession>() {
+            return Ok(session.clone());
+        }
         let to_login = || Redirect::to("/admin/login").into_response();
         let Some(cookie) = cookies::get(&parts.headers, SESSION_COOKIE) else { return Err(to_login()) };
         match accounts::session(app, &cookie).await {
-            Ok(Some(session)) => Ok(UiSession {
-                actor: Actor {
-                    id: session.operator.id,
-                    label: session.operator.email,
-                    scope: session.operator.scope,
-                    via: Via::Session,
-                },
-                csrf_token: session.csrf_token,
-            }),
+            Ok(Some(session)) => {
+                let session = UiSession {
+                    actor: Actor {
+                        id: session.operator.id,
+                        label: session.operator.email,
+                        scope: session.operator.scope,
+                        via: Via::Session,
+                    },
+                    csrf_token: session.csrf_token,
+                };
+                parts.extensions.insert(session.clone());
+                Ok(session)
+            }
             Ok(None) => Err(to_login()),
             Err(err) => Err(PageError(err).into_response()),
         }
     }
 }
 
-/// `Form<T>` whose rejection is a readable page.
-pub struct UiForm<T>(pub T);
+/// A form posted by a signed-in admin whose `csrf_token` field matched the session's: the check is the
+/// extractor's, so no handler can forget it. A wrong or missing token is the readable 403 page.
+pub struct CsrfForm<T>(pub T);
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for UiForm<T> {
+impl<T: DeserializeOwned + Send> FromRequest<AppState> for CsrfForm<T> {
     type Rejection = Response;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Response> {
-        match Form::<T>::from_request(req, state).await {
-            Ok(Form(value)) => Ok(UiForm(value)),
-            Err(rejection) => {
-                Err(message_page(StatusCode::BAD_REQUEST, "That form could not be read", &rejection.body_text()))
-            }
+    async fn from_request(req: Request, app: &AppState) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let session = UiSession::from_request_parts(&mut parts, app).await?;
+        let bytes =
+            Bytes::from_request(Request::from_parts(parts, body), app).await.map_err(IntoResponse::into_response)?;
+        let token = serde_urlencoded::from_bytes::<CsrfOnly>(&bytes).map(|t| t.csrf_token).unwrap_or_default();
+        session.check_csrf(&token).map_err(IntoResponse::into_response)?;
+        match serde_urlencoded::from_bytes::<T>(&bytes) {
+            Ok(value) => Ok(CsrfForm(value)),
+            Err(err) => Err(message_page(StatusCode::BAD_REQUEST, "That form could not be read", &err.to_string())),
         }
     }
 }

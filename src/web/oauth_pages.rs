@@ -10,10 +10,11 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Chrome, CsrfOnly, PageError, PageResult, UiForm, UiSession, render};
+use super::{Chrome, CsrfForm, CsrfOnly, UiSession};
 use crate::app::AppState;
 use crate::control::tables::Tenant;
 use crate::error::Error;
+use crate::http::page::{PageError, PageResult, render};
 use crate::oidc::admin_api;
 use crate::oidc::clients::{self, Client, ClientType};
 
@@ -305,9 +306,8 @@ async fn client_secret(
     State(app): State<AppState>,
     session: UiSession,
     Path((slug, id)): Path<(String, String)>,
-    UiForm(form): UiForm<CsrfOnly>,
+    CsrfForm(_): CsrfForm<CsrfOnly>,
 ) -> PageResult {
-    session.check_csrf(&form.csrf_token)?;
     let tenant = session.tenant(&app, &slug).await?;
     let client = find(&app, &tenant, &id).await?;
     let secret = admin_api::new_secret(&app, &tenant.slug, client.clone()).await?;
@@ -318,9 +318,8 @@ async fn client_delete(
     State(app): State<AppState>,
     session: UiSession,
     Path((slug, id)): Path<(String, String)>,
-    UiForm(form): UiForm<CsrfOnly>,
+    CsrfForm(_): CsrfForm<CsrfOnly>,
 ) -> PageResult {
-    session.check_csrf(&form.csrf_token)?;
     let tenant = session.tenant(&app, &slug).await?;
     app.control.apply(crate::control::Mutation::DeleteOAuthClient { slug: tenant.slug.clone(), client_id: id }).await?;
     Ok(Redirect::to(&format!("/admin/tenants/{slug}/clients?done=deleted")).into_response())
@@ -379,9 +378,8 @@ async fn keys_rotate(
     State(app): State<AppState>,
     session: UiSession,
     Path(slug): Path<String>,
-    UiForm(form): UiForm<CsrfOnly>,
+    CsrfForm(_): CsrfForm<CsrfOnly>,
 ) -> Result<Response, PageError> {
-    session.check_csrf(&form.csrf_token)?;
     let tenant = session.tenant(&app, &slug).await?;
     app.oidc.keyring(&app, &tenant).await?;
     admin_api::rotate(&app, &tenant, None).await?;

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
-use super::{Chrome, PageError, PageResult, UiForm, UiSession, render};
+use super::{Chrome, CsrfForm, UiSession};
 use crate::admin::accounts;
 use crate::admin::lockout::AccountLockout;
 use crate::admin::tokens::{self, NewToken};
@@ -21,6 +21,7 @@ use crate::crypto;
 use crate::error::Error;
 use crate::http::cookies;
 use crate::http::extract::client_ip;
+use crate::http::page::{CsrfOnly, PageError, PageResult, UiForm, render};
 use crate::tenants::{self, TenantSettings, TenantSlug, TenantStatus};
 
 const FORM_CSRF_COOKIE: &str = "gh_csrf";
@@ -153,19 +154,7 @@ async fn signed_in(app: &App, operator_id: &str) -> PageResult {
     Ok(with_cookie(Redirect::to("/admin").into_response(), Some(set)))
 }
 
-#[derive(Deserialize)]
-pub struct CsrfOnly {
-    #[serde(default)]
-    pub csrf_token: String,
-}
-
-async fn logout(
-    State(app): State<AppState>,
-    session: UiSession,
-    headers: HeaderMap,
-    UiForm(form): UiForm<CsrfOnly>,
-) -> PageResult {
-    session.check_csrf(&form.csrf_token)?;
+async fn logout(State(app): State<AppState>, headers: HeaderMap, CsrfForm(_): CsrfForm<CsrfOnly>) -> PageResult {
     if let Some(cookie) = cookies::get(&headers, SESSION_COOKIE) {
         accounts::end_session(&app, &cookie).await?;
     }
@@ -400,8 +389,6 @@ async fn tenant_list(State(app): State<AppState>, session: UiSession, Query(q): 
 
 #[derive(Deserialize)]
 struct CreateTenantForm {
-    #[serde(default)]
-    csrf_token: String,
     slug: String,
     name: String,
 }
@@ -409,9 +396,8 @@ struct CreateTenantForm {
 async fn tenant_create(
     State(app): State<AppState>,
     session: UiSession,
-    UiForm(form): UiForm<CreateTenantForm>,
+    CsrfForm(form): CsrfForm<CreateTenantForm>,
 ) -> PageResult {
-    session.check_csrf(&form.csrf_token)?;
     session.actor.require_operator()?;
     let slug = form.slug.trim().to_owned();
     let name = form.name.trim().to_owned();
@@ -434,9 +420,8 @@ async fn tenant_action(
     State(app): State<AppState>,
     session: UiSession,
     Path((slug, action)): Path<(String, String)>,
-    UiForm(form): UiForm<CsrfOnly>,
+    CsrfForm(_): CsrfForm<CsrfOnly>,
 ) -> PageResult {
-    session.check_csrf(&form.csrf_token)?;
     session.actor.require_operator()?;
     let slug = TenantSlug::parse(&slug)?;
     let done = match action.as_str() {
@@ -490,8 +475,6 @@ async fn token_list(State(app): State<AppState>, session: UiSession, Query(q): Q
 
 #[derive(Deserialize)]
 struct CreateTokenForm {
-    #[serde(default)]
-    csrf_token: String,
     name: String,
     scope: String,
     expires_in_days: Option<String>,
@@ -500,9 +483,8 @@ struct CreateTokenForm {
 async fn token_create(
     State(app): State<AppState>,
     session: UiSession,
-    UiForm(form): UiForm<CreateTokenForm>,
+    CsrfForm(form): CsrfForm<CreateTokenForm>,
 ) -> PageResult {
-    session.check_csrf(&form.csrf_token)?;
     let request = (|| -> Result<NewToken, Error> {
         let scope = match form.scope.trim() {
             "" => None,
@@ -536,9 +518,8 @@ async fn token_delete(
     State(app): State<AppState>,
     session: UiSession,
     Path(id): Path<String>,
-    UiForm(form): UiForm<CsrfOnly>,
+    CsrfForm(_): CsrfForm<CsrfOnly>,
 ) -> PageResult {
-    session.check_csrf(&form.csrf_token)?;
     tokens::delete_token(&app, &session.actor, &id).await?;
     Ok(Redirect::to("/admin/tokens?done=revoked").into_response())
 }

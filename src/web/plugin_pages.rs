@@ -11,10 +11,11 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{Chrome, CsrfOnly, PageError, PageResult, UiForm, UiSession, render};
+use super::{Chrome, CsrfForm, CsrfOnly, UiSession};
 use crate::app::AppState;
 use crate::control::tables::Tenant;
 use crate::error::Error;
+use crate::http::page::{PageError, PageResult, render};
 use crate::plugins::api::{self as plugin_api, PluginInput};
 use crate::plugins::records::FailurePolicy;
 use crate::plugins::runtime::Function;
@@ -133,7 +134,6 @@ async fn list_page(
 
 #[derive(Deserialize)]
 struct CreateForm {
-    csrf_token: String,
     name: String,
     world: String,
 }
@@ -142,9 +142,8 @@ async fn create(
     State(app): State<AppState>,
     session: UiSession,
     Path(slug): Path<String>,
-    UiForm(form): UiForm<CreateForm>,
+    CsrfForm(form): CsrfForm<CreateForm>,
 ) -> PageResult {
-    session.check_csrf(&form.csrf_token)?;
     let tenant = session.tenant(&app, &slug).await?;
     let input =
         PluginInput { name: Some(form.name.trim().to_owned()), world: Some(form.world.clone()), ..Default::default() };
@@ -284,7 +283,6 @@ async fn plugin_page(
 
 #[derive(Deserialize)]
 struct SettingsForm {
-    csrf_token: String,
     failure_policy: String,
     timeout_ms: String,
     memory_mb: String,
@@ -296,9 +294,8 @@ async fn save(
     State(app): State<AppState>,
     session: UiSession,
     Path((slug, name)): Path<(String, String)>,
-    UiForm(form): UiForm<SettingsForm>,
+    CsrfForm(form): CsrfForm<SettingsForm>,
 ) -> PageResult {
-    session.check_csrf(&form.csrf_token)?;
     let tenant = session.tenant(&app, &slug).await?;
     let parsed = (|| -> Result<PluginInput, Error> {
         let number = |what: &str, v: &str| {
@@ -384,9 +381,8 @@ async fn activate(
     State(app): State<AppState>,
     session: UiSession,
     Path((slug, name, version)): Path<(String, String, u32)>,
-    UiForm(form): UiForm<CsrfOnly>,
+    CsrfForm(_): CsrfForm<CsrfOnly>,
 ) -> PageResult {
-    session.check_csrf(&form.csrf_token)?;
     let tenant = session.tenant(&app, &slug).await?;
     plugin_api::set_active(&app, &tenant.slug, &name, Some(version)).await?;
     Ok(Redirect::to(&format!("/admin/tenants/{slug}/plugins/{name}?done=activated")).into_response())
@@ -396,9 +392,8 @@ async fn deactivate(
     State(app): State<AppState>,
     session: UiSession,
     Path((slug, name)): Path<(String, String)>,
-    UiForm(form): UiForm<CsrfOnly>,
+    CsrfForm(_): CsrfForm<CsrfOnly>,
 ) -> PageResult {
-    session.check_csrf(&form.csrf_token)?;
     let tenant = session.tenant(&app, &slug).await?;
     plugin_api::set_active(&app, &tenant.slug, &name, None).await?;
     Ok(Redirect::to(&format!("/admin/tenants/{slug}/plugins/{name}?done=deactivated")).into_response())
@@ -408,9 +403,8 @@ async fn delete(
     State(app): State<AppState>,
     session: UiSession,
     Path((slug, name)): Path<(String, String)>,
-    UiForm(form): UiForm<CsrfOnly>,
+    CsrfForm(_): CsrfForm<CsrfOnly>,
 ) -> PageResult {
-    session.check_csrf(&form.csrf_token)?;
     let tenant = session.tenant(&app, &slug).await?;
     plugin_api::delete_plugin(&app, &tenant.slug, &name).await?;
     Ok(Redirect::to(&format!("/admin/tenants/{slug}/plugins?done=deleted")).into_response())
@@ -418,7 +412,6 @@ async fn delete(
 
 #[derive(Deserialize)]
 struct DryRunForm {
-    csrf_token: String,
     function: String,
     version: u32,
     input: String,
@@ -428,9 +421,8 @@ async fn dry_run(
     State(app): State<AppState>,
     session: UiSession,
     Path((slug, name)): Path<(String, String)>,
-    UiForm(form): UiForm<DryRunForm>,
+    CsrfForm(form): CsrfForm<DryRunForm>,
 ) -> PageResult {
-    session.check_csrf(&form.csrf_token)?;
     let tenant = session.tenant(&app, &slug).await?;
     let mut chrome = session.chrome("tenants");
     // A function picked without an input gets its sample.

@@ -1,6 +1,7 @@
 //! The admin UI in headless Chromium (Debian `chromium` + `chromium-driver`, driven over WebDriver by
 //! fantoccini): an operator signs in, creates and suspends a tenant. Forms without the CSRF token are refused.
 
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -25,10 +26,21 @@ async fn app_with_operator() -> TestApp {
     .await
 }
 
+/// chromedriver, leader of its own process group. Each test closes its session first (chromedriver then quits that
+/// Chromium); when a test panicked before that, SIGTERM to the whole group still ends the browser: killing
+/// chromedriver alone with SIGKILL left ~11 Chromium processes running per test.
 struct Driver(Child);
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        // The `--` matters: without it procps 4.0's kill (Debian 12) takes `-PGID` for an option, signals nothing
+        // and exits 0.
+        let group = format!("-{}", self.0.id());
+        let _ = Command::new("kill").args(["-s", "TERM", "--", group.as_str()]).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while matches!(self.0.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -40,6 +52,7 @@ async fn start_browser() -> (Driver, fantoccini::Client) {
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
+        .process_group(0)
         .spawn()
         .expect("start chromedriver");
     let driver = Driver(child);
@@ -426,6 +439,7 @@ async fn hosted_pages_register_and_sign_in_in_the_browser() {
     browser.goto(&app.url("/t/shop/api/v1/me")).await.unwrap();
     let body = browser.find(Locator::Css("body")).await.unwrap().text().await.unwrap();
     assert!(body.contains("unauthorized"), "{body}");
+    browser.close().await.unwrap();
     app.stop().await;
 }
 
@@ -487,6 +501,7 @@ async fn identity_admin_pages_in_the_browser() {
     let tenant: Value =
         app.admin(Method::GET, "/admin/api/v1/tenants/idco").send().await.unwrap().json().await.unwrap();
     assert_eq!(tenant["settings"]["password_min_length"], 12);
+    browser.close().await.unwrap();
     app.stop().await;
 }
 
