@@ -4,7 +4,10 @@
 //! The state lives in memory on this node (like the per-IP limiter), not in control.db: it is throttling, not
 //! account data, and must not turn every failed sign-in into a replicated `Mutation`.
 //! Invariants: the key is the normalised email whether or not an operator has it, so a lock reveals nothing about
-//! which accounts exist; a failure while locked does not count, so a lock's end is fixed when it starts.
+//! which accounts exist; an attempt is counted before its password is checked (`attempt`), so concurrent guesses
+//! cannot overshoot the limit; a failure while locked does not count, so a lock's end is fixed when it starts.
+//! The price of a per-account lock is that anyone can keep an email locked (at most an hour at a time); an
+//! operator locked out this way still has API tokens and the CLI.
 
 use std::time::Duration;
 
@@ -71,6 +74,30 @@ impl AccountLockout {
             Failures { count, locked_until: until }
         });
         locked
+    }
+
+    /// Counts a sign-in attempt for `key` before its password is checked, in one atomic step: `Err(until)` while
+    /// locked (the password must not be checked), else `Ok(Some(until))` when this attempt is the last one
+    /// allowed and locked the key. A correct password then `clear`s the count. Counting first means attempts
+    /// queued for password hashing together cannot each get a guess past the limit.
+    pub fn attempt(&self, key: &str, now: i64) -> Result<Option<i64>, i64> {
+        let mut outcome = Ok(None);
+        self.0.entry(key.to_owned()).and_upsert_with(|old| {
+            let old = old.map(|e| e.into_value()).unwrap_or_default();
+            if old.locked_until > now {
+                outcome = Err(old.locked_until);
+                return old;
+            }
+            let count = old.count.saturating_add(1);
+            if count < MAX_FAILURES {
+                return Failures { count, locked_until: old.locked_until };
+            }
+            let doublings = (count - MAX_FAILURES).min(16);
+            let until = now + (BASE_SECS << doublings).min(MAX_SECS);
+            outcome = Ok(Some(until));
+            Failures { count, locked_until: until }
+        });
+        outcome
     }
 
     /// Forgets `key`'s failures (a correct password while not locked).
@@ -142,6 +169,21 @@ mod tests {
         assert!(lockout.check("a@example.com", T0).is_err());
         lockout.clear("a@example.com");
         assert_eq!(lockout.check("a@example.com", T0), Ok(()));
+    }
+
+    #[test]
+    fn attempts_count_before_the_password_is_checked() {
+        let lockout = AccountLockout::default();
+        // Five attempts in flight at once: each is counted as it starts, the fifth sets the lock, a sixth is
+        // refused before its password is looked at.
+        for _ in 0..MAX_FAILURES - 1 {
+            assert_eq!(lockout.attempt("a@example.com", T0), Ok(None));
+        }
+        assert_eq!(lockout.attempt("a@example.com", T0), Ok(Some(T0 + BASE_SECS)));
+        assert_eq!(lockout.attempt("a@example.com", T0), Err(T0 + BASE_SECS));
+        // The fifth had the right password: clearing lifts the lock it set.
+        lockout.clear("a@example.com");
+        assert_eq!(lockout.attempt("a@example.com", T0), Ok(None));
     }
 
     #[test]

@@ -229,8 +229,8 @@ pub fn apply(tx: &Transaction<'_>, mutation: &Mutation) -> Result<()> {
             }
             tx.execute(
                 "INSERT OR REPLACE INTO tenant_smtp
-                   (slug, host, port, tls, username, password_sealed, from_email, from_name, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                   (slug, host, port, tls, username, password_sealed, from_email, from_name, updated_at, guarded)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 params![
                     slug.as_str(),
                     s.host,
@@ -240,7 +240,8 @@ pub fn apply(tx: &Transaction<'_>, mutation: &Mutation) -> Result<()> {
                     s.password_sealed,
                     s.from_email,
                     s.from_name,
-                    s.updated_at
+                    s.updated_at,
+                    s.guarded
                 ],
             )?;
         }

@@ -213,7 +213,7 @@ pub fn tenant_smtp(conn: &Connection, slug: &TenantSlug) -> Result<Option<crate:
     use crate::email::smtp::{SmtpRecord, TlsMode};
     Ok(conn
         .query_row(
-            "SELECT host, port, tls, username, password_sealed, from_email, from_name, updated_at
+            "SELECT host, port, tls, username, password_sealed, from_email, from_name, updated_at, guarded
              FROM tenant_smtp WHERE slug = ?1",
             [slug.as_str()],
             |r| {
@@ -227,6 +227,7 @@ pub fn tenant_smtp(conn: &Connection, slug: &TenantSlug) -> Result<Option<crate:
                     from_email: r.get(5)?,
                     from_name: r.get(6)?,
                     updated_at: r.get(7)?,
+                    guarded: r.get(8)?,
                 })
             },
         )

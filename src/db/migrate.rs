@@ -25,6 +25,7 @@ pub const CONTROL: &[Migration] = &[
         name: "client_resource_server",
         sql: include_str!("../../migrations/control/0005_client_resource_server.sql"),
     },
+    Migration { version: 6, name: "smtp_guarded", sql: include_str!("../../migrations/control/0006_smtp_guarded.sql") },
 ];
 
 pub const TENANT: &[Migration] = &[

@@ -128,7 +128,17 @@ pub fn smtp_record(app: &App, slug: &TenantSlug, input: SmtpInput, current: Opti
     if password_sealed.is_some() && username.is_none() {
         return Err(Error::validation("a password needs a username"));
     }
-    Ok(SmtpRecord { host, port: input.port, tls, username, password_sealed, from_email, from_name, updated_at: 0 })
+    Ok(SmtpRecord {
+        host,
+        port: input.port,
+        tls,
+        username,
+        password_sealed,
+        from_email,
+        from_name,
+        updated_at: 0,
+        guarded: false,
+    })
 }
 
 /// Saves a tenant's SMTP settings through the control plane and drops its cached transport.
@@ -163,6 +173,7 @@ pub async fn save_smtp(app: &App, actor: &Actor, slug: &TenantSlug, input: SmtpI
     if !operator && record.tls == TlsMode::None && (record.username.is_some() || record.password_sealed.is_some()) {
         return Err(Error::validation("tls: credentials are only sent over starttls or tls"));
     }
+    record.guarded = !operator && !app.config.webhook_allow_private;
     // Strictly increasing, so a cached transport built from older settings is never reused.
     record.updated_at = crate::next_version(current.as_ref().map(|c| c.updated_at));
     app.control.apply(Mutation::SetTenantSmtp { slug: slug.clone(), smtp: Some(record.clone()) }).await?;

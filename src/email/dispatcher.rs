@@ -123,7 +123,8 @@ struct TenantWork {
     pool: db::Pool,
     brand: Brand,
     locale: String,
-    route: Option<Route>,
+    /// Where this drain's mail goes, or why the tenant's settings cannot be used (the rows' last error).
+    route: std::result::Result<Route, String>,
 }
 
 /// Works off one tenant's due rows with up to `per_tenant` workers, then schedules its next due row.
@@ -155,14 +156,18 @@ async fn drain_tenant(app: &AppState, slug: &TenantSlug, stop: watch::Receiver<b
     let key = slug.clone();
     let smtp = app.control.read(move |conn| tables::tenant_smtp(conn, &key)).await?;
     let display_name = tenant.settings.display_name.clone().unwrap_or_else(|| tenant.name.clone());
-    let route = app.mailer.route(slug, smtp.as_ref(), &display_name, &app.master_key);
-    let route = match route {
-        Ok(route) => Some(route),
-        Err(err) => {
-            tracing::warn!(tenant = %slug, error = %err, "outbox: the tenant's SMTP settings are unusable");
-            None
+    // Guarded settings (saved by a tenant admin) connect only to an address that passes the guard now.
+    let pinned = match &smtp {
+        Some(record) if record.guarded && app.mailer.mode() != crate::config::MailMode::Dev => {
+            crate::webhooks::vetted_address(&record.host, record.port).await.map(Some)
         }
+        _ => Ok(None),
     };
+    let route = pinned.and_then(|ip| app.mailer.route(slug, smtp.as_ref(), &display_name, &app.master_key, ip));
+    let route = route.map_err(|err| {
+        tracing::warn!(tenant = %slug, error = %err, "outbox: the tenant's SMTP settings are unusable");
+        format!("the tenant's SMTP settings are unusable: {err}")
+    });
     let work = Arc::new(TenantWork {
         app: app.clone(),
         slug: slug.clone(),
@@ -246,7 +251,10 @@ async fn send_email(work: &TenantWork, row: &Claimed) -> Outcome {
         Ok(email) => email,
         Err(err) => return failed(format!("unreadable email payload: {err}")),
     };
-    let Some(route) = &work.route else { return failed("the tenant's SMTP settings are unusable") };
+    let route = match &work.route {
+        Ok(route) => route,
+        Err(why) => return failed(why.clone()),
+    };
     let rendered = match templates::render(&work.app.catalog, &email, &work.brand, &work.locale) {
         Ok(rendered) => rendered,
         Err(err) => return failed(err.to_string()),

@@ -65,6 +65,10 @@ pub struct SmtpRecord {
     pub from_email: String,
     pub from_name: Option<String>,
     pub updated_at: i64,
+    /// Saved by a tenant-scoped admin: mail goes only to a resolved address that passes the private-address
+    /// guard (checked again at every drain, so a host that later resolves inward reaches nothing internal).
+    #[serde(default)]
+    pub guarded: bool,
 }
 
 impl SmtpRecord {
@@ -82,6 +86,8 @@ pub struct SmtpSettings {
     pub tls: TlsMode,
     pub username: Option<String>,
     pub password: Option<String>,
+    /// Connect to this address instead of resolving `host` (TLS still verifies the certificate for `host`).
+    pub connect_to: Option<std::net::IpAddr>,
 }
 
 impl std::fmt::Debug for SmtpSettings {
@@ -136,7 +142,7 @@ impl SmtpSettings {
         };
         let host = host.trim_matches(['[', ']']).to_owned();
         check_host(&host)?;
-        Ok(SmtpSettings { host, port, tls, username, password })
+        Ok(SmtpSettings { host, port, tls, username, password, connect_to: None })
     }
 }
 
@@ -180,14 +186,17 @@ pub enum Route {
     },
 }
 
+/// A tenant's transport with what it was built from: the settings version and the pinned address, if any.
+type CachedTransport = (i64, Option<std::net::IpAddr>, AsyncSmtpTransport<Tokio1Executor>);
+
 /// Builds and caches transports. A cached transport keeps its SMTP connection pool, so consecutive mails of a
 /// tenant reuse one connection.
 pub struct Mailer {
     mode: MailMode,
     global: Option<(AsyncSmtpTransport<Tokio1Executor>, Mailbox)>,
     hello: ClientId,
-    /// Per tenant: the settings version the transport was built from, and the transport.
-    tenants: Cache<TenantSlug, Arc<(i64, AsyncSmtpTransport<Tokio1Executor>)>>,
+    /// Per tenant: the settings version and pinned address the transport was built from, and the transport.
+    tenants: Cache<TenantSlug, Arc<CachedTransport>>,
     /// Tenants already warned about falling back to the dev mailbox.
     warned: Cache<TenantSlug, ()>,
 }
@@ -229,6 +238,7 @@ impl Mailer {
         record: Option<&SmtpRecord>,
         display_name: &str,
         key: &MasterKey,
+        connect_to: Option<std::net::IpAddr>,
     ) -> Result<Route> {
         let named = |addr: &str, name: Option<&str>| -> Result<Mailbox> {
             let email = addr.parse().map_err(|_| Error::validation(format!("bad From address {addr:?}")))?;
@@ -240,7 +250,7 @@ impl Mailer {
                 return Ok(Route::Mailbox { from, fallback: false });
             }
             let transport = match self.tenants.get(slug) {
-                Some(cached) if cached.0 == record.updated_at => cached.1.clone(),
+                Some(cached) if cached.0 == record.updated_at && cached.1 == connect_to => cached.2.clone(),
                 _ => {
                     let password = match &record.password_sealed {
                         None => None,
@@ -255,9 +265,10 @@ impl Mailer {
                         tls: record.tls,
                         username: record.username.clone(),
                         password,
+                        connect_to,
                     };
                     let transport = build_transport(&settings, &self.hello).map_err(Error::internal)?;
-                    self.tenants.insert(slug.clone(), Arc::new((record.updated_at, transport.clone())));
+                    self.tenants.insert(slug.clone(), Arc::new((record.updated_at, connect_to, transport.clone())));
                     transport
                 }
             };
@@ -299,7 +310,8 @@ fn build_transport(settings: &SmtpSettings, hello: &ClientId) -> anyhow::Result<
         TlsMode::Starttls => Tls::Required(params()?),
         TlsMode::Tls => Tls::Wrapper(params()?),
     };
-    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(settings.host.as_str())
+    let server = settings.connect_to.map_or_else(|| settings.host.clone(), |ip| ip.to_string());
+    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(server)
         .port(settings.port)
         .tls(tls)
         .hello_name(hello.clone())

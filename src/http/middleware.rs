@@ -149,7 +149,11 @@ impl ErrorShape {
                 };
                 let message = describe(status, &text);
                 let mut out = if self == ErrorShape::OAuth {
-                    let error = if status.is_server_error() { "server_error" } else { "invalid_request" };
+                    let error = match status.as_u16() {
+                        503 => "temporarily_unavailable",
+                        s if s >= 500 => "server_error",
+                        _ => "invalid_request",
+                    };
                     let body = serde_json::json!({ "error": error, "error_description": message });
                     (status, axum::Json(body)).into_response()
                 } else {
@@ -163,9 +167,10 @@ impl ErrorShape {
                     };
                     (status, axum::Json(crate::error::error_body(code, &message))).into_response()
                 };
-                for name in [header::RETRY_AFTER, header::ALLOW, header::WWW_AUTHENTICATE] {
-                    if let Some(value) = parts.headers.get(&name) {
-                        out.headers_mut().insert(name, value.clone());
+                // The answer's meaning stays; only its body's shape changes.
+                for (name, value) in parts.headers.iter() {
+                    if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+                        out.headers_mut().append(name.clone(), value.clone());
                     }
                 }
                 if self == ErrorShape::OAuth {
@@ -182,7 +187,7 @@ fn is_plain_text(response: &Response<Body>) -> bool {
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_none_or(|v| v.starts_with("text/plain"))
+        .is_none_or(|v| v.trim_start().to_ascii_lowercase().starts_with("text/plain"))
 }
 
 /// The message of a rewritten error: a JSON error's own message, axum's rejection text, or the status.

@@ -38,8 +38,9 @@ async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> Result<impl
         let sent = headers
             .get(header::AUTHORIZATION)
             .and_then(|h| h.to_str().ok())
-            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
-            .map(str::trim)
+            .and_then(|h| h.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
             .unwrap_or("");
         if !crypto::constant_time_eq(sent, token.expose()) {
             return Err(Error::Unauthorized);

@@ -260,8 +260,8 @@ async fn enable(
 /// Deletes a user with everything that hangs off it (sessions, tokens, roles, MFA).
 pub async fn delete_user(db: &TenantDb, id: String, origin: Origin) -> Result<()> {
     db.write(move |tx| {
-        // Revoked before the rows go, so the access tokens' revocation outlives the user (the user check in
-        // `check_access` refuses them as well).
+        // The cascade then deletes these rows with the user: what keeps the user's access tokens dead is the user
+        // check in `check_access` (user ids are never reused). Revoking first keeps the order obvious.
         crate::oidc::store::revoke_user_families(tx, &id, None, "user_deleted", crate::now_unix())?;
         let user = users::delete(tx, &id)?;
         audit::record(tx, "user_deleted", Some(&user.id), &origin, json!({ "email": user.email }))?;
@@ -348,6 +348,8 @@ async fn password_reset(
 pub async fn clear_mfa(db: &TenantDb, id: String, origin: Origin) -> Result<()> {
     db.write(move |tx| {
         users::get(tx, &id)?;
+        // An admin who removes the second factor also lifts its lock (the user enrols afresh).
+        users::record_mfa_success(tx, &id)?;
         if mfa::disable(tx, &id)? {
             audit::record(tx, "mfa_disabled", Some(&id), &origin, json!({ "by": "admin" }))?;
         }

@@ -117,9 +117,14 @@ async fn bearer_user(
     if !access.has_scope(needed) {
         return Err(Error::InsufficientScope(needed));
     }
-    // The scope is only granted to first-party clients; a client demoted since the token was issued loses it.
-    let first_party = app.oidc.client(app, &tenant.slug, access.client_id()).await?.is_some_and(|c| c.first_party);
-    if !first_party {
+    // The scope is only granted to first-party clients; a client demoted, or whose scopes lost it, since the token
+    // was issued loses it at once.
+    let allowed = app
+        .oidc
+        .client(app, &tenant.slug, access.client_id())
+        .await?
+        .is_some_and(|c| c.first_party && c.scopes.iter().any(|s| s == needed));
+    if !allowed {
         return Err(Error::InsufficientScope(needed));
     }
     let c = &access.claims;

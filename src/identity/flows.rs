@@ -194,7 +194,7 @@ pub async fn login(
         .await?;
         return Err(Error::InvalidCredentials);
     };
-    let reason = if creds.locked_until.is_some_and(|until| until > now) {
+    let reason = if creds.locked(now) {
         Some("locked")
     } else if !creds.active {
         Some("disabled")
@@ -337,7 +337,7 @@ pub async fn complete_mfa(
             let mut origin = origin;
             origin.actor = format!("user:{}", session.user_id);
             let creds = users::credentials_by_id(tx, &session.user_id)?.ok_or(Error::InvalidCredentials)?;
-            if creds.locked_until.is_some_and(|until| until > now) || !creds.active {
+            if creds.locked(now) || !creds.active {
                 audit::record(tx, "login_failed", Some(&creds.id), &origin, json!({ "reason": "locked" }))?;
                 return Ok(Err(Error::InvalidToken));
             }

@@ -192,12 +192,22 @@ pub struct Credentials {
     pub email_verified: bool,
     pub failed_logins: u32,
     pub locked_until: Option<i64>,
+    /// Set by wrong second-factor codes; cleared only by a correct one (or an admin removing the factor).
+    pub mfa_locked_until: Option<i64>,
+}
+
+impl Credentials {
+    /// Whether sign-in is refused at `now`: by the password lock or the second factor's.
+    pub fn locked(&self, now: i64) -> bool {
+        self.locked_until.is_some_and(|until| until > now) || self.mfa_locked_until.is_some_and(|until| until > now)
+    }
 }
 
 fn credentials_where(conn: &Connection, clause: &str, value: &str) -> Result<Option<Credentials>> {
     Ok(conn
         .prepare_cached(&format!(
-            "SELECT id, email, name, password_hash, status, email_verified, failed_logins, locked_until
+            "SELECT id, email, name, password_hash, status, email_verified, failed_logins, locked_until,
+                    mfa_locked_until
              FROM users WHERE {clause} = ?1"
         ))?
         .query_row([value], |r| {
@@ -210,6 +220,7 @@ fn credentials_where(conn: &Connection, clause: &str, value: &str) -> Result<Opt
                 email_verified: r.get(5)?,
                 failed_logins: r.get(6)?,
                 locked_until: r.get(7)?,
+                mfa_locked_until: r.get(8)?,
             })
         })
         .optional()?)
@@ -235,33 +246,41 @@ pub fn record_failure(conn: &Connection, id: &str, lockout: &Lockout, now: i64) 
     lock_after(conn, id, failures, lockout, now)
 }
 
-/// Counts a wrong second-factor code; like `record_failure`, answers the lock's end when this one locks the
-/// account. Only `record_mfa_success` clears the count: a correct password does not.
+/// Counts a wrong second-factor code; answers the end of the second-factor lock when this one sets it. Only
+/// `record_mfa_success` clears the count and the lock: neither a correct password nor a password reset does, so
+/// whoever controls the mailbox cannot reopen code guessing.
 pub fn record_mfa_failure(conn: &Connection, id: &str, lockout: &Lockout, now: i64) -> Result<Option<i64>> {
     let failures: u32 = conn.query_row(
         "UPDATE users SET mfa_failures = mfa_failures + 1 WHERE id = ?1 RETURNING mfa_failures",
         [id],
         |r| r.get(0),
     )?;
-    lock_after(conn, id, failures, lockout, now)
+    let Some(until) = lock_end(failures, lockout, now) else { return Ok(None) };
+    conn.execute("UPDATE users SET mfa_locked_until = ?2 WHERE id = ?1", params![id, until])?;
+    Ok(Some(until))
 }
 
-/// A correct second factor: its failure count starts again.
+/// A correct second factor (or an admin removing it): its failure count and lock start again.
 pub fn record_mfa_success(conn: &Connection, id: &str) -> Result<()> {
-    conn.execute("UPDATE users SET mfa_failures = 0 WHERE id = ?1", [id])?;
+    conn.execute("UPDATE users SET mfa_failures = 0, mfa_locked_until = NULL WHERE id = ?1", [id])?;
     Ok(())
 }
 
-/// Locks the account once `failures` reaches the limit, for `backoff_seconds` doubled per failure past it.
+/// Locks the account once `failures` reaches the limit (see `lock_end`).
 fn lock_after(conn: &Connection, id: &str, failures: u32, lockout: &Lockout, now: i64) -> Result<Option<i64>> {
+    let Some(until) = lock_end(failures, lockout, now) else { return Ok(None) };
+    conn.execute("UPDATE users SET locked_until = ?2 WHERE id = ?1", params![id, until])?;
+    Ok(Some(until))
+}
+
+/// The end of a lock after `failures` in a row: `backoff_seconds` at the limit, doubled per failure past it.
+fn lock_end(failures: u32, lockout: &Lockout, now: i64) -> Option<i64> {
     if failures < lockout.max_failures {
-        return Ok(None);
+        return None;
     }
     let doublings = (failures - lockout.max_failures).min(30);
     let secs = (u64::from(lockout.backoff_seconds) << doublings).min(u64::from(lockout.max_backoff_seconds));
-    let until = now + secs as i64;
-    conn.execute("UPDATE users SET locked_until = ?2 WHERE id = ?1", params![id, until])?;
-    Ok(Some(until))
+    Some(now + secs as i64)
 }
 
 /// A successful sign-in: the failure counter and any lock are cleared and the time recorded.

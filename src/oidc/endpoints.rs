@@ -451,7 +451,16 @@ async fn introspect_inner(app: &AppState, slug: &str, headers: &HeaderMap, body:
     }
     let hash = crypto::hash_token(&token);
     let now = crate::now_unix();
-    let found = crate::db::point_read(&db.pool, move |conn| store::refresh_family(conn, &hash, now)).await?;
+    let found = crate::db::point_read(&db.pool, move |conn| {
+        // Live means what the refresh grant would accept: the user still active, the session (if bound) live.
+        let Some((family, scope, exp, true)) = store::refresh_family(conn, &hash, now)? else { return Ok(None) };
+        let session_live = match &family.session_id {
+            Some(sid) => store::session_live(conn, sid, now)?,
+            None => true,
+        };
+        Ok((session_live && store::user_active(conn, &family.user_id)?).then_some((family, scope, exp, true)))
+    })
+    .await?;
     if let Some((family, scope, exp, true)) = found
         && may_see(&client, &family.client_id)
     {

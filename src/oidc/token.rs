@@ -348,7 +348,9 @@ async fn refresh_token(
                 store::revoke_family(tx, &family.id, "session_ended", now)?;
                 return Ok(Err(OAuthError::invalid_grant("the session these tokens belong to has ended")));
             }
-            let granted_scope = split_scope(&granted);
+            // A scope the client has lost since the grant is not minted again.
+            let granted_scope: Vec<String> =
+                split_scope(&granted).into_iter().filter(|s| c.scopes.contains(s)).collect();
             let scope = match narrowed {
                 Some(requested) => {
                     if let Some(extra) = requested.iter().find(|s| !granted_scope.contains(s)) {

@@ -110,7 +110,9 @@ async fn login(
     }
     let password = Secret::new(form.password);
     let lock_key = AccountLockout::key(&form.email);
-    let locked = lock_key.as_deref().is_some_and(|key| app.admin_lockout.check(key, crate::now_unix()).is_err());
+    // Counted before the password is checked (see `AccountLockout::attempt`); a correct password clears it.
+    let attempt = lock_key.as_deref().map(|key| app.admin_lockout.attempt(key, crate::now_unix()));
+    let locked = matches!(attempt, Some(Err(_)));
     // A locked email gets the wrong-password answer without its password being checked: a guess made during the
     // lock learns nothing, even when it is right.
     let operator = if locked { None } else { accounts::verify_login(&app, &form.email, &password).await? };
@@ -128,7 +130,7 @@ async fn login(
             } else {
                 tracing::info!(email = %form.email.trim(), "admin sign-in failed");
                 if let Some(key) = &lock_key
-                    && let Some(until) = app.admin_lockout.record_failure(key, crate::now_unix())
+                    && let Some(Ok(Some(until))) = attempt
                 {
                     tracing::warn!(
                         email = %key,

@@ -138,9 +138,14 @@ pub async fn check_host_allowed(host: &str, port: u16) -> Result<()> {
         Ok(v6) => url::Host::Ipv6(v6),
         Err(_) => url::Host::parse(host).map_err(|_| Error::validation("host must be a host name or an IP address"))?,
     };
+    // Stricter than for webhooks: one internal address among public ones is enough to refuse, since the mail
+    // transport connects to whichever address it is given first.
     let refused = host_refused(&parsed)
         || match &parsed {
-            url::Host::Domain(name) => resolves_only_to_forbidden(name, port).await,
+            url::Host::Domain(name) => match tokio::net::lookup_host((&**name, port)).await {
+                Ok(mut addrs) => addrs.any(|a| is_forbidden(a.ip())),
+                Err(_) => false,
+            },
             _ => false,
         };
     if refused {
@@ -150,6 +155,29 @@ pub async fn check_host_allowed(host: &str, port: u16) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// The address a guarded SMTP host is reached at: its first resolved address, if every address it resolves to
+/// passes the guard (one internal address refuses the host, as when it was saved).
+pub async fn vetted_address(host: &str, port: u16) -> Result<IpAddr> {
+    let refused = || {
+        Error::validation(format!(
+            "SMTP host {host} resolves to a loopback, private, link-local or metadata address; only an operator may \
+             use internal hosts"
+        ))
+    };
+    if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+        return if is_forbidden(ip) { Err(refused()) } else { Ok(ip) };
+    }
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| Error::validation(format!("SMTP host {host} does not resolve: {e}")))?
+        .collect();
+    match addrs.first() {
+        Some(first) if !addrs.iter().any(|a| is_forbidden(a.ip())) => Ok(first.ip()),
+        Some(_) => Err(refused()),
+        None => Err(Error::validation(format!("SMTP host {host} has no address"))),
+    }
 }
 
 /// Addresses a webhook must never reach unless private receivers are allowed.
@@ -171,8 +199,11 @@ fn forbidden_v6(v6: Ipv6Addr) -> bool {
     if seg[..6] == [0, 0, 0, 0, 0, 0] {
         return forbidden_v4(Ipv4Addr::new(o[12], o[13], o[14], o[15]));
     }
-    // NAT64 (64:ff9b::/96) carries an IPv4 address in its last 32 bits.
-    if seg[0] == 0x64 && seg[1] == 0xff9b && seg[2..6] == [0, 0, 0, 0] {
+    // NAT64 (64:ff9b::/96, and the local-use 64:ff9b:1::/48) and IPv4-translated addresses (::ffff:0:0/96) carry
+    // an IPv4 address in their last 32 bits.
+    if (seg[0] == 0x64 && seg[1] == 0xff9b && (seg[2..6] == [0, 0, 0, 0] || seg[2] == 1))
+        || seg[..6] == [0, 0, 0, 0, 0xffff, 0]
+    {
         return forbidden_v4(Ipv4Addr::new(o[12], o[13], o[14], o[15]));
     }
     // 6to4 (2002::/16) carries one in bits 16-47; a relay would forward to it.
@@ -416,6 +447,8 @@ mod tests {
     #[test]
     fn forbidden_addresses() {
         for ip in [
+            "::ffff:0:7f00:1",
+            "64:ff9b:1::a00:1",
             "127.0.0.1",
             "10.1.2.3",
             "172.16.0.1",
@@ -483,6 +516,19 @@ mod tests {
             assert!(check_host_allowed(host, 587).await.is_ok(), "{host}");
         }
         assert!(check_host_allowed("", 587).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn guarded_smtp_hosts_are_pinned_to_a_vetted_address() {
+        // `localhost` resolves on any machine, inward: refused at send time whatever it resolved to when saved.
+        for host in ["localhost", "127.0.0.1", "[::1]", "10.0.0.1"] {
+            assert!(vetted_address(host, 587).await.is_err(), "{host}");
+        }
+        assert_eq!(vetted_address("93.184.216.34", 587).await.unwrap(), "93.184.216.34".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            vetted_address("[2606:4700::1111]", 587).await.unwrap(),
+            "2606:4700::1111".parse::<IpAddr>().unwrap()
+        );
     }
 
     #[test]

@@ -260,17 +260,34 @@ async fn wrong_totp_codes_lock_even_when_the_password_keeps_being_right() {
         .unwrap();
     assert_eq!(audit["items"].as_array().unwrap().len(), 1, "{audit}");
 
+    // A password reset (whoever controls the mailbox) does not lift the second factor's lock.
+    app.client
+        .post(app.url("/t/acme/api/v1/password/forgot"))
+        .json(&json!({"email": "hal@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    let link = token_link(&mail(&app, "acme", "hal@example.com", "reset_password").await, &app.base);
+    let r = app
+        .client
+        .post(app.url("/t/acme/api/v1/password/reset"))
+        .json(&json!({"token": token_of(&link), "new_password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(login().await.1, StatusCode::UNAUTHORIZED, "still locked after a reset");
     // When the lock ends, the count has not: the next wrong code locks again, for twice as long.
     let db = rusqlite::Connection::open(app.data_dir.join("tenants/acme.db")).unwrap();
-    db.execute("UPDATE users SET locked_until = 1", []).unwrap();
+    db.execute("UPDATE users SET mfa_locked_until = 1", []).unwrap();
     let (client, status, _) = login().await;
     assert_eq!(status, 200);
     assert_eq!(guess(client, "111111").await, 400);
-    let until: i64 = db.query_row("SELECT locked_until FROM users", [], |r| r.get(0)).unwrap();
+    let until: i64 = db.query_row("SELECT mfa_locked_until FROM users", [], |r| r.get(0)).unwrap();
     let left = until - now() as i64;
     assert!((100..=120).contains(&left), "locked for {left} s");
     // A correct code clears the count.
-    db.execute("UPDATE users SET locked_until = 1", []).unwrap();
+    db.execute("UPDATE users SET mfa_locked_until = 1", []).unwrap();
     let (client, _, _) = login().await;
     let code = code_at(&secret, now() + 30);
     let r = client.post(app.url("/t/acme/api/v1/login/mfa")).json(&json!({"code": code})).send().await.unwrap();
@@ -283,7 +300,14 @@ async fn wrong_totp_codes_lock_even_when_the_password_keeps_being_right() {
 #[tokio::test]
 async fn a_tenant_admin_cannot_redirect_or_downgrade_the_stored_smtp_password() {
     // The test config allows private receivers (for local webhook and SMTP sinks); production does not.
-    let app = spawn_with(|config| config.webhook_allow_private = false, Router::new()).await;
+    let app = spawn_with(
+        |config| {
+            config.webhook_allow_private = false;
+            config.mail.mode = gatehouse::config::MailMode::Smtp;
+        },
+        Router::new(),
+    )
+    .await;
     app.create_tenant("acme").await;
     app.create_tenant("other").await;
     let tenant_token = app.create_token("acme admin", "tenant:acme").await;
@@ -340,6 +364,29 @@ async fn a_tenant_admin_cannot_redirect_or_downgrade_the_stored_smtp_password() 
     let mut clear = base.clone();
     clear["tls"] = json!("none");
     assert_eq!(put(&tenant_token, clear.clone()).await.0, 400);
+    // DNS rebinding: settings a tenant admin saved are pinned at send time to an address that passes the guard.
+    // (The stored host is changed underneath, as a name that later resolves inward would be; nothing connects.)
+    assert_eq!(put(&tenant_token, base.clone()).await.0, 200);
+    let control = rusqlite::Connection::open(app.data_dir.join("control.db")).unwrap();
+    control.execute("UPDATE tenant_smtp SET host = 'localhost' WHERE slug = 'acme'", []).unwrap();
+    let r = app
+        .client
+        .post(app.url("/admin/api/v1/tenants/acme/emails/test"))
+        .bearer_auth(&tenant_token)
+        .json(&json!({"to": "ops@acme.example"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let error = crate::support::eventually(std::time::Duration::from_secs(10), "the send attempt", || async {
+        let item: Value =
+            call(&app, Method::GET, &format!("/admin/api/v1/tenants/acme/outbox/{id}"), &tenant_token, None).await.1;
+        item["last_error"].as_str().map(str::to_owned)
+    })
+    .await;
+    assert!(error.contains("loopback, private"), "{error}");
+    // An operator's settings are not guarded: a local relay is theirs to use.
     let mut relay = clear.clone();
     relay["host"] = json!("127.0.0.1");
     assert_eq!(put(crate::support::TOKEN, relay).await.0, 200, "an operator may use a local relay");
