@@ -18,20 +18,29 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::Uri;
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use tower::ServiceBuilder;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::app::AppState;
 use crate::error::Error;
+
+/// The JSON routes, each registered with its OpenAPI operation (`routes!` takes only handlers that have one).
+pub fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().merge(crate::tenants::api::router()).merge(crate::tenants::public::router())
+}
 
 /// The whole application router. `extra` routes (tests add a panicking one) get the same middleware.
 pub fn router(state: AppState, extra: Router<AppState>) -> Router {
     let layers = ServiceBuilder::new()
         .layer(from_fn_with_state(state.clone(), middleware::stack))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes));
+    let (api, operations) = api_routes().split_for_parts();
+    let contract = openapi::Contract::new(openapi::document(operations));
     Router::new()
         .merge(ops::router())
-        .merge(crate::tenants::api::router())
-        .merge(crate::tenants::public::router())
+        .merge(api)
+        .route("/api/openapi.json", get(openapi::serve))
         .merge(crate::admin::tokens::router())
         .merge(crate::email::api::router())
         .merge(crate::webhooks::api::router())
@@ -47,6 +56,7 @@ pub fn router(state: AppState, extra: Router<AppState>) -> Router {
         .merge(extra)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::Extension(contract))
         .layer(layers)
         .with_state(state)
 }

@@ -12,8 +12,11 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, RefOr, ResponseBuilder};
@@ -161,9 +164,28 @@ pub fn document(operations: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenAp
     doc
 }
 
-/// The document as served.
-pub fn to_json(doc: &utoipa::openapi::OpenApi) -> Bytes {
-    Bytes::from(serde_json::to_vec(doc).unwrap_or_default())
+/// The contract, built once at start-up and shared with the handlers that show it (an axum `Extension`).
+#[derive(Clone)]
+pub struct Contract {
+    pub doc: Arc<utoipa::openapi::OpenApi>,
+    /// The document as served, serialised once.
+    pub json: Bytes,
+}
+
+impl Contract {
+    pub fn new(doc: utoipa::openapi::OpenApi) -> Contract {
+        let json = Bytes::from(serde_json::to_vec(&doc).unwrap_or_default());
+        Contract { doc: Arc::new(doc), json }
+    }
+}
+
+/// `GET /api/openapi.json`: public, like any API's published contract (it holds no tenant data).
+pub async fn serve(axum::Extension(contract): axum::Extension<Contract>) -> Response {
+    let mut response = contract.json.clone().into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    response
 }
 
 /// Routes registered outside `OpenApiRouter`, by path prefix: HTML pages and their assets, the operational

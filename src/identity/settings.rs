@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum MfaPolicy {
     /// No second factor, even for users who enrolled one.
@@ -20,7 +20,7 @@ pub enum MfaPolicy {
 
 /// Per-account brute-force defence: after `max_failures` wrong passwords in a row the account is locked for
 /// `backoff_seconds`, doubling with each further failure up to `max_backoff_seconds`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Lockout {
     pub max_failures: u32,
@@ -34,7 +34,7 @@ impl Default for Lockout {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum FieldType {
     String,
@@ -43,7 +43,7 @@ pub enum FieldType {
 }
 
 /// A custom field users carry (their `fields` object is checked against these).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CustomField {
     pub name: String,

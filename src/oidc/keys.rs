@@ -27,7 +27,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum SigningAlg {
     #[serde(rename = "RS256")]
     Rs256,

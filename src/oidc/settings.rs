@@ -99,7 +99,7 @@ pub const BUILT_IN_CLAIMS: &[&str] = &[
     "roles",
 ];
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct OidcSettings {
     /// Algorithm of the tenant's signing key; changing it rotates the key.
@@ -125,7 +125,7 @@ impl Default for OidcSettings {
 }
 
 /// A scope a tenant defines: granting it releases user custom fields as claims and/or permissions.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CustomScope {
     pub name: String,

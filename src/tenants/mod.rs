@@ -22,7 +22,7 @@ use crate::app::App;
 use crate::control::{Mutation, Tenant, tables};
 use crate::error::{Error, Result};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TenantStatus {
     Active,
@@ -47,14 +47,16 @@ impl TenantStatus {
 }
 
 /// A tenant as the admin API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TenantView {
     pub slug: TenantSlug,
     pub name: String,
     pub status: TenantStatus,
     #[serde(with = "crate::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
     #[serde(with = "crate::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at: i64,
     pub settings: TenantSettings,
 }

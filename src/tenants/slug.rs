@@ -40,6 +40,19 @@ impl Serialize for TenantSlug {
     }
 }
 
+/// In the API contract a slug is a string of the shape `parse` accepts.
+impl utoipa::PartialSchema for TenantSlug {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some("^[a-z0-9][a-z0-9-]{1,62}$"))
+            .description(Some("Tenant slug: 2-63 of a-z, 0-9 and -, not starting with -"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for TenantSlug {}
+
 impl<'de> Deserialize<'de> for TenantSlug {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw = String::deserialize(d)?;
