@@ -68,6 +68,23 @@ impl<'de> Deserialize<'de> for Scope {
     }
 }
 
+/// In the API contract a scope is a string of the shape `parse` accepts.
+impl utoipa::PartialSchema for Scope {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some("^(operator|tenant:[a-z0-9][a-z0-9-]{1,62})$"))
+            .description(Some("What a credential may act on: `operator` (everything) or `tenant:{slug}` (one tenant)"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Scope {
+    fn name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("AdminScope")
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Via {
     Token,

@@ -5,14 +5,18 @@
 //! - `GET /admin/api/v1/tenants/{slug}/outbox?status=&kind=&limit=&cursor=`, `GET …/outbox/{id}`,
 //!   `POST …/outbox/{id}/retry`
 //! - `GET /admin/api/v1/tenants/{slug}/mailbox?limit=&cursor=`
+//!
+//! Who may call: every route needs an operator or an actor scoped to that tenant. Saving SMTP settings is
+//! stricter for a tenant-scoped actor (see `save_smtp`).
 
+use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use rusqlite::{Connection, params};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::admin::Actor;
 use crate::app::{App, AppState};
@@ -24,43 +28,52 @@ use crate::email::smtp::{SmtpRecord, TlsMode, check_host};
 use crate::email::{EmailKind, parse_address};
 use crate::error::{Error, Result};
 use crate::http::extract::ApiJson;
+use crate::http::openapi::ApiErrors;
 use crate::tenants::TenantSlug;
 
-pub fn router() -> Router<AppState> {
-    let base = "/admin/api/v1/tenants/{slug}";
-    Router::new()
-        .route(&format!("{base}/smtp"), get(read_smtp).put(put_smtp).delete(delete_smtp))
-        .route(&format!("{base}/emails/test"), post(send_test))
-        .route(&format!("{base}/outbox"), get(list_outbox))
-        .route(&format!("{base}/outbox/{{id}}"), get(read_outbox))
-        .route(&format!("{base}/outbox/{{id}}/retry"), post(retry_outbox))
-        .route(&format!("{base}/mailbox"), get(list_mailbox))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(read_smtp, put_smtp, delete_smtp))
+        .routes(routes!(send_test))
+        .routes(routes!(list_outbox))
+        .routes(routes!(read_outbox))
+        .routes(routes!(retry_outbox))
+        .routes(routes!(list_mailbox))
 }
 
 /// The body of `PUT …/smtp`. A missing `password` keeps the stored one; an empty one removes it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SmtpInput {
+    /// A host name or an IP address.
     pub host: String,
+    /// 1-65535.
     pub port: u16,
+    /// `none`, `starttls` or `tls`.
+    #[schema(value_type = TlsMode)]
     pub tls: String,
     pub username: Option<String>,
+    /// Missing (or `null`): keep the stored password; `""`: remove it. Changing the host, port, TLS mode or
+    /// username while a password is stored needs it sent again (422 `password_required`).
     pub password: Option<String>,
     pub from_email: String,
     pub from_name: Option<String>,
 }
 
 /// How a tenant's mail is delivered right now, for the API and the admin UI.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct SmtpView {
+    /// Whether the tenant has SMTP settings of its own.
     pub configured: bool,
     /// `tenant` (its own SMTP), `global` (GATEHOUSE_SMTP_URL) or `dev_mailbox`.
     pub route: &'static str,
+    /// The server's mail mode: `dev` (every mail goes to the dev mailbox) or `smtp`.
     pub mode: &'static str,
     pub host: Option<String>,
     pub port: Option<u16>,
     pub tls: Option<TlsMode>,
     pub username: Option<String>,
+    /// Whether a password is stored (it is never shown).
     pub password_set: bool,
     pub from_email: Option<String>,
     pub from_name: Option<String>,
@@ -93,6 +106,16 @@ pub async fn load_smtp(app: &App, slug: &TenantSlug) -> Result<Option<SmtpRecord
     app.control.read(move |conn| tables::tenant_smtp(conn, &slug)).await
 }
 
+/// How the tenant's mail is delivered: its SMTP settings (without the password), or the global or dev route.
+#[utoipa::path(
+    get,
+    path = "/admin/api/v1/tenants/{slug}/smtp",
+    tag = "email",
+    operation_id = "email_read_smtp",
+    params(("slug" = TenantSlug, Path, description = "The tenant")),
+    responses((status = 200, description = "The tenant's mail route and settings", body = SmtpView), ApiErrors),
+    security(("admin_token" = []), ("admin_session" = []))
+)]
 async fn read_smtp(State(app): State<AppState>, actor: Actor, Path(slug): Path<String>) -> Result<Json<SmtpView>> {
     let slug = TenantSlug::parse(&slug)?;
     actor.require_tenant(&slug)?;
@@ -188,6 +211,21 @@ pub async fn remove_smtp(app: &App, slug: &TenantSlug) -> Result<()> {
     Ok(())
 }
 
+/// Saves the tenant's SMTP settings.
+///
+/// Changing the host, port, TLS mode or username while a password is stored needs the password sent again
+/// (422 `password_required`). A tenant-scoped actor cannot point them at a private address (unless the server
+/// allows it) nor send credentials over `tls: none`.
+#[utoipa::path(
+    put,
+    path = "/admin/api/v1/tenants/{slug}/smtp",
+    tag = "email",
+    operation_id = "email_put_smtp",
+    params(("slug" = TenantSlug, Path, description = "The tenant")),
+    request_body = SmtpInput,
+    responses((status = 200, description = "The settings as saved", body = SmtpView), ApiErrors),
+    security(("admin_token" = []), ("admin_session" = []))
+)]
 async fn put_smtp(
     State(app): State<AppState>,
     actor: Actor,
@@ -201,6 +239,16 @@ async fn put_smtp(
     Ok(Json(smtp_view(&app, Some(&record))))
 }
 
+/// Removes the tenant's SMTP settings: its mail goes the global route (or the dev mailbox) again.
+#[utoipa::path(
+    delete,
+    path = "/admin/api/v1/tenants/{slug}/smtp",
+    tag = "email",
+    operation_id = "email_delete_smtp",
+    params(("slug" = TenantSlug, Path, description = "The tenant")),
+    responses((status = 200, description = "The mail route without tenant settings", body = SmtpView), ApiErrors),
+    security(("admin_token" = []), ("admin_session" = []))
+)]
 async fn delete_smtp(State(app): State<AppState>, actor: Actor, Path(slug): Path<String>) -> Result<Json<SmtpView>> {
     let slug = TenantSlug::parse(&slug)?;
     actor.require_tenant(&slug)?;
@@ -209,30 +257,62 @@ async fn delete_smtp(State(app): State<AppState>, actor: Actor, Path(slug): Path
     Ok(Json(smtp_view(&app, None)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct TestMail {
+    /// One email address.
     to: String,
 }
 
+/// A queued test mail.
+#[derive(Serialize, ToSchema)]
+struct TestMailQueued {
+    /// The outbox row of the mail.
+    id: String,
+}
+
+/// Queues a test mail through the tenant's mail route.
+#[utoipa::path(
+    post,
+    path = "/admin/api/v1/tenants/{slug}/emails/test",
+    tag = "email",
+    operation_id = "email_send_test",
+    params(("slug" = TenantSlug, Path, description = "The tenant")),
+    request_body = TestMail,
+    responses((status = 202, description = "Queued in the outbox", body = TestMailQueued), ApiErrors),
+    security(("admin_token" = []), ("admin_session" = []))
+)]
 async fn send_test(
     State(app): State<AppState>,
     actor: Actor,
     Path(slug): Path<String>,
     ApiJson(body): ApiJson<TestMail>,
-) -> Result<(StatusCode, Json<Value>)> {
+) -> Result<(StatusCode, Json<TestMailQueued>)> {
     let (_, db) = actor.open_tenant(&app, &slug).await?;
     let to = parse_address(&body.to)?.to_string();
     let id = db.write(move |tx| outbox::enqueue_email(tx, EmailKind::Test { to })).await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({ "id": id }))))
+    Ok((StatusCode::ACCEPTED, Json(TestMailQueued { id })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct OutboxQuery {
+    /// `pending`, `sending`, `sent` or `dead`.
     status: Option<String>,
+    /// `email` or `webhook`.
     kind: Option<String>,
+    /// 1-200, default 50.
     limit: Option<u32>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
+}
+
+/// A page of outbox rows (mail and webhook deliveries), newest first.
+#[derive(Serialize, ToSchema)]
+pub struct OutboxPage {
+    pub items: Vec<outbox::OutboxItem>,
+    /// Pass as `cursor` for the next page; `null` on the last one.
+    pub next_cursor: Option<String>,
 }
 
 /// Checks list query values shared by the outbox and deliveries listings.
@@ -256,18 +336,41 @@ pub fn outbox_filter(
     Ok(Filter { status, kind, webhook_id: None, cursor: cursor.filter(|c| !c.is_empty()), limit })
 }
 
+/// Lists the tenant's outbox: queued, sent and dead mail and webhook deliveries.
+#[utoipa::path(
+    get,
+    path = "/admin/api/v1/tenants/{slug}/outbox",
+    tag = "email",
+    operation_id = "email_list_outbox",
+    params(("slug" = TenantSlug, Path, description = "The tenant"), OutboxQuery),
+    responses((status = 200, description = "A page of outbox rows", body = OutboxPage), ApiErrors),
+    security(("admin_token" = []), ("admin_session" = []))
+)]
 async fn list_outbox(
     State(app): State<AppState>,
     actor: Actor,
     Path(slug): Path<String>,
     Query(q): Query<OutboxQuery>,
-) -> Result<Json<Value>> {
+) -> Result<Json<OutboxPage>> {
     let (_, db) = actor.open_tenant(&app, &slug).await?;
     let filter = outbox_filter(q.status, q.kind.as_deref(), q.limit, q.cursor)?;
-    let (items, next) = db::with_conn(&db.pool, move |conn| outbox::list(conn, &filter)).await?;
-    Ok(Json(json!({ "items": items, "next_cursor": next })))
+    let (items, next_cursor) = db::with_conn(&db.pool, move |conn| outbox::list(conn, &filter)).await?;
+    Ok(Json(OutboxPage { items, next_cursor }))
 }
 
+/// Reads one outbox row (without its payload, which can hold one-time links).
+#[utoipa::path(
+    get,
+    path = "/admin/api/v1/tenants/{slug}/outbox/{id}",
+    tag = "email",
+    operation_id = "email_read_outbox",
+    params(
+        ("slug" = TenantSlug, Path, description = "The tenant"),
+        ("id" = String, Path, description = "The outbox row"),
+    ),
+    responses((status = 200, description = "The outbox row", body = outbox::OutboxItem), ApiErrors),
+    security(("admin_token" = []), ("admin_session" = []))
+)]
 async fn read_outbox(
     State(app): State<AppState>,
     actor: Actor,
@@ -277,6 +380,19 @@ async fn read_outbox(
     Ok(Json(db::with_conn(&db.pool, move |conn| outbox::get(conn, &id)).await?))
 }
 
+/// Retries a dead outbox row: it is pending again with its attempts reset (anything but a dead row is a conflict).
+#[utoipa::path(
+    post,
+    path = "/admin/api/v1/tenants/{slug}/outbox/{id}/retry",
+    tag = "email",
+    operation_id = "email_retry_outbox",
+    params(
+        ("slug" = TenantSlug, Path, description = "The tenant"),
+        ("id" = String, Path, description = "The outbox row"),
+    ),
+    responses((status = 202, description = "The row, pending again", body = outbox::OutboxItem), ApiErrors),
+    security(("admin_token" = []), ("admin_session" = []))
+)]
 async fn retry_outbox(
     State(app): State<AppState>,
     actor: Actor,
@@ -292,7 +408,8 @@ async fn retry_outbox(
     Ok((StatusCode::ACCEPTED, Json(item)))
 }
 
-#[derive(Debug, Serialize)]
+/// A message the dev mailbox caught instead of sending it.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct MailboxItem {
     pub id: String,
     pub message_id: String,
@@ -303,6 +420,7 @@ pub struct MailboxItem {
     pub html: String,
     pub text: String,
     #[serde(with = "crate::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
 }
 
@@ -341,21 +459,43 @@ pub fn mailbox_page(conn: &Connection, cursor: Option<&str>, limit: u32) -> Resu
     Ok((items, next))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct PageQuery {
+    /// 1-200, default 50.
     limit: Option<u32>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
+/// A page of dev-mailbox messages, newest first.
+#[derive(Serialize, ToSchema)]
+struct MailboxPage {
+    items: Vec<MailboxItem>,
+    /// Pass as `cursor` for the next page; `null` on the last one.
+    next_cursor: Option<String>,
+}
+
+/// Lists the messages the dev mailbox caught for the tenant.
+#[utoipa::path(
+    get,
+    path = "/admin/api/v1/tenants/{slug}/mailbox",
+    tag = "email",
+    operation_id = "email_list_mailbox",
+    params(("slug" = TenantSlug, Path, description = "The tenant"), PageQuery),
+    responses((status = 200, description = "A page of messages", body = MailboxPage), ApiErrors),
+    security(("admin_token" = []), ("admin_session" = []))
+)]
 async fn list_mailbox(
     State(app): State<AppState>,
     actor: Actor,
     Path(slug): Path<String>,
     Query(q): Query<PageQuery>,
-) -> Result<Json<Value>> {
+) -> Result<Json<MailboxPage>> {
     let (_, db) = actor.open_tenant(&app, &slug).await?;
     let limit = crate::http::extract::page_limit(q.limit)?;
     let cursor = q.cursor.filter(|c| !c.is_empty());
-    let (items, next) = db::with_conn(&db.pool, move |conn| mailbox_page(conn, cursor.as_deref(), limit)).await?;
-    Ok(Json(json!({ "items": items, "next_cursor": next })))
+    let (items, next_cursor) =
+        db::with_conn(&db.pool, move |conn| mailbox_page(conn, cursor.as_deref(), limit)).await?;
+    Ok(Json(MailboxPage { items, next_cursor }))
 }

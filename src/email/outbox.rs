@@ -30,8 +30,9 @@ use crate::tenants::TenantSlug;
 use crate::webhooks::events::Event;
 
 /// What an outbox row carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
+#[schema(as = OutboxKind)]
 pub enum Kind {
     Email,
     Webhook,
@@ -351,23 +352,30 @@ pub fn recover(conn: &Connection) -> Result<(HashMap<Kind, i64>, Option<i64>)> {
 }
 
 /// One outbox row as the admin API shows it (no payload: it can hold one-time links).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct OutboxItem {
     pub id: String,
     pub kind: Kind,
+    /// The template name of a mail, the event type of a webhook delivery.
     pub topic: String,
+    /// The address of a mail, the URL of a webhook delivery.
     pub recipient: String,
+    /// The webhook of a delivery; `null` for mail.
     pub webhook_id: Option<String>,
+    /// `pending`, `sending`, `sent` or `dead`.
     pub status: String,
     pub attempts: u32,
     #[serde(with = "crate::rfc3339_ms")]
+    #[schema(value_type = String, format = DateTime)]
     pub next_attempt_at: i64,
     pub last_error: Option<String>,
     pub last_status_code: Option<u16>,
     pub last_response: Option<String>,
     #[serde(with = "crate::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
     #[serde(with = "crate::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at: i64,
 }
 

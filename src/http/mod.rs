@@ -27,7 +27,19 @@ use crate::error::Error;
 
 /// The JSON routes, each registered with its OpenAPI operation (`routes!` takes only handlers that have one).
 pub fn api_routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().merge(crate::tenants::api::router()).merge(crate::tenants::public::router())
+    OpenApiRouter::new()
+        .merge(ops::router())
+        .merge(crate::tenants::api::router())
+        .merge(crate::tenants::public::router())
+        .merge(crate::admin::tokens::router())
+        .merge(crate::email::api::router())
+        .merge(crate::webhooks::api::router())
+        .merge(crate::identity::admin_api::router())
+        .merge(crate::identity::admin_roles::router())
+        .merge(crate::identity::api::router())
+        .merge(crate::oidc::endpoints::router())
+        .merge(crate::oidc::admin_api::router())
+        .merge(crate::plugins::api::router())
 }
 
 /// The whole application router. `extra` routes (tests add a panicking one) get the same middleware.
@@ -37,21 +49,12 @@ pub fn router(state: AppState, extra: Router<AppState>) -> Router {
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes));
     let (api, operations) = api_routes().split_for_parts();
     let contract = openapi::Contract::new(openapi::document(operations));
+    // Pages, assets and the browser side of OAuth are HTML, not part of the JSON contract.
     Router::new()
-        .merge(ops::router())
         .merge(api)
         .route("/api/openapi.json", get(openapi::serve))
-        .merge(crate::admin::tokens::router())
-        .merge(crate::email::api::router())
-        .merge(crate::webhooks::api::router())
-        .merge(crate::identity::admin_api::router())
-        .merge(crate::identity::admin_roles::router())
-        .merge(crate::identity::api::router())
         .merge(crate::identity::pages::router())
-        .merge(crate::oidc::endpoints::router())
         .merge(crate::oidc::authorize::router())
-        .merge(crate::oidc::admin_api::router())
-        .merge(crate::plugins::api::router())
         .merge(crate::web::router())
         .merge(extra)
         .fallback(not_found)

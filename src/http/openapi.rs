@@ -4,8 +4,8 @@
 //! Invariants:
 //! - The document is built from the handlers themselves: JSON routes are registered through `utoipa-axum`'s
 //!   `OpenApiRouter` and `routes!`, which take a handler only with its `#[utoipa::path]`, so a JSON route cannot
-//!   exist without its operation. Routes registered otherwise (pages, assets, ops) are listed in
-//!   `UNDOCUMENTED` and a test keeps that list true.
+//!   exist without its operation. Only the HTML side (pages, assets, the browser half of OAuth) registers plain
+//!   axum routes, in the files `tests/it/openapi.rs` lists; that test fails on a `.route(` anywhere else.
 //! - Every operation documents its errors with `ApiErrors` (or `OAuthErrors`): one shared body whose `code` is
 //!   the enum of `error::CODES`.
 //! - No hand-written JSON schema: request and response types derive `ToSchema`.
@@ -187,18 +187,3 @@ pub async fn serve(axum::Extension(contract): axum::Extension<Contract>) -> Resp
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
     response
 }
-
-/// Routes registered outside `OpenApiRouter`, by path prefix: HTML pages and their assets, the operational
-/// endpoints, and the OAuth browser endpoints (redirects and pages, not JSON). Every other route is a JSON route
-/// and must carry its operation (see the test in `tests/it/openapi.rs`).
-pub const UNDOCUMENTED: &[&str] = &[
-    "/admin",
-    "/static/",
-    "/healthz",
-    "/readyz",
-    "/metrics",
-    "/api/openapi.json",
-    "/t/{slug}/oauth2/authorize",
-    "/t/{slug}/oauth2/logout",
-    "/t/{slug}/consent",
-];

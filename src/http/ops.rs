@@ -1,27 +1,75 @@
 //! Operations endpoints: `/healthz` (the process serves), `/readyz` (control.db answers and the data dir is
 //! writable), `/metrics` (Prometheus text; behind a bearer token when `GATEHOUSE_METRICS_TOKEN` is set).
+//!
+//! Who may call: anyone may call `/healthz` and `/readyz` (they tell nothing but up or not); `/metrics` is open
+//! too unless `GATEHOUSE_METRICS_TOKEN` is set, and then needs that token (the scrape job's, not an admin token).
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{Json, Router};
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::app::AppState;
 use crate::control::tables;
 use crate::crypto;
 use crate::error::{Error, Result};
+use crate::http::openapi::ApiErrors;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(readyz)).routes(routes!(metrics))
 }
 
-async fn healthz() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+/// The process serves.
+#[derive(Serialize, ToSchema)]
+struct Health {
+    /// Always `ok`.
+    status: &'static str,
 }
 
-async fn readyz(State(app): State<AppState>) -> Result<Json<Value>> {
+/// Liveness: the process serves requests.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "ops",
+    operation_id = "ops_healthz",
+    responses((status = 200, description = "Alive", body = Health), ApiErrors),
+    security(())
+)]
+async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// The server can take traffic.
+#[derive(Serialize, ToSchema)]
+struct Readiness {
+    /// Always `ready` (a failed check answers 503 `not_ready`).
+    status: &'static str,
+    checks: ReadinessChecks,
+}
+
+/// Each readiness check, `ok` when it passed.
+#[derive(Serialize, ToSchema)]
+struct ReadinessChecks {
+    /// control.db answers a query.
+    control_db: &'static str,
+    /// The data directory is writable.
+    data_dir: &'static str,
+}
+
+/// Readiness: control.db answers and the data directory is writable; 503 `not_ready` otherwise.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "ops",
+    operation_id = "ops_readyz",
+    responses((status = 200, description = "Ready", body = Readiness), ApiErrors),
+    security(())
+)]
+async fn readyz(State(app): State<AppState>) -> Result<Json<Readiness>> {
     app.control.ping().await.map_err(|e| Error::NotReady(format!("control.db does not answer: {e}")))?;
     let probe = app.config.data_dir.join(".readyz-probe");
     tokio::task::spawn_blocking(move || {
@@ -30,9 +78,24 @@ async fn readyz(State(app): State<AppState>) -> Result<Json<Value>> {
     })
     .await?
     .map_err(|e| Error::NotReady(format!("data dir is not writable: {e}")))?;
-    Ok(Json(json!({ "status": "ready", "checks": { "control_db": "ok", "data_dir": "ok" } })))
+    Ok(Json(Readiness { status: "ready", checks: ReadinessChecks { control_db: "ok", data_dir: "ok" } }))
 }
 
+/// Prometheus metrics (text exposition format 0.0.4).
+///
+/// When `GATEHOUSE_METRICS_TOKEN` is set, send it as `Authorization: Bearer <token>` (401 otherwise); without it
+/// the endpoint is open.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "ops",
+    operation_id = "ops_metrics",
+    responses(
+        (status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
+        ApiErrors
+    ),
+    security(())
+)]
 async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> Result<impl IntoResponse> {
     if let Some(token) = &app.config.metrics_token {
         let sent = headers

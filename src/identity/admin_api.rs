@@ -2,13 +2,17 @@
 //! invitation), list and search, read, update, disable (ends the user's sessions), enable, delete, roles,
 //! password-reset mail, removing MFA, sessions; and the audit log (`…/audit`). Every change is audited and raises
 //! its webhook event in the same transaction.
+//!
+//! Who may call: every route needs an operator or an actor scoped to the tenant in the path.
 
+use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, get, post, put};
-use axum::{Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::admin::{Actor, Via};
 use crate::app::{App, AppState};
@@ -19,23 +23,25 @@ use crate::db::registry::TenantDb;
 use crate::email::outbox;
 use crate::error::{Error, Result};
 use crate::http::extract::{ApiJson, RequestOrigin, page_limit};
+use crate::http::openapi::ApiErrors;
+use crate::identity::api::{self, UserProfile};
 use crate::identity::audit::{self, Origin};
-use crate::identity::{api, flows, mfa, password, roles, sessions, users};
+use crate::identity::{flows, mfa, password, roles, sessions, users};
+use crate::tenants::TenantSlug;
 use crate::webhooks::events::Event;
 
-pub fn router() -> Router<AppState> {
-    let base = "/admin/api/v1/tenants/{slug}/users";
-    Router::new()
-        .route(base, post(create).get(list))
-        .route(&format!("{base}/{{id}}"), get(read).patch(update).delete(remove))
-        .route(&format!("{base}/{{id}}/disable"), post(disable))
-        .route(&format!("{base}/{{id}}/enable"), post(enable))
-        .route(&format!("{base}/{{id}}/roles"), put(set_roles))
-        .route(&format!("{base}/{{id}}/password-reset"), post(password_reset))
-        .route(&format!("{base}/{{id}}/mfa"), delete(remove_mfa))
-        .route(&format!("{base}/{{id}}/sessions"), get(user_sessions))
-        .route(&format!("{base}/{{id}}/sessions/{{sid}}"), delete(revoke_session))
-        .route("/admin/api/v1/tenants/{slug}/audit", get(audit_log))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create, list))
+        .routes(routes!(read, update, remove))
+        .routes(routes!(disable))
+        .routes(routes!(enable))
+        .routes(routes!(set_roles))
+        .routes(routes!(password_reset))
+        .routes(routes!(remove_mfa))
+        .routes(routes!(user_sessions))
+        .routes(routes!(revoke_session))
+        .routes(routes!(audit_log))
 }
 
 /// The audit origin of an admin request: `operator:{id}` for a signed-in admin, `token:{id}` for an API token.
@@ -48,14 +54,17 @@ pub fn origin(actor: &Actor, RequestOrigin(mut origin): RequestOrigin) -> Origin
 }
 
 /// A user to create from the admin side.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
     pub email: String,
+    /// Leave out (or empty) for a user who signs in only after an invitation or a reset.
     pub password: Option<String>,
     #[serde(default)]
     pub email_verified: bool,
     pub name: Option<String>,
+    /// Custom fields, by name; checked against the tenant's definitions.
+    #[schema(value_type = Option<Object>)]
     pub fields: Option<Value>,
     /// Role names to assign (each must exist).
     #[serde(default)]
@@ -110,32 +119,66 @@ pub async fn create_user(
     .await
 }
 
+/// Creates a user, with roles and optionally an invitation mail.
+#[utoipa::path(
+    post,
+    path = "/admin/api/v1/tenants/{slug}/users",
+    tag = "users",
+    operation_id = "users_create",
+    params(("slug" = TenantSlug, Path, description = "The tenant")),
+    request_body = CreateUser,
+    responses((status = 201, description = "Created", body = UserProfile), ApiErrors),
+    security(("admin_token" = []), ("admin_session" = []))
+)]
 async fn create(
     State(app): State<AppState>,
     actor: Actor,
     from: RequestOrigin,
     Path(slug): Path<String>,
     ApiJson(body): ApiJson<CreateUser>,
-) -> Result<(StatusCode, Json<Value>)> {
+) -> Result<(StatusCode, Json<UserProfile>)> {
     let (tenant, db) = actor.open_tenant(&app, &slug).await?;
     let id = create_user(&app, &tenant, &db, body, origin(&actor, from)).await?;
     Ok((StatusCode::CREATED, Json(api::profile(&db, &id).await?)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Part of the email or the name (case-insensitive).
     q: Option<String>,
+    /// `active` or `disabled`.
     status: Option<String>,
+    /// 1-200, default 50.
     limit: Option<u32>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
+/// A page of users.
+#[derive(Serialize, ToSchema)]
+struct UserPage {
+    items: Vec<users::User>,
+    /// Pass as `cursor` for the next page; null on the last one.
+    next_cursor: Option<String>,
+}
+
+/// Lists the tenant's users, newest first, optionally searched and filtered by status.
+#[utoipa::path(
+    get,
+    path = "/admin/api/v1/tenants/{slug}/users",
+    tag = "users",
+    operation_id = "users_list",
+    params(("slug" = TenantSlug, Path, description = "The tenant"), ListQuery),
+    responses((status = 200, description = "A page of users", body = UserPage), ApiErrors),
+    security(("admin_token" = []), ("admin_session" = []))
+)]
 async fn list(
     State(app): State<AppState>,
     actor: Actor,
     Path(slug): Path<String>,
     Query(q): Query<ListQuery>,
-) -> Result<Json<Value>> {
+) -> Result<Json<UserPage>> {
     let (_, db) = actor.open_tenant(&app, &slug).await?;
     let limit = page_limit(q.limit)?;
     let status = q.status.filter(|s| !s.is_empty());
@@ -151,19 +194,32 @@ async fn list(
         users::list(conn, search.as_deref(), status.as_deref(), cursor.as_deref(), limit)
     })
     .await?;
-    Ok(Json(json!({ "items": items, "next_cursor": next })))
+    Ok(Json(UserPage { items, next_cursor: next }))
 }
 
+/// Reads a user, with its roles and whether TOTP is on.
+#[utoipa::path(
+    get,
+    path = "/admin/api/v1/tenants/{slug}/users/{id}",
+    tag = "users",
+    operation_id = "users_read",
+    params(
+        ("slug" = TenantSlug, Path, description = "The tenant"),
+        ("id" = String, Path, description = "The user's id")
+    ),
+    responses((status = 200, description = "The user", body = UserProfile), ApiErrors),
+    security(("admin_token" = []), ("admin_session" = []))
+)]
 async fn read(
     State(app): State<AppState>,
     actor: Actor,
     Path((slug, id)): Path<(String, String)>,
-) -> Result<Json<Value>> {
+) -> Result<Json<UserProfile>> {
     let (_, db) = actor.open_tenant(&app, &slug).await?;
     Ok(Json(api::profile(&db, &id).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UpdateUser {
     email: Option<String>,
@@ -171,9 +227,24 @@ struct UpdateUser {
     /// An empty string clears the name.
     name: Option<String>,
     /// Replaces the custom fields as a whole.
+    #[schema(value_type = Option<Object>)]
     fields: Option<Value>,
 }
 
+/// Changes a user's email, verification flag, name or custom fields.
+#[utoipa::path(
+    patch,
+    path = "/admin/api/v1/tenants/{slug}/users/{id}",
+    tag = "users",
+    operation_id = "users_update",
+    params(
+        ("slug" = TenantSlug, Path, description = "The tenant"),
+        ("id" = String, Path, description = "The user's id")
+    ),
+    request_body = UpdateUser,
+    responses((status = 200, description = "The user as updated", body = users::User), ApiErrors),
+    security(("admin_token" = []), ("admin_session" = []))
+)]
 async fn update(
     State(app): State<AppState>,
     actor: Actor,
@@ -239,6 +310,19 @@ async fn set_status(
     Ok(Json(change_status(&db, id, status, origin(&actor, from)).await?))
 }
 
+/// Disables a user, ending every session and OAuth grant of the user.
+#[utoipa::path(
+    post,
+    path = "/admin/api/v1/tenants/{slug}/users/{id}/disable",
+    tag = "users",
+    operation_id = "users_disable",
+    params(
+        ("slug" = TenantSlug, Path, description = "The tenant"),
+        ("id" = String, Path, description = "The user's id")
+    ),
+    responses((status = 200, description = "The user, disabled", body = users::User), ApiErrors),
+    security(("admin_token" = []), ("admin_session" = []))
+)]
 async fn disable(
     State(app): State<AppState>,
     actor: Actor,
@@ -248,6 +332,19 @@ async fn disable(
     set_status(app, actor, from, slug, id, "disabled").await
 }
 
+/// Enables a disabled user.
+#[utoipa::path(
+    post,
+    path = "/admin/api/v1/tenants/{slug}/users/{id}/enable",
+    tag = "users",
+    operation_id = "users_enable",
+    params(
+        ("slug" = TenantSlug, Path, description = "The tenant"),
+        ("id" = String, Path, description = "The user's id")
+    ),
+    responses((status = 200, description = "The user, active", body = users::User), ApiErrors),
+    security(("admin_token" = []), ("admin_session" = []))
+)]
 async fn enable(
     State(app): State<AppState>,
     actor: Actor,
@@ -271,6 +368,19 @@ pub async fn delete_user(db: &TenantDb, id: String, origin: Origin) -> Result<()
     .await
 }
 
+/// Deletes a user with its sessions, tokens, roles and MFA.
+#[utoipa::path(
+    delete,
+    path = "/admin/api/v1/tenants/{slug}/users/{id}",
+    tag = "users",
+    operation_id = "users_remove",
+    params(
+        ("slug" = TenantSlug, Path, description = "The tenant"),
+        ("id" = String, Path, description = "The user's id")
+    ),
+    responses((status = 204, description = "Deleted"), ApiErrors),
+    security(("admin_token" = []), ("admin_session" = []))
+)]
 async fn remove(
     State(app): State<AppState>,
     actor: Actor,
@@ -282,9 +392,10 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RolesBody {
+struct UserRolesBody {
+    /// Role names; each must exist.
     roles: Vec<String>,
 }
 
@@ -300,13 +411,27 @@ pub async fn assign_roles(db: &TenantDb, id: String, names: Vec<String>, origin:
     .await
 }
 
+/// Replaces a user's roles.
+#[utoipa::path(
+    put,
+    path = "/admin/api/v1/tenants/{slug}/users/{id}/roles",
+    tag = "users",
+    operation_id = "users_set_roles",
+    params(
+        ("slug" = TenantSlug, Path, description = "The tenant"),
+        ("id" = String, Path, description = "The user's id")
+    ),
+    request_body = UserRolesBody,
+    responses((status = 200, description = "The user with its new roles", body = UserProfile), ApiErrors),
+    security(("admin_token" = []), ("admin_session" = []))
+)]
 async fn set_roles(
     State(app): State<AppState>,
     actor: Actor,
     from: RequestOrigin,
     Path((slug, id)): Path<(String, String)>,
-    ApiJson(body): ApiJson<RolesBody>,
-) -> Result<Json<Value>> {
+    ApiJson(body): ApiJson<UserRolesBody>,
+) -> Result<Json<UserProfile>> {
     let (_, db) = actor.open_tenant(&app, &slug).await?;
     assign_roles(&db, id.clone(), body.roles, origin(&actor, from)).await?;
     Ok(Json(api::profile(&db, &id).await?))
@@ -332,16 +457,50 @@ pub async fn send_reset(app: &App, tenant: &Tenant, db: &TenantDb, id: String, o
     .await
 }
 
+/// What a password-reset request queued.
+#[derive(Serialize, ToSchema)]
+struct ResetMailSent {
+    status: ResetMailStatus,
+    /// `invite` for a user without a password yet, else `reset_password`.
+    kind: ResetMailKind,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum ResetMailStatus {
+    Sent,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum ResetMailKind {
+    Invite,
+    ResetPassword,
+}
+
+/// Mails the user a password-reset link (an invitation when the user has no password yet).
+#[utoipa::path(
+    post,
+    path = "/admin/api/v1/tenants/{slug}/users/{id}/password-reset",
+    tag = "users",
+    operation_id = "users_password_reset",
+    params(
+        ("slug" = TenantSlug, Path, description = "The tenant"),
+        ("id" = String, Path, description = "The user's id")
+    ),
+    responses((status = 202, description = "The mail is queued", body = ResetMailSent), ApiErrors),
+    security(("admin_token" = []), ("admin_session" = []))
+)]
 async fn password_reset(
     State(app): State<AppState>,
     actor: Actor,
     from: RequestOrigin,
     Path((slug, id)): Path<(String, String)>,
-) -> Result<(StatusCode, Json<Value>)> {
+) -> Result<(StatusCode, Json<ResetMailSent>)> {
     let (tenant, db) = actor.open_tenant(&app, &slug).await?;
     let invite = send_reset(&app, &tenant, &db, id, origin(&actor, from)).await?;
-    let kind = if invite { "invite" } else { "reset_password" };
-    Ok((StatusCode::ACCEPTED, Json(json!({ "status": "sent", "kind": kind }))))
+    let kind = if invite { ResetMailKind::Invite } else { ResetMailKind::ResetPassword };
+    Ok((StatusCode::ACCEPTED, Json(ResetMailSent { status: ResetMailStatus::Sent, kind })))
 }
 
 /// Turns the user's TOTP off and drops the recovery codes (for a user who lost the device).
@@ -358,6 +517,19 @@ pub async fn clear_mfa(db: &TenantDb, id: String, origin: Origin) -> Result<()> 
     .await
 }
 
+/// Turns a user's TOTP off and drops the recovery codes (for a user who lost the device).
+#[utoipa::path(
+    delete,
+    path = "/admin/api/v1/tenants/{slug}/users/{id}/mfa",
+    tag = "users",
+    operation_id = "users_remove_mfa",
+    params(
+        ("slug" = TenantSlug, Path, description = "The tenant"),
+        ("id" = String, Path, description = "The user's id")
+    ),
+    responses((status = 204, description = "MFA is off"), ApiErrors),
+    security(("admin_token" = []), ("admin_session" = []))
+)]
 async fn remove_mfa(
     State(app): State<AppState>,
     actor: Actor,
@@ -369,18 +541,37 @@ async fn remove_mfa(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// A user's sessions.
+#[derive(Serialize, ToSchema)]
+struct UserSessionList {
+    items: Vec<sessions::Session>,
+}
+
+/// Lists a user's open sessions.
+#[utoipa::path(
+    get,
+    path = "/admin/api/v1/tenants/{slug}/users/{id}/sessions",
+    tag = "users",
+    operation_id = "users_user_sessions",
+    params(
+        ("slug" = TenantSlug, Path, description = "The tenant"),
+        ("id" = String, Path, description = "The user's id")
+    ),
+    responses((status = 200, description = "The user's sessions", body = UserSessionList), ApiErrors),
+    security(("admin_token" = []), ("admin_session" = []))
+)]
 async fn user_sessions(
     State(app): State<AppState>,
     actor: Actor,
     Path((slug, id)): Path<(String, String)>,
-) -> Result<Json<Value>> {
+) -> Result<Json<UserSessionList>> {
     let (_, db) = actor.open_tenant(&app, &slug).await?;
     let items = db::with_conn(&db.pool, move |conn| {
         users::get(conn, &id)?;
         sessions::list(conn, &id)
     })
     .await?;
-    Ok(Json(json!({ "items": items })))
+    Ok(Json(UserSessionList { items }))
 }
 
 /// Ends one session of a user.
@@ -394,6 +585,20 @@ pub async fn end_session(db: &TenantDb, id: String, sid: String, origin: Origin)
     .await
 }
 
+/// Ends one session of a user.
+#[utoipa::path(
+    delete,
+    path = "/admin/api/v1/tenants/{slug}/users/{id}/sessions/{sid}",
+    tag = "users",
+    operation_id = "users_revoke_session",
+    params(
+        ("slug" = TenantSlug, Path, description = "The tenant"),
+        ("id" = String, Path, description = "The user's id"),
+        ("sid" = String, Path, description = "The session's id")
+    ),
+    responses((status = 204, description = "The session is ended"), ApiErrors),
+    security(("admin_token" = []), ("admin_session" = []))
+)]
 async fn revoke_session(
     State(app): State<AppState>,
     actor: Actor,
@@ -405,15 +610,28 @@ async fn revoke_session(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct AuditQuery {
+    /// Only entries of this type (`user_created`, `login_failed`, …).
     #[serde(rename = "type")]
     kind: Option<String>,
+    /// Only entries about this user.
     user_id: Option<String>,
-    /// RFC 3339 time or unix seconds.
+    /// Only entries from this time on: RFC 3339 time or unix seconds.
     since: Option<String>,
+    /// 1-200, default 50.
     limit: Option<u32>,
+    /// `next_cursor` of the previous page.
     cursor: Option<i64>,
+}
+
+/// A page of audit entries.
+#[derive(Serialize, ToSchema)]
+struct AuditPage {
+    items: Vec<audit::Entry>,
+    /// Pass as `cursor` for the next page; null on the last one.
+    next_cursor: Option<i64>,
 }
 
 /// Parses `since` as RFC 3339 or unix seconds.
@@ -426,12 +644,22 @@ pub fn parse_since(raw: &str) -> Result<i64> {
         .map_err(|_| Error::validation("since must be an RFC 3339 time (2026-01-31T12:00:00Z) or unix seconds"))
 }
 
+/// Lists the tenant's audit log, newest first.
+#[utoipa::path(
+    get,
+    path = "/admin/api/v1/tenants/{slug}/audit",
+    tag = "users",
+    operation_id = "users_audit_log",
+    params(("slug" = TenantSlug, Path, description = "The tenant"), AuditQuery),
+    responses((status = 200, description = "A page of audit entries", body = AuditPage), ApiErrors),
+    security(("admin_token" = []), ("admin_session" = []))
+)]
 async fn audit_log(
     State(app): State<AppState>,
     actor: Actor,
     Path(slug): Path<String>,
     Query(q): Query<AuditQuery>,
-) -> Result<Json<Value>> {
+) -> Result<Json<AuditPage>> {
     let (_, db) = actor.open_tenant(&app, &slug).await?;
     let kind = q.kind.filter(|k| !k.is_empty());
     if let Some(k) = &kind
@@ -447,5 +675,5 @@ async fn audit_log(
         limit: page_limit(q.limit)?,
     };
     let (items, next) = db::with_conn(&db.pool, move |conn| audit::list(conn, &filter)).await?;
-    Ok(Json(json!({ "items": items, "next_cursor": next })))
+    Ok(Json(AuditPage { items, next_cursor: next }))
 }

@@ -9,40 +9,47 @@
 //! cannot be sent cross-origin without a CORS preflight, which is refused), and, for the body-less cookie writes
 //! (sign-out, revoking a session), by the `X-CSRF-Token` header carrying the session's CSRF token (sign-in
 //! answers it as `csrf_token`, and so does `GET /me` under the cookie).
+//!
+//! Who may call: anyone may sign up, sign in, ask for and use a password-reset link and verify an email; the
+//! second sign-in step needs the half-finished session's cookie; sign-out needs a signed-in user; `me`, the
+//! password change and the sessions need a signed-in user (the cookie or an account-scoped access token).
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::header::{CONTENT_TYPE, SET_COOKIE};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
-use axum::{Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::app::{App, AppState};
 use crate::control::Tenant;
 use crate::db::{self, registry::TenantDb};
 use crate::error::{Error, Result};
 use crate::http::extract::{ApiJson, RequestOrigin, TenantCtx};
+use crate::http::openapi::ApiErrors;
 use crate::identity::flows::{self, Registered, SignIn};
 use crate::identity::sessions::{self, Session, Stage};
 use crate::identity::{audit, limits, mfa, roles, users};
 use crate::oidc::settings::{ACCOUNT_READ, ACCOUNT_WRITE};
+use crate::tenants::TenantSlug;
 
-pub fn router() -> Router<AppState> {
-    let base = "/t/{slug}/api/v1";
-    Router::new()
-        .route(&format!("{base}/register"), post(register))
-        .route(&format!("{base}/login"), post(login))
-        .route(&format!("{base}/login/mfa"), post(login_mfa))
-        .route(&format!("{base}/logout"), post(logout))
-        .route(&format!("{base}/me"), get(me).patch(update_me))
-        .route(&format!("{base}/me/password"), post(change_password))
-        .route(&format!("{base}/me/sessions"), get(my_sessions))
-        .route(&format!("{base}/me/sessions/{{id}}"), delete(revoke_session))
-        .route(&format!("{base}/password/forgot"), post(forgot))
-        .route(&format!("{base}/password/reset"), post(reset))
-        .route(&format!("{base}/email/verify"), post(verify_email))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(login))
+        .routes(routes!(login_mfa))
+        .routes(routes!(logout))
+        .routes(routes!(me, update_me))
+        .routes(routes!(change_password))
+        .routes(routes!(my_sessions))
+        .routes(routes!(revoke_session))
+        .routes(routes!(forgot))
+        .routes(routes!(reset))
+        .routes(routes!(verify_email))
 }
 
 /// A signed-in end user of the tenant in the path (an active `gh_session`); 401 otherwise.
@@ -158,21 +165,52 @@ fn session_cookie(app: &App, tenant: &Tenant, value: Option<&str>) -> String {
 }
 
 /// A sign-up body: `email`, `password`, optional `name`; every other key is a custom field.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct RegisterBody {
     email: String,
     password: String,
     name: Option<String>,
+    /// A custom field of the tenant.
     #[serde(flatten)]
     fields: Map<String, Value>,
 }
 
+/// What sign-up did; the same for an email that is taken.
+#[derive(Serialize, ToSchema)]
+struct SignUpAnswer {
+    status: SignUpStatus,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum SignUpStatus {
+    /// The account can sign in now.
+    Created,
+    /// A verification link was mailed; the account can sign in once it is used.
+    VerificationRequired,
+}
+
+/// Signs up a new user (keys other than `email`, `password` and `name` are custom fields).
+#[utoipa::path(
+    post,
+    path = "/t/{slug}/api/v1/register",
+    tag = "account",
+    operation_id = "account_register",
+    params(("slug" = TenantSlug, Path, description = "The tenant")),
+    request_body = RegisterBody,
+    responses(
+        (status = 201, description = "The account can sign in now", body = SignUpAnswer),
+        (status = 202, description = "A verification link was mailed first", body = SignUpAnswer),
+        ApiErrors
+    ),
+    security(())
+)]
 async fn register(
     State(app): State<AppState>,
     ctx: TenantCtx,
     RequestOrigin(origin): RequestOrigin,
     ApiJson(body): ApiJson<RegisterBody>,
-) -> Result<Response> {
+) -> Result<(StatusCode, Json<SignUpAnswer>)> {
     limits::check(&app, origin.ip.as_deref())?;
     let input = flows::Registration {
         email: body.email,
@@ -181,19 +219,59 @@ async fn register(
         fields: Value::Object(body.fields),
     };
     Ok(match flows::register(&app, &ctx.tenant, &ctx.db, input, origin).await? {
-        Registered::Created => (StatusCode::CREATED, Json(json!({ "status": "created" }))).into_response(),
+        Registered::Created => (StatusCode::CREATED, Json(SignUpAnswer { status: SignUpStatus::Created })),
         Registered::VerificationRequired => {
-            (StatusCode::ACCEPTED, Json(json!({ "status": "verification_required" }))).into_response()
+            (StatusCode::ACCEPTED, Json(SignUpAnswer { status: SignUpStatus::VerificationRequired }))
         }
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct LoginBody {
     email: String,
     password: String,
 }
 
+/// What a sign-in did.
+#[derive(Serialize, ToSchema)]
+struct LoginAnswer {
+    status: LoginStatus,
+    /// The new session; only when signed in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session: Option<Session>,
+    /// The session's CSRF token, for `X-CSRF-Token` on body-less writes; only when signed in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    csrf_token: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum LoginStatus {
+    /// Signed in: the cookie is the user's session.
+    SignedIn,
+    /// A TOTP or recovery code comes next (`POST login/mfa`).
+    MfaRequired,
+    /// The tenant requires MFA and the user has not enrolled yet; enrolment is on the hosted sign-in pages.
+    MfaEnrolmentRequired,
+}
+
+/// Signs in with email and password.
+///
+/// Sets the `gh_session` cookie: the session, or a half-finished one when a second factor comes next.
+#[utoipa::path(
+    post,
+    path = "/t/{slug}/api/v1/login",
+    tag = "account",
+    operation_id = "account_login",
+    params(("slug" = TenantSlug, Path, description = "The tenant")),
+    request_body = LoginBody,
+    responses(
+        (status = 200, description = "Signed in, or a second factor is needed", body = LoginAnswer,
+            headers(("Set-Cookie" = String, description = "The `gh_session` cookie"))),
+        ApiErrors
+    ),
+    security(())
+)]
 async fn login(
     State(app): State<AppState>,
     ctx: TenantCtx,
@@ -203,29 +281,62 @@ async fn login(
     limits::check(&app, origin.ip.as_deref())?;
     match flows::login(&app, &ctx.tenant, &ctx.db, &body.email, body.password, None, origin).await? {
         SignIn::Done { cookie, session } => {
-            let body = Json(json!({ "status": "signed_in", "session": session, "csrf_token": session.csrf_token }));
+            let csrf_token = Some(session.csrf_token.clone());
+            let body = Json(LoginAnswer { status: LoginStatus::SignedIn, session: Some(session), csrf_token });
             Ok(with_cookie(body.into_response(), &session_cookie(&app, &ctx.tenant, Some(&cookie))))
         }
         SignIn::SecondFactor { cookie, session } => {
-            let status = if session.stage == Stage::Mfa { "mfa_required" } else { "mfa_enrolment_required" };
+            let status =
+                if session.stage == Stage::Mfa { LoginStatus::MfaRequired } else { LoginStatus::MfaEnrolmentRequired };
             let set = sessions::cookie_header(ctx.tenant.slug.as_str(), Some(&cookie), None, app.config.is_https());
-            Ok(with_cookie(Json(json!({ "status": status })).into_response(), &set))
+            let body = Json(LoginAnswer { status, session: None, csrf_token: None });
+            Ok(with_cookie(body.into_response(), &set))
         }
         SignIn::Unverified => Err(Error::EmailNotVerified),
     }
 }
 
-#[derive(Deserialize)]
-struct CodeBody {
+#[derive(Deserialize, ToSchema)]
+struct MfaCodeBody {
+    /// A TOTP code or a recovery code.
     code: String,
 }
 
+/// The second sign-in step done.
+#[derive(Serialize, ToSchema)]
+struct MfaAnswer {
+    status: MfaStatus,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum MfaStatus {
+    SignedIn,
+}
+
+/// Finishes a sign-in with a TOTP or recovery code.
+///
+/// Needs the half-finished session's cookie from `login`; replaces it with the signed-in session's.
+#[utoipa::path(
+    post,
+    path = "/t/{slug}/api/v1/login/mfa",
+    tag = "account",
+    operation_id = "account_login_mfa",
+    params(("slug" = TenantSlug, Path, description = "The tenant")),
+    request_body = MfaCodeBody,
+    responses(
+        (status = 200, description = "Signed in", body = MfaAnswer,
+            headers(("Set-Cookie" = String, description = "The new `gh_session` cookie"))),
+        ApiErrors
+    ),
+    security(("user_session" = []))
+)]
 async fn login_mfa(
     State(app): State<AppState>,
     ctx: TenantCtx,
     headers: HeaderMap,
     RequestOrigin(origin): RequestOrigin,
-    ApiJson(body): ApiJson<CodeBody>,
+    ApiJson(body): ApiJson<MfaCodeBody>,
 ) -> Result<Response> {
     limits::check(&app, origin.ip.as_deref())?;
     let session = flows::current_session(&ctx.tenant, &ctx.db, &headers)
@@ -234,51 +345,99 @@ async fn login_mfa(
         .ok_or(Error::Unauthorized)?;
     let cookie = flows::complete_mfa(&app, &ctx.tenant, &ctx.db, &session, body.code, origin).await?;
     Ok(with_cookie(
-        Json(json!({ "status": "signed_in" })).into_response(),
+        Json(MfaAnswer { status: MfaStatus::SignedIn }).into_response(),
         &session_cookie(&app, &ctx.tenant, Some(&cookie)),
     ))
 }
 
+/// Signs out: ends the current session and clears the cookie.
+#[utoipa::path(
+    post,
+    path = "/t/{slug}/api/v1/logout",
+    tag = "account",
+    operation_id = "account_logout",
+    params(("slug" = TenantSlug, Path, description = "The tenant")),
+    responses(
+        (status = 204, description = "Signed out",
+            headers(("Set-Cookie" = String, description = "Clears the `gh_session` cookie"))),
+        ApiErrors
+    ),
+    security(("user_session" = []))
+)]
 async fn logout(State(app): State<AppState>, user: ApiUser, RequestOrigin(origin): RequestOrigin) -> Result<Response> {
     flows::logout(&user.db, &user.session, origin).await?;
     Ok(with_cookie(StatusCode::NO_CONTENT.into_response(), &session_cookie(&app, &user.tenant, None)))
 }
 
-/// The signed-in user as the API shows it: the account, its roles and whether TOTP is on.
-pub async fn profile(db: &TenantDb, user_id: &str) -> Result<Value> {
+/// A user as the APIs show it: the account, its roles and whether TOTP is on.
+#[derive(Serialize, ToSchema)]
+pub struct UserProfile {
+    #[serde(flatten)]
+    pub user: users::User,
+    /// The names of the user's roles, sorted.
+    pub roles: Vec<String>,
+    pub mfa_enabled: bool,
+    /// The session's CSRF token, for `X-CSRF-Token` on body-less writes; only in `GET me` under the cookie.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub csrf_token: Option<String>,
+}
+
+/// The user as the API shows it: the account, its roles and whether TOTP is on (no `csrf_token`).
+pub async fn profile(db: &TenantDb, user_id: &str) -> Result<UserProfile> {
     let id = user_id.to_owned();
     db::with_conn(&db.pool, move |conn| {
         let user = users::get(conn, &id)?;
-        let mut value = serde_json::to_value(&user).map_err(Error::internal)?;
-        value["roles"] = json!(roles::of_user(conn, &id)?);
-        value["mfa_enabled"] = json!(mfa::is_enrolled(conn, &id)?);
-        Ok(value)
+        let roles = roles::of_user(conn, &id)?;
+        let mfa_enabled = mfa::is_enrolled(conn, &id)?;
+        Ok(UserProfile { user, roles, mfa_enabled, csrf_token: None })
     })
     .await
 }
 
-async fn me(user: ApiUser) -> Result<Json<Value>> {
+/// The signed-in user.
+#[utoipa::path(
+    get,
+    path = "/t/{slug}/api/v1/me",
+    tag = "account",
+    operation_id = "account_me",
+    params(("slug" = TenantSlug, Path, description = "The tenant")),
+    responses((status = 200, description = "The signed-in user", body = UserProfile), ApiErrors),
+    security(("user_session" = []), ("access_token" = []))
+)]
+async fn me(user: ApiUser) -> Result<Json<UserProfile>> {
     let mut body = profile(&user.db, &user.session.user_id).await?;
     if user.via_cookie {
-        body["csrf_token"] = json!(user.session.csrf_token);
+        body.csrf_token = Some(user.session.csrf_token);
     }
     Ok(Json(body))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UpdateMe {
     /// An empty string clears the name.
     name: Option<String>,
-    /// Custom fields to change; keys not given keep their value.
+    /// Custom fields to change; keys not given keep their value, a `null` value removes one.
+    #[schema(value_type = Option<Object>)]
     fields: Option<Map<String, Value>>,
 }
 
+/// Changes the signed-in user's name and custom fields.
+#[utoipa::path(
+    patch,
+    path = "/t/{slug}/api/v1/me",
+    tag = "account",
+    operation_id = "account_update_me",
+    params(("slug" = TenantSlug, Path, description = "The tenant")),
+    request_body = UpdateMe,
+    responses((status = 200, description = "The user as updated", body = UserProfile), ApiErrors),
+    security(("user_session" = []), ("access_token" = []))
+)]
 async fn update_me(
     user: ApiUser,
     RequestOrigin(origin): RequestOrigin,
     ApiJson(body): ApiJson<UpdateMe>,
-) -> Result<Json<Value>> {
+) -> Result<Json<UserProfile>> {
     update_profile(&user.tenant, &user.db, &user.session, body.name, body.fields, origin).await?;
     Ok(Json(profile(&user.db, &user.session.user_id).await?))
 }
@@ -325,17 +484,28 @@ pub async fn update_profile(
     .await
 }
 
-#[derive(Deserialize)]
-struct PasswordBody {
+#[derive(Deserialize, ToSchema)]
+struct ChangePasswordBody {
     current_password: String,
     new_password: String,
 }
 
+/// Changes the signed-in user's password.
+#[utoipa::path(
+    post,
+    path = "/t/{slug}/api/v1/me/password",
+    tag = "account",
+    operation_id = "account_change_password",
+    params(("slug" = TenantSlug, Path, description = "The tenant")),
+    request_body = ChangePasswordBody,
+    responses((status = 204, description = "Changed"), ApiErrors),
+    security(("user_session" = []), ("access_token" = []))
+)]
 async fn change_password(
     State(app): State<AppState>,
     user: ApiUser,
     RequestOrigin(origin): RequestOrigin,
-    ApiJson(body): ApiJson<PasswordBody>,
+    ApiJson(body): ApiJson<ChangePasswordBody>,
 ) -> Result<StatusCode> {
     flows::change_password(
         &app,
@@ -350,21 +520,52 @@ async fn change_password(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn my_sessions(user: ApiUser) -> Result<Json<Value>> {
+/// One of the signed-in user's sessions.
+#[derive(Serialize, ToSchema)]
+struct OwnSession {
+    #[serde(flatten)]
+    session: Session,
+    /// Whether the request came with this session.
+    current: bool,
+}
+
+/// The signed-in user's sessions.
+#[derive(Serialize, ToSchema)]
+struct OwnSessionList {
+    items: Vec<OwnSession>,
+}
+
+/// Lists the signed-in user's open sessions.
+#[utoipa::path(
+    get,
+    path = "/t/{slug}/api/v1/me/sessions",
+    tag = "account",
+    operation_id = "account_my_sessions",
+    params(("slug" = TenantSlug, Path, description = "The tenant")),
+    responses((status = 200, description = "The user's sessions", body = OwnSessionList), ApiErrors),
+    security(("user_session" = []), ("access_token" = []))
+)]
+async fn my_sessions(user: ApiUser) -> Result<Json<OwnSessionList>> {
     let id = user.session.user_id.clone();
     let current = user.session.id.clone();
     let list = db::with_conn(&user.db.pool, move |conn| sessions::list(conn, &id)).await?;
-    let items: Vec<Value> = list
-        .into_iter()
-        .map(|s| {
-            let mut v = serde_json::to_value(&s).unwrap_or_default();
-            v["current"] = json!(s.id == current);
-            v
-        })
-        .collect();
-    Ok(Json(json!({ "items": items })))
+    let items = list.into_iter().map(|session| OwnSession { current: session.id == current, session }).collect();
+    Ok(Json(OwnSessionList { items }))
 }
 
+/// Ends one of the signed-in user's sessions.
+#[utoipa::path(
+    delete,
+    path = "/t/{slug}/api/v1/me/sessions/{id}",
+    tag = "account",
+    operation_id = "account_revoke_session",
+    params(
+        ("slug" = TenantSlug, Path, description = "The tenant"),
+        ("id" = String, Path, description = "The session's id")
+    ),
+    responses((status = 204, description = "The session is ended"), ApiErrors),
+    security(("user_session" = []), ("access_token" = []))
+)]
 async fn revoke_session(
     user: ApiUser,
     RequestOrigin(mut origin): RequestOrigin,
@@ -383,49 +584,96 @@ async fn revoke_session(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
-struct ForgotBody {
+#[derive(Deserialize, ToSchema)]
+struct ForgotPasswordBody {
     email: String,
 }
 
+/// A password-reset request taken (whether or not the email has an account).
+#[derive(Serialize, ToSchema)]
+struct ForgotAnswer {
+    status: ForgotStatus,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum ForgotStatus {
+    Accepted,
+}
+
+/// Mails a password-reset link to the account with this email, if there is one.
+#[utoipa::path(
+    post,
+    path = "/t/{slug}/api/v1/password/forgot",
+    tag = "account",
+    operation_id = "account_forgot",
+    params(("slug" = TenantSlug, Path, description = "The tenant")),
+    request_body = ForgotPasswordBody,
+    responses((status = 202, description = "Accepted, the same for an unknown email", body = ForgotAnswer), ApiErrors),
+    security(())
+)]
 async fn forgot(
     State(app): State<AppState>,
     ctx: TenantCtx,
     RequestOrigin(origin): RequestOrigin,
-    ApiJson(body): ApiJson<ForgotBody>,
-) -> Result<(StatusCode, Json<Value>)> {
+    ApiJson(body): ApiJson<ForgotPasswordBody>,
+) -> Result<(StatusCode, Json<ForgotAnswer>)> {
     limits::check(&app, origin.ip.as_deref())?;
     flows::forgot_password(&app, &ctx.tenant, &ctx.db, &body.email, origin);
-    Ok((StatusCode::ACCEPTED, Json(json!({ "status": "accepted" }))))
+    Ok((StatusCode::ACCEPTED, Json(ForgotAnswer { status: ForgotStatus::Accepted })))
 }
 
-#[derive(Deserialize)]
-struct ResetBody {
+#[derive(Deserialize, ToSchema)]
+struct ResetPasswordBody {
+    /// The token from the reset link.
     token: String,
     new_password: String,
 }
 
+/// Sets a new password with the token of a reset link.
+#[utoipa::path(
+    post,
+    path = "/t/{slug}/api/v1/password/reset",
+    tag = "account",
+    operation_id = "account_reset",
+    params(("slug" = TenantSlug, Path, description = "The tenant")),
+    request_body = ResetPasswordBody,
+    responses((status = 204, description = "The password is set"), ApiErrors),
+    security(())
+)]
 async fn reset(
     State(app): State<AppState>,
     ctx: TenantCtx,
     RequestOrigin(origin): RequestOrigin,
-    ApiJson(body): ApiJson<ResetBody>,
+    ApiJson(body): ApiJson<ResetPasswordBody>,
 ) -> Result<StatusCode> {
     limits::check(&app, origin.ip.as_deref())?;
     flows::reset_password(&app, &ctx.tenant, &ctx.db, body.token, body.new_password, origin).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
-struct TokenBody {
+#[derive(Deserialize, ToSchema)]
+struct VerifyEmailBody {
+    /// The token from the verification link.
     token: String,
 }
 
+/// Verifies the user's email with the token of a verification link.
+#[utoipa::path(
+    post,
+    path = "/t/{slug}/api/v1/email/verify",
+    tag = "account",
+    operation_id = "account_verify_email",
+    params(("slug" = TenantSlug, Path, description = "The tenant")),
+    request_body = VerifyEmailBody,
+    responses((status = 204, description = "Verified"), ApiErrors),
+    security(())
+)]
 async fn verify_email(
     State(app): State<AppState>,
     ctx: TenantCtx,
     RequestOrigin(origin): RequestOrigin,
-    ApiJson(body): ApiJson<TokenBody>,
+    ApiJson(body): ApiJson<VerifyEmailBody>,
 ) -> Result<StatusCode> {
     flows::verify_email(&app, &ctx.tenant, &ctx.db, body.token, origin).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -36,14 +36,18 @@ pub fn record(conn: &Connection, kind: &str, user_id: Option<&str>, origin: &Ori
 }
 
 /// One audit entry as the admin API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = AuditEntry)]
 pub struct Entry {
     pub id: i64,
     #[serde(with = "crate::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub at: i64,
+    /// One of the documented types (`user_created`, `login_failed`, …).
     #[serde(rename = "type")]
     pub kind: String,
     pub user_id: Option<String>,
+    /// `user:{id}`, `operator:{id}`, `token:{id}` or `system`.
     pub actor: String,
     pub ip: Option<String>,
     pub user_agent: Option<String>,

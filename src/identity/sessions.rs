@@ -21,8 +21,10 @@ pub const PENDING_SECS: i64 = 600;
 /// `last_seen_at` is written at most this often per session: reading a session stays a read.
 const TOUCH_EVERY_SECS: i64 = 60;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// How far a sign-in has got: `active` sessions are signed in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
+#[schema(as = SessionStage)]
 pub enum Stage {
     Active,
     /// Password checked; a TOTP or recovery code is needed.
@@ -49,7 +51,8 @@ impl Stage {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// A user's session (the CSRF token and the idle expiry are not shown).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Session {
     pub id: String,
     pub user_id: String,
@@ -61,12 +64,17 @@ pub struct Session {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     #[serde(with = "crate::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
     #[serde(with = "crate::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub auth_time: i64,
     #[serde(with = "crate::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub last_seen_at: i64,
+    /// The absolute expiry.
     #[serde(with = "crate::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub expires_at: i64,
     #[serde(skip)]
     pub idle_expires_at: i64,

@@ -8,20 +8,27 @@ use serde_json::{Map, Value};
 use crate::error::{Error, Result};
 use crate::identity::settings::{CustomField, FieldType, Lockout};
 
-#[derive(Debug, Clone, Serialize)]
+/// A user of a tenant as the APIs show it (no password hash).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct User {
     pub id: String,
     pub email: String,
     pub email_verified: bool,
+    /// `active` or `disabled`.
     pub status: String,
     pub name: Option<String>,
+    /// The tenant's custom fields, by name.
+    #[schema(value_type = Object)]
     pub fields: Value,
     pub has_password: bool,
     #[serde(with = "crate::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
     #[serde(with = "crate::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at: i64,
     #[serde(with = "crate::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub last_login_at: Option<i64>,
 }
 

@@ -9,20 +9,23 @@
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::crypto;
 use crate::error::{Error, Result};
 use crate::oidc::settings::{self, OidcSettings};
 use crate::tenants::TenantSlug;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// `confidential` (a server that keeps a secret) or `public` (a browser or native app, without a secret).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ClientType {
     Confidential,
     Public,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// How a client authenticates at the token, revocation and introspection endpoints (RFC 7591 §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AuthMethod {
     ClientSecretBasic,
@@ -121,30 +124,45 @@ fn loopback_matches(registered: &str, presented: &str) -> bool {
 
 /// What an admin sends to create or replace a client. Absent keys take defaults on create and keep their value
 /// on update (the handler merges before parsing).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClientInput {
+    /// 1-100 characters.
     pub name: String,
     #[serde(rename = "type")]
     pub client_type: ClientType,
+    /// Exact redirect URIs: `https`, `http` on a loopback host, or (public clients) a reverse-domain private
+    /// scheme; at least one with the authorization_code grant. At most 50.
     #[serde(default)]
     pub redirect_uris: Vec<String>,
+    /// Where RP-initiated logout may return to (same rules as `redirect_uris`). At most 50.
     #[serde(default)]
     pub post_logout_redirect_uris: Vec<String>,
+    /// Among `authorization_code`, `refresh_token`, `client_credentials` (not for public clients); default
+    /// `authorization_code` and `refresh_token`.
     #[serde(default)]
     pub grant_types: Option<Vec<String>>,
+    /// Built-in or tenant custom scopes; default `openid profile email offline_access`. The account scopes are for
+    /// first-party clients only.
     #[serde(default)]
     pub scopes: Option<Vec<String>>,
+    /// The tenant's own app: may hold the account scopes.
     #[serde(default)]
     pub first_party: bool,
+    /// May introspect the tokens of every client of the tenant.
     #[serde(default)]
     pub resource_server: bool,
+    /// Default `client_secret_basic` for confidential clients, `none` for public ones.
     #[serde(default)]
     pub token_endpoint_auth_method: Option<AuthMethod>,
+    /// Seconds; the tenant's `settings.oidc.access_token_ttl` when absent.
     #[serde(default)]
     pub access_token_ttl: Option<u32>,
+    /// Seconds; the tenant's `settings.oidc.refresh_token_ttl` when absent.
     #[serde(default)]
     pub refresh_token_ttl: Option<u32>,
+    /// Origins (`scheme://host[:port]`) whose browser code may call the token, revocation and userinfo
+    /// endpoints for this client. At most 50.
     #[serde(default)]
     pub allowed_cors_origins: Vec<String>,
 }

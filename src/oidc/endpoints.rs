@@ -5,11 +5,14 @@
 //!
 //! Errors here take the OAuth shape (`{"error","error_description"}`, RFC 6749 §5.2), not the API one, because
 //! that is what client libraries parse. Token responses carry `Cache-Control: no-store`.
+//!
+//! Who may call: anyone reads discovery and JWKS (and sends CORS preflights); the token, revocation and
+//! introspection endpoints need a client of the tenant (authenticated as it registered; introspection only a
+//! confidential one); userinfo needs a user's access token with the `openid` scope.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
 use axum::http::header::{
@@ -18,31 +21,34 @@ use axum::http::header::{
 };
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use base64::Engine;
 use serde_json::{Value, json};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::app::{App, AppState};
 use crate::control::Tenant;
 use crate::crypto;
 use crate::error::Error;
+use crate::http::openapi::{ApiErrors, OAuthErrors};
 use crate::oidc::clients::{AuthMethod, Client, ClientType};
-use crate::oidc::keys::Typ;
+use crate::oidc::keys::{PublicJwk, Typ};
 use crate::oidc::state::{tenant_db, tenant_of};
 use crate::oidc::store;
 use crate::oidc::token;
 use crate::oidc::tokens;
 use crate::tenants::TenantSlug;
 
-pub fn router() -> Router<AppState> {
-    let t = "/t/{slug}";
-    Router::new()
-        .route(&format!("{t}/.well-known/openid-configuration"), get(discovery).options(preflight))
-        .route(&format!("{t}/.well-known/jwks.json"), get(jwks).options(preflight))
-        .route(&format!("{t}/oauth2/token"), axum::routing::post(token::token).options(preflight))
-        .route(&format!("{t}/oauth2/userinfo"), get(userinfo).post(userinfo).options(preflight))
-        .route(&format!("{t}/oauth2/revoke"), axum::routing::post(revoke).options(preflight))
-        .route(&format!("{t}/oauth2/introspect"), axum::routing::post(introspect).options(preflight))
+/// Every path answers its CORS preflight (`OPTIONS`) too, documented by the `*_preflight` handlers.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(discovery, discovery_preflight))
+        .routes(routes!(jwks, jwks_preflight))
+        .routes(routes!(token::token, token_preflight))
+        .routes(routes!(userinfo, userinfo_post, userinfo_preflight))
+        .routes(routes!(revoke, revoke_preflight))
+        .routes(routes!(introspect, introspect_preflight))
 }
 
 // ---- errors ----
@@ -185,6 +191,128 @@ async fn preflight(
     cors(&app, &slug, &headers, response).await
 }
 
+/// CORS preflight of the discovery document.
+#[utoipa::path(
+    options,
+    path = "/t/{slug}/.well-known/openid-configuration",
+    tag = "oauth",
+    operation_id = "oauth_discovery_preflight",
+    params(("slug" = TenantSlug, Path, description = "The tenant")),
+    responses(
+        (status = 204, description = "CORS preflight; the origin is allowed if a client of the tenant allows it"),
+        (status = 404, description = "Not a tenant slug (no body)")
+    ),
+    security(())
+)]
+async fn discovery_preflight(
+    state: State<AppState>,
+    params: Path<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    preflight(state, params, headers).await
+}
+
+/// CORS preflight of the JWKS.
+#[utoipa::path(
+    options,
+    path = "/t/{slug}/.well-known/jwks.json",
+    tag = "oauth",
+    operation_id = "oauth_jwks_preflight",
+    params(("slug" = TenantSlug, Path, description = "The tenant")),
+    responses(
+        (status = 204, description = "CORS preflight; the origin is allowed if a client of the tenant allows it"),
+        (status = 404, description = "Not a tenant slug (no body)")
+    ),
+    security(())
+)]
+async fn jwks_preflight(state: State<AppState>, params: Path<HashMap<String, String>>, headers: HeaderMap) -> Response {
+    preflight(state, params, headers).await
+}
+
+/// CORS preflight of the token endpoint.
+#[utoipa::path(
+    options,
+    path = "/t/{slug}/oauth2/token",
+    tag = "oauth",
+    operation_id = "oauth_token_preflight",
+    params(("slug" = TenantSlug, Path, description = "The tenant")),
+    responses(
+        (status = 204, description = "CORS preflight; the origin is allowed if a client of the tenant allows it"),
+        (status = 404, description = "Not a tenant slug (no body)")
+    ),
+    security(())
+)]
+async fn token_preflight(
+    state: State<AppState>,
+    params: Path<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    preflight(state, params, headers).await
+}
+
+/// CORS preflight of userinfo.
+#[utoipa::path(
+    options,
+    path = "/t/{slug}/oauth2/userinfo",
+    tag = "oauth",
+    operation_id = "oauth_userinfo_preflight",
+    params(("slug" = TenantSlug, Path, description = "The tenant")),
+    responses(
+        (status = 204, description = "CORS preflight; the origin is allowed if a client of the tenant allows it"),
+        (status = 404, description = "Not a tenant slug (no body)")
+    ),
+    security(())
+)]
+async fn userinfo_preflight(
+    state: State<AppState>,
+    params: Path<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    preflight(state, params, headers).await
+}
+
+/// CORS preflight of the revocation endpoint.
+#[utoipa::path(
+    options,
+    path = "/t/{slug}/oauth2/revoke",
+    tag = "oauth",
+    operation_id = "oauth_revoke_preflight",
+    params(("slug" = TenantSlug, Path, description = "The tenant")),
+    responses(
+        (status = 204, description = "CORS preflight; the origin is allowed if a client of the tenant allows it"),
+        (status = 404, description = "Not a tenant slug (no body)")
+    ),
+    security(())
+)]
+async fn revoke_preflight(
+    state: State<AppState>,
+    params: Path<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    preflight(state, params, headers).await
+}
+
+/// CORS preflight of the introspection endpoint.
+#[utoipa::path(
+    options,
+    path = "/t/{slug}/oauth2/introspect",
+    tag = "oauth",
+    operation_id = "oauth_introspect_preflight",
+    params(("slug" = TenantSlug, Path, description = "The tenant")),
+    responses(
+        (status = 204, description = "CORS preflight; the origin is allowed if a client of the tenant allows it"),
+        (status = 404, description = "Not a tenant slug (no body)")
+    ),
+    security(())
+)]
+async fn introspect_preflight(
+    state: State<AppState>,
+    params: Path<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    preflight(state, params, headers).await
+}
+
 // ---- discovery and JWKS ----
 
 /// Serves cached bytes with `ETag`/`If-None-Match` and a short public cache lifetime.
@@ -208,6 +336,67 @@ fn cached_document(headers: &HeaderMap, body: &Bytes, etag: &str) -> Response {
     response
 }
 
+/// The provider's metadata (OpenID Connect Discovery 1.0, RFC 8414), as `state::discovery_json` builds it.
+/// Documents the served JSON; never built.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct DiscoveryDocument {
+    /// `{public_url}/t/{slug}`.
+    issuer: String,
+    authorization_endpoint: String,
+    token_endpoint: String,
+    userinfo_endpoint: String,
+    jwks_uri: String,
+    revocation_endpoint: String,
+    introspection_endpoint: String,
+    end_session_endpoint: String,
+    /// The built-in scopes and the tenant's custom ones.
+    scopes_supported: Vec<String>,
+    response_types_supported: Vec<String>,
+    response_modes_supported: Vec<String>,
+    grant_types_supported: Vec<String>,
+    subject_types_supported: Vec<String>,
+    /// The tenant's `settings.oidc.signing_alg`.
+    id_token_signing_alg_values_supported: Vec<String>,
+    userinfo_signing_alg_values_supported: Vec<String>,
+    token_endpoint_auth_methods_supported: Vec<String>,
+    revocation_endpoint_auth_methods_supported: Vec<String>,
+    introspection_endpoint_auth_methods_supported: Vec<String>,
+    code_challenge_methods_supported: Vec<String>,
+    /// The standard claims and those of the tenant's custom scopes.
+    claims_supported: Vec<String>,
+    claims_parameter_supported: bool,
+    request_parameter_supported: bool,
+    request_uri_parameter_supported: bool,
+    prompt_values_supported: Vec<String>,
+    authorization_response_iss_parameter_supported: bool,
+    ui_locales_supported: Vec<String>,
+}
+
+/// The provider's OpenID Connect discovery document.
+///
+/// Served from a cache with an `ETag`; `If-None-Match` with that tag answers 304.
+#[utoipa::path(
+    get,
+    path = "/t/{slug}/.well-known/openid-configuration",
+    tag = "oauth",
+    operation_id = "oauth_discovery",
+    params(
+        ("slug" = TenantSlug, Path, description = "The tenant"),
+        ("If-None-Match" = Option<String>, Header, description = "An `ETag` seen before")
+    ),
+    responses(
+        (
+            status = 200,
+            description = "The discovery document (`Cache-Control: public, max-age=300`)",
+            body = DiscoveryDocument,
+            headers(("ETag" = String, description = "The document's version"))
+        ),
+        (status = 304, description = "Not modified: `If-None-Match` names the current `ETag`"),
+        ApiErrors
+    ),
+    security(())
+)]
 async fn discovery(State(app): State<AppState>, Path(slug): Path<String>, req: Request) -> Result<Response, Error> {
     let tenant = tenant_of(&app, &slug).await?;
     let doc = app.oidc.discovery(&app, &tenant);
@@ -215,6 +404,37 @@ async fn discovery(State(app): State<AppState>, Path(slug): Path<String>, req: R
     Ok(cors(&app, &tenant.slug, headers, cached_document(headers, &doc.body, &doc.etag)).await)
 }
 
+/// The provider's public signing keys (RFC 7517): the active key and those still retiring.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct JwkSet {
+    keys: Vec<PublicJwk>,
+}
+
+/// The provider's JSON Web Key Set, to verify the tokens it signs.
+///
+/// Served from a cache with an `ETag`; `If-None-Match` with that tag answers 304.
+#[utoipa::path(
+    get,
+    path = "/t/{slug}/.well-known/jwks.json",
+    tag = "oauth",
+    operation_id = "oauth_jwks",
+    params(
+        ("slug" = TenantSlug, Path, description = "The tenant"),
+        ("If-None-Match" = Option<String>, Header, description = "An `ETag` seen before")
+    ),
+    responses(
+        (
+            status = 200,
+            description = "The key set (`Cache-Control: public, max-age=300`)",
+            body = JwkSet,
+            headers(("ETag" = String, description = "The key set's version"))
+        ),
+        (status = 304, description = "Not modified: `If-None-Match` names the current `ETag`"),
+        ApiErrors
+    ),
+    security(())
+)]
 async fn jwks(State(app): State<AppState>, Path(slug): Path<String>, req: Request) -> Result<Response, Error> {
     let slug = TenantSlug::parse(&slug).map_err(|_| Error::TenantNotFound)?;
     let ring = app.oidc.published_ring(&app, &slug).await?;
@@ -338,6 +558,44 @@ fn bearer(headers: &HeaderMap) -> Option<String> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
 }
 
+/// The user's claims (OpenID Connect Core §5.3): `sub` and what the token's scopes release. `email` releases
+/// `email` and `email_verified`; `profile` releases `name`, `updated_at` and `roles`; a tenant custom scope
+/// releases the user fields it names, under their own names. Documents the served JSON; never built.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct UserinfoClaims {
+    /// The user's id.
+    sub: String,
+    email: Option<String>,
+    email_verified: Option<bool>,
+    name: Option<String>,
+    /// Unix seconds.
+    updated_at: Option<i64>,
+    roles: Option<Vec<String>>,
+}
+
+/// The form userinfo accepts on `POST` (RFC 6750 §2.2): the access token, instead of the `Authorization` header.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct UserinfoForm {
+    access_token: Option<String>,
+}
+
+/// The user behind an access token: their claims, as the token's scopes release them.
+///
+/// The token needs the `openid` scope and must be a user's (not a client_credentials token).
+#[utoipa::path(
+    get,
+    path = "/t/{slug}/oauth2/userinfo",
+    tag = "oauth",
+    operation_id = "oauth_userinfo",
+    params(("slug" = TenantSlug, Path, description = "The tenant")),
+    responses(
+        (status = 200, description = "The user's claims (`Cache-Control: no-store`)", body = UserinfoClaims),
+        OAuthErrors
+    ),
+    security(("access_token" = []))
+)]
 async fn userinfo(
     State(app): State<AppState>,
     Path(slug): Path<String>,
@@ -348,6 +606,32 @@ async fn userinfo(
     let mut client_id = None;
     let result = userinfo_inner(&app, &slug, &method, &headers, &body, &mut client_id).await;
     with_cors(&app, &slug, &headers, client_id, result).await
+}
+
+/// The user behind an access token, sent in the `Authorization` header or the form (not both).
+///
+/// The token needs the `openid` scope and must be a user's (not a client_credentials token).
+#[utoipa::path(
+    post,
+    path = "/t/{slug}/oauth2/userinfo",
+    tag = "oauth",
+    operation_id = "oauth_userinfo_post",
+    params(("slug" = TenantSlug, Path, description = "The tenant")),
+    request_body(content = Option<UserinfoForm>, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "The user's claims (`Cache-Control: no-store`)", body = UserinfoClaims),
+        OAuthErrors
+    ),
+    security(("access_token" = []))
+)]
+async fn userinfo_post(
+    state: State<AppState>,
+    slug: Path<String>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    userinfo(state, slug, method, headers, body).await
 }
 
 async fn userinfo_inner(
@@ -404,6 +688,68 @@ async fn userinfo_inner(
 
 // ---- introspection and revocation ----
 
+/// The form of the revocation (RFC 7009) and introspection (RFC 7662) endpoints. Documents the body; the handlers
+/// parse it as `Params`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct TokenLookupForm {
+    /// An access token (a JWT) or a refresh token.
+    token: String,
+    /// Accepted and not needed: the token's form says what it is.
+    token_type_hint: Option<String>,
+    /// The client, when it does not authenticate with HTTP Basic.
+    client_id: Option<String>,
+    /// With `client_secret_post`.
+    client_secret: Option<String>,
+}
+
+/// What introspection tells about a token (RFC 7662 §2.2). An inactive, unknown or other client's token gives
+/// only `{"active": false}`. Documents the served JSON; never built.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct Introspection {
+    active: bool,
+    /// `Bearer` for an access token, `refresh_token` for a refresh token.
+    token_type: Option<String>,
+    scope: Option<String>,
+    client_id: Option<String>,
+    /// The user, or the client for a client_credentials token.
+    sub: Option<String>,
+    iss: Option<String>,
+    /// Access tokens only.
+    aud: Option<String>,
+    /// Unix seconds.
+    exp: Option<i64>,
+    /// Unix seconds; access tokens only.
+    iat: Option<i64>,
+    /// Access tokens only.
+    jti: Option<String>,
+    /// Unix seconds; a user's access token only.
+    auth_time: Option<i64>,
+    /// The sign-in session a user's access token is bound to, if any.
+    sid: Option<String>,
+    /// A user's access token only.
+    roles: Option<Vec<String>>,
+    /// When a custom scope grants some.
+    permissions: Option<Vec<String>>,
+}
+
+/// Tells a confidential client whether a token is active, and what it carries (RFC 7662).
+///
+/// A client sees only its own tokens as active unless it is registered as a `resource_server`.
+#[utoipa::path(
+    post,
+    path = "/t/{slug}/oauth2/introspect",
+    tag = "oauth",
+    operation_id = "oauth_introspect",
+    params(("slug" = TenantSlug, Path, description = "The tenant")),
+    request_body(content = TokenLookupForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "The token's state (`Cache-Control: no-store`)", body = Introspection),
+        OAuthErrors
+    ),
+    security(("client_basic" = []), ())
+)]
 async fn introspect(
     State(app): State<AppState>,
     Path(slug): Path<String>,
@@ -484,6 +830,26 @@ fn may_see(caller: &Client, token_client: &str) -> bool {
     caller.resource_server || caller.client_id == token_client
 }
 
+/// Revokes a client's access or refresh token (RFC 7009); a refresh token takes its whole token family along.
+///
+/// Answers 200 whether or not the token was valid (RFC 7009 §2.2).
+#[utoipa::path(
+    post,
+    path = "/t/{slug}/oauth2/revoke",
+    tag = "oauth",
+    operation_id = "oauth_revoke",
+    params(("slug" = TenantSlug, Path, description = "The tenant")),
+    request_body(content = TokenLookupForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (
+            status = 200,
+            description = "Revoked, or nothing to revoke: an empty object `{}` (`Cache-Control: no-store`)",
+            body = Object
+        ),
+        OAuthErrors
+    ),
+    security(("client_basic" = []), ())
+)]
 async fn revoke(State(app): State<AppState>, Path(slug): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
     let mut client_id = None;
     let result = revoke_inner(&app, &slug, &headers, &body, &mut client_id).await;

@@ -72,6 +72,31 @@ impl fmt::Display for SigningAlg {
     }
 }
 
+/// A published public key (RFC 7517) as `public_jwk` builds it: RSA keys carry `n` and `e`, P-256 keys `crv`,
+/// `x` and `y`, Ed25519 keys (`OKP`) `crv` and `x`. Documents the JWKS and the admin key list; never built.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct PublicJwk {
+    /// `RSA`, `EC` or `OKP`.
+    kty: String,
+    /// The RFC 7638 thumbprint of the key.
+    kid: String,
+    alg: SigningAlg,
+    /// Always `sig`.
+    #[serde(rename = "use")]
+    use_: String,
+    /// RSA modulus (base64url).
+    n: Option<String>,
+    /// RSA exponent (base64url).
+    e: Option<String>,
+    /// `P-256` or `Ed25519`.
+    crv: Option<String>,
+    /// EC or OKP x coordinate / public key (base64url).
+    x: Option<String>,
+    /// EC y coordinate (base64url).
+    y: Option<String>,
+}
+
 /// A new key pair: its id, public JWK (JSON text) and the private key as PKCS#8 DER (to be sealed).
 pub struct GeneratedKey {
     pub kid: String,

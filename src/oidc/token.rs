@@ -4,6 +4,8 @@
 //! A code or refresh token is consumed, and the token family and token rows written, in one tenant transaction;
 //! signing happens after commit. A replayed code or rotated refresh token revokes what it issued (audit
 //! `token_reuse`). Errors, client authentication and CORS are shared with the other endpoints (`endpoints.rs`).
+//!
+//! Who may call: a client of the tenant, authenticated as it registered (a public client by its `client_id`).
 
 use std::sync::Arc;
 
@@ -14,12 +16,14 @@ use axum::response::Response;
 use base64::Engine;
 use serde_json::json;
 use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
 
 use crate::app::{App, AppState};
 use crate::control::Tenant;
 use crate::crypto;
 use crate::error::Error;
 use crate::http::extract::RequestOrigin;
+use crate::http::openapi::OAuthErrors;
 use crate::identity::audit::{self, Origin};
 use crate::oidc::clients::{Client, ClientType};
 use crate::oidc::endpoints::{OAuthError, OAuthResult, Params, authenticate, no_store, with_cors};
@@ -28,6 +32,7 @@ use crate::oidc::settings::BUILT_IN_SCOPES;
 use crate::oidc::state::{tenant_db, tenant_of};
 use crate::oidc::store::{self, CodeUse, Family, RefreshUse};
 use crate::oidc::tokens::{self, Minted, UserGrant};
+use crate::tenants::TenantSlug;
 
 fn count_issued(app: &App, grant: &'static str) {
     app.metrics.record(|| metrics::counter!("gatehouse_tokens_issued_total", "grant" => grant).increment(1));
@@ -45,6 +50,65 @@ fn split_scope(raw: &str) -> Vec<String> {
 
 // ---- token endpoint ----
 
+/// The token request's form (RFC 6749 §4.1.3, §4.4.2, §6). Documents the body; the handler parses it as `Params`
+/// (a parameter given twice is refused).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct TokenForm {
+    /// `authorization_code`, `refresh_token` or `client_credentials`, as the client is allowed.
+    grant_type: String,
+    /// authorization_code: the code from the redirect.
+    code: Option<String>,
+    /// authorization_code: the redirect URI of the authorization request, exactly.
+    redirect_uri: Option<String>,
+    /// authorization_code: the PKCE verifier, when the request had a `code_challenge`.
+    code_verifier: Option<String>,
+    /// refresh_token: the refresh token; it is rotated (a used one revokes its family).
+    refresh_token: Option<String>,
+    /// refresh_token: narrows the granted scopes for this request; client_credentials: the client's own scopes
+    /// wanted (default all of them). Space-separated.
+    scope: Option<String>,
+    /// The client, when it does not authenticate with HTTP Basic.
+    client_id: Option<String>,
+    /// With `client_secret_post`.
+    client_secret: Option<String>,
+}
+
+/// What the token endpoint answers (RFC 6749 §5.1), as `Minted::to_json` builds it. Documents the served JSON;
+/// never built.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct TokenResponse {
+    /// A JWT (RFC 9068).
+    access_token: String,
+    /// Always `Bearer`.
+    token_type: String,
+    /// Seconds until the access token expires.
+    expires_in: i64,
+    /// The granted scopes, space-separated.
+    scope: String,
+    /// With the `openid` scope.
+    id_token: Option<String>,
+    /// When the client may refresh (a public client needs `offline_access`); never for client_credentials.
+    refresh_token: Option<String>,
+}
+
+/// Exchanges a grant for tokens: authorization_code (with PKCE), refresh_token or client_credentials.
+///
+/// A replayed code or an already used refresh token is refused and revokes the tokens issued from it.
+#[utoipa::path(
+    post,
+    path = "/t/{slug}/oauth2/token",
+    tag = "oauth",
+    operation_id = "oauth_token",
+    params(("slug" = TenantSlug, Path, description = "The tenant")),
+    request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "The tokens (`Cache-Control: no-store`)", body = TokenResponse),
+        OAuthErrors
+    ),
+    security(("client_basic" = []), ())
+)]
 pub(super) async fn token(
     State(app): State<AppState>,
     Path(slug): Path<String>,

@@ -1,36 +1,41 @@
 //! Admin API for a tenant's plugins (`/admin/api/v1/tenants/{slug}/plugins`): create and configure, upload
 //! versions (validated and compiled on upload), activate (also the rollback), deactivate, dry-run, delete. The
 //! admin UI calls the same functions. Every change is a control-plane `Mutation`.
+//!
+//! Who may call: every route needs an operator or an actor scoped to the tenant in the path.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::records::{self, FailurePolicy, Plugin, PluginSettings, Version};
-use super::runtime::{Function, MAX_MEMORY_MB};
-use super::{DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS, World, io};
+use super::runtime::{Function, LogLine, MAX_MEMORY_MB, Outcome};
+use super::{DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS, Stats, World, io};
 use crate::admin::Actor;
 use crate::app::{App, AppState};
 use crate::control::Mutation;
 use crate::error::{Error, Result};
 use crate::http::extract::ApiJson;
+use crate::http::openapi::ApiErrors;
 use crate::tenants::TenantSlug;
 
-pub fn router() -> Router<AppState> {
-    let base = "/admin/api/v1/tenants/{slug}/plugins";
-    Router::new()
-        .route(base, get(list).post(create))
-        .route(&format!("{base}/{{name}}"), get(read).patch(update).delete(remove))
-        .route(&format!("{base}/{{name}}/versions"), get(read).post(upload))
-        .route(&format!("{base}/{{name}}/versions/{{version}}/activate"), post(activate))
-        .route(&format!("{base}/{{name}}/versions/{{version}}/dry-run"), post(dry_run_route))
-        .route(&format!("{base}/{{name}}/deactivate"), post(deactivate))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(read, update, remove))
+        .routes(routes!(read_versions, upload))
+        .routes(routes!(activate))
+        .routes(routes!(dry_run_route))
+        .routes(routes!(deactivate))
 }
 
 /// Whether a request path is a component upload: it gets the plugin size limit and a long time limit.
@@ -56,15 +61,23 @@ pub fn check_name(name: &str) -> Result<()> {
 }
 
 /// The settings of a new plugin, or the changes to one (every field optional there).
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PluginInput {
+    /// Required to create (1-63 of a-z, 0-9, '-' and '_', starting with a letter or digit); cannot change.
     pub name: Option<String>,
+    /// Required to create; cannot change.
+    #[schema(value_type = Option<World>)]
     pub world: Option<String>,
+    /// Default `fail_closed`.
     pub failure_policy: Option<FailurePolicy>,
+    /// Per-call deadline, 1-1000; default 50.
     pub timeout_ms: Option<u32>,
+    /// Memory cap in MiB; default 32.
     pub memory_mb: Option<u32>,
+    /// Lower runs first among the active plugins of a world; default 100.
     pub priority: Option<i32>,
+    /// A JSON object of at most 16 KiB, kept for the plugin's author; default `{}`.
     pub config: Option<Value>,
 }
 
@@ -199,8 +212,44 @@ pub async fn delete_plugin(app: &App, slug: &TenantSlug, name: &str) -> Result<(
     Ok(())
 }
 
-/// Runs one function of one version against a JSON input; nothing is recorded but the answer.
+/// The body of a dry run (documentation only: the handler reads it as JSON, so its checks and messages stay in
+/// `dry_run`).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct DryRunRequest {
+    /// One of the functions of the plugin's world.
+    function: Function,
+    /// The function's arguments, any JSON: the WIT records with snake_case names (`{"user","request"}` for the
+    /// login functions, `{"message"}` for `render`, `{"cart"}` for `price`). The function's sample when absent.
+    input: Option<Value>,
+}
+
+/// What a dry run did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DryRunReport {
+    pub outcome: Outcome,
+    /// What the function returned, as JSON; null when it returned nothing usable.
+    pub output: Option<Value>,
+    /// Why the outcome is not `ok`; null when it is.
+    pub error: Option<String>,
+    pub logs: Vec<LogLine>,
+    pub duration_us: u64,
+    pub memory_peak_bytes: u64,
+}
+
+/// `dry_run_report` as JSON, for the admin UI.
 pub async fn dry_run(app: &App, slug: &TenantSlug, name: &str, version: u32, body: Value) -> Result<Value> {
+    serde_json::to_value(dry_run_report(app, slug, name, version, body).await?).map_err(Error::internal)
+}
+
+/// Runs one function of one version against a JSON input; nothing is recorded but the answer.
+pub async fn dry_run_report(
+    app: &App,
+    slug: &TenantSlug,
+    name: &str,
+    version: u32,
+    body: Value,
+) -> Result<DryRunReport> {
     let plugin = find(app, slug, name).await?;
     let function =
         body.get("function").and_then(Value::as_str).ok_or_else(|| Error::validation("function is required"))?;
@@ -217,44 +266,86 @@ pub async fn dry_run(app: &App, slug: &TenantSlug, name: &str, version: u32, bod
         .ok_or(Error::NotFound("plugin version"))?
         .sha256;
     let report = app.plugins.call_unobserved(app, slug, &plugin.settings, version, &sha256, input).await;
-    Ok(json!({
-        "outcome": report.outcome.as_str(),
-        "output": report.output.as_ref().map(io::output_json),
-        "error": report.error,
-        "logs": report.logs,
-        "duration_us": report.duration.as_micros() as u64,
-        "memory_peak_bytes": report.memory_peak_bytes,
-    }))
+    Ok(DryRunReport {
+        outcome: report.outcome,
+        output: report.output.as_ref().map(io::output_json),
+        error: report.error,
+        logs: report.logs,
+        duration_us: report.duration.as_micros() as u64,
+        memory_peak_bytes: report.memory_peak_bytes,
+    })
+}
+
+/// A plugin with its versions, call stats and a sample input per function.
+#[derive(Serialize, ToSchema)]
+pub struct PluginDetail {
+    #[serde(flatten)]
+    pub plugin: Plugin,
+    /// Newest first.
+    pub versions: Vec<Version>,
+    pub stats: Stats,
+    /// A sample dry-run input per function of the plugin's world, by function name.
+    pub samples: BTreeMap<String, Value>,
 }
 
 /// A plugin with its versions, stats and sample inputs.
-pub async fn detail(app: &App, slug: &TenantSlug, name: &str) -> Result<Value> {
+pub async fn detail(app: &App, slug: &TenantSlug, name: &str) -> Result<PluginDetail> {
     let plugin = find(app, slug, name).await?;
     let versions = versions(app, slug, name).await?;
-    let samples: serde_json::Map<String, Value> =
-        plugin.settings.world.functions().iter().map(|f| (f.as_str().to_owned(), io::sample(*f))).collect();
-    let mut v = serde_json::to_value(&plugin).unwrap_or(Value::Null);
-    v["versions"] = json!(versions);
-    v["stats"] = json!(app.plugins.stats(slug, name));
-    v["samples"] = Value::Object(samples);
-    Ok(v)
+    let samples = plugin.settings.world.functions().iter().map(|f| (f.as_str().to_owned(), io::sample(*f))).collect();
+    let stats = app.plugins.stats(slug, name);
+    Ok(PluginDetail { plugin, versions, stats, samples })
 }
 
-async fn list(State(app): State<AppState>, actor: Actor, Path(slug): Path<String>) -> Result<Json<Value>> {
+/// A plugin with its call stats, as the list shows it.
+#[derive(Serialize, ToSchema)]
+struct PluginSummary {
+    #[serde(flatten)]
+    plugin: Plugin,
+    stats: Stats,
+}
+
+/// A tenant's plugins, by priority then name.
+#[derive(Serialize, ToSchema)]
+struct PluginList {
+    items: Vec<PluginSummary>,
+}
+
+/// Lists a tenant's plugins with their call stats.
+#[utoipa::path(
+    get,
+    path = "/admin/api/v1/tenants/{slug}/plugins",
+    tag = "plugins",
+    operation_id = "plugins_list",
+    params(("slug" = TenantSlug, Path, description = "The tenant")),
+    responses((status = 200, description = "The tenant's plugins", body = PluginList), ApiErrors),
+    security(("admin_token" = []), ("admin_session" = []))
+)]
+async fn list(State(app): State<AppState>, actor: Actor, Path(slug): Path<String>) -> Result<Json<PluginList>> {
     let slug = tenant_slug(&app, &actor, &slug).await?;
     let s = slug.clone();
     let items = app.control.read(move |conn| records::list(conn, &s)).await?;
-    let items: Vec<Value> = items
-        .iter()
-        .map(|p| {
-            let mut v = serde_json::to_value(p).unwrap_or(Value::Null);
-            v["stats"] = json!(app.plugins.stats(&slug, &p.settings.name));
-            v
+    let items = items
+        .into_iter()
+        .map(|plugin| {
+            let stats = app.plugins.stats(&slug, &plugin.settings.name);
+            PluginSummary { plugin, stats }
         })
         .collect();
-    Ok(Json(json!({ "items": items })))
+    Ok(Json(PluginList { items }))
 }
 
+/// Creates a plugin (no version yet, so inactive).
+#[utoipa::path(
+    post,
+    path = "/admin/api/v1/tenants/{slug}/plugins",
+    tag = "plugins",
+    operation_id = "plugins_create",
+    params(("slug" = TenantSlug, Path, description = "The tenant")),
+    request_body = PluginInput,
+    responses((status = 201, description = "Created", body = Plugin), ApiErrors),
+    security(("admin_token" = []), ("admin_session" = []))
+)]
 async fn create(
     State(app): State<AppState>,
     actor: Actor,
@@ -265,15 +356,66 @@ async fn create(
     Ok((StatusCode::CREATED, Json(create_plugin(&app, &slug, input).await?)))
 }
 
+/// Reads a plugin with its versions, call stats and sample inputs.
+#[utoipa::path(
+    get,
+    path = "/admin/api/v1/tenants/{slug}/plugins/{name}",
+    tag = "plugins",
+    operation_id = "plugins_read",
+    params(
+        ("slug" = TenantSlug, Path, description = "The tenant"),
+        ("name" = String, Path, description = "The plugin's name")
+    ),
+    responses((status = 200, description = "The plugin", body = PluginDetail), ApiErrors),
+    security(("admin_token" = []), ("admin_session" = []))
+)]
 async fn read(
     State(app): State<AppState>,
     actor: Actor,
     Path((slug, name)): Path<(String, String)>,
-) -> Result<Json<Value>> {
+) -> Result<Json<PluginDetail>> {
     let slug = tenant_slug(&app, &actor, &slug).await?;
     Ok(Json(detail(&app, &slug, &name).await?))
 }
 
+/// Reads a plugin with its versions (the same answer as reading the plugin).
+#[utoipa::path(
+    get,
+    path = "/admin/api/v1/tenants/{slug}/plugins/{name}/versions",
+    tag = "plugins",
+    operation_id = "plugins_read_versions",
+    params(
+        ("slug" = TenantSlug, Path, description = "The tenant"),
+        ("name" = String, Path, description = "The plugin's name")
+    ),
+    responses(
+        (status = 200, description = "The plugin, its versions under `versions`", body = PluginDetail),
+        ApiErrors
+    ),
+    security(("admin_token" = []), ("admin_session" = []))
+)]
+async fn read_versions(
+    state: State<AppState>,
+    actor: Actor,
+    path: Path<(String, String)>,
+) -> Result<Json<PluginDetail>> {
+    read(state, actor, path).await
+}
+
+/// Changes a plugin's settings (not its name or world).
+#[utoipa::path(
+    patch,
+    path = "/admin/api/v1/tenants/{slug}/plugins/{name}",
+    tag = "plugins",
+    operation_id = "plugins_update",
+    params(
+        ("slug" = TenantSlug, Path, description = "The tenant"),
+        ("name" = String, Path, description = "The plugin's name")
+    ),
+    request_body = PluginInput,
+    responses((status = 200, description = "The plugin as updated", body = Plugin), ApiErrors),
+    security(("admin_token" = []), ("admin_session" = []))
+)]
 async fn update(
     State(app): State<AppState>,
     actor: Actor,
@@ -284,6 +426,19 @@ async fn update(
     Ok(Json(update_plugin(&app, &slug, &name, input).await?))
 }
 
+/// Deletes a plugin with all its versions.
+#[utoipa::path(
+    delete,
+    path = "/admin/api/v1/tenants/{slug}/plugins/{name}",
+    tag = "plugins",
+    operation_id = "plugins_remove",
+    params(
+        ("slug" = TenantSlug, Path, description = "The tenant"),
+        ("name" = String, Path, description = "The plugin's name")
+    ),
+    responses((status = 204, description = "Deleted"), ApiErrors),
+    security(("admin_token" = []), ("admin_session" = []))
+)]
 async fn remove(
     State(app): State<AppState>,
     actor: Actor,
@@ -302,6 +457,27 @@ pub async fn read_limited(body: Body, limit: usize) -> Result<Vec<u8>> {
     }
 }
 
+/// Uploads a component as the plugin's next version: validated against the plugin's world and compiled, not
+/// active yet.
+///
+/// The body is the component's bytes (`Content-Type: application/wasm` or `application/octet-stream`), up to
+/// `GATEHOUSE_PLUGIN_MAX_BYTES`.
+#[utoipa::path(
+    post,
+    path = "/admin/api/v1/tenants/{slug}/plugins/{name}/versions",
+    tag = "plugins",
+    operation_id = "plugins_upload",
+    params(
+        ("slug" = TenantSlug, Path, description = "The tenant"),
+        ("name" = String, Path, description = "The plugin's name")
+    ),
+    request_body(
+        description = "A WebAssembly component",
+        content((Vec<u8> = "application/wasm"), (Vec<u8> = "application/octet-stream"))
+    ),
+    responses((status = 201, description = "The new version", body = Version), ApiErrors),
+    security(("admin_token" = []), ("admin_session" = []))
+)]
 async fn upload(
     State(app): State<AppState>,
     actor: Actor,
@@ -322,6 +498,20 @@ async fn upload(
     Ok((StatusCode::CREATED, Json(upload_version(&app, &slug, &name, bytes).await?)))
 }
 
+/// Makes a version the active one (also the rollback to an older version).
+#[utoipa::path(
+    post,
+    path = "/admin/api/v1/tenants/{slug}/plugins/{name}/versions/{version}/activate",
+    tag = "plugins",
+    operation_id = "plugins_activate",
+    params(
+        ("slug" = TenantSlug, Path, description = "The tenant"),
+        ("name" = String, Path, description = "The plugin's name"),
+        ("version" = u32, Path, description = "The version to run")
+    ),
+    responses((status = 200, description = "The plugin, with this version active", body = Plugin), ApiErrors),
+    security(("admin_token" = []), ("admin_session" = []))
+)]
 async fn activate(
     State(app): State<AppState>,
     actor: Actor,
@@ -331,6 +521,19 @@ async fn activate(
     Ok(Json(set_active(&app, &slug, &name, Some(version)).await?))
 }
 
+/// Deactivates a plugin: hooks stop calling it; its versions are kept.
+#[utoipa::path(
+    post,
+    path = "/admin/api/v1/tenants/{slug}/plugins/{name}/deactivate",
+    tag = "plugins",
+    operation_id = "plugins_deactivate",
+    params(
+        ("slug" = TenantSlug, Path, description = "The tenant"),
+        ("name" = String, Path, description = "The plugin's name")
+    ),
+    responses((status = 200, description = "The plugin, inactive", body = Plugin), ApiErrors),
+    security(("admin_token" = []), ("admin_session" = []))
+)]
 async fn deactivate(
     State(app): State<AppState>,
     actor: Actor,
@@ -340,12 +543,30 @@ async fn deactivate(
     Ok(Json(set_active(&app, &slug, &name, None).await?))
 }
 
+/// Runs one function of a version against an input; nothing is recorded (no stats, metrics or audit).
+#[utoipa::path(
+    post,
+    path = "/admin/api/v1/tenants/{slug}/plugins/{name}/versions/{version}/dry-run",
+    tag = "plugins",
+    operation_id = "plugins_dry_run",
+    params(
+        ("slug" = TenantSlug, Path, description = "The tenant"),
+        ("name" = String, Path, description = "The plugin's name"),
+        ("version" = u32, Path, description = "The version to run")
+    ),
+    request_body = DryRunRequest,
+    responses(
+        (status = 200, description = "How the call went (a failed call is still 200)", body = DryRunReport),
+        ApiErrors
+    ),
+    security(("admin_token" = []), ("admin_session" = []))
+)]
 async fn dry_run_route(
     State(app): State<AppState>,
     actor: Actor,
     Path((slug, name, version)): Path<(String, String, u32)>,
     ApiJson(body): ApiJson<Value>,
-) -> Result<Json<Value>> {
+) -> Result<Json<DryRunReport>> {
     let slug = tenant_slug(&app, &actor, &slug).await?;
-    Ok(Json(dry_run(&app, &slug, &name, version, body).await?))
+    Ok(Json(dry_run_report(&app, &slug, &name, version, body).await?))
 }

@@ -51,8 +51,9 @@ use records::{Active, FailurePolicy};
 use runtime::{Function, Input, Limits, Loaded, Mismatch, Outcome, Output, Report, Runtime};
 
 /// A hook family; one WIT world each.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = PluginWorld)]
 pub enum World {
     Login,
     Email,
@@ -106,18 +107,25 @@ const RECENT_FAILURES: usize = 20;
 const GATES_IDLE: Duration = Duration::from_secs(600);
 
 /// One failed call, as the plugin page lists it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = PluginFailure)]
 pub struct Failure {
     #[serde(with = "crate::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub at: i64,
     pub version: u32,
+    /// `Function::as_str`.
+    #[schema(value_type = Function)]
     pub function: &'static str,
+    /// `Outcome::as_str`: never `ok`.
+    #[schema(value_type = Outcome)]
     pub outcome: &'static str,
     pub error: String,
 }
 
 /// Calls of one plugin since this process started.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
+#[schema(as = PluginStats)]
 pub struct Stats {
     pub calls: u64,
     pub ok: u64,
@@ -126,6 +134,8 @@ pub struct Stats {
     pub invalid_output: u64,
     pub error: u64,
     pub total_duration_us: u64,
+    /// The last failures, newest first.
+    #[schema(value_type = Vec<Failure>)]
     pub recent_failures: std::collections::VecDeque<Failure>,
 }
 

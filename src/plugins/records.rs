@@ -8,8 +8,9 @@ use super::World;
 use crate::error::{Error, Result};
 use crate::tenants::TenantSlug;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = PluginFailurePolicy)]
 pub enum FailurePolicy {
     /// A trap, timeout or invalid output refuses the login or registration (mail: retried later).
     FailClosed,
@@ -31,7 +32,7 @@ impl FailurePolicy {
 }
 
 /// A plugin's settings: everything but its versions.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PluginSettings {
     pub name: String,
     pub world: World,
@@ -44,23 +45,33 @@ pub struct PluginSettings {
     pub config: serde_json::Value,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// A plugin: its settings, which version is active and when it changed.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Plugin {
     #[serde(flatten)]
     pub settings: PluginSettings,
+    /// The version hooks run; null when the plugin is inactive.
     pub active_version: Option<u32>,
     #[serde(with = "crate::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
     #[serde(with = "crate::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// An uploaded component of a plugin.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = PluginVersion)]
 pub struct Version {
+    /// 1 for the first upload, then one more each time.
     pub version: u32,
+    /// Hex SHA-256 of the component bytes.
     pub sha256: String,
+    /// Size of the component in bytes.
     pub size: u64,
     #[serde(with = "crate::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
 }
 

@@ -66,8 +66,9 @@ pub const MAX_MEMORY_MB: u32 = 256;
 const TICK: Duration = Duration::from_millis(1);
 
 /// One exported function of a world, as the API and the metrics name it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
+#[schema(as = PluginFunction)]
 pub enum Function {
     PreRegistration,
     PostLogin,
@@ -148,8 +149,9 @@ impl Output {
 }
 
 /// How a call ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = PluginOutcome)]
 pub enum Outcome {
     Ok,
     /// The guest trapped: `unreachable`, stack overflow, the memory cap, an out-of-bounds access.
@@ -174,8 +176,11 @@ impl Outcome {
     }
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+/// A line the guest logged through the host interface.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = PluginLogLine)]
 pub struct LogLine {
+    /// `debug`, `info`, `warn` or `error`.
     pub level: &'static str,
     pub message: String,
 }

@@ -5,6 +5,7 @@
 //! and setup forms. Errors render as a readable page, never as JSON (`http::page`: `PageError`, `UiForm`,
 //! `render`, shared with the hosted pages).
 
+mod api_docs;
 mod assets;
 mod email_pages;
 mod identity_pages;
@@ -38,6 +39,7 @@ pub fn router() -> Router<AppState> {
         .merge(identity_pages::router())
         .merge(oauth_pages::router())
         .merge(plugin_pages::router())
+        .merge(api_docs::router())
         .merge(assets::router())
 }
 

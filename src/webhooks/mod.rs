@@ -33,16 +33,20 @@ use crate::tenants::TenantSlug;
 const RESPONSE_KEEP_BYTES: usize = 1024;
 const MAX_WEBHOOKS_PER_TENANT: i64 = 50;
 
-#[derive(Debug, Clone, Serialize)]
+/// A webhook subscription as the admin API shows it (never with its signing secret).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Webhook {
     pub id: String,
     pub url: String,
+    /// Event types (see `event_types` of the listing), or `*` for every event.
     pub events: Vec<String>,
     pub description: String,
     pub enabled: bool,
     #[serde(with = "crate::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
     #[serde(with = "crate::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at: i64,
 }
 

@@ -12,10 +12,10 @@ use serde_json::{Value, json};
 
 use crate::support::{TestApp, free_port, require_tool, spawn_with};
 
-const EMAIL: &str = "ops@example.com";
-const PASSWORD: &str = "correct horse battery staple";
+pub(crate) const EMAIL: &str = "ops@example.com";
+pub(crate) const PASSWORD: &str = "correct horse battery staple";
 
-async fn app_with_operator() -> TestApp {
+pub(crate) async fn app_with_operator() -> TestApp {
     spawn_with(
         |c| {
             c.admin_email = Some(EMAIL.into());

@@ -7,6 +7,7 @@ mod email;
 mod http_stack;
 mod identity;
 mod oidc;
+mod openapi;
 mod plugins;
 mod security;
 mod support;
