@@ -1,20 +1,22 @@
 //! Gatehouse: a multi-tenant identity, email, commerce and plugin appliance in one binary.
 //!
-//! Map (ARCHITECTURE.md has the long form):
-//! - `config`     environment configuration, validated once
+//! Map (ARCHITECTURE.md has the long form; a test keeps both naming every `pub mod`):
+//! - `config`     environment configuration: one table of variables, validated once
 //! - `app`        `App` (the state every handler sees), `run` (serve a listener until shutdown)
 //! - `error`      the one error type and its code table
 //! - `crypto`     master key, sealed secrets, token and password hashing
 //! - `telemetry`  JSON logs, the per-app Prometheus registry
-//! - `http`       middleware stack, extractors, router assembly, ops endpoints
+//! - `http`       middleware stack, extractors, page plumbing, the OpenAPI contract, router assembly, ops endpoints
 //! - `db`         SQLite pragmas and pools, migrations, the tenant file registry
 //! - `control`    the control plane: `Mutation`, `apply`, reads
 //! - `tenants`    tenant slugs, settings, lifecycle, tenant admin API and public tenant API
-//! - `identity`   identity settings and the password policy (users, sessions, MFA to come)
-//! - `admin`      admin-side actors: operators, API tokens, sessions, bootstrap
+//! - `identity`   users, passwords, sessions, MFA, roles, audit; account flows, hosted pages, end-user and admin APIs
+//! - `oidc`       the OAuth 2.0 / OpenID Connect provider of every tenant: clients, keys, tokens, endpoints
+//! - `plugins`    tenant WebAssembly plugins: the wasmtime engine, hooks, artifacts, admin API
+//! - `admin`      admin-side actors: operators, API tokens, sessions, bootstrap, sign-in lockout
 //! - `email`      email templates, SMTP transports, the durable outbox and its dispatcher
-//! - `webhooks`   webhook subscriptions, the event catalogue, signed deliveries
-//! - `web`        the embedded admin UI
+//! - `webhooks`   webhook subscriptions, the event catalogue, signed deliveries, the SSRF guard
+//! - `web`        the embedded admin UI (pages, the API reference)
 //! - `cli`        the command line
 
 pub mod admin;

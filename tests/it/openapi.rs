@@ -137,3 +137,18 @@ async fn the_api_reference_page_renders_the_contract() {
     assert!(!html.contains("src=\"http") && !html.contains("href=\"http"), "nothing loaded from elsewhere (no CDN)");
     app.stop().await;
 }
+
+/// The crate map in `src/lib.rs` and the module table in ARCHITECTURE.md name every top-level module.
+#[test]
+fn the_maps_name_every_module() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let lib = std::fs::read_to_string(root.join("src/lib.rs")).unwrap();
+    let architecture = std::fs::read_to_string(root.join("ARCHITECTURE.md")).unwrap();
+    let modules: Vec<&str> =
+        lib.lines().filter_map(|l| l.strip_prefix("pub mod ")?.strip_suffix(';')).map(str::trim).collect();
+    assert!(modules.len() > 10, "{modules:?}");
+    for module in modules {
+        assert!(lib.contains(&format!("//! - `{module}`")), "src/lib.rs's crate map names `{module}`");
+        assert!(architecture.contains(&format!("| `{module}` |")), "ARCHITECTURE.md's map names `{module}`");
+    }
+}
