@@ -4,6 +4,12 @@
 //! It only ever looks at tenants in `Wakeups` (filled by committed enqueues, by its own retry schedule and by
 //! the start-up scan), so idle tenants cost nothing: their files are not opened. At shutdown it stops claiming
 //! rows and waits for the attempts in flight to finish.
+//!
+//! The work is stepped: `run_pending` is one pass (every tenant due now, each drained until it has no due row,
+//! the pass over when none is due and none is in progress) and returns how many rows it handled. The loop in
+//! `run` is that same pass between sleeps; tests call `run_pending` instead of sleeping. Called beside the
+//! running loop (as in tests), a pass skips the tenants the loop has in hand, and a tenant woken again meanwhile
+//! may be drained by both at once: claiming a row is one `UPDATE … RETURNING`, so no row is sent twice.
 
 use crate::plugins::runtime::Message;
 use crate::plugins::runtime::email::gatehouse::plugin::email_types::Field;
@@ -11,6 +17,7 @@ use crate::plugins::{Mail, World};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use lettre::AsyncTransport;
@@ -40,42 +47,111 @@ pub async fn run(app: AppState, mut stop: watch::Receiver<bool>) {
     if let Err(err) = recover_all(&app).await {
         tracing::error!(error = %err, "outbox start-up scan failed; queued mail is sent when its tenant is next written to");
     }
-    let mut tasks: JoinSet<()> = JoinSet::new();
-    let mut running: HashMap<tokio::task::Id, TenantSlug> = HashMap::new();
     loop {
         if *stop.borrow() {
             break;
         }
-        let busy: HashSet<TenantSlug> = running.values().cloned().collect();
-        let room = app.config.outbox.tenants_at_once.saturating_sub(busy.len());
-        let now = outbox::now_ms();
-        let (ready, next) = app.outbox.take_due(now, &busy, room);
-        for slug in ready {
-            let handle = tasks.spawn(work_tenant(app.clone(), slug.clone(), stop.clone()));
-            running.insert(handle.id(), slug);
+        // A failed tenant was logged and rescheduled by `work_tenant`; the loop goes on.
+        let done = pass(&app, stop.clone()).await;
+        if *stop.borrow() {
+            break;
         }
-        let sleep = next.map_or(IDLE_TICK, |at| Duration::from_millis((at - now).clamp(1, 60_000) as u64));
+        let sleep = done.next.map_or(IDLE_TICK, |at| until(at, outbox::now_ms()));
         tokio::select! {
             () = app.outbox.notified() => {}
             () = tokio::time::sleep(sleep) => {}
-            Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
-                let id = match done {
-                    Ok((id, ())) => id,
-                    Err(err) => {
-                        tracing::error!(error = %err, "outbox task failed");
-                        err.id()
-                    }
-                };
-                running.remove(&id);
-            }
             _ = stop.changed() => {}
         }
     }
-    let in_flight = tasks.len();
-    if in_flight > 0 {
-        tracing::info!(tenants = in_flight, "outbox: finishing deliveries in flight");
+}
+
+/// One pass of the dispatcher, awaited: every tenant with outbox rows due now is drained (mail and webhook
+/// deliveries, within the same limits as the loop), and the pass ends when no tenant is due and none is in
+/// progress. Rows due later (a retry's backoff) are left for later: this never waits for a timer alone.
+/// Returns how many rows it attempted; `Err` is the first tenant whose pass failed (every other tenant was still
+/// worked off, and the failed one is looked at again in `ERROR_RECHECK_MS`, as in the loop).
+pub async fn run_pending(app: &AppState) -> Result<usize> {
+    // Kept open for the whole pass, so `stop` never turns true: nothing stops this pass early.
+    let (_never_stopped, stop) = watch::channel(false);
+    let done = pass(app, stop).await;
+    match done.failed {
+        Some(err) => Err(err),
+        None => Ok(done.handled),
     }
-    while tasks.join_next().await.is_some() {}
+}
+
+/// What one pass did.
+struct Pass {
+    /// Rows claimed for an attempt (sent, failed or dead).
+    handled: usize,
+    /// When the next tenant in `Wakeups` is due (unix ms), as the pass left it.
+    next: Option<i64>,
+    /// The first tenant pass that failed.
+    failed: Option<Error>,
+}
+
+/// The one code path of `run` and `run_pending`. Takes due tenants into free slots (never one already in
+/// progress) until none is due and none is running; while tenants run it also wakes for new work (an enqueue,
+/// a retry coming due), so a slow tenant does not hold up the others. Once `stop` is true it takes no new tenant
+/// and waits for the ones in progress (their workers stop claiming).
+async fn pass(app: &AppState, mut stop: watch::Receiver<bool>) -> Pass {
+    let handled = Arc::new(AtomicUsize::new(0));
+    let mut failed: Option<Error> = None;
+    let mut tasks: JoinSet<Result<()>> = JoinSet::new();
+    let mut running: HashMap<tokio::task::Id, TenantSlug> = HashMap::new();
+    loop {
+        let stopping = *stop.borrow();
+        let busy: HashSet<TenantSlug> = running.values().cloned().collect();
+        let room = if stopping { 0 } else { app.config.outbox.tenants_at_once.saturating_sub(busy.len()) };
+        let now = outbox::now_ms();
+        let (ready, next) = app.outbox.take_due(now, &busy, room);
+        for slug in ready {
+            let handle = tasks.spawn(work_tenant(app.clone(), slug.clone(), stop.clone(), handled.clone()));
+            running.insert(handle.id(), slug);
+        }
+        if tasks.is_empty() {
+            return Pass { handled: handled.load(Ordering::Relaxed), next, failed };
+        }
+        // With every slot taken, or once stopping, a due time can start nothing: only a finished tenant can.
+        let full = running.len() >= app.config.outbox.tenants_at_once;
+        let sleep = if stopping || full { IDLE_TICK } else { next.map_or(IDLE_TICK, |at| until(at, now)) };
+        tokio::select! {
+            () = app.outbox.notified() => {}
+            () = tokio::time::sleep(sleep) => {}
+            Some(done) = tasks.join_next_with_id() => {
+                let outcome = match done {
+                    Ok((id, outcome)) => {
+                        running.remove(&id);
+                        outcome
+                    }
+                    Err(err) => {
+                        tracing::error!(error = %err, "outbox task failed");
+                        // A panicked task did not reschedule its tenant: look at it again like a failed one.
+                        if let Some(slug) = running.remove(&err.id()) {
+                            app.outbox.schedule(&slug, outbox::now_ms() + ERROR_RECHECK_MS);
+                        }
+                        Err(Error::from(err))
+                    }
+                };
+                if let Err(err) = outcome
+                    && failed.is_none()
+                {
+                    failed = Some(err);
+                }
+            }
+            // Disabled once the sender is gone (after it sent `true`), so a pass never spins on it.
+            Ok(()) = stop.changed() => {
+                if *stop.borrow() {
+                    tracing::info!(tenants = tasks.len(), "outbox: finishing deliveries in flight");
+                }
+            }
+        }
+    }
+}
+
+/// How long to sleep until `at` (unix ms), at least 1 ms and at most a minute.
+fn until(at: i64, now: i64) -> Duration {
+    Duration::from_millis((at - now).clamp(1, 60_000) as u64)
 }
 
 /// Start-up scan: every tenant file is opened once with a plain connection (not a pool), rows left `sending` by
@@ -125,23 +201,37 @@ struct TenantWork {
     locale: String,
     /// Where this drain's mail goes, or why the tenant's settings cannot be used (the rows' last error).
     route: std::result::Result<Route, String>,
+    /// The pass's count of rows claimed for an attempt.
+    handled: Arc<AtomicUsize>,
 }
 
-/// Works off one tenant's due rows with up to `per_tenant` workers, then schedules its next due row.
-async fn work_tenant(app: AppState, slug: TenantSlug, stop: watch::Receiver<bool>) {
-    let next = match drain_tenant(&app, &slug, stop).await {
-        Ok(next) => next,
+/// Works off one tenant's due rows with up to `per_tenant` workers, then schedules its next due row. A failed
+/// tenant pass is logged, looked at again in `ERROR_RECHECK_MS` and returned.
+async fn work_tenant(
+    app: AppState,
+    slug: TenantSlug,
+    stop: watch::Receiver<bool>,
+    handled: Arc<AtomicUsize>,
+) -> Result<()> {
+    let (next, outcome) = match drain_tenant(&app, &slug, stop, handled).await {
+        Ok(next) => (next, Ok(())),
         Err(err) => {
             tracing::warn!(tenant = %slug, error = %err, "outbox: tenant pass failed");
-            Some(outbox::now_ms() + ERROR_RECHECK_MS)
+            (Some(outbox::now_ms() + ERROR_RECHECK_MS), Err(err))
         }
     };
     if let Some(at) = next {
         app.outbox.schedule(&slug, at);
     }
+    outcome
 }
 
-async fn drain_tenant(app: &AppState, slug: &TenantSlug, stop: watch::Receiver<bool>) -> Result<Option<i64>> {
+async fn drain_tenant(
+    app: &AppState,
+    slug: &TenantSlug,
+    stop: watch::Receiver<bool>,
+    handled: Arc<AtomicUsize>,
+) -> Result<Option<i64>> {
     let Some(tenant) = app.control.tenant(slug).await? else {
         app.outbox.forget(slug);
         return Ok(None);
@@ -179,6 +269,7 @@ async fn drain_tenant(app: &AppState, slug: &TenantSlug, stop: watch::Receiver<b
         },
         locale: tenant.settings.locale.clone(),
         route,
+        handled,
     });
     let mut workers = JoinSet::new();
     for _ in 0..app.config.outbox.per_tenant {
@@ -202,6 +293,7 @@ async fn worker(work: Arc<TenantWork>, db: db::registry::TenantDb, stop: watch::
         let Some(row) = db::with_conn(&work.pool, |conn| outbox::claim_next(conn, outbox::now_ms())).await? else {
             return Ok(());
         };
+        work.handled.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
         let outcome = match row.kind {
             Kind::Email => send_email(&work, &row).await,

@@ -1,7 +1,8 @@
 //! Admin API for a tenant's users under `/admin/api/v1/tenants/{slug}/users`: create (with roles and an optional
 //! invitation), list and search, read, update, disable (ends the user's sessions), enable, delete, roles,
-//! password-reset mail, removing MFA, sessions; and the audit log (`…/audit`). Every change is audited and raises
-//! its webhook event in the same transaction.
+//! password-reset mail, removing MFA, sessions; and the audit log (`…/audit`). The handlers check access, call
+//! one service of `identity::admin` (shared with the admin UI; every change there is audited and raises its
+//! webhook event in the same transaction) and shape the answer.
 //!
 //! Who may call: every route needs an operator or an actor scoped to the tenant in the path.
 
@@ -9,26 +10,21 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::admin::{Actor, Via};
-use crate::app::{App, AppState};
-use crate::config::Secret;
-use crate::control::Tenant;
+use crate::admin::Actor;
+use crate::app::AppState;
 use crate::db;
-use crate::db::registry::TenantDb;
-use crate::email::outbox;
 use crate::error::{Error, Result};
 use crate::http::extract::{ApiJson, RequestOrigin, page_limit};
 use crate::http::openapi::ApiErrors;
-use crate::identity::api::{self, UserProfile};
-use crate::identity::audit::{self, Origin};
-use crate::identity::{flows, mfa, password, roles, sessions, users};
+use crate::identity::admin::{self, CreateUser, UpdateUser, origin};
+use crate::identity::audit;
+use crate::identity::flows::{self, UserProfile};
+use crate::identity::{sessions, users};
 use crate::tenants::TenantSlug;
-use crate::webhooks::events::Event;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -42,81 +38,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(user_sessions))
         .routes(routes!(revoke_session))
         .routes(routes!(audit_log))
-}
-
-/// The audit origin of an admin request: `operator:{id}` for a signed-in admin, `token:{id}` for an API token.
-pub fn origin(actor: &Actor, RequestOrigin(mut origin): RequestOrigin) -> Origin {
-    origin.actor = match actor.via {
-        Via::Session => format!("operator:{}", actor.id),
-        Via::Token => format!("token:{}", actor.id),
-    };
-    origin
-}
-
-/// A user to create from the admin side.
-#[derive(Deserialize, Default, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateUser {
-    pub email: String,
-    /// Leave out (or empty) for a user who signs in only after an invitation or a reset.
-    pub password: Option<String>,
-    #[serde(default)]
-    pub email_verified: bool,
-    pub name: Option<String>,
-    /// Custom fields, by name; checked against the tenant's definitions.
-    #[schema(value_type = Option<Object>)]
-    pub fields: Option<Value>,
-    /// Role names to assign (each must exist).
-    #[serde(default)]
-    pub roles: Vec<String>,
-    /// Without a password: mail an invitation whose link lets the user choose one.
-    #[serde(default)]
-    pub send_invite: bool,
-}
-
-/// Creates a user (audited, `user.created` raised, invitation mailed when asked); returns the new id.
-pub async fn create_user(
-    app: &App,
-    tenant: &Tenant,
-    db: &TenantDb,
-    body: CreateUser,
-    origin: Origin,
-) -> Result<String> {
-    let email = users::normalize_email(&body.email)?;
-    let name = body.name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
-    if let Some(name) = &name {
-        users::check_name(name)?;
-    }
-    let fields = body.fields.unwrap_or_else(|| json!({}));
-    users::check_fields(&fields, &tenant.settings.custom_fields)?;
-    let password_hash = match body.password.filter(|p| !p.is_empty()) {
-        None => None,
-        Some(pw) => {
-            password::check(&pw, tenant.settings.password_min_length)?;
-            Some(app.passwords.hash(&Secret::new(pw)).await?)
-        }
-    };
-    if body.send_invite && password_hash.is_some() {
-        return Err(Error::validation("send_invite is for users created without a password"));
-    }
-    let invite = body.send_invite;
-    let role_names = body.roles;
-    let new = users::NewUser { email, email_verified: body.email_verified, password_hash, name, fields };
-    let links = flows::Links::new(app, tenant.slug.as_str());
-    db.write(move |tx| {
-        let user = users::insert(tx, &new)?;
-        audit::record(tx, "user_created", Some(&user.id), &origin, json!({ "by": "admin", "invited": invite }))?;
-        if !role_names.is_empty() {
-            roles::set_user_roles(tx, &user.id, &role_names)?;
-            audit::record(tx, "role_changed", Some(&user.id), &origin, json!({ "added": role_names, "removed": [] }))?;
-        }
-        outbox::enqueue_event(tx, Event::UserCreated { user_id: user.id.clone(), email: user.email.clone() })?;
-        if invite {
-            flows::mail_reset_link(tx, &links, &user, true)?;
-        }
-        Ok(user.id)
-    })
-    .await
 }
 
 /// Creates a user, with roles and optionally an invitation mail.
@@ -138,8 +59,8 @@ async fn create(
     ApiJson(body): ApiJson<CreateUser>,
 ) -> Result<(StatusCode, Json<UserProfile>)> {
     let (tenant, db) = actor.open_tenant(&app, &slug).await?;
-    let id = create_user(&app, &tenant, &db, body, origin(&actor, from)).await?;
-    Ok((StatusCode::CREATED, Json(api::profile(&db, &id).await?)))
+    let id = admin::create_user(&app, &tenant, &db, body, origin(&actor, from)).await?;
+    Ok((StatusCode::CREATED, Json(flows::profile(&db, &id).await?)))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -181,19 +102,7 @@ async fn list(
 ) -> Result<Json<UserPage>> {
     let (_, db) = actor.open_tenant(&app, &slug).await?;
     let limit = page_limit(q.limit)?;
-    let status = q.status.filter(|s| !s.is_empty());
-    if let Some(s) = &status
-        && s != "active"
-        && s != "disabled"
-    {
-        return Err(Error::validation("status must be active or disabled"));
-    }
-    let search = q.q.map(|s| s.trim().to_lowercase()).filter(|s| !s.is_empty());
-    let cursor = q.cursor.filter(|c| !c.is_empty());
-    let (items, next) = db::with_conn(&db.pool, move |conn| {
-        users::list(conn, search.as_deref(), status.as_deref(), cursor.as_deref(), limit)
-    })
-    .await?;
+    let (items, next) = admin::list_users(&db, q.q, q.status, q.cursor, limit).await?;
     Ok(Json(UserPage { items, next_cursor: next }))
 }
 
@@ -216,19 +125,7 @@ async fn read(
     Path((slug, id)): Path<(String, String)>,
 ) -> Result<Json<UserProfile>> {
     let (_, db) = actor.open_tenant(&app, &slug).await?;
-    Ok(Json(api::profile(&db, &id).await?))
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-struct UpdateUser {
-    email: Option<String>,
-    email_verified: Option<bool>,
-    /// An empty string clears the name.
-    name: Option<String>,
-    /// Replaces the custom fields as a whole.
-    #[schema(value_type = Option<Object>)]
-    fields: Option<Value>,
+    Ok(Json(flows::profile(&db, &id).await?))
 }
 
 /// Changes a user's email, verification flag, name or custom fields.
@@ -253,49 +150,7 @@ async fn update(
     ApiJson(body): ApiJson<UpdateUser>,
 ) -> Result<Json<users::User>> {
     let (tenant, db) = actor.open_tenant(&app, &slug).await?;
-    let origin = origin(&actor, from);
-    let email = body.email.as_deref().map(users::normalize_email).transpose()?;
-    let name = body.name.map(|n| n.trim().to_owned());
-    if let Some(name) = name.as_deref().filter(|n| !n.is_empty()) {
-        users::check_name(name)?;
-    }
-    if let Some(fields) = &body.fields {
-        users::check_fields(fields, &tenant.settings.custom_fields)?;
-    }
-    let verified = body.email_verified;
-    let user = db
-        .write(move |tx| {
-            let name = name.as_deref().map(|n| if n.is_empty() { None } else { Some(n) });
-            let user = users::update(tx, &id, email.as_deref(), verified, name, body.fields.as_ref())?;
-            audit::record(tx, "user_updated", Some(&user.id), &origin, json!({}))?;
-            Ok(user)
-        })
-        .await?;
-    Ok(Json(user))
-}
-
-/// Disables (ending every session and OAuth grant of the user) or enables a user.
-pub async fn change_status(db: &TenantDb, id: String, status: &'static str, origin: Origin) -> Result<users::User> {
-    db.write(move |tx| {
-        let user = users::set_status(tx, &id, status)?;
-        if status == "disabled" {
-            let ended = sessions::revoke_all(tx, &user.id, None)?;
-            let grants =
-                crate::oidc::store::revoke_user_families(tx, &user.id, None, "user_disabled", crate::now_unix())?;
-            audit::record(
-                tx,
-                "user_disabled",
-                Some(&user.id),
-                &origin,
-                json!({ "sessions_ended": ended, "grants_revoked": grants }),
-            )?;
-            outbox::enqueue_event(tx, Event::UserDisabled { user_id: user.id.clone() })?;
-        } else {
-            audit::record(tx, "user_updated", Some(&user.id), &origin, json!({ "status": "active" }))?;
-        }
-        Ok(user)
-    })
-    .await
+    Ok(Json(admin::update_user(&tenant, &db, id, body, origin(&actor, from)).await?))
 }
 
 async fn set_status(
@@ -307,7 +162,7 @@ async fn set_status(
     status: &'static str,
 ) -> Result<Json<users::User>> {
     let (_, db) = actor.open_tenant(&app, &slug).await?;
-    Ok(Json(change_status(&db, id, status, origin(&actor, from)).await?))
+    Ok(Json(admin::change_status(&db, id, status, origin(&actor, from)).await?))
 }
 
 /// Disables a user, ending every session and OAuth grant of the user.
@@ -354,20 +209,6 @@ async fn enable(
     set_status(app, actor, from, slug, id, "active").await
 }
 
-/// Deletes a user with everything that hangs off it (sessions, tokens, roles, MFA).
-pub async fn delete_user(db: &TenantDb, id: String, origin: Origin) -> Result<()> {
-    db.write(move |tx| {
-        // The cascade then deletes these rows with the user: what keeps the user's access tokens dead is the user
-        // check in `check_access` (user ids are never reused). Revoking first keeps the order obvious.
-        crate::oidc::store::revoke_user_families(tx, &id, None, "user_deleted", crate::now_unix())?;
-        let user = users::delete(tx, &id)?;
-        audit::record(tx, "user_deleted", Some(&user.id), &origin, json!({ "email": user.email }))?;
-        outbox::enqueue_event(tx, Event::UserDeleted { user_id: user.id })?;
-        Ok(())
-    })
-    .await
-}
-
 /// Deletes a user with its sessions, tokens, roles and MFA.
 #[utoipa::path(
     delete,
@@ -388,7 +229,7 @@ async fn remove(
     Path((slug, id)): Path<(String, String)>,
 ) -> Result<StatusCode> {
     let (_, db) = actor.open_tenant(&app, &slug).await?;
-    delete_user(&db, id, origin(&actor, from)).await?;
+    admin::delete_user(&db, id, origin(&actor, from)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -397,18 +238,6 @@ async fn remove(
 struct UserRolesBody {
     /// Role names; each must exist.
     roles: Vec<String>,
-}
-
-/// Replaces the user's roles (each must exist); the change is audited as `role_changed`.
-pub async fn assign_roles(db: &TenantDb, id: String, names: Vec<String>, origin: Origin) -> Result<()> {
-    db.write(move |tx| {
-        let (added, removed) = roles::set_user_roles(tx, &id, &names)?;
-        if !added.is_empty() || !removed.is_empty() {
-            audit::record(tx, "role_changed", Some(&id), &origin, json!({ "added": added, "removed": removed }))?;
-        }
-        Ok(())
-    })
-    .await
 }
 
 /// Replaces a user's roles.
@@ -433,28 +262,8 @@ async fn set_roles(
     ApiJson(body): ApiJson<UserRolesBody>,
 ) -> Result<Json<UserProfile>> {
     let (_, db) = actor.open_tenant(&app, &slug).await?;
-    assign_roles(&db, id.clone(), body.roles, origin(&actor, from)).await?;
-    Ok(Json(api::profile(&db, &id).await?))
-}
-
-/// Mails the user a password-reset link, or an invitation when the user has no password yet; true for an
-/// invitation.
-pub async fn send_reset(app: &App, tenant: &Tenant, db: &TenantDb, id: String, origin: Origin) -> Result<bool> {
-    let links = flows::Links::new(app, tenant.slug.as_str());
-    db.write(move |tx| {
-        let user = users::get(tx, &id)?;
-        let invite = !user.has_password;
-        flows::mail_reset_link(tx, &links, &user, invite)?;
-        audit::record(
-            tx,
-            "password_reset_requested",
-            Some(&user.id),
-            &origin,
-            json!({ "by": "admin", "invite": invite }),
-        )?;
-        Ok(invite)
-    })
-    .await
+    admin::assign_roles(&db, id.clone(), body.roles, origin(&actor, from)).await?;
+    Ok(Json(flows::profile(&db, &id).await?))
 }
 
 /// What a password-reset request queued.
@@ -498,23 +307,9 @@ async fn password_reset(
     Path((slug, id)): Path<(String, String)>,
 ) -> Result<(StatusCode, Json<ResetMailSent>)> {
     let (tenant, db) = actor.open_tenant(&app, &slug).await?;
-    let invite = send_reset(&app, &tenant, &db, id, origin(&actor, from)).await?;
+    let invite = admin::send_reset(&app, &tenant, &db, id, origin(&actor, from)).await?;
     let kind = if invite { ResetMailKind::Invite } else { ResetMailKind::ResetPassword };
     Ok((StatusCode::ACCEPTED, Json(ResetMailSent { status: ResetMailStatus::Sent, kind })))
-}
-
-/// Turns the user's TOTP off and drops the recovery codes (for a user who lost the device).
-pub async fn clear_mfa(db: &TenantDb, id: String, origin: Origin) -> Result<()> {
-    db.write(move |tx| {
-        users::get(tx, &id)?;
-        // An admin who removes the second factor also lifts its lock (the user enrols afresh).
-        users::record_mfa_success(tx, &id)?;
-        if mfa::disable(tx, &id)? {
-            audit::record(tx, "mfa_disabled", Some(&id), &origin, json!({ "by": "admin" }))?;
-        }
-        Ok(())
-    })
-    .await
 }
 
 /// Turns a user's TOTP off and drops the recovery codes (for a user who lost the device).
@@ -537,7 +332,7 @@ async fn remove_mfa(
     Path((slug, id)): Path<(String, String)>,
 ) -> Result<StatusCode> {
     let (_, db) = actor.open_tenant(&app, &slug).await?;
-    clear_mfa(&db, id, origin(&actor, from)).await?;
+    admin::clear_mfa(&db, id, origin(&actor, from)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -566,23 +361,8 @@ async fn user_sessions(
     Path((slug, id)): Path<(String, String)>,
 ) -> Result<Json<UserSessionList>> {
     let (_, db) = actor.open_tenant(&app, &slug).await?;
-    let items = db::with_conn(&db.pool, move |conn| {
-        users::get(conn, &id)?;
-        sessions::list(conn, &id)
-    })
-    .await?;
+    let items = admin::user_sessions(&db, id).await?;
     Ok(Json(UserSessionList { items }))
-}
-
-/// Ends one session of a user.
-pub async fn end_session(db: &TenantDb, id: String, sid: String, origin: Origin) -> Result<()> {
-    db.write(move |tx| {
-        if !sessions::revoke(tx, &id, &sid)? {
-            return Err(Error::NotFound("session"));
-        }
-        audit::record(tx, "admin_action", Some(&id), &origin, json!({ "action": "session_revoked", "session": sid }))
-    })
-    .await
 }
 
 /// Ends one session of a user.
@@ -606,7 +386,7 @@ async fn revoke_session(
     Path((slug, id, sid)): Path<(String, String, String)>,
 ) -> Result<StatusCode> {
     let (_, db) = actor.open_tenant(&app, &slug).await?;
-    end_session(&db, id, sid, origin(&actor, from)).await?;
+    admin::end_session(&db, id, sid, origin(&actor, from)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

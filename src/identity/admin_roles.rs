@@ -1,6 +1,9 @@
 //! Admin API for a tenant's roles (`/admin/api/v1/tenants/{slug}/roles`) and its tenant admins
 //! (`/admin/api/v1/tenants/{slug}/admins`: admin-console accounts scoped `tenant:{slug}`, created by operators).
 //!
+//! The handlers check access, call one service of `identity::admin` (shared with the admin UI) and shape the
+//! answer.
+//!
 //! Who may call: the role routes need an operator or an actor scoped to the tenant in the path; listing the tenant
 //! admins too, while creating and deleting one needs an operator.
 
@@ -8,21 +11,20 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::admin::{Actor, Scope, accounts};
+use crate::admin::Actor;
 use crate::app::AppState;
 use crate::config::Secret;
-use crate::control::{Mutation, tables};
+use crate::control::tables;
 use crate::db;
 use crate::error::{Error, Result};
 use crate::http::extract::{ApiJson, RequestOrigin};
 use crate::http::openapi::ApiErrors;
-use crate::identity::admin_api::origin;
-use crate::identity::{audit, roles};
+use crate::identity::admin::{self, origin};
+use crate::identity::roles;
 use crate::tenants::TenantSlug;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -44,13 +46,6 @@ struct CreateRole {
     /// Permission strings: 1-128 characters without spaces, at most 200.
     #[serde(default)]
     permissions: Vec<String>,
-}
-
-fn check_description(description: &str) -> Result<()> {
-    if description.chars().count() > 500 {
-        return Err(Error::validation("description must be at most 500 characters"));
-    }
-    Ok(())
 }
 
 /// The tenant's roles.
@@ -94,17 +89,7 @@ async fn create(
     ApiJson(body): ApiJson<CreateRole>,
 ) -> Result<(StatusCode, Json<roles::Role>)> {
     let (_, db) = actor.open_tenant(&app, &slug).await?;
-    let origin = origin(&actor, from);
-    roles::check_name(&body.name)?;
-    check_description(&body.description)?;
-    let permissions = roles::check_permissions(&body.permissions)?;
-    let role = db
-        .write(move |tx| {
-            let role = roles::create(tx, &body.name, body.description.trim(), &permissions)?;
-            audit::record(tx, "admin_action", None, &origin, json!({ "action": "role_created", "role": role.name }))?;
-            Ok(role)
-        })
-        .await?;
+    let role = admin::create_role(&db, body.name, body.description, body.permissions, origin(&actor, from)).await?;
     Ok((StatusCode::CREATED, Json(role)))
 }
 
@@ -161,18 +146,7 @@ async fn update(
     ApiJson(body): ApiJson<UpdateRole>,
 ) -> Result<Json<roles::Role>> {
     let (_, db) = actor.open_tenant(&app, &slug).await?;
-    let origin = origin(&actor, from);
-    if let Some(d) = &body.description {
-        check_description(d)?;
-    }
-    let permissions = body.permissions.as_deref().map(roles::check_permissions).transpose()?;
-    let role = db
-        .write(move |tx| {
-            let role = roles::update(tx, &name, body.description.as_deref().map(str::trim), permissions.as_deref())?;
-            audit::record(tx, "admin_action", None, &origin, json!({ "action": "role_updated", "role": role.name }))?;
-            Ok(role)
-        })
-        .await?;
+    let role = admin::update_role(&db, name, body.description, body.permissions, origin(&actor, from)).await?;
     Ok(Json(role))
 }
 
@@ -196,12 +170,7 @@ async fn remove(
     Path((slug, name)): Path<(String, String)>,
 ) -> Result<StatusCode> {
     let (_, db) = actor.open_tenant(&app, &slug).await?;
-    let origin = origin(&actor, from);
-    db.write(move |tx| {
-        roles::delete(tx, &name)?;
-        audit::record(tx, "admin_action", None, &origin, json!({ "action": "role_deleted", "role": name }))
-    })
-    .await?;
+    admin::delete_role(&db, name, origin(&actor, from)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -246,8 +215,7 @@ async fn list_admins(
     let slug = TenantSlug::parse(&slug)?;
     actor.require_tenant(&slug)?;
     app.control.tenant(&slug).await?.ok_or(Error::TenantNotFound)?;
-    let scope = Scope::Tenant(slug);
-    let items = app.control.read(move |conn| tables::operators_in_scope(conn, &scope)).await?;
+    let items = admin::tenant_admins(&app, &slug).await?;
     Ok(Json(TenantAdminList { items }))
 }
 
@@ -278,19 +246,14 @@ async fn create_admin(
     actor.require_operator()?;
     let slug = TenantSlug::parse(&slug)?;
     app.control.tenant(&slug).await?.ok_or(Error::TenantNotFound)?;
-    let scope = Scope::Tenant(slug.clone());
-    let mutation = accounts::new_operator(&app.passwords, &body.email, &Secret::new(body.password), scope).await?;
-    let Mutation::CreateOperator { id, email, at, .. } = &mutation else {
-        return Err(Error::internal("new_operator built the wrong mutation"));
-    };
+    let account =
+        admin::create_tenant_admin(&app, &slug, &body.email, Secret::new(body.password), &actor.label).await?;
     let view = TenantAdmin {
-        id: id.clone(),
-        email: email.clone(),
+        id: account.id,
+        email: account.email,
         scope: format!("tenant:{slug}"),
-        created_at: crate::format_time(*at),
+        created_at: crate::format_time(account.created_at),
     };
-    app.control.apply(mutation).await?;
-    tracing::info!(tenant = %slug, email = %view.email, by = %actor.label, "tenant admin created");
     Ok((StatusCode::CREATED, Json(view)))
 }
 
@@ -314,11 +277,6 @@ async fn remove_admin(
 ) -> Result<StatusCode> {
     actor.require_operator()?;
     let slug = TenantSlug::parse(&slug)?;
-    let scope = Scope::Tenant(slug.clone());
-    let admins = app.control.read(move |conn| tables::operators_in_scope(conn, &scope)).await?;
-    if !admins.iter().any(|a| a.id == id) {
-        return Err(Error::NotFound("tenant admin"));
-    }
-    app.control.apply(Mutation::DeleteOperator { id }).await?;
+    admin::delete_tenant_admin(&app, &slug, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

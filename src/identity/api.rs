@@ -1,6 +1,7 @@
 //! The end-user JSON API of a tenant under `/t/{slug}/api/v1`, for first-party apps: sign-up, sign-in (with the
 //! second factor), sign-out, the signed-in user (`me`), sessions, password change/forgot/reset, email
-//! verification.
+//! verification. The handlers extract, call one function of `flows` (shared with the hosted pages) and shape
+//! the answer.
 //!
 //! Authentication is the `gh_session` cookie, or a bearer access token of a first-party client that carries
 //! `account:read` (reads) or `account:write` (changes): an `openid`-only token of a third-party app gets 403
@@ -20,20 +21,20 @@ use axum::http::header::{CONTENT_TYPE, SET_COOKIE};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::app::{App, AppState};
 use crate::control::Tenant;
-use crate::db::{self, registry::TenantDb};
+use crate::db::registry::TenantDb;
 use crate::error::{Error, Result};
 use crate::http::extract::{ApiJson, RequestOrigin, TenantCtx};
 use crate::http::openapi::ApiErrors;
-use crate::identity::flows::{self, Registered, SignIn};
+use crate::identity::flows::{self, Registered, SignIn, UserProfile};
+use crate::identity::limits;
 use crate::identity::sessions::{self, Session, Stage};
-use crate::identity::{audit, limits, mfa, roles, users};
 use crate::oidc::settings::{ACCOUNT_READ, ACCOUNT_WRITE};
 use crate::tenants::TenantSlug;
 
@@ -369,31 +370,6 @@ async fn logout(State(app): State<AppState>, user: ApiUser, RequestOrigin(origin
     Ok(with_cookie(StatusCode::NO_CONTENT.into_response(), &session_cookie(&app, &user.tenant, None)))
 }
 
-/// A user as the APIs show it: the account, its roles and whether TOTP is on.
-#[derive(Serialize, ToSchema)]
-pub struct UserProfile {
-    #[serde(flatten)]
-    pub user: users::User,
-    /// The names of the user's roles, sorted.
-    pub roles: Vec<String>,
-    pub mfa_enabled: bool,
-    /// The session's CSRF token, for `X-CSRF-Token` on body-less writes; only in `GET me` under the cookie.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub csrf_token: Option<String>,
-}
-
-/// The user as the API shows it: the account, its roles and whether TOTP is on (no `csrf_token`).
-pub async fn profile(db: &TenantDb, user_id: &str) -> Result<UserProfile> {
-    let id = user_id.to_owned();
-    db::with_conn(&db.pool, move |conn| {
-        let user = users::get(conn, &id)?;
-        let roles = roles::of_user(conn, &id)?;
-        let mfa_enabled = mfa::is_enrolled(conn, &id)?;
-        Ok(UserProfile { user, roles, mfa_enabled, csrf_token: None })
-    })
-    .await
-}
-
 /// The signed-in user.
 #[utoipa::path(
     get,
@@ -405,7 +381,7 @@ pub async fn profile(db: &TenantDb, user_id: &str) -> Result<UserProfile> {
     security(("user_session" = []), ("access_token" = []))
 )]
 async fn me(user: ApiUser) -> Result<Json<UserProfile>> {
-    let mut body = profile(&user.db, &user.session.user_id).await?;
+    let mut body = flows::profile(&user.db, &user.session.user_id).await?;
     if user.via_cookie {
         body.csrf_token = Some(user.session.csrf_token);
     }
@@ -438,50 +414,8 @@ async fn update_me(
     RequestOrigin(origin): RequestOrigin,
     ApiJson(body): ApiJson<UpdateMe>,
 ) -> Result<Json<UserProfile>> {
-    update_profile(&user.tenant, &user.db, &user.session, body.name, body.fields, origin).await?;
-    Ok(Json(profile(&user.db, &user.session.user_id).await?))
-}
-
-/// Changes the signed-in user's name and custom fields (merged into the current ones, then checked whole).
-pub async fn update_profile(
-    tenant: &Tenant,
-    db: &TenantDb,
-    session: &Session,
-    name: Option<String>,
-    fields: Option<Map<String, Value>>,
-    mut origin: audit::Origin,
-) -> Result<()> {
-    let name = name.map(|n| n.trim().to_owned());
-    if let Some(name) = name.as_deref().filter(|n| !n.is_empty()) {
-        users::check_name(name)?;
-    }
-    let defined = tenant.settings.custom_fields.clone();
-    let user_id = session.user_id.clone();
-    origin.actor = format!("user:{user_id}");
-    db.write(move |tx| {
-        let current = users::get(tx, &user_id)?;
-        let fields = match fields {
-            Some(changes) => {
-                let mut merged = current.fields.as_object().cloned().unwrap_or_default();
-                for (key, value) in changes {
-                    if value.is_null() {
-                        merged.remove(&key);
-                    } else {
-                        merged.insert(key, value);
-                    }
-                }
-                let merged = Value::Object(merged);
-                users::check_fields(&merged, &defined)?;
-                Some(merged)
-            }
-            None => None,
-        };
-        let name = name.as_deref().map(|n| if n.is_empty() { None } else { Some(n) });
-        users::update(tx, &user_id, None, None, name, fields.as_ref())?;
-        audit::record(tx, "user_updated", Some(&user_id), &origin, json!({ "by": "self" }))?;
-        Ok(())
-    })
-    .await
+    flows::update_profile(&user.tenant, &user.db, &user.session, body.name, body.fields, origin).await?;
+    Ok(Json(flows::profile(&user.db, &user.session.user_id).await?))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -546,10 +480,9 @@ struct OwnSessionList {
     security(("user_session" = []), ("access_token" = []))
 )]
 async fn my_sessions(user: ApiUser) -> Result<Json<OwnSessionList>> {
-    let id = user.session.user_id.clone();
-    let current = user.session.id.clone();
-    let list = db::with_conn(&user.db.pool, move |conn| sessions::list(conn, &id)).await?;
-    let items = list.into_iter().map(|session| OwnSession { current: session.id == current, session }).collect();
+    let list = flows::own_sessions(&user.db, &user.session.user_id).await?;
+    let items =
+        list.into_iter().map(|session| OwnSession { current: session.id == user.session.id, session }).collect();
     Ok(Json(OwnSessionList { items }))
 }
 
@@ -568,19 +501,10 @@ async fn my_sessions(user: ApiUser) -> Result<Json<OwnSessionList>> {
 )]
 async fn revoke_session(
     user: ApiUser,
-    RequestOrigin(mut origin): RequestOrigin,
+    RequestOrigin(origin): RequestOrigin,
     Path((_, id)): Path<(String, String)>,
 ) -> Result<StatusCode> {
-    let user_id = user.session.user_id.clone();
-    origin.actor = format!("user:{user_id}");
-    user.db
-        .write(move |tx| {
-            if !sessions::revoke(tx, &user_id, &id)? {
-                return Err(Error::NotFound("session"));
-            }
-            audit::record(tx, "logout", Some(&user_id), &origin, json!({ "session": id, "revoked": true }))
-        })
-        .await?;
+    flows::revoke_own_session(&user.db, &user.session.user_id, id, origin).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

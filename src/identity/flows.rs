@@ -1,5 +1,7 @@
 //! The account flows, shared by the hosted pages and the JSON API: sign-up, sign-in (with lockout and the
-//! second factor), email verification, forgotten and changed passwords, sign-out.
+//! second factor), email verification, forgotten and changed passwords, sign-out; and the user's own account
+//! (the profile as the APIs show it and its change, the user's sessions, withdrawing an application's consent).
+//! What an admin does to a user is in `admin`.
 //!
 //! Invariants:
 //! - No enumeration: sign-in failures (unknown email, wrong password, locked, disabled) are one answer,
@@ -645,4 +647,110 @@ pub async fn current_session(
         db.write(move |tx| sessions::touch(tx, &id, &settings, now)).await?;
     }
     Ok(found)
+}
+
+// ---- the account: profile, own sessions, consents ----
+
+/// A user as the APIs show it: the account, its roles and whether TOTP is on.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct UserProfile {
+    #[serde(flatten)]
+    pub user: users::User,
+    /// The names of the user's roles, sorted.
+    pub roles: Vec<String>,
+    pub mfa_enabled: bool,
+    /// The session's CSRF token, for `X-CSRF-Token` on body-less writes; only in `GET me` under the cookie.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub csrf_token: Option<String>,
+}
+
+/// The user as the APIs show it: the account, its roles and whether TOTP is on (no `csrf_token`). Read by the
+/// end-user API (`me`) and the admin API alike.
+pub async fn profile(db: &TenantDb, user_id: &str) -> Result<UserProfile> {
+    let id = user_id.to_owned();
+    db::with_conn(&db.pool, move |conn| {
+        let user = users::get(conn, &id)?;
+        let roles = roles::of_user(conn, &id)?;
+        let mfa_enabled = mfa::is_enrolled(conn, &id)?;
+        Ok(UserProfile { user, roles, mfa_enabled, csrf_token: None })
+    })
+    .await
+}
+
+/// Changes the signed-in user's name and custom fields (merged into the current ones, then checked whole).
+pub async fn update_profile(
+    tenant: &Tenant,
+    db: &TenantDb,
+    session: &Session,
+    name: Option<String>,
+    fields: Option<serde_json::Map<String, serde_json::Value>>,
+    mut origin: Origin,
+) -> Result<()> {
+    let name = name.map(|n| n.trim().to_owned());
+    if let Some(name) = name.as_deref().filter(|n| !n.is_empty()) {
+        users::check_name(name)?;
+    }
+    let defined = tenant.settings.custom_fields.clone();
+    let user_id = session.user_id.clone();
+    origin.actor = format!("user:{user_id}");
+    db.write(move |tx| {
+        let current = users::get(tx, &user_id)?;
+        let fields = match fields {
+            Some(changes) => {
+                let mut merged = current.fields.as_object().cloned().unwrap_or_default();
+                for (key, value) in changes {
+                    if value.is_null() {
+                        merged.remove(&key);
+                    } else {
+                        merged.insert(key, value);
+                    }
+                }
+                let merged = serde_json::Value::Object(merged);
+                users::check_fields(&merged, &defined)?;
+                Some(merged)
+            }
+            None => None,
+        };
+        let name = name.as_deref().map(|n| if n.is_empty() { None } else { Some(n) });
+        users::update(tx, &user_id, None, None, name, fields.as_ref())?;
+        audit::record(tx, "user_updated", Some(&user_id), &origin, json!({ "by": "self" }))?;
+        Ok(())
+    })
+    .await
+}
+
+/// The user's own open sessions.
+pub async fn own_sessions(db: &TenantDb, user_id: &str) -> Result<Vec<Session>> {
+    let id = user_id.to_owned();
+    db::with_conn(&db.pool, move |conn| sessions::list(conn, &id)).await
+}
+
+/// Ends one of the user's own sessions, audited as `logout`; `NotFound("session")` when the id is not a session
+/// of this user (already ended, expired, or someone else's). The JSON API answers that as 404; the account page
+/// treats it as done.
+pub async fn revoke_own_session(db: &TenantDb, user_id: &str, session_id: String, mut origin: Origin) -> Result<()> {
+    let user_id = user_id.to_owned();
+    origin.actor = format!("user:{user_id}");
+    db.write(move |tx| {
+        if !sessions::revoke(tx, &user_id, &session_id)? {
+            return Err(Error::NotFound("session"));
+        }
+        audit::record(tx, "logout", Some(&user_id), &origin, json!({ "session": session_id, "revoked": true }))
+    })
+    .await
+}
+
+/// Withdraws the user's consent to an application and revokes its tokens (audited as `consent_revoked` when
+/// there was one); a client without a consent is left as it is.
+pub async fn withdraw_consent(db: &TenantDb, user_id: &str, client_id: String, mut origin: Origin) -> Result<()> {
+    let user_id = user_id.to_owned();
+    origin.actor = format!("user:{user_id}");
+    let now = crate::now_unix();
+    db.write(move |tx| {
+        if crate::oidc::store::revoke_consent(tx, &user_id, &client_id, now)? {
+            audit::record(tx, "consent_revoked", Some(&user_id), &origin, json!({ "client_id": client_id }))?;
+        }
+        Ok(())
+    })
+    .await
 }

@@ -1,5 +1,7 @@
 //! Admin API for a tenant's OAuth clients (`/admin/api/v1/tenants/{slug}/clients`) and signing keys
-//! (`/admin/api/v1/tenants/{slug}/keys`). Every change is a control-plane `Mutation`.
+//! (`/admin/api/v1/tenants/{slug}/keys`). Every change is a control-plane `Mutation`. The client handlers check
+//! access, call one service of `oidc::clients` (shared with the admin UI) and shape the answer; the key services
+//! (`keys`, `rotate`, over `oidc::state`) are still here, and the admin UI calls them from here.
 //!
 //! Who may call: every route needs an operator or an actor scoped to the tenant in the path (an admin API token
 //! or the admin UI session).
@@ -14,7 +16,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::admin::Actor;
-use crate::app::{App, AppState};
+use crate::app::AppState;
 use crate::control::{Mutation, Tenant};
 use crate::error::{Error, Result};
 use crate::http::extract::ApiJson;
@@ -108,11 +110,6 @@ async fn tenant(app: &AppState, actor: &Actor, raw: &str) -> Result<std::sync::A
     app.control.tenant(&slug).await?.ok_or(Error::TenantNotFound)
 }
 
-async fn find(app: &AppState, slug: &TenantSlug, id: &str) -> Result<Client> {
-    let (s, id) = (slug.clone(), id.to_owned());
-    app.control.read(move |conn| clients::get(conn, &s, &id)).await?.ok_or(Error::NotFound("client"))
-}
-
 /// The tenant's clients.
 #[derive(Serialize, ToSchema)]
 struct ClientList {
@@ -134,22 +131,6 @@ async fn list(State(app): State<AppState>, actor: Actor, Path(slug): Path<String
     let slug = tenant.slug.clone();
     let items = app.control.read(move |conn| clients::list(conn, &slug)).await?;
     Ok(Json(ClientList { items: items.iter().map(view).collect() }))
-}
-
-/// Creates a client; a confidential one's secret is in the answer, once.
-pub async fn create_client(app: &App, tenant: &Tenant, body: Value) -> Result<(Client, Option<String>)> {
-    let input: ClientInput = serde_json::from_value(body).map_err(|e| Error::validation(format!("client: {e}")))?;
-    let (secret, hash) = match input.client_type {
-        ClientType::Confidential => {
-            let (secret, hash) = clients::new_secret();
-            (Some(secret), Some(hash))
-        }
-        ClientType::Public => (None, None),
-    };
-    let now = crate::now_unix();
-    let client = input.into_client(clients::new_client_id(), hash, &tenant.settings.oidc, now, now)?;
-    app.control.apply(Mutation::PutOAuthClient { slug: tenant.slug.clone(), client: client.clone() }).await?;
-    Ok((client, secret))
 }
 
 /// A client just created: a confidential one's secret is here, once.
@@ -180,7 +161,7 @@ async fn create(
     ApiJson(body): ApiJson<Value>,
 ) -> Result<(StatusCode, Json<CreatedClient>)> {
     let tenant = tenant(&app, &actor, &slug).await?;
-    let (client, client_secret) = create_client(&app, &tenant, body).await?;
+    let (client, client_secret) = clients::create(&app, &tenant, body).await?;
     Ok((StatusCode::CREATED, Json(CreatedClient { client: view(&client), client_secret })))
 }
 
@@ -203,34 +184,7 @@ async fn read(
     Path((slug, id)): Path<(String, String)>,
 ) -> Result<Json<ClientView>> {
     let tenant = tenant(&app, &actor, &slug).await?;
-    Ok(Json(view(&find(&app, &tenant.slug, &id).await?)))
-}
-
-/// Applies a partial change (keys not given keep their value); the type cannot change.
-pub async fn update_client(app: &App, tenant: &Tenant, current: Client, patch: Value) -> Result<Client> {
-    let Value::Object(patch) = patch else { return Err(Error::validation("expected a JSON object")) };
-    let mut merged = serde_json::to_value(view(&current)).map_err(Error::internal)?;
-    for key in ["client_id", "created_at", "updated_at"] {
-        if let Value::Object(m) = &mut merged {
-            m.remove(key);
-        }
-    }
-    if patch.get("type").is_some_and(|t| *t != merged["type"]) {
-        return Err(Error::validation("type cannot change; create a new client instead"));
-    }
-    for (k, v) in patch {
-        merged[k] = v;
-    }
-    let input: ClientInput = serde_json::from_value(merged).map_err(|e| Error::validation(format!("client: {e}")))?;
-    let client = input.into_client(
-        current.client_id.clone(),
-        current.secret_hash.clone(),
-        &tenant.settings.oidc,
-        current.created_at,
-        crate::now_unix(),
-    )?;
-    app.control.apply(Mutation::PutOAuthClient { slug: tenant.slug.clone(), client: client.clone() }).await?;
-    Ok(client)
+    Ok(Json(view(&clients::find(&app, &tenant.slug, &id).await?)))
 }
 
 /// A change to a client: the keys of `ClientInput`, each optional; a key not given keeps its value (`null` resets
@@ -277,8 +231,8 @@ async fn update(
     ApiJson(patch): ApiJson<Value>,
 ) -> Result<Json<ClientView>> {
     let tenant = tenant(&app, &actor, &slug).await?;
-    let current = find(&app, &tenant.slug, &id).await?;
-    Ok(Json(view(&update_client(&app, &tenant, current, patch).await?)))
+    let current = clients::find(&app, &tenant.slug, &id).await?;
+    Ok(Json(view(&clients::update(&app, &tenant, current, patch).await?)))
 }
 
 /// Changes an OAuth client, as `PATCH` does: keys not given keep their value; the type cannot change.
@@ -327,18 +281,6 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Replaces a confidential client's secret; the old one stops working at once.
-pub async fn new_secret(app: &App, slug: &TenantSlug, mut client: Client) -> Result<String> {
-    if client.client_type != ClientType::Confidential {
-        return Err(Error::validation("public clients have no secret"));
-    }
-    let (secret, hash) = clients::new_secret();
-    client.secret_hash = Some(hash);
-    client.updated_at = crate::now_unix();
-    app.control.apply(Mutation::PutOAuthClient { slug: slug.clone(), client }).await?;
-    Ok(secret)
-}
-
 /// A confidential client's new secret, shown once.
 #[derive(Serialize, ToSchema)]
 struct NewClientSecret {
@@ -365,8 +307,8 @@ async fn rotate_secret(
     Path((slug, id)): Path<(String, String)>,
 ) -> Result<Json<NewClientSecret>> {
     let tenant = tenant(&app, &actor, &slug).await?;
-    let client = find(&app, &tenant.slug, &id).await?;
-    let client_secret = new_secret(&app, &tenant.slug, client).await?;
+    let client = clients::find(&app, &tenant.slug, &id).await?;
+    let client_secret = clients::rotate_secret(&app, &tenant.slug, client).await?;
     Ok(Json(NewClientSecret { client_id: id, client_secret }))
 }
 

@@ -1,7 +1,10 @@
 //! OAuth clients of a tenant (control-plane table `oauth_clients`): the record, the checks on what an admin
-//! submits, redirect-URI matching and client authentication.
+//! submits, redirect-URI matching and client authentication; and the admin operations on them (`find`, `create`,
+//! `update`, `rotate_secret`), which both the admin API (`oidc::admin_api`) and the admin UI pages
+//! (`web::oauth_pages`) call after their access check.
 //!
 //! Invariants:
+//! - A client changes only by `Mutation::PutOAuthClient` / `DeleteOAuthClient`.
 //! - A client secret is 256 random bits shown once; only its SHA-256 is stored and it is compared in constant
 //!   time (no argon2: the secret is not guessable, so a fast hash is the right tool).
 //! - Redirect URIs match exactly, byte for byte. The one exception is RFC 8252 §7.3: a public client's
@@ -9,8 +12,11 @@
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 use utoipa::ToSchema;
 
+use crate::app::App;
+use crate::control::{Mutation, Tenant};
 use crate::crypto;
 use crate::error::{Error, Result};
 use crate::oidc::settings::{self, OidcSettings};
@@ -331,6 +337,103 @@ pub fn new_secret() -> (String, String) {
     let secret = crypto::random_token("ghcs_");
     let hash = crypto::hash_token(&secret);
     (secret, hash)
+}
+
+// ---- admin operations ----
+
+/// A client of the tenant; `NotFound("client")` when there is none with this id.
+pub async fn find(app: &App, slug: &TenantSlug, id: &str) -> Result<Client> {
+    let (s, id) = (slug.clone(), id.to_owned());
+    app.control.read(move |conn| get(conn, &s, &id)).await?.ok_or(Error::NotFound("client"))
+}
+
+/// Registers a client from an admin's JSON (`ClientInput`): a new id and, for a confidential client, a new secret,
+/// returned here once (only its hash is kept).
+pub async fn create(app: &App, tenant: &Tenant, body: Value) -> Result<(Client, Option<String>)> {
+    let input: ClientInput = serde_json::from_value(body).map_err(|e| Error::validation(format!("client: {e}")))?;
+    let (secret, hash) = match input.client_type {
+        ClientType::Confidential => {
+            let (secret, hash) = new_secret();
+            (Some(secret), Some(hash))
+        }
+        ClientType::Public => (None, None),
+    };
+    let now = crate::now_unix();
+    let client = input.into_client(new_client_id(), hash, &tenant.settings.oidc, now, now)?;
+    app.control.apply(Mutation::PutOAuthClient { slug: tenant.slug.clone(), client: client.clone() }).await?;
+    Ok((client, secret))
+}
+
+/// Applies a partial change, a JSON object of `ClientInput` keys (keys not given keep their value), checked as a
+/// whole; the type cannot change, the id, secret and creation time stay.
+pub async fn update(app: &App, tenant: &Tenant, current: Client, patch: Value) -> Result<Client> {
+    let Value::Object(patch) = patch else { return Err(Error::validation("expected a JSON object")) };
+    let mut merged = as_input(&current);
+    if patch.get("type").is_some_and(|t| *t != merged["type"]) {
+        return Err(Error::validation("type cannot change; create a new client instead"));
+    }
+    for (k, v) in patch {
+        merged[k] = v;
+    }
+    let input: ClientInput = serde_json::from_value(merged).map_err(|e| Error::validation(format!("client: {e}")))?;
+    let client = input.into_client(
+        current.client_id.clone(),
+        current.secret_hash.clone(),
+        &tenant.settings.oidc,
+        current.created_at,
+        crate::now_unix(),
+    )?;
+    app.control.apply(Mutation::PutOAuthClient { slug: tenant.slug.clone(), client: client.clone() }).await?;
+    Ok(client)
+}
+
+/// The client as the `ClientInput` JSON an update merges its patch into: every field an admin sets, nothing else.
+fn as_input(client: &Client) -> Value {
+    // Destructured without `..`: a new field of `Client` must be placed here, editable or not, on purpose.
+    let Client {
+        client_id: _,
+        name,
+        client_type,
+        secret_hash: _,
+        redirect_uris,
+        post_logout_redirect_uris,
+        grant_types,
+        scopes,
+        first_party,
+        resource_server,
+        token_endpoint_auth_method,
+        access_token_ttl,
+        refresh_token_ttl,
+        allowed_cors_origins,
+        created_at: _,
+        updated_at: _,
+    } = client;
+    json!({
+        "name": name,
+        "type": client_type,
+        "redirect_uris": redirect_uris,
+        "post_logout_redirect_uris": post_logout_redirect_uris,
+        "grant_types": grant_types,
+        "scopes": scopes,
+        "first_party": first_party,
+        "resource_server": resource_server,
+        "token_endpoint_auth_method": token_endpoint_auth_method,
+        "access_token_ttl": access_token_ttl,
+        "refresh_token_ttl": refresh_token_ttl,
+        "allowed_cors_origins": allowed_cors_origins,
+    })
+}
+
+/// Replaces a confidential client's secret; the old one stops working at once. Returns the new secret, once.
+pub async fn rotate_secret(app: &App, slug: &TenantSlug, mut client: Client) -> Result<String> {
+    if client.client_type != ClientType::Confidential {
+        return Err(Error::validation("public clients have no secret"));
+    }
+    let (secret, hash) = new_secret();
+    client.secret_hash = Some(hash);
+    client.updated_at = crate::now_unix();
+    app.control.apply(Mutation::PutOAuthClient { slug: slug.clone(), client }).await?;
+    Ok(secret)
 }
 
 // ---- control-plane rows ----

@@ -10,6 +10,7 @@
 //! - `endpoints`: discovery, JWKS, userinfo, revoke, introspect (OAuth error shapes, client authentication, CORS),
 //!   and the router of the machine endpoints, token included.
 //! - `token`: the token endpoint: authorization_code (PKCE), refresh_token and client_credentials grants, minting.
+//! - `contract`: documentation-only shapes of the machine endpoints for the OpenAPI document.
 //! - `authorize`: authorize/resume, consent and RP-initiated logout (hosted pages).
 //! - `admin_api`: clients CRUD, secret rotation, keys list/rotate.
 //!
@@ -18,6 +19,7 @@
 pub mod admin_api;
 pub mod authorize;
 pub mod clients;
+mod contract;
 pub mod endpoints;
 pub mod keys;
 pub mod settings;

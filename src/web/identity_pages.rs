@@ -1,6 +1,6 @@
 //! Admin UI pages of a tenant's identity: users (search, create, detail with roles, sessions, disable/enable,
 //! reset mail, MFA removal, delete), roles, tenant admins, sign-in settings and the audit log. The pages call
-//! the same services as the JSON admin API (`identity::admin_api`, `tenants`, `admin::accounts`).
+//! the same services as the JSON admin API (`identity::admin`, `tenants`).
 
 use std::sync::Arc;
 
@@ -14,16 +14,15 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{Chrome, CsrfForm, CsrfOnly, UiSession};
-use crate::admin::{Scope, accounts};
+use crate::admin::Scope;
 use crate::app::AppState;
 use crate::config::Secret;
-use crate::control::Mutation;
-use crate::control::tables::{self, Tenant};
+use crate::control::tables::Tenant;
 use crate::db::{self, registry::TenantDb};
 use crate::error::Error;
 use crate::http::extract::RequestOrigin;
 use crate::http::page::{PageError, PageResult, render};
-use crate::identity::admin_api::{self, CreateUser};
+use crate::identity::admin::{self, CreateUser};
 use crate::identity::audit::{self, Origin};
 use crate::identity::{mfa, roles, sessions, users};
 use crate::tenants::{self, TenantSlug};
@@ -45,7 +44,7 @@ pub fn router() -> Router<AppState> {
 }
 
 fn origin_of(session: &UiSession, from: RequestOrigin) -> Origin {
-    admin_api::origin(&session.actor, from)
+    admin::origin(&session.actor, from)
 }
 
 async fn open(app: &AppState, session: &UiSession, slug: &str) -> Result<(Arc<Tenant>, TenantDb), PageError> {
@@ -132,11 +131,7 @@ async fn render_users(
     let search = q.q.clone().map(|s| s.trim().to_lowercase()).filter(|s| !s.is_empty());
     let status = q.status.clone().filter(|s| s == "active" || s == "disabled");
     let cursor = q.cursor.clone().filter(|c| !c.is_empty());
-    let (search2, status2) = (search.clone(), status.clone());
-    let (items, next_cursor) = db::with_conn(&db.pool, move |conn| {
-        users::list(conn, search2.as_deref(), status2.as_deref(), cursor.as_deref(), 50)
-    })
-    .await?;
+    let (items, next_cursor) = admin::list_users(db, search.clone(), status.clone(), cursor, 50).await?;
     let rows = items
         .into_iter()
         .map(|u| UserRow {
@@ -205,7 +200,7 @@ async fn user_create(
         send_invite: form.send_invite.is_some(),
         ..CreateUser::default()
     };
-    match admin_api::create_user(&app, &tenant, &db, input, origin_of(&session, from)).await {
+    match admin::create_user(&app, &tenant, &db, input, origin_of(&session, from)).await {
         Ok(id) => Ok(redirect(&slug, &format!("users/{id}?done=created"))),
         Err(err) => {
             let mut chrome = session.chrome("tenants");
@@ -307,12 +302,12 @@ async fn user_action(
     let (tenant, db) = open(&app, &session, &slug).await?;
     let origin = origin_of(&session, from);
     let done = match action.as_str() {
-        "disable" => admin_api::change_status(&db, id.clone(), "disabled", origin).await.map(|_| "disabled")?,
-        "enable" => admin_api::change_status(&db, id.clone(), "active", origin).await.map(|_| "enabled")?,
-        "reset" => admin_api::send_reset(&app, &tenant, &db, id.clone(), origin).await.map(|_| "reset")?,
-        "mfa" => admin_api::clear_mfa(&db, id.clone(), origin).await.map(|_| "mfa")?,
+        "disable" => admin::change_status(&db, id.clone(), "disabled", origin).await.map(|_| "disabled")?,
+        "enable" => admin::change_status(&db, id.clone(), "active", origin).await.map(|_| "enabled")?,
+        "reset" => admin::send_reset(&app, &tenant, &db, id.clone(), origin).await.map(|_| "reset")?,
+        "mfa" => admin::clear_mfa(&db, id.clone(), origin).await.map(|_| "mfa")?,
         "delete" => {
-            admin_api::delete_user(&db, id, origin).await?;
+            admin::delete_user(&db, id, origin).await?;
             return Ok(redirect(&slug, "users?done=deleted"));
         }
         _ => return Err(Error::NotFound("action").into()),
@@ -344,7 +339,7 @@ async fn user_roles(
     let (names, csrf) = form_values(&raw, "roles");
     session.check_csrf(&csrf)?;
     let (_, db) = open(&app, &session, &slug).await?;
-    admin_api::assign_roles(&db, id.clone(), names, origin_of(&session, from)).await?;
+    admin::assign_roles(&db, id.clone(), names, origin_of(&session, from)).await?;
     Ok(redirect(&slug, &format!("users/{id}?done=roles")))
 }
 
@@ -356,7 +351,7 @@ async fn user_session_revoke(
     CsrfForm(_): CsrfForm<CsrfOnly>,
 ) -> PageResult {
     let (_, db) = open(&app, &session, &slug).await?;
-    admin_api::end_session(&db, id.clone(), sid, origin_of(&session, from)).await?;
+    admin::end_session(&db, id.clone(), sid, origin_of(&session, from)).await?;
     Ok(redirect(&slug, &format!("users/{id}?done=revoked")))
 }
 
@@ -426,19 +421,8 @@ async fn role_create(
         form.permissions.split([' ', ',', '\n']).map(str::trim).filter(|p| !p.is_empty()).map(str::to_owned).collect();
     let name = form.name.trim().to_owned();
     let description = form.description.trim().to_owned();
-    let result = async {
-        roles::check_name(&name)?;
-        let permissions = roles::check_permissions(&permissions)?;
-        let (name, description) = (name.clone(), description.clone());
-        db.write(move |tx| {
-            let role = roles::create(tx, &name, &description, &permissions)?;
-            audit::record(tx, "admin_action", None, &origin, json!({ "action": "role_created", "role": role.name }))
-        })
-        .await
-    }
-    .await;
-    match result {
-        Ok(()) => Ok(redirect(&slug, "roles?done=role_created")),
+    match admin::create_role(&db, name, description, permissions, origin).await {
+        Ok(_) => Ok(redirect(&slug, "roles?done=role_created")),
         Err(err) => {
             let mut chrome = session.chrome("tenants");
             chrome.error = Some(form_error(err)?);
@@ -455,12 +439,7 @@ async fn role_delete(
     CsrfForm(_): CsrfForm<CsrfOnly>,
 ) -> PageResult {
     let (_, db) = open(&app, &session, &slug).await?;
-    let origin = origin_of(&session, from);
-    db.write(move |tx| {
-        roles::delete(tx, &name)?;
-        audit::record(tx, "admin_action", None, &origin, json!({ "action": "role_deleted", "role": name }))
-    })
-    .await?;
+    admin::delete_role(&db, name, origin_of(&session, from)).await?;
     Ok(redirect(&slug, "roles?done=role_deleted"))
 }
 
@@ -491,8 +470,7 @@ async fn render_admins(
     chrome: Chrome,
     email: String,
 ) -> PageResult {
-    let scope = Scope::Tenant(tenant.slug.clone());
-    let admins = app.control.read(move |conn| tables::operators_in_scope(conn, &scope)).await?;
+    let admins = admin::tenant_admins(app, &tenant.slug).await?;
     let code = if chrome.error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
     let page = AdminsPage {
         chrome,
@@ -537,13 +515,9 @@ async fn admin_create(
 ) -> PageResult {
     session.actor.require_operator()?;
     let (tenant, _) = open(&app, &session, &slug).await?;
-    let scope = Scope::Tenant(tenant.slug.clone());
-    let result = match accounts::new_operator(&app.passwords, &form.email, &Secret::new(form.password), scope).await {
-        Ok(mutation) => app.control.apply(mutation).await,
-        Err(err) => Err(err),
-    };
-    match result {
-        Ok(()) => Ok(redirect(&slug, "admins?done=admin_created")),
+    let password = Secret::new(form.password);
+    match admin::create_tenant_admin(&app, &tenant.slug, &form.email, password, &session.actor.label).await {
+        Ok(_) => Ok(redirect(&slug, "admins?done=admin_created")),
         Err(err) => {
             let mut chrome = session.chrome("tenants");
             chrome.error = Some(form_error(err)?);
@@ -559,12 +533,7 @@ async fn admin_delete(
     CsrfForm(_): CsrfForm<CsrfOnly>,
 ) -> PageResult {
     session.actor.require_operator()?;
-    let scope = Scope::Tenant(TenantSlug::parse(&slug)?);
-    let admins = app.control.read(move |conn| tables::operators_in_scope(conn, &scope)).await?;
-    if !admins.iter().any(|a| a.id == id) {
-        return Err(Error::NotFound("tenant admin").into());
-    }
-    app.control.apply(Mutation::DeleteOperator { id }).await?;
+    admin::delete_tenant_admin(&app, &TenantSlug::parse(&slug)?, id).await?;
     Ok(redirect(&slug, "admins?done=admin_deleted"))
 }
 

@@ -1,5 +1,7 @@
 //! Admin UI pages of a tenant's OAuth provider: clients (list, create with the secret shown once, edit, new
-//! secret, delete) and signing keys (list, rotate). They call the same services as `oidc::admin_api`.
+//! secret, delete) and signing keys (list, rotate). They call the same services as `oidc::admin_api`: clients
+//! through `oidc::clients` (`find`, `create`, `update`, `rotate_secret`), keys through `oidc::admin_api`
+//! (`keys`, `rotate`).
 
 use askama::Template;
 use axum::Router;
@@ -220,7 +222,7 @@ async fn client_create(
     let (form, csrf) = ClientForm::parse(&raw, true);
     session.check_csrf(&csrf)?;
     let tenant = session.tenant(&app, &slug).await?;
-    match admin_api::create_client(&app, &tenant, form.to_json()).await {
+    match clients::create(&app, &tenant, form.to_json()).await {
         Ok((client, secret)) => render_client(&app, &tenant, session.chrome("tenants"), &client, None, secret).await,
         Err(err) => {
             let mut chrome = session.chrome("tenants");
@@ -263,11 +265,6 @@ async fn render_client(
     Ok((code, render(page)?).into_response())
 }
 
-async fn find(app: &AppState, tenant: &Tenant, id: &str) -> Result<Client, PageError> {
-    let (slug, id) = (tenant.slug.clone(), id.to_owned());
-    Ok(app.control.read(move |conn| clients::get(conn, &slug, &id)).await?.ok_or(Error::NotFound("client"))?)
-}
-
 async fn client_page(
     State(app): State<AppState>,
     session: UiSession,
@@ -275,7 +272,7 @@ async fn client_page(
     Query(q): Query<DoneQuery>,
 ) -> PageResult {
     let tenant = session.tenant(&app, &slug).await?;
-    let client = find(&app, &tenant, &id).await?;
+    let client = clients::find(&app, &tenant.slug, &id).await?;
     let chrome = session.chrome_with("tenants", notice(q.done.as_deref()));
     render_client(&app, &tenant, chrome, &client, None, None).await
 }
@@ -289,8 +286,8 @@ async fn client_save(
     let (form, csrf) = ClientForm::parse(&raw, false);
     session.check_csrf(&csrf)?;
     let tenant = session.tenant(&app, &slug).await?;
-    let client = find(&app, &tenant, &id).await?;
-    match admin_api::update_client(&app, &tenant, client.clone(), form.to_json()).await {
+    let client = clients::find(&app, &tenant.slug, &id).await?;
+    match clients::update(&app, &tenant, client.clone(), form.to_json()).await {
         Ok(_) => Ok(Redirect::to(&format!("/admin/tenants/{slug}/clients/{id}?done=saved")).into_response()),
         Err(err) => {
             let mut chrome = session.chrome("tenants");
@@ -309,8 +306,8 @@ async fn client_secret(
     CsrfForm(_): CsrfForm<CsrfOnly>,
 ) -> PageResult {
     let tenant = session.tenant(&app, &slug).await?;
-    let client = find(&app, &tenant, &id).await?;
-    let secret = admin_api::new_secret(&app, &tenant.slug, client.clone()).await?;
+    let client = clients::find(&app, &tenant.slug, &id).await?;
+    let secret = clients::rotate_secret(&app, &tenant.slug, client.clone()).await?;
     render_client(&app, &tenant, session.chrome("tenants"), &client, None, Some(secret)).await
 }
 

@@ -10,10 +10,10 @@ use fantoccini::{ClientBuilder, Locator};
 use reqwest::Method;
 use serde_json::{Value, json};
 
+pub(crate) use crate::support::PASSWORD;
 use crate::support::{TestApp, free_port, require_tool, spawn_with};
 
 pub(crate) const EMAIL: &str = "ops@example.com";
-pub(crate) const PASSWORD: &str = "correct horse battery staple";
 
 pub(crate) async fn app_with_operator() -> TestApp {
     spawn_with(

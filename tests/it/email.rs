@@ -57,7 +57,7 @@ async fn each_tenant_mails_through_its_own_smtp_server() {
     let id_b = send_test(&app, "globex", "bob@example.com").await;
     let got_a = sink_a.wait_for(1, WAIT).await;
     let got_b = sink_b.wait_for(1, WAIT).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.run_outbox().await, 0, "nothing else is queued");
     assert_eq!((sink_a.messages().len(), sink_b.messages().len()), (1, 1), "each server gets only its tenant's mail");
 
     let host = app.base.trim_start_matches("http://").split(':').next().unwrap().to_owned();
@@ -122,7 +122,7 @@ async fn smtp_outage_keeps_mail_pending_then_delivers_each_once() {
         outbox(&app, "acme", "").await.iter().all(|i| i["status"] == "sent").then_some(())
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(app.run_outbox().await, 0, "nothing is left to send");
     let got_ids: Vec<String> = sink.messages().iter().map(|m| m["message_id"].as_str().unwrap().to_owned()).collect();
     assert_eq!(got_ids.len(), 5, "none twice: {got_ids:?}");
     for id in &ids {
@@ -184,7 +184,7 @@ async fn sigkill_with_mail_in_flight_loses_nothing_and_duplicates_only_in_flight
     assert!(counts.get("pending").copied().unwrap_or(0) > 0, "the kill left work to do: {counts:?}");
     assert!(in_flight <= 16, "in-flight rows are bounded by tenants x per-tenant workers: {counts:?}");
 
-    let _server = BinServer::start(dir.path(), &[]).await;
+    let server = BinServer::start(dir.path(), &[]).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(90);
     let unique = loop {
         let unique: HashSet<String> =
@@ -195,7 +195,14 @@ async fn sigkill_with_mail_in_flight_loses_nothing_and_duplicates_only_in_flight
         assert!(std::time::Instant::now() < deadline, "only {} of 200 arrived", unique.len());
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // No row pending or mid-send: every delivery, a resend included, is over before its row is marked sent.
+    let rows = |status: &'static str| {
+        let path = format!("/admin/api/v1/tenants/acme/outbox?limit=1&status={status}");
+        let request = admin(&server.base, Method::GET, &path);
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap()["items"].as_array().unwrap().len() }
+    };
+    eventually(WAIT, "every row sent", || async { (rows("pending").await + rows("sending").await == 0).then_some(()) })
+        .await;
     let total = sink.messages().len() as i64;
     for id in &ids {
         assert!(unique.iter().any(|m| m.starts_with(&format!("<{id}@"))), "{id} was delivered");
@@ -381,7 +388,8 @@ async fn idle_tenants_are_not_opened_by_the_dispatcher() {
     })
     .await;
     assert_eq!(pools, 1.0, "only the busy tenant's file is open");
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // A dispatcher pass (the retry may or may not be due yet) opens no other tenant.
+    app.run_outbox().await;
     let metrics = app.metrics().await;
     assert_eq!(metric_value(&metrics, "gatehouse_tenant_pools_open"), Some(1.0));
     assert_eq!(metric_value(&metrics, "gatehouse_outbox_pending{kind=\"email\"}"), Some(1.0));

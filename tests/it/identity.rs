@@ -8,9 +8,8 @@ use axum::Router;
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::support::{TestApp, eventually, metric_value, spawn_app, spawn_with};
+use crate::support::{PASSWORD, TestApp, create_user, eventually, metric_value, spawn_app, spawn_with};
 
-const PASSWORD: &str = "correct horse battery staple";
 const NEW_PASSWORD: &str = "tr0ubadour and a new horse";
 
 /// A browser-like client: keeps cookies, does not follow redirects.
@@ -88,17 +87,6 @@ pub(crate) fn token_link(mail: &Value, base: &str) -> String {
 
 pub(crate) fn token_of(path: &str) -> String {
     path.split("token=").nth(1).unwrap().to_owned()
-}
-
-async fn create_user(app: &TestApp, slug: &str, email: &str) -> Value {
-    let r = app
-        .admin(Method::POST, &format!("/admin/api/v1/tenants/{slug}/users"))
-        .json(&json!({ "email": email, "password": PASSWORD, "email_verified": true }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    r.json().await.unwrap()
 }
 
 async fn api_login(client: &Client, app: &TestApp, slug: &str, email: &str, password: &str) -> reqwest::Response {

@@ -11,9 +11,9 @@ use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+pub(crate) use crate::support::{PASSWORD, create_user};
 use crate::support::{TestApp, require_python_module, require_tool, spawn_app, spawn_with};
 
-pub(crate) const PASSWORD: &str = "correct horse battery staple";
 pub(crate) const REDIRECT: &str = "http://127.0.0.1:9/callback";
 
 pub(crate) fn jar() -> Client {
@@ -24,17 +24,6 @@ pub(crate) fn field(html: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
     let start = html.find(&marker).unwrap_or_else(|| panic!("no {name} on {html}")) + marker.len();
     html[start..start + html[start..].find('"').unwrap()].replace("&#x2f;", "/").replace("&amp;", "&")
-}
-
-pub(crate) async fn create_user(app: &TestApp, slug: &str, email: &str) -> Value {
-    let r = app
-        .admin(Method::POST, &format!("/admin/api/v1/tenants/{slug}/users"))
-        .json(&json!({ "email": email, "password": PASSWORD, "email_verified": true, "name": "Ada" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    r.json().await.unwrap()
 }
 
 pub(crate) async fn create_client(app: &TestApp, slug: &str, body: Value) -> Value {

@@ -4,21 +4,30 @@
 use std::net::TcpListener as StdListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
 use gatehouse::{AppState, Config};
-use reqwest::{Method, RequestBuilder};
+use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 pub const TOKEN: &str = "test-bootstrap-token-0123456789abcdef";
+/// The password test users (`create_user`) and the test operator are created with.
+pub const PASSWORD: &str = "correct horse battery staple";
+/// A route only test servers have: its handler hands the server's `App` to the `TestApp` (see `TestApp::state`).
+const STATE_ROUTE: &str = "/test-support/app-state";
 
 pub struct TestApp {
     pub base: String,
     pub data_dir: PathBuf,
     pub client: reqwest::Client,
+    /// Filled by the first request to `STATE_ROUTE`.
+    state: Arc<Mutex<Option<AppState>>>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     _dir: Option<tempfile::TempDir>,
@@ -49,6 +58,16 @@ pub async fn spawn_in(dir: &Path, tweak: impl FnOnce(&mut Config), extra: Router
     let mut config = test_config(dir);
     config.public_url = base.clone();
     tweak(&mut config);
+    // `run_with_routes` builds the `App` inside; a route of our own is the way to get hold of it.
+    let state = Arc::new(Mutex::new(None));
+    let slot = state.clone();
+    let extra = extra.route(
+        STATE_ROUTE,
+        get(move |State(app): State<AppState>| async move {
+            *slot.lock().unwrap() = Some(app);
+            StatusCode::NO_CONTENT
+        }),
+    );
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(gatehouse::run_with_routes(
         listener,
@@ -59,7 +78,8 @@ pub async fn spawn_in(dir: &Path, tweak: impl FnOnce(&mut Config), extra: Router
         extra,
     ));
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
-    let app = TestApp { base, data_dir: dir.to_path_buf(), client, stop: Some(stop), task: Some(task), _dir: None };
+    let app =
+        TestApp { base, data_dir: dir.to_path_buf(), client, state, stop: Some(stop), task: Some(task), _dir: None };
     // Ready when /healthz answers, or failed when the task ended.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -85,6 +105,41 @@ impl TestApp {
     /// A request with the bootstrap operator token.
     pub fn admin(&self, method: Method, path: &str) -> RequestBuilder {
         self.client.request(method, self.url(path)).bearer_auth(TOKEN)
+    }
+
+    /// A JSON request with the operator token: the status and the parsed answer (`Null` when it has no body).
+    pub async fn json(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut request = self.admin(method, path);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("{path} answered {status} with no JSON ({e}): {text}"))
+        };
+        (status, value)
+    }
+
+    /// The running server's `App`, for stepping its background work instead of sleeping.
+    pub async fn state(&self) -> AppState {
+        let known = self.state.lock().unwrap().clone();
+        if let Some(state) = known {
+            return state;
+        }
+        let r = self.client.get(self.url(STATE_ROUTE)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::NO_CONTENT, "the state route answers");
+        self.state.lock().unwrap().clone().expect("the state route keeps the App")
+    }
+
+    /// Works off every outbox row due now (mail and webhook deliveries) and returns how many it attempted: one
+    /// pass of the dispatcher, awaited. Call it before asserting that nothing more was sent.
+    pub async fn run_outbox(&self) -> usize {
+        gatehouse::email::dispatcher::run_pending(&self.state().await).await.expect("an outbox pass")
     }
 
     pub async fn create_tenant(&self, slug: &str) -> Value {
@@ -124,6 +179,14 @@ impl TestApp {
             task.await.unwrap().unwrap();
         }
     }
+}
+
+/// Creates a verified user named Ada with `PASSWORD` through the admin API, and returns it.
+pub async fn create_user(app: &TestApp, slug: &str, email: &str) -> Value {
+    let body = json!({ "email": email, "password": PASSWORD, "email_verified": true, "name": "Ada" });
+    let (status, user) = app.json(Method::POST, &format!("/admin/api/v1/tenants/{slug}/users"), Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "create user {email}: {user}");
+    user
 }
 
 /// The value of one metric line `name{labels} value`, matching a prefix of the series.

@@ -7,11 +7,9 @@ use axum::Router;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::support::{TestApp, eventually, spawn_with};
+use crate::support::{PASSWORD, eventually, spawn_with};
 
-async fn create_user(app: &TestApp, slug: &str, body: Value) -> reqwest::Response {
-    app.admin(Method::POST, &format!("/admin/api/v1/tenants/{slug}/users")).json(&body).send().await.unwrap()
-}
+const USERS: &str = "/admin/api/v1/tenants/acme/users";
 
 #[tokio::test]
 async fn admins_manage_users_with_audit_and_events() {
@@ -49,31 +47,23 @@ async fn admins_manage_users_with_audit_and_events() {
         (json!({"email": "ann@example.com", "fields": {"plan": "pro", "x": 1}}), "unknown field"),
         (json!({"email": "not-an-email", "fields": {"plan": "pro"}}), "email"),
     ] {
-        let r = create_user(&app, "acme", body).await;
-        assert_eq!(r.status(), 400, "{why}");
-        let err: Value = r.json().await.unwrap();
+        let (status, err) = app.json(Method::POST, USERS, Some(body)).await;
+        assert_eq!(status, 400, "{why}");
         assert_eq!(err["error"]["code"], "validation_failed", "{why}");
         assert!(!err.to_string().contains("qwertyuiop"), "the password is not echoed");
     }
-    let r = create_user(
-        &app,
-        "acme",
-        json!({"email": " Ann@Example.com ", "password": "correct horse battery staple", "name": "Ann",
-               "fields": {"plan": "pro"}}),
-    )
-    .await;
-    assert_eq!(r.status(), 201);
-    let ann: Value = r.json().await.unwrap();
+    let body = json!({"email": " Ann@Example.com ", "password": PASSWORD, "name": "Ann", "fields": {"plan": "pro"}});
+    let (status, ann) = app.json(Method::POST, USERS, Some(body)).await;
+    assert_eq!(status, 201, "{ann}");
     assert_eq!((ann["email"].as_str(), ann["has_password"].as_bool()), (Some("ann@example.com"), Some(true)));
     assert_eq!(ann["status"], "active");
     assert!(!ann.to_string().contains("argon2"), "no hash in the API");
-    let r = create_user(&app, "acme", json!({"email": "ANN@example.com", "fields": {"plan": "x"}})).await;
-    assert_eq!(r.status(), 409, "emails are unique case-insensitively");
-    let bob: Value = create_user(&app, "acme", json!({"email": "bob@example.com", "fields": {"plan": "free"}}))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let (status, _) =
+        app.json(Method::POST, USERS, Some(json!({"email": "ANN@example.com", "fields": {"plan": "x"}}))).await;
+    assert_eq!(status, 409, "emails are unique case-insensitively");
+    let (status, bob) =
+        app.json(Method::POST, USERS, Some(json!({"email": "bob@example.com", "fields": {"plan": "free"}}))).await;
+    assert_eq!(status, 201, "{bob}");
     assert_eq!(bob["has_password"], false);
 
     let list = |query: &'static str| {

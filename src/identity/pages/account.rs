@@ -1,7 +1,7 @@
 //! The account page of the hosted pages (`/t/{slug}/account`) and its forms: profile (name and custom fields),
 //! password change, TOTP set-up and disable, the user's sessions and the applications they consented to (each
 //! revocable). Every POST goes through `account_visit`: a signed-in visitor, else the login page, and the form's
-//! CSRF token checked.
+//! CSRF token checked; the change itself is a function of `flows`, shared with the JSON API.
 
 use std::collections::HashMap;
 
@@ -22,7 +22,7 @@ use crate::http::page::{PageError, PageResult, UiForm};
 use crate::identity::flows;
 use crate::identity::sessions::{self, Session};
 use crate::identity::settings::MfaPolicy;
-use crate::identity::{api, mfa, users};
+use crate::identity::{mfa, users};
 
 struct SessionRow {
     id: String,
@@ -170,7 +170,7 @@ pub(super) async fn account_profile(
         Err(err) => Err(err),
         Ok(fields) => {
             let fields = (!visit.tenant.settings.custom_fields.is_empty()).then_some(fields);
-            api::update_profile(&visit.tenant, &visit.db, &session, form.get("name").cloned(), fields, origin).await
+            flows::update_profile(&visit.tenant, &visit.db, &session, form.get("name").cloned(), fields, origin).await
         }
     };
     match result {
@@ -225,7 +225,7 @@ pub(super) async fn account_revoke(
     State(app): State<AppState>,
     ctx: TenantCtx,
     headers: HeaderMap,
-    RequestOrigin(mut origin): RequestOrigin,
+    RequestOrigin(origin): RequestOrigin,
     Path((_, id)): Path<(String, String)>,
     UiForm(form): UiForm<crate::http::page::CsrfOnly>,
 ) -> PageResult {
@@ -233,23 +233,12 @@ pub(super) async fn account_revoke(
         Ok(v) => v,
         Err(redirect) => return Ok(redirect),
     };
-    let user_id = session.user_id.clone();
-    origin.actor = format!("user:{user_id}");
-    visit
-        .db
-        .write(move |tx| {
-            if sessions::revoke(tx, &user_id, &id)? {
-                crate::identity::audit::record(
-                    tx,
-                    "logout",
-                    Some(&user_id),
-                    &origin,
-                    serde_json::json!({ "session": id, "revoked": true }),
-                )?;
-            }
-            Ok(())
-        })
-        .await?;
+    match flows::revoke_own_session(&visit.db, &session.user_id, id, origin).await {
+        // An id that is no session of the user (signed out in another tab, expired, or never theirs) ends where a
+        // revoked one does: the page's promise, "that session is gone", holds. Nothing is audited for it.
+        Ok(()) | Err(Error::NotFound("session")) => {}
+        Err(err) => return Err(err.into()),
+    }
     Ok(visit.finish(see_other(&visit.url("account?done=revoked")), &[]))
 }
 
@@ -258,7 +247,7 @@ pub(super) async fn account_revoke_app(
     State(app): State<AppState>,
     ctx: TenantCtx,
     headers: HeaderMap,
-    RequestOrigin(mut origin): RequestOrigin,
+    RequestOrigin(origin): RequestOrigin,
     Path((_, client_id)): Path<(String, String)>,
     UiForm(form): UiForm<crate::http::page::CsrfOnly>,
 ) -> PageResult {
@@ -266,24 +255,7 @@ pub(super) async fn account_revoke_app(
         Ok(v) => v,
         Err(redirect) => return Ok(redirect),
     };
-    let user_id = session.user_id.clone();
-    origin.actor = format!("user:{user_id}");
-    let now = crate::now_unix();
-    visit
-        .db
-        .write(move |tx| {
-            if crate::oidc::store::revoke_consent(tx, &user_id, &client_id, now)? {
-                crate::identity::audit::record(
-                    tx,
-                    "consent_revoked",
-                    Some(&user_id),
-                    &origin,
-                    serde_json::json!({ "client_id": client_id }),
-                )?;
-            }
-            Ok(())
-        })
-        .await?;
+    flows::withdraw_consent(&visit.db, &session.user_id, client_id, origin).await?;
     Ok(visit.finish(see_other(&visit.url("account?done=app_revoked")), &[]))
 }
 
