@@ -60,7 +60,13 @@ pub async fn run(app: AppState, mut stop: watch::Receiver<bool>) {
         tokio::select! {
             () = app.outbox.notified() => {}
             () = tokio::time::sleep(sleep) => {}
-            _ = stop.changed() => {}
+            changed = stop.changed() => {
+                // The sender gone without a stop (the server ended on an error): nothing will wake this loop
+                // on purpose again, and `changed` would answer at once forever.
+                if changed.is_err() {
+                    break;
+                }
+            }
         }
     }
 }

@@ -191,127 +191,69 @@ async fn preflight(
     cors(&app, &slug, &headers, response).await
 }
 
-/// CORS preflight of the discovery document.
-#[utoipa::path(
-    options,
-    path = "/t/{slug}/.well-known/openid-configuration",
-    tag = "oauth",
-    operation_id = "oauth_discovery_preflight",
-    params(("slug" = TenantSlug, Path, description = "The tenant")),
-    responses(
-        (status = 204, description = "CORS preflight; the origin is allowed if a client of the tenant allows it"),
-        (status = 404, description = "Not a tenant slug (no body)")
-    ),
-    security(())
-)]
-async fn discovery_preflight(
-    state: State<AppState>,
-    params: Path<HashMap<String, String>>,
-    headers: HeaderMap,
-) -> Response {
-    preflight(state, params, headers).await
+/// Declares the documented CORS preflight (`OPTIONS`) of one path: a handler that only calls `preflight`, so each
+/// path's preflight is an operation of the contract like its other methods.
+macro_rules! preflight_for {
+    ($name:ident, $path:literal, $operation:literal, $doc:literal) => {
+        #[doc = $doc]
+        #[utoipa::path(
+            options,
+            path = $path,
+            tag = "oauth",
+            operation_id = $operation,
+            params(("slug" = TenantSlug, Path, description = "The tenant")),
+            responses(
+                (status = 204, description = "CORS preflight; the origin is allowed if a client of the tenant allows it"),
+                (status = 404, description = "Not a tenant slug (no body)")
+            ),
+            security(())
+        )]
+        async fn $name(
+            state: State<AppState>,
+            params: Path<HashMap<String, String>>,
+            headers: HeaderMap,
+        ) -> Response {
+            preflight(state, params, headers).await
+        }
+    };
 }
 
-/// CORS preflight of the JWKS.
-#[utoipa::path(
-    options,
-    path = "/t/{slug}/.well-known/jwks.json",
-    tag = "oauth",
-    operation_id = "oauth_jwks_preflight",
-    params(("slug" = TenantSlug, Path, description = "The tenant")),
-    responses(
-        (status = 204, description = "CORS preflight; the origin is allowed if a client of the tenant allows it"),
-        (status = 404, description = "Not a tenant slug (no body)")
-    ),
-    security(())
-)]
-async fn jwks_preflight(state: State<AppState>, params: Path<HashMap<String, String>>, headers: HeaderMap) -> Response {
-    preflight(state, params, headers).await
-}
-
-/// CORS preflight of the token endpoint.
-#[utoipa::path(
-    options,
-    path = "/t/{slug}/oauth2/token",
-    tag = "oauth",
-    operation_id = "oauth_token_preflight",
-    params(("slug" = TenantSlug, Path, description = "The tenant")),
-    responses(
-        (status = 204, description = "CORS preflight; the origin is allowed if a client of the tenant allows it"),
-        (status = 404, description = "Not a tenant slug (no body)")
-    ),
-    security(())
-)]
-async fn token_preflight(
-    state: State<AppState>,
-    params: Path<HashMap<String, String>>,
-    headers: HeaderMap,
-) -> Response {
-    preflight(state, params, headers).await
-}
-
-/// CORS preflight of userinfo.
-#[utoipa::path(
-    options,
-    path = "/t/{slug}/oauth2/userinfo",
-    tag = "oauth",
-    operation_id = "oauth_userinfo_preflight",
-    params(("slug" = TenantSlug, Path, description = "The tenant")),
-    responses(
-        (status = 204, description = "CORS preflight; the origin is allowed if a client of the tenant allows it"),
-        (status = 404, description = "Not a tenant slug (no body)")
-    ),
-    security(())
-)]
-async fn userinfo_preflight(
-    state: State<AppState>,
-    params: Path<HashMap<String, String>>,
-    headers: HeaderMap,
-) -> Response {
-    preflight(state, params, headers).await
-}
-
-/// CORS preflight of the revocation endpoint.
-#[utoipa::path(
-    options,
-    path = "/t/{slug}/oauth2/revoke",
-    tag = "oauth",
-    operation_id = "oauth_revoke_preflight",
-    params(("slug" = TenantSlug, Path, description = "The tenant")),
-    responses(
-        (status = 204, description = "CORS preflight; the origin is allowed if a client of the tenant allows it"),
-        (status = 404, description = "Not a tenant slug (no body)")
-    ),
-    security(())
-)]
-async fn revoke_preflight(
-    state: State<AppState>,
-    params: Path<HashMap<String, String>>,
-    headers: HeaderMap,
-) -> Response {
-    preflight(state, params, headers).await
-}
-
-/// CORS preflight of the introspection endpoint.
-#[utoipa::path(
-    options,
-    path = "/t/{slug}/oauth2/introspect",
-    tag = "oauth",
-    operation_id = "oauth_introspect_preflight",
-    params(("slug" = TenantSlug, Path, description = "The tenant")),
-    responses(
-        (status = 204, description = "CORS preflight; the origin is allowed if a client of the tenant allows it"),
-        (status = 404, description = "Not a tenant slug (no body)")
-    ),
-    security(())
-)]
-async fn introspect_preflight(
-    state: State<AppState>,
-    params: Path<HashMap<String, String>>,
-    headers: HeaderMap,
-) -> Response {
-    preflight(state, params, headers).await
-}
+preflight_for!(
+    discovery_preflight,
+    "/t/{slug}/.well-known/openid-configuration",
+    "oauth_discovery_preflight",
+    "CORS preflight of the discovery document."
+);
+preflight_for!(
+    jwks_preflight,
+    "/t/{slug}/.well-known/jwks.json",
+    "oauth_jwks_preflight",
+    "CORS preflight of the JWKS."
+);
+preflight_for!(
+    token_preflight,
+    "/t/{slug}/oauth2/token",
+    "oauth_token_preflight",
+    "CORS preflight of the token endpoint."
+);
+preflight_for!(
+    userinfo_preflight,
+    "/t/{slug}/oauth2/userinfo",
+    "oauth_userinfo_preflight",
+    "CORS preflight of userinfo."
+);
+preflight_for!(
+    revoke_preflight,
+    "/t/{slug}/oauth2/revoke",
+    "oauth_revoke_preflight",
+    "CORS preflight of the revocation endpoint."
+);
+preflight_for!(
+    introspect_preflight,
+    "/t/{slug}/oauth2/introspect",
+    "oauth_introspect_preflight",
+    "CORS preflight of the introspection endpoint."
+);
 
 // ---- discovery and JWKS ----
 
