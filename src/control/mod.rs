@@ -5,7 +5,12 @@
 //!   connection. Nothing else writes control.db (migrations aside), so Raft can later sit in front of `apply`.
 //! - Reads go through the plain query functions in `tables` over a pooled read connection.
 //! - The tenant record cache is invalidated by `apply` for the tenant a mutation touches.
+//! - Every applied mutation is an entry of the control log (`log.rs`): its index is recorded as
+//!   `meta.last_applied` in the mutation's own transaction, and the entry kept in `control_log` (the last
+//!   `log::KEEP`). Replaying the log into an empty file gives the same rows (`apply_entry`).
 
+pub mod api;
+pub mod log;
 pub mod mutation;
 pub mod tables;
 
@@ -74,11 +79,32 @@ impl ControlStore {
         tokio::task::spawn_blocking(move || store.apply_blocking(mutation)).await?
     }
 
-    /// Applies `mutation` in one transaction and invalidates what it made stale.
+    /// Applies `mutation` in one transaction as the next log entry (a local counter today) and invalidates what
+    /// it made stale.
     pub fn apply_blocking(&self, mutation: Mutation) -> Result<()> {
+        self.apply_at(None, mutation)
+    }
+
+    /// Applies a log entry whose index the caller supplies (replaying a log; Raft later): the same entries in
+    /// the same order give the same control.db on every node.
+    pub fn apply_entry(&self, index: u64, mutation: Mutation) -> Result<()> {
+        self.apply_at(Some(index), mutation)
+    }
+
+    /// The index of the last applied entry.
+    pub fn last_applied(&self) -> Result<u64> {
+        self.read_blocking(last_applied)
+    }
+
+    fn apply_at(&self, index: Option<u64>, mutation: Mutation) -> Result<()> {
         let mut conn = self.writer.lock().map_err(|_| Error::internal("control writer lock poisoned"))?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let index = match index {
+            Some(index) => index,
+            None => last_applied(&tx)? + 1,
+        };
         apply(&tx, &mutation)?;
+        log::record(&tx, index, &mutation)?;
         tx.commit()?;
         drop(conn);
         if let Some(slug) = mutation.touched_tenant() {
@@ -142,8 +168,20 @@ pub fn apply(tx: &Transaction<'_>, mutation: &Mutation) -> Result<()> {
                 params![slug.as_str(), name, to_json(settings)?, at],
             )?;
         }
-        Mutation::UpdateTenant { slug, name, settings, at } => {
-            let settings = settings.as_ref().map(to_json).transpose()?;
+        Mutation::UpdateTenant { slug, name, settings_patch, at } => {
+            let settings = match settings_patch {
+                Some(patch) => {
+                    let current: Option<String> = tx
+                        .query_row("SELECT settings FROM tenants WHERE slug = ?1", [slug.as_str()], |r| r.get(0))
+                        .map(Some)
+                        .or_else(none_if_no_rows)?;
+                    let Some(current) = current else { return Err(Error::TenantNotFound) };
+                    let current: crate::tenants::TenantSettings =
+                        serde_json::from_str(&current).map_err(Error::internal)?;
+                    Some(to_json(&current.merged(patch)?)?)
+                }
+                None => None,
+            };
             let changed = tx.execute(
                 "UPDATE tenants SET name = COALESCE(?2, name), settings = COALESCE(?3, settings), updated_at = ?4
                  WHERE slug = ?1",
@@ -292,6 +330,15 @@ fn require_tenant(tx: &Transaction<'_>, slug: &TenantSlug) -> Result<()> {
     let exists: bool =
         tx.query_row("SELECT EXISTS(SELECT 1 FROM tenants WHERE slug = ?1)", [slug.as_str()], |r| r.get(0))?;
     if exists { Ok(()) } else { Err(Error::TenantNotFound) }
+}
+
+/// `meta.last_applied`: the index of the last entry applied to this file (0 for none).
+fn last_applied(conn: &Connection) -> Result<u64> {
+    let value: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'last_applied'", [], |r| r.get(0))
+        .map(Some)
+        .or_else(none_if_no_rows)?;
+    Ok(value.and_then(|v| v.parse().ok()).unwrap_or(0))
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {

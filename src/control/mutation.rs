@@ -26,11 +26,12 @@ pub enum Mutation {
         settings: TenantSettings,
         at: i64,
     },
-    /// Changes name and/or settings; `None` leaves a field as it is.
+    /// Changes name and/or settings; `None` leaves a field as it is. The settings change is the caller's patch,
+    /// merged into the settings `apply` finds (intent, not a snapshot: two patches of different keys both land).
     UpdateTenant {
         slug: TenantSlug,
         name: Option<String>,
-        settings: Option<TenantSettings>,
+        settings_patch: Option<serde_json::Value>,
         at: i64,
     },
     SetTenantStatus {

@@ -26,6 +26,7 @@ pub const CONTROL: &[Migration] = &[
         sql: include_str!("../../migrations/control/0005_client_resource_server.sql"),
     },
     Migration { version: 6, name: "smtp_guarded", sql: include_str!("../../migrations/control/0006_smtp_guarded.sql") },
+    Migration { version: 7, name: "control_log", sql: include_str!("../../migrations/control/0007_control_log.sql") },
 ];
 
 pub const TENANT: &[Migration] = &[

@@ -59,14 +59,15 @@ impl AuthMethod {
 
 pub const GRANT_TYPES: &[&str] = &["authorization_code", "refresh_token", "client_credentials"];
 
-/// A client as stored (and as the control plane replicates it). `secret_hash` never leaves the server.
+/// A client as stored and as the control plane replicates it: its serde form is the mutation's, so it carries
+/// `secret_hash` (a replica needs it to authenticate the client). APIs and pages answer `ClientView`, never this.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Client {
     pub client_id: String,
     pub name: String,
     #[serde(rename = "type")]
     pub client_type: ClientType,
-    #[serde(skip_serializing)]
+    #[serde(default)]
     pub secret_hash: Option<String>,
     pub redirect_uris: Vec<String>,
     pub post_logout_redirect_uris: Vec<String>,

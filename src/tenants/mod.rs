@@ -105,8 +105,14 @@ pub async fn update(
     if let Some(name) = &name {
         check_name(name)?;
     }
-    let settings = settings_patch.map(|patch| current.settings.merged(patch)).transpose()?;
-    app.control.apply(Mutation::UpdateTenant { slug: slug.clone(), name, settings, at: crate::now_unix() }).await?;
+    // Checked against what this node holds for a prompt answer; `apply` merges the patch into what it finds.
+    if let Some(patch) = settings_patch {
+        current.settings.merged(patch)?;
+    }
+    let settings_patch = settings_patch.cloned();
+    app.control
+        .apply(Mutation::UpdateTenant { slug: slug.clone(), name, settings_patch, at: crate::now_unix() })
+        .await?;
     get(app, slug).await
 }
 

@@ -1,0 +1,216 @@
+//! The control plane as a replicable state machine: every applied mutation is a log entry, replaying the log into
+//! empty files gives the same control.db, settings patches are merged where they are applied, and the log is
+//! readable by operators only.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::Router;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::support::{TestApp, spawn_app, spawn_with};
+
+/// Every row of every table of a SQLite file, each table's rows sorted: what "the same content" means here. The
+/// migration runner's bookkeeping (`schema_migrations`, with the time each ran) is not state and is left out.
+fn logical_content(path: &Path) -> Vec<(String, Vec<String>)> {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let tables: Vec<String> = conn
+        .prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'
+           AND name != 'schema_migrations' ORDER BY name",
+        )
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    tables
+        .into_iter()
+        .map(|table| {
+            let mut stmt = conn.prepare(&format!("SELECT * FROM \"{table}\"")).unwrap();
+            let columns = stmt.column_count();
+            let mut rows: Vec<String> = stmt
+                .query_map([], |r| {
+                    let cells: Vec<String> = (0..columns)
+                        .map(|i| match r.get_ref(i).unwrap() {
+                            rusqlite::types::ValueRef::Text(t) => format!("{:?}", String::from_utf8_lossy(t)),
+                            other => format!("{other:?}"),
+                        })
+                        .collect();
+                    Ok(cells.join(" | "))
+                })
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap();
+            rows.sort();
+            (table, rows)
+        })
+        .collect()
+}
+
+async fn ok(app: &TestApp, method: Method, path: &str, body: Value) -> Value {
+    let r = app.admin(method.clone(), path).json(&body).send().await.unwrap();
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    assert!(status.is_success(), "{method} {path}: {status} {text}");
+    serde_json::from_str(&text).unwrap_or(Value::Null)
+}
+
+#[tokio::test]
+async fn replaying_the_log_into_empty_files_gives_the_same_control_db() {
+    // The data dir outlives the server, so the file is read after it stopped (nothing writes it then).
+    let data_dir = tempfile::tempdir().unwrap();
+    let app = crate::support::spawn_in(data_dir.path(), |_| {}, Router::new()).await.unwrap();
+    // A bit of everything the control plane holds.
+    app.create_tenant("acme").await;
+    app.create_tenant("beta").await;
+    ok(&app, Method::PATCH, "/admin/api/v1/tenants/acme", json!({"name": "Acme Inc", "settings": {"locale": "de"}}))
+        .await;
+    app.create_token("deploy", "tenant:acme").await;
+    ok(
+        &app,
+        Method::POST,
+        "/admin/api/v1/tenants/acme/admins",
+        json!({"email": "boss@acme.example", "password": "correct horse battery staple"}),
+    )
+    .await;
+    let client = ok(
+        &app,
+        Method::POST,
+        "/admin/api/v1/tenants/acme/clients",
+        json!({"name": "Web", "type": "confidential", "redirect_uris": ["https://app.example/cb"]}),
+    )
+    .await;
+    let id = client["client_id"].as_str().unwrap();
+    ok(&app, Method::POST, &format!("/admin/api/v1/tenants/acme/clients/{id}/secret"), json!({})).await;
+    ok(&app, Method::POST, "/admin/api/v1/tenants/acme/keys/rotate", json!({})).await;
+    ok(
+        &app,
+        Method::PUT,
+        "/admin/api/v1/tenants/acme/smtp",
+        json!({"host": "127.0.0.1", "port": 2525, "tls": "none", "from_email": "no-reply@acme.example"}),
+    )
+    .await;
+    ok(&app, Method::POST, "/admin/api/v1/tenants/beta/suspend", json!({})).await;
+    ok(&app, Method::DELETE, "/admin/api/v1/tenants/beta", json!({})).await;
+    app.stop().await;
+    let data = data_dir.path();
+
+    let original = data.join("control.db");
+    let entries: Vec<(u64, String)> = {
+        let conn = rusqlite::Connection::open(&original).unwrap();
+        conn.prepare("SELECT idx, mutation FROM control_log ORDER BY idx")
+            .unwrap()
+            .query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    };
+    let kinds: Vec<String> = rusqlite::Connection::open(&original)
+        .unwrap()
+        .prepare("SELECT kind FROM control_log ORDER BY idx")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    for kind in
+        ["init_key_check", "create_tenant", "update_tenant", "put_oauth_client", "add_signing_key", "archive_tenant"]
+    {
+        assert!(kinds.iter().any(|k| k == kind), "{kind} is in the log: {kinds:?}");
+    }
+    let last: String = rusqlite::Connection::open(&original)
+        .unwrap()
+        .query_row("SELECT value FROM meta WHERE key = 'last_applied'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(last.parse::<u64>().unwrap(), entries.last().unwrap().0, "last_applied is the last entry");
+
+    let replay = || {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            gatehouse::control::ControlStore::open(dir.path(), Arc::new(gatehouse::telemetry::Metrics::new())).unwrap();
+        for (index, json) in &entries {
+            let mutation: gatehouse::control::Mutation = serde_json::from_str(json).unwrap();
+            store.apply_entry(*index, mutation).unwrap();
+        }
+        assert_eq!(store.last_applied().unwrap(), entries.last().unwrap().0);
+        drop(store);
+        let content = logical_content(&dir.path().join("control.db"));
+        (dir, content)
+    };
+    let (_a, first) = replay();
+    let (_b, second) = replay();
+    let original_content = logical_content(&original);
+    assert_eq!(original_content.len(), first.len());
+    for (((table, rows), (_, once)), (_, twice)) in original_content.iter().zip(&first).zip(&second) {
+        let differs = |a: &Vec<String>, b: &Vec<String>| {
+            a.iter().filter(|r| !b.contains(r)).chain(b.iter().filter(|r| !a.contains(r))).cloned().collect::<Vec<_>>()
+        };
+        assert!(once == twice, "table {table}: the same log gave different rows: {:?}", differs(once, twice));
+        assert!(rows == once, "table {table}: nothing writes control.db but apply: {:?}", differs(rows, once));
+    }
+}
+
+#[tokio::test]
+async fn concurrent_partial_settings_patches_both_land() {
+    let app = spawn_app().await;
+    app.create_tenant("acme").await;
+    for round in 0..8 {
+        let color = format!("#1122{round:02}");
+        let locale = if round % 2 == 0 { "de" } else { "fr" };
+        let a = app
+            .admin(Method::PATCH, "/admin/api/v1/tenants/acme")
+            .json(&json!({"settings": {"branding": {"primary_color": color}}}))
+            .send();
+        let b = app
+            .admin(Method::PATCH, "/admin/api/v1/tenants/acme")
+            .json(&json!({"settings": {"locale": locale}}))
+            .send();
+        let (a, b) = tokio::join!(a, b);
+        assert_eq!((a.unwrap().status(), b.unwrap().status()), (StatusCode::OK, StatusCode::OK));
+        let tenant: Value =
+            app.admin(Method::GET, "/admin/api/v1/tenants/acme").send().await.unwrap().json().await.unwrap();
+        assert_eq!(tenant["settings"]["branding"]["primary_color"], color.as_str(), "round {round}");
+        assert_eq!(tenant["settings"]["locale"], locale, "round {round}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn operators_read_the_log_without_secrets() {
+    let app = spawn_with(|_| {}, Router::new()).await;
+    app.create_tenant("acme").await;
+    app.create_token("acme admin", "tenant:acme").await;
+    let page: Value =
+        app.admin(Method::GET, "/admin/api/v1/control/log?limit=200").send().await.unwrap().json().await.unwrap();
+    let items = page["items"].as_array().unwrap();
+    assert!(!items.is_empty());
+    assert_eq!(items.last().unwrap()["index"], page["last_applied"]);
+    let text = page.to_string();
+    for secret_key in ["token_hash", "value", "password_hash"] {
+        for item in items {
+            let found = &item["mutation"][secret_key];
+            assert!(found.is_null() || found == "<redacted>", "{secret_key} in {item}");
+        }
+    }
+    assert!(text.contains("create_api_token") && text.contains("<redacted>"), "{text}");
+    // Paging: after the last applied index there is nothing.
+    let last = page["last_applied"].as_u64().unwrap();
+    let rest: Value = app
+        .admin(Method::GET, &format!("/admin/api/v1/control/log?after={last}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rest["items"].as_array().unwrap().len(), 0);
+    // A tenant-scoped token may not read the log (it spans every tenant); no token, no log.
+    let tenant_token = app.create_token("scoped", "tenant:acme").await;
+    let r = app.client.get(app.url("/admin/api/v1/control/log")).bearer_auth(&tenant_token).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    let r = app.client.get(app.url("/admin/api/v1/control/log")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    app.stop().await;
+}
