@@ -188,11 +188,20 @@ pub async fn run_with_routes(
     Ok(())
 }
 
-/// Periodic upkeep: expired admin sessions are purged.
+/// Periodic upkeep, by this node as the owner of these proposals (the Raft leader later): expired admin sessions
+/// and retired signing keys are purged, and every tenant gets the active signing key its settings ask for (the
+/// first tick runs at start, reconciling tenants created before keys came with the tenant).
 async fn housekeeping(app: AppState) {
     let mut tick = tokio::time::interval(Duration::from_secs(600));
     loop {
         tick.tick().await;
+        let keeper = app.clone();
+        match tokio::task::spawn_blocking(move || crate::oidc::state::ensure_all_signing_keys(&keeper)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(made)) => tracing::info!(keys = made, "signing keys made for tenants without one"),
+            Ok(Err(err)) => tracing::warn!(error = %err, "making missing signing keys failed"),
+            Err(err) => tracing::warn!(error = %err, "making missing signing keys failed"),
+        }
         if let Err(err) = app.control.apply(Mutation::PurgeExpiredSessions { now: crate::now_unix() }).await {
             let err: Error = err;
             tracing::warn!(error = %err, "purging expired admin sessions failed");

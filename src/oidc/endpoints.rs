@@ -108,6 +108,7 @@ impl From<Error> for OAuthError {
         match err {
             Error::TenantNotFound => Self::new(StatusCode::NOT_FOUND, "invalid_request", "no such tenant"),
             Error::TenantSuspended => Self::new(StatusCode::FORBIDDEN, "invalid_request", "this tenant is suspended"),
+            Error::NotReady(why) => Self::new(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", why),
             Error::PayloadTooLarge(_) => Self::invalid_request("request body too large"),
             other => {
                 tracing::error!(error = %other, "oauth endpoint failed");

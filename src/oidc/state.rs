@@ -130,17 +130,20 @@ impl Oidc {
         self.keyring(app, &tenant).await
     }
 
-    /// The tenant's key ring; the first use for a tenant (or after its algorithm changed) creates a key.
+    /// The tenant's key ring, built from its published keys on first use (a read: it never creates a key).
     pub async fn keyring(&self, app: &Arc<App>, tenant: &Arc<Tenant>) -> Result<Arc<KeyRing>> {
         if let Some(ring) = self.rings.get(&tenant.slug) {
             return Ok(ring);
         }
         let (app, tenant) = (app.clone(), tenant.clone());
         tokio::task::spawn_blocking(move || {
-            app.oidc
-                .rings
-                .try_get_with_by_ref(&tenant.slug, || load_ring(&app, &tenant).map(Arc::new))
-                .map_err(|e: Arc<Error>| Error::internal(e))
+            app.oidc.rings.try_get_with_by_ref(&tenant.slug, || load_ring(&app, &tenant).map(Arc::new)).map_err(
+                |e: Arc<Error>| match e.as_ref() {
+                    // A tenant whose key is still to come is not ready, not broken.
+                    Error::NotReady(why) => Error::NotReady(why.clone()),
+                    _ => Error::internal(e),
+                },
+            )
         })
         .await?
     }
@@ -273,19 +276,16 @@ pub fn list_keys(app: &App, slug: &TenantSlug) -> Result<Vec<Value>> {
         .collect())
 }
 
+/// Builds the key ring from the published keys. A read never writes: a tenant without an active key (one created
+/// before keys were made with the tenant, until the keeper has run) answers 503 `not_ready` here rather than
+/// creating a key on whichever node took the request.
 fn load_ring(app: &App, tenant: &Tenant) -> Result<KeyRing> {
     let now = crate::now_unix();
-    let wanted = tenant.settings.oidc.signing_alg;
-    let mut rows = published_keys(app, &tenant.slug, now)?;
-    let active_ok = rows.iter().find(|r| r.expires_at.is_none()).is_some_and(|r| r.alg == wanted);
-    if !active_ok {
-        rotate_blocking(app, tenant, wanted)?;
-        rows = published_keys(app, &tenant.slug, now)?;
-    }
+    let rows = published_keys(app, &tenant.slug, now)?;
     let active = rows
         .iter()
         .find(|r| r.expires_at.is_none())
-        .ok_or_else(|| Error::internal(format!("tenant {} has no active signing key", tenant.slug)))?;
+        .ok_or_else(|| Error::NotReady(format!("tenant {} has no signing key yet", tenant.slug)))?;
     let pkcs8 = app.master_key.open(&active.private_sealed, &seal_context(&tenant.slug, &active.kid))?;
     let signing = SigningKey::open(&active.kid, active.alg, &pkcs8)?;
     let mut public = HashMap::new();
@@ -309,6 +309,40 @@ fn load_ring(app: &App, tenant: &Tenant) -> Result<KeyRing> {
 
 fn seal_context(slug: &TenantSlug, kid: &str) -> String {
     format!("signing-key:{slug}:{kid}")
+}
+
+/// Makes sure `tenant` has an active signing key of its configured algorithm, proposing one (`AddSigningKey`)
+/// when it has none or its active key has another algorithm. Key upkeep is the job of one owner — the node that
+/// created or reconfigured the tenant, and this node's keeper at start and in housekeeping (the Raft leader
+/// later) — never of a read. Answers the new key's id, if one was made.
+pub fn ensure_signing_key(app: &App, tenant: &Tenant) -> Result<Option<String>> {
+    let wanted = tenant.settings.oidc.signing_alg;
+    let rows = published_keys(app, &tenant.slug, crate::now_unix())?;
+    if rows.iter().find(|r| r.expires_at.is_none()).is_some_and(|r| r.alg == wanted) {
+        return Ok(None);
+    }
+    rotate_blocking(app, tenant, wanted).map(Some)
+}
+
+/// The keeper's pass: every tenant whose active key is missing or of another algorithm than its settings ask
+/// gets one. Returns how many keys it made.
+pub fn ensure_all_signing_keys(app: &App) -> Result<usize> {
+    let (tenants, active): (Vec<Tenant>, HashMap<String, String>) = app.control.read_blocking(|conn| {
+        let tenants = crate::control::tables::list_tenants(conn, None, u32::MAX, None)?;
+        let mut stmt = conn.prepare("SELECT slug, alg FROM signing_keys WHERE expires_at IS NULL")?;
+        let active = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+        Ok((tenants, active))
+    })?;
+    let mut made = 0;
+    for tenant in tenants {
+        let wanted = tenant.settings.oidc.signing_alg;
+        if active.get(tenant.slug.as_str()).is_some_and(|alg| SigningAlg::parse(alg) == Some(wanted)) {
+            continue;
+        }
+        rotate_blocking(app, &tenant, wanted)?;
+        made += 1;
+    }
+    Ok(made)
 }
 
 /// Creates a new active key with `alg`; the previous one stays published until every token it signed has

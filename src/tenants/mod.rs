@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 pub use settings::{Branding, TenantSettings, check_text};
 pub use slug::TenantSlug;
 
-use crate::app::App;
+use crate::app::{App, AppState};
 use crate::control::{Mutation, Tenant, tables};
 use crate::error::{Error, Result};
 
@@ -84,7 +84,7 @@ pub async fn get(app: &App, slug: &TenantSlug) -> Result<Arc<Tenant>> {
 }
 
 /// Creates a tenant: its control-plane record, then its file.
-pub async fn create(app: &App, slug: TenantSlug, name: String, settings: TenantSettings) -> Result<Arc<Tenant>> {
+pub async fn create(app: &AppState, slug: TenantSlug, name: String, settings: TenantSettings) -> Result<Arc<Tenant>> {
     check_name(&name)?;
     settings.validate()?;
     app.control.apply(Mutation::CreateTenant { slug: slug.clone(), name, settings, at: crate::now_unix() }).await?;
@@ -92,11 +92,21 @@ pub async fn create(app: &App, slug: TenantSlug, name: String, settings: TenantS
     let file_slug = slug.clone();
     tokio::task::spawn_blocking(move || registry.create_file(&file_slug)).await??;
     tracing::info!(tenant = %slug, "tenant created");
-    get(app, &slug).await
+    let tenant = get(app, &slug).await?;
+    ensure_signing_key(app, &tenant).await?;
+    Ok(tenant)
+}
+
+/// The node that created or reconfigured a tenant proposes its signing key (never a read path: see
+/// `oidc::state::ensure_signing_key`).
+async fn ensure_signing_key(app: &AppState, tenant: &Arc<Tenant>) -> Result<()> {
+    let (app, tenant) = (app.clone(), tenant.clone());
+    tokio::task::spawn_blocking(move || crate::oidc::state::ensure_signing_key(&app, &tenant)).await??;
+    Ok(())
 }
 
 pub async fn update(
-    app: &App,
+    app: &AppState,
     slug: &TenantSlug,
     name: Option<String>,
     settings_patch: Option<&serde_json::Value>,
@@ -113,7 +123,10 @@ pub async fn update(
     app.control
         .apply(Mutation::UpdateTenant { slug: slug.clone(), name, settings_patch, at: crate::now_unix() })
         .await?;
-    get(app, slug).await
+    let tenant = get(app, slug).await?;
+    // A changed signing algorithm gets its key now, not at the next token request.
+    ensure_signing_key(app, &tenant).await?;
+    Ok(tenant)
 }
 
 pub async fn set_status(app: &App, slug: &TenantSlug, status: TenantStatus) -> Result<Arc<Tenant>> {

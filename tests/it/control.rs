@@ -214,3 +214,74 @@ async fn operators_read_the_log_without_secrets() {
     assert_eq!(r.status(), 401);
     app.stop().await;
 }
+
+async fn last_applied(app: &TestApp) -> u64 {
+    let page: Value =
+        app.admin(Method::GET, "/admin/api/v1/control/log?limit=1").send().await.unwrap().json().await.unwrap();
+    page["last_applied"].as_u64().unwrap()
+}
+
+#[tokio::test]
+async fn reads_never_write_the_control_plane_and_keys_come_with_the_tenant() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let app = crate::support::spawn_in(data_dir.path(), |_| {}, Router::new()).await.unwrap();
+    app.create_tenant("acme").await;
+    let client = app
+        .admin(Method::POST, "/admin/api/v1/tenants/acme/clients")
+        .json(&json!({"name": "M2M", "type": "confidential", "grant_types": ["client_credentials"]}))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    // The tenant's key was made when the tenant was; JWKS, discovery and a token request write nothing.
+    let before = last_applied(&app).await;
+    let jwks: Value =
+        app.client.get(app.url("/t/acme/.well-known/jwks.json")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 1);
+    app.client.get(app.url("/t/acme/.well-known/openid-configuration")).send().await.unwrap();
+    let r = app
+        .client
+        .post(app.url("/t/acme/oauth2/token"))
+        .basic_auth(client["client_id"].as_str().unwrap(), client["client_secret"].as_str())
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(last_applied(&app).await, before, "no mutation from a read");
+
+    // Changing the algorithm makes the new key at once (the request that changed it proposes it).
+    let r = app
+        .admin(Method::PATCH, "/admin/api/v1/tenants/acme")
+        .json(&json!({"settings": {"oidc": {"signing_alg": "ES256"}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let keys: Value =
+        app.admin(Method::GET, "/admin/api/v1/tenants/acme/keys").send().await.unwrap().json().await.unwrap();
+    let active: Vec<&Value> = keys["items"].as_array().unwrap().iter().filter(|k| k["status"] == "active").collect();
+    assert_eq!((active.len(), active[0]["alg"].as_str()), (1, Some("ES256")), "{keys}");
+
+    // A tenant without a key (as one made before keys came with the tenant): a read answers 503 and writes
+    // nothing; the keeper makes the key when the node starts.
+    app.create_tenant("legacy").await;
+    let control = rusqlite::Connection::open(data_dir.path().join("control.db")).unwrap();
+    control.execute("DELETE FROM signing_keys WHERE slug = 'legacy'", []).unwrap();
+    let before = last_applied(&app).await;
+    let r = app.client.get(app.url("/t/legacy/.well-known/jwks.json")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "not_ready");
+    assert_eq!(last_applied(&app).await, before, "no mutation from a read");
+    app.stop().await;
+    let app = crate::support::spawn_in(data_dir.path(), |_| {}, Router::new()).await.unwrap();
+    let jwks = crate::support::eventually(std::time::Duration::from_secs(10), "the keeper's key", || async {
+        let r = app.client.get(app.url("/t/legacy/.well-known/jwks.json")).send().await.unwrap();
+        if r.status() == 200 { Some(r.json::<Value>().await.unwrap()) } else { None }
+    })
+    .await;
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 1);
+    app.stop().await;
+}
