@@ -95,7 +95,10 @@ pub(crate) async fn browse_to_callback(app: &TestApp, browser: &Client, start: &
             .send()
             .await
             .unwrap();
-        assert!(posted.status().is_redirection(), "login answered {}", posted.status());
+        if !posted.status().is_redirection() {
+            let status = posted.status();
+            panic!("login answered {status}: {}", posted.text().await.unwrap_or_default());
+        }
         url = app.url(&location(&posted));
     }
     panic!("never reached the redirect URI");

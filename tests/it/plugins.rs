@@ -295,11 +295,19 @@ async fn uploads_are_validated_and_hostile_plugins_are_contained() {
     app.stop().await;
 }
 
+/// Room for the JavaScript component, and for compiling it on a request's path (the corrupted-artifact step): a
+/// multi-megabyte component compiled by a debug build on a busy 2-core machine can take longer than the default
+/// 30 s request limit.
+fn js_plugin_config(c: &mut gatehouse::Config) {
+    c.plugin_max_bytes = 32 << 20;
+    c.request_timeout = Duration::from_secs(180);
+}
+
 #[tokio::test]
 async fn js_login_plugin_blocks_domains_and_adds_claims_with_rollback_and_restart() {
     let (Some(policy), Some(noop)) = (component("js-login-policy"), component("c-noop-login")) else { return };
     let dir = tempfile::tempdir().unwrap();
-    let app = spawn_in(dir.path(), |c| c.plugin_max_bytes = 32 << 20, Router::new()).await.unwrap();
+    let app = spawn_in(dir.path(), js_plugin_config, Router::new()).await.unwrap();
     app.create_tenant("acme").await;
     app.create_tenant("other").await;
     crate::oidc::set_settings(
@@ -396,7 +404,7 @@ async fn js_login_plugin_blocks_domains_and_adds_claims_with_rollback_and_restar
 
     // Restart: the active plugin comes back from its cached artifact, not a new compilation.
     app.stop().await;
-    let app = spawn_in(dir.path(), |c| c.plugin_max_bytes = 32 << 20, Router::new()).await.unwrap();
+    let app = spawn_in(dir.path(), js_plugin_config, Router::new()).await.unwrap();
     sign_in_tokens(&app, &id, &secret, Some("pro")).await;
     let metrics = app.metrics().await;
     assert_eq!(
@@ -419,7 +427,7 @@ async fn js_login_plugin_blocks_domains_and_adds_claims_with_rollback_and_restar
     let middle = bytes.len() / 2;
     bytes[middle..middle + 64].fill(0xAB);
     std::fs::write(&artifact, bytes).unwrap();
-    let app = spawn_in(dir.path(), |c| c.plugin_max_bytes = 32 << 20, Router::new()).await.unwrap();
+    let app = spawn_in(dir.path(), js_plugin_config, Router::new()).await.unwrap();
     sign_in_tokens(&app, &id, &secret, Some("pro")).await;
     let metrics = app.metrics().await;
     assert_eq!(
