@@ -37,6 +37,9 @@ pub struct ControlStore {
     writer: Arc<Mutex<Connection>>,
     reader: Pool,
     tenants: Cache<TenantSlug, Option<Arc<Tenant>>>,
+    /// Counts applied mutations: a tenant record read while one was applied is not cached, or a read that
+    /// started before a commit could put the old record back after the commit's invalidation.
+    applied: std::sync::atomic::AtomicU64,
     metrics: Arc<Metrics>,
     /// Told about every applied mutation, after its commit: caches outside this store (OAuth keys and clients)
     /// and plugin lists invalidate here, so a replicated mutation refreshes them on every node alike.
@@ -59,6 +62,7 @@ impl ControlStore {
             reader,
             // A short TTL bounds staleness should another process (an offline CLI command) write control.db.
             tenants: Cache::builder().max_capacity(100_000).time_to_live(Duration::from_secs(30)).build(),
+            applied: std::sync::atomic::AtomicU64::new(0),
             metrics,
             listeners: std::sync::RwLock::new(Vec::new()),
         })
@@ -108,6 +112,7 @@ impl ControlStore {
         tx.commit()?;
         drop(conn);
         if let Some(slug) = mutation.touched_tenant() {
+            self.applied.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             self.tenants.invalidate(slug);
         }
         for listener in self.listeners.read().unwrap_or_else(|e| e.into_inner()).iter() {
@@ -138,9 +143,12 @@ impl ControlStore {
             return Ok(hit);
         }
         self.metrics.cache_lookup("tenant_record", false);
+        let epoch = self.applied.load(std::sync::atomic::Ordering::SeqCst);
         let key = slug.clone();
         let found = self.read(move |conn| tables::get_tenant(conn, &key)).await?.map(Arc::new);
-        self.tenants.insert(slug.clone(), found.clone());
+        if self.applied.load(std::sync::atomic::Ordering::SeqCst) == epoch {
+            self.tenants.insert(slug.clone(), found.clone());
+        }
         Ok(found)
     }
 
