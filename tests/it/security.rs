@@ -87,6 +87,20 @@ async fn authorize(app: &TestApp, browser: &Client, slug: &str, client: &Value, 
     panic!("never reached the redirect URI");
 }
 
+/// Resets `email`'s password (to `PASSWORD`) the way its owner would: the forgot form, then the mailed link.
+async fn reset_by_mail(app: &TestApp, email: &str) {
+    app.client.post(app.url("/t/acme/api/v1/password/forgot")).json(&json!({"email": email})).send().await.unwrap();
+    let link = token_link(&mail(app, "acme", email, "reset_password").await, &app.base);
+    let r = app
+        .client
+        .post(app.url("/t/acme/api/v1/password/reset"))
+        .json(&json!({"token": token_of(&link), "new_password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+}
+
 async fn call(app: &TestApp, method: Method, path: &str, bearer: &str, body: Option<Value>) -> (StatusCode, Value) {
     let mut req = app.client.request(method, app.url(path)).bearer_auth(bearer);
     if let Some(body) = body {
@@ -261,21 +275,7 @@ async fn wrong_totp_codes_lock_even_when_the_password_keeps_being_right() {
     assert_eq!(audit["items"].as_array().unwrap().len(), 1, "{audit}");
 
     // A password reset (whoever controls the mailbox) does not lift the second factor's lock.
-    app.client
-        .post(app.url("/t/acme/api/v1/password/forgot"))
-        .json(&json!({"email": "hal@example.com"}))
-        .send()
-        .await
-        .unwrap();
-    let link = token_link(&mail(&app, "acme", "hal@example.com", "reset_password").await, &app.base);
-    let r = app
-        .client
-        .post(app.url("/t/acme/api/v1/password/reset"))
-        .json(&json!({"token": token_of(&link), "new_password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    reset_by_mail(&app, "hal@example.com").await;
     assert_eq!(login().await.1, StatusCode::UNAUTHORIZED, "still locked after a reset");
     // When the lock ends, the count has not: the next wrong code locks again, for twice as long.
     let db = rusqlite::Connection::open(app.data_dir.join("tenants/acme.db")).unwrap();
@@ -451,21 +451,7 @@ async fn recovery_disabling_and_deleting_end_every_grant() {
     assert!(alive(&offline).await && alive(&online).await, "live grants work first");
     let (probe, _) = grants(jar()).await;
     assert_eq!(dead(probe).await, (false, false, false, false), "every check sees a live grant as live");
-    app.client
-        .post(app.url("/t/acme/api/v1/password/forgot"))
-        .json(&json!({"email": "ada@example.com"}))
-        .send()
-        .await
-        .unwrap();
-    let link = token_link(&mail(&app, "acme", "ada@example.com", "reset_password").await, &app.base);
-    let r = app
-        .client
-        .post(app.url("/t/acme/api/v1/password/reset"))
-        .json(&json!({"token": token_of(&link), "new_password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    reset_by_mail(&app, "ada@example.com").await;
     assert_eq!(dead(offline).await, all_dead);
     assert_eq!(dead(online).await, all_dead);
 
