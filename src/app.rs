@@ -29,6 +29,8 @@ pub type AppState = Arc<App>;
 
 pub struct App {
     pub config: Config,
+    /// This node's id (`data/node_id`): tenants created here name it as their home.
+    pub node_id: u64,
     pub control: Arc<ControlStore>,
     pub tenants: Arc<TenantRegistry>,
     pub master_key: MasterKey,
@@ -60,6 +62,15 @@ impl App {
     /// bootstrap.
     pub async fn build(config: Config) -> anyhow::Result<App> {
         let app = Self::open(config)?;
+        let effects = crate::tenants::effects::TenantEffects {
+            node: app.node_id,
+            registry: app.tenants.clone(),
+            outbox: app.outbox.clone(),
+        };
+        let control = app.control.clone();
+        for done in tokio::task::spawn_blocking(move || effects.reconcile(&control)).await?? {
+            tracing::warn!(done, "reconciled tenant files with the control plane");
+        }
         accounts::bootstrap(&app).await?;
         Ok(app)
     }
@@ -80,20 +91,31 @@ impl App {
             metrics.clone(),
             outbox.clone(),
         )?);
+        let node_id = crate::tenants::effects::node_id(&config.data_dir)?;
+        let effects =
+            crate::tenants::effects::TenantEffects { node: node_id, registry: tenants.clone(), outbox: outbox.clone() };
+        control.on_apply(move |mutation| effects.on_apply(mutation));
         let passwords = PasswordHasher::new(config.password)?;
         let oidc = Arc::new(crate::oidc::state::Oidc::default());
         let listener = oidc.clone();
-        control.on_apply(move |mutation| listener.invalidate(mutation));
+        control.on_apply(move |mutation| {
+            listener.invalidate(mutation);
+            Ok(())
+        });
         let plugins = Arc::new(crate::plugins::Plugins::new(
             config.data_dir.clone(),
             config.plugin_max_bytes,
             config.plugin_slots,
         ));
         let listener = plugins.clone();
-        control.on_apply(move |mutation| listener.invalidate(mutation));
+        control.on_apply(move |mutation| {
+            listener.invalidate(mutation);
+            Ok(())
+        });
         let per_minute = NonZeroU32::new(config.admin_login_per_minute).unwrap_or(NonZeroU32::MIN);
         let auth_per_minute = NonZeroU32::new(config.auth_per_minute).unwrap_or(NonZeroU32::MIN);
         Ok(App {
+            node_id,
             control,
             tenants,
             master_key,
@@ -123,7 +145,7 @@ fn check_master_key(control: &ControlStore, key: &MasterKey) -> anyhow::Result<(
             "the master key does not match this data directory (GATEHOUSE_MASTER_KEY or master.key was changed); \
              start with the key this data was created with"
         ),
-        None => Ok(control.apply_blocking(Mutation::InitKeyCheck { value: key.key_check() })?),
+        None => Ok(control.apply_blocking(Mutation::InitKeyCheck { value: key.key_check() }).map(drop)?),
     }
 }
 
@@ -209,6 +231,11 @@ async fn housekeeping(app: AppState) {
         if let Err(err) = app.control.apply(Mutation::PurgeSigningKeys { now: crate::now_unix() }).await {
             let err: Error = err;
             tracing::warn!(error = %err, "retiring expired signing keys failed");
+        }
+        // Chunks of an upload whose proposer stopped half-way; a finished upload consumed its own.
+        if let Err(err) = app.control.apply(Mutation::PurgeBlobChunks { before: crate::now_unix() - 3600 }).await {
+            let err: Error = err;
+            tracing::warn!(error = %err, "purging abandoned blob chunks failed");
         }
         crate::oidc::store::purge_open_tenants(&app).await;
     }

@@ -97,7 +97,7 @@ async fn sync_bootstrap_token(control: &std::sync::Arc<ControlStore>, token: Opt
     match token {
         Some(token) => {
             let token_hash = crypto::hash_token(token.expose());
-            control.apply(Mutation::SetBootstrapToken { token_hash, at: crate::now_unix() }).await
+            control.apply(Mutation::SetBootstrapToken { token_hash, at: crate::now_unix() }).await.map(drop)
         }
         None => {
             let existing = control.read(|conn| tables::token_by_id(conn, "bootstrap")).await?;
@@ -143,5 +143,5 @@ pub async fn session(app: &App, cookie: &str) -> Result<Option<tables::AdminSess
 }
 
 pub async fn end_session(app: &App, cookie: &str) -> Result<()> {
-    app.control.apply(Mutation::DeleteAdminSession { id_hash: crypto::hash_token(cookie) }).await
+    app.control.apply(Mutation::DeleteAdminSession { id_hash: crypto::hash_token(cookie) }).await.map(drop)
 }

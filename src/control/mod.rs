@@ -19,9 +19,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use moka::sync::Cache;
-use rusqlite::{Connection, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, TransactionBehavior, params};
 
-pub use mutation::Mutation;
+pub use mutation::{Mutation, Outcome};
 pub use tables::Tenant;
 
 use crate::db::{self, Pool, migrate};
@@ -29,8 +29,17 @@ use crate::error::{Error, Result};
 use crate::telemetry::Metrics;
 use crate::tenants::TenantSlug;
 
-/// A function told about each applied mutation.
-type Listener = Box<dyn Fn(&Mutation) + Send + Sync>;
+/// A function told about each applied mutation, after its commit. Listeners that touch files (a tenant's file
+/// on its home node) are idempotent and may fail: the entry stays applied, the local proposer hears the error,
+/// and start-up reconciliation finishes the job.
+type Listener = Box<dyn Fn(&Mutation) -> Result<()> + Send + Sync>;
+
+/// A mutation applied through `ControlStore::apply`: its log index and the value `apply` assigned, if any.
+#[derive(Debug, Clone, Copy)]
+pub struct Applied {
+    pub index: u64,
+    pub assigned: Option<u64>,
+}
 
 pub struct ControlStore {
     path: PathBuf,
@@ -68,8 +77,8 @@ impl ControlStore {
         })
     }
 
-    /// Adds a function told about every applied mutation, after its commit.
-    pub fn on_apply(&self, listener: impl Fn(&Mutation) + Send + Sync + 'static) {
+    /// Adds a function told about every applied (not refused) mutation, after its commit.
+    pub fn on_apply(&self, listener: impl Fn(&Mutation) -> Result<()> + Send + Sync + 'static) {
         self.listeners.write().unwrap_or_else(|e| e.into_inner()).push(Box::new(listener));
     }
 
@@ -78,21 +87,34 @@ impl ControlStore {
     }
 
     /// Applies `mutation` on the blocking pool.
-    pub async fn apply(self: &Arc<Self>, mutation: Mutation) -> Result<()> {
+    pub async fn apply(self: &Arc<Self>, mutation: Mutation) -> Result<Applied> {
         let store = self.clone();
         tokio::task::spawn_blocking(move || store.apply_blocking(mutation)).await?
     }
 
-    /// Applies `mutation` in one transaction as the next log entry (a local counter today) and invalidates what
-    /// it made stale.
-    pub fn apply_blocking(&self, mutation: Mutation) -> Result<()> {
-        self.apply_at(None, mutation)
+    /// Applies `mutation` as the next log entry (a local counter today). A refusal (`conflict`,
+    /// `tenant_not_found`, …) is recorded as the entry's outcome and answered as the error it was.
+    pub fn apply_blocking(&self, mutation: Mutation) -> Result<Applied> {
+        let (index, outcome, refusal) = self.apply_at(None, &mutation)?;
+        if let Some(err) = refusal {
+            return Err(err);
+        }
+        let assigned = match outcome {
+            Outcome::Applied { assigned } => assigned,
+            Outcome::Refused { .. } => None,
+        };
+        self.notify(&mutation)?;
+        Ok(Applied { index, assigned })
     }
 
     /// Applies a log entry whose index the caller supplies (replaying a log; Raft later): the same entries in
-    /// the same order give the same control.db on every node.
-    pub fn apply_entry(&self, index: u64, mutation: Mutation) -> Result<()> {
-        self.apply_at(Some(index), mutation)
+    /// the same order give the same control.db and the same outcomes on every node.
+    pub fn apply_entry(&self, index: u64, mutation: Mutation) -> Result<Outcome> {
+        let (_, outcome, refusal) = self.apply_at(Some(index), &mutation)?;
+        if refusal.is_none() {
+            self.notify(&mutation)?;
+        }
+        Ok(outcome)
     }
 
     /// The index of the last applied entry.
@@ -100,26 +122,53 @@ impl ControlStore {
         self.read_blocking(last_applied)
     }
 
-    fn apply_at(&self, index: Option<u64>, mutation: Mutation) -> Result<()> {
+    /// Runs `mutation` in one transaction with its log entry and `last_applied`. Business refusals roll back to
+    /// a savepoint and are recorded as the outcome (the error comes back too, for the local proposer); storage
+    /// failures roll everything back and are the caller's error (this node failed, not the entry).
+    fn apply_at(&self, index: Option<u64>, mutation: &Mutation) -> Result<(u64, Outcome, Option<Error>)> {
         let mut conn = self.writer.lock().map_err(|_| Error::internal("control writer lock poisoned"))?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let index = match index {
             Some(index) => index,
             None => last_applied(&tx)? + 1,
         };
-        apply(&tx, &mutation)?;
-        log::record(&tx, index, &mutation)?;
+        let result = {
+            let sp = tx.savepoint()?;
+            match apply(&sp, mutation) {
+                Ok(assigned) => sp.commit().map(|()| assigned).map_err(Error::from),
+                Err(err) => Err(err), // dropping the savepoint rolls it back
+            }
+        };
+        let (outcome, refusal) = match result {
+            Ok(assigned) => (Outcome::Applied { assigned }, None),
+            Err(err) => match refusal(&err) {
+                Some((code, message)) => (Outcome::Refused { code: code.to_owned(), message }, Some(err)),
+                None => return Err(err),
+            },
+        };
+        log::record(&tx, index, mutation, &outcome)?;
         tx.commit()?;
         drop(conn);
-        if let Some(slug) = mutation.touched_tenant() {
+        if refusal.is_none()
+            && let Some(slug) = mutation.touched_tenant()
+        {
             self.applied.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             self.tenants.invalidate(slug);
         }
+        tracing::debug!(mutation = mutation.kind(), index, ?outcome, "control entry applied");
+        Ok((index, outcome, refusal))
+    }
+
+    /// Tells every listener; the first failure is answered after all ran (the entry itself stays applied).
+    fn notify(&self, mutation: &Mutation) -> Result<()> {
+        let mut first = None;
         for listener in self.listeners.read().unwrap_or_else(|e| e.into_inner()).iter() {
-            listener(&mutation);
+            if let Err(err) = listener(mutation) {
+                tracing::warn!(mutation = mutation.kind(), error = %err, "a side effect of an applied mutation failed; the next start reconciles it");
+                first.get_or_insert(err);
+            }
         }
-        tracing::debug!(mutation = mutation.kind(), "control mutation applied");
-        Ok(())
+        first.map_or(Ok(()), Err)
     }
 
     /// Runs a read on a pooled connection, on the blocking pool.
@@ -158,23 +207,38 @@ impl ControlStore {
     }
 }
 
-/// The one function that changes control.db.
-pub fn apply(tx: &Transaction<'_>, mutation: &Mutation) -> Result<()> {
+/// Whether `err`, met while applying an entry, is a business refusal (the same on every node: an outcome) rather
+/// than this node failing (storage, a bug): the code and message to record.
+fn refusal(err: &Error) -> Option<(&'static str, String)> {
+    match err {
+        Error::Sqlite(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
+            Some(("conflict", err.to_string()))
+        }
+        Error::Sqlite(_) | Error::Pool(_) | Error::Internal(_) | Error::SchemaTooNew { .. } => None,
+        other => Some((other.status_and_code().1, other.to_string())),
+    }
+}
+
+/// The one function that changes control.db; answers the value it assigned, if the mutation assigns one.
+pub fn apply(tx: &Connection, mutation: &Mutation) -> Result<Option<u64>> {
     match mutation {
         Mutation::InitKeyCheck { value } => {
             tx.execute("INSERT INTO meta (key, value) VALUES ('key_check', ?1)", [value])?;
         }
-        Mutation::CreateTenant { slug, name, settings, at } => {
+        Mutation::CreateTenant { slug, name, settings, at, home_node, incarnation } => {
             let exists: bool =
                 tx.query_row("SELECT EXISTS(SELECT 1 FROM tenants WHERE slug = ?1)", [slug.as_str()], |r| r.get(0))?;
             if exists {
                 return Err(Error::Conflict(format!("a tenant with slug {slug} exists")));
             }
             tx.execute(
-                "INSERT INTO tenants (slug, name, status, settings, created_at, updated_at)
-                 VALUES (?1, ?2, 'active', ?3, ?4, ?4)",
-                params![slug.as_str(), name, to_json(settings)?, at],
+                "INSERT INTO tenants (slug, name, status, settings, created_at, updated_at, home_node, incarnation)
+                 VALUES (?1, ?2, 'active', ?3, ?4, ?4, ?5, ?6)",
+                params![slug.as_str(), name, to_json(settings)?, at, home_node.map(|n| n as i64), incarnation],
             )?;
+        }
+        Mutation::AdoptTenants { node } => {
+            tx.execute("UPDATE tenants SET home_node = ?1 WHERE home_node IS NULL", [*node as i64])?;
         }
         Mutation::UpdateTenant { slug, name, settings_patch, at } => {
             let settings = match settings_patch {
@@ -295,8 +359,22 @@ pub fn apply(tx: &Transaction<'_>, mutation: &Mutation) -> Result<()> {
             require_tenant(tx, slug)?;
             crate::plugins::records::put(tx, slug, plugin, *at)?;
         }
-        Mutation::AddPluginVersion { slug, name, version, sha256, component, at } => {
-            crate::plugins::records::add_version(tx, slug, name, *version, sha256, component, *at)?;
+        Mutation::PutBlobChunk { sha256, seq, total, data, at } => {
+            if !is_sha256_hex(sha256) || seq >= total || data.len() > mutation::CHUNK_BYTES {
+                return Err(Error::validation("a blob chunk needs a SHA-256 name, seq < total and at most 512 KiB"));
+            }
+            tx.execute(
+                "INSERT OR REPLACE INTO blob_chunks (sha256, seq, total, data, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![sha256, seq, total, data, at],
+            )?;
+        }
+        Mutation::PurgeBlobChunks { before } => {
+            tx.execute("DELETE FROM blob_chunks WHERE created_at < ?1", [before])?;
+        }
+        Mutation::AddPluginVersion { slug, name, sha256, at } => {
+            let component = take_blob(tx, slug, sha256)?;
+            let version = crate::plugins::records::add_version(tx, slug, name, sha256, &component, *at)?;
+            return Ok(Some(u64::from(version)));
         }
         Mutation::SetPluginActive { slug, name, version, at } => {
             crate::plugins::records::set_active(tx, slug, name, *version, *at)?;
@@ -315,8 +393,18 @@ pub fn apply(tx: &Transaction<'_>, mutation: &Mutation) -> Result<()> {
                 return Err(Error::NotFound("client"));
             }
         }
-        Mutation::AddSigningKey { slug, kid, alg, public_jwk, private_sealed, at, retire_previous_at } => {
+        Mutation::AddSigningKey { slug, kid, alg, public_jwk, private_sealed, at, retire_previous_at, replaces } => {
             require_tenant(tx, slug)?;
+            let mut stmt = tx.prepare("SELECT kid FROM signing_keys WHERE slug = ?1 AND expires_at IS NULL")?;
+            let active: Vec<String> =
+                stmt.query_map([slug.as_str()], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+            let current = match replaces {
+                None => active.is_empty(),
+                Some(kid) => active.contains(kid),
+            };
+            if !current {
+                return Err(Error::Conflict(format!("the signing key of {slug} changed meanwhile")));
+            }
             tx.execute(
                 "UPDATE signing_keys SET expires_at = ?2 WHERE slug = ?1 AND expires_at IS NULL",
                 params![slug.as_str(), retire_previous_at],
@@ -331,10 +419,44 @@ pub fn apply(tx: &Transaction<'_>, mutation: &Mutation) -> Result<()> {
             tx.execute("DELETE FROM signing_keys WHERE expires_at IS NOT NULL AND expires_at <= ?1", [now])?;
         }
     }
-    Ok(())
+    Ok(None)
 }
 
-fn require_tenant(tx: &Transaction<'_>, slug: &TenantSlug) -> Result<()> {
+fn is_sha256_hex(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// The blob named `sha256`, assembled from its chunks (which it consumes), or — when another entry consumed them
+/// already (the same component uploaded twice at once) — copied from a version of `slug` with that content.
+/// Refused when neither has it or the bytes do not hash to the name.
+fn take_blob(tx: &Connection, slug: &TenantSlug, sha256: &str) -> Result<Vec<u8>> {
+    use sha2::{Digest, Sha256};
+    let mut stmt = tx.prepare("SELECT seq, total, data FROM blob_chunks WHERE sha256 = ?1 ORDER BY seq")?;
+    let chunks: Vec<(u32, u32, Vec<u8>)> =
+        stmt.query_map([sha256], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<rusqlite::Result<_>>()?;
+    let complete = !chunks.is_empty()
+        && chunks.iter().enumerate().all(|(i, (seq, total, _))| *seq as usize == i && *total as usize == chunks.len());
+    let bytes = if complete {
+        tx.execute("DELETE FROM blob_chunks WHERE sha256 = ?1", [sha256])?;
+        chunks.into_iter().flat_map(|(_, _, data)| data).collect()
+    } else {
+        tx.query_row(
+            "SELECT component FROM plugin_versions WHERE slug = ?1 AND sha256 = ?2 LIMIT 1",
+            params![slug.as_str(), sha256],
+            |r| r.get(0),
+        )
+        .map(Some)
+        .or_else(none_if_no_rows)?
+        .ok_or_else(|| Error::validation(format!("the chunks of blob {sha256} are not all in")))?
+    };
+    let digest = Sha256::digest(&bytes);
+    if crate::plugins::artifacts::hex(&digest) != sha256 {
+        return Err(Error::validation(format!("the chunks of blob {sha256} do not hash to its name")));
+    }
+    Ok(bytes)
+}
+
+fn require_tenant(tx: &Connection, slug: &TenantSlug) -> Result<()> {
     let exists: bool =
         tx.query_row("SELECT EXISTS(SELECT 1 FROM tenants WHERE slug = ?1)", [slug.as_str()], |r| r.get(0))?;
     if exists { Ok(()) } else { Err(Error::TenantNotFound) }
@@ -361,5 +483,163 @@ pub(crate) fn none_if_no_rows<T>(err: rusqlite::Error) -> rusqlite::Result<Optio
     match err {
         rusqlite::Error::QueryReturnedNoRows => Ok(None),
         other => Err(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, ControlStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ControlStore::open(dir.path(), Arc::new(Metrics::new())).unwrap();
+        (dir, store)
+    }
+
+    fn slug() -> TenantSlug {
+        TenantSlug::parse("acme").unwrap()
+    }
+
+    /// A log with a large component in chunks, a version assigned in apply, racing key proposals and refusals.
+    fn entries(component: &[u8]) -> Vec<Mutation> {
+        use sha2::{Digest, Sha256};
+        let sha256 = crate::plugins::artifacts::hex(&Sha256::digest(component));
+        let total = component.len().div_ceil(mutation::CHUNK_BYTES) as u32;
+        let key = |kid: &str, replaces: Option<&str>| Mutation::AddSigningKey {
+            slug: slug(),
+            kid: kid.into(),
+            alg: crate::oidc::keys::SigningAlg::Es256,
+            public_jwk: "{}".into(),
+            private_sealed: "sealed".into(),
+            at: 10,
+            retire_previous_at: 100,
+            replaces: replaces.map(str::to_owned),
+        };
+        let mut log = vec![
+            Mutation::CreateTenant {
+                slug: slug(),
+                name: "Acme".into(),
+                settings: Default::default(),
+                at: 1,
+                home_node: Some(7),
+                incarnation: Some("i-1".into()),
+            },
+            // The same slug again: refused, nothing changes.
+            Mutation::CreateTenant {
+                slug: slug(),
+                name: "Other".into(),
+                settings: Default::default(),
+                at: 2,
+                home_node: Some(8),
+                incarnation: Some("i-2".into()),
+            },
+            key("k1", None),
+            // Two owners both saw k1 active: the first lands, the second is refused.
+            key("k2", Some("k1")),
+            key("k3", Some("k1")),
+            Mutation::PutPlugin {
+                slug: slug(),
+                plugin: serde_json::from_value(json!({"name": "p", "world": "login", "failure_policy": "fail_closed",
+                    "timeout_ms": 100, "memory_mb": 16, "priority": 1, "config": {}}))
+                .unwrap(),
+                at: 3,
+            },
+            // Its chunks are not in yet: refused.
+            Mutation::AddPluginVersion { slug: slug(), name: "p".into(), sha256: sha256.clone(), at: 4 },
+        ];
+        for (seq, data) in component.chunks(mutation::CHUNK_BYTES).enumerate() {
+            log.push(Mutation::PutBlobChunk {
+                sha256: sha256.clone(),
+                seq: seq as u32,
+                total,
+                data: data.to_vec(),
+                at: 5,
+            });
+        }
+        log.push(Mutation::AddPluginVersion { slug: slug(), name: "p".into(), sha256: sha256.clone(), at: 6 });
+        // The same content uploaded again: its chunks were consumed, the bytes come from version 1.
+        log.push(Mutation::AddPluginVersion { slug: slug(), name: "p".into(), sha256, at: 7 });
+        log
+    }
+
+    fn outcomes(store: &ControlStore, log: &[Mutation]) -> Vec<Outcome> {
+        log.iter().enumerate().map(|(i, m)| store.apply_entry(i as u64 + 1, m.clone()).unwrap()).collect()
+    }
+
+    #[test]
+    fn the_same_log_gives_the_same_outcomes_and_rows_on_every_node() {
+        let component: Vec<u8> = (0..1_300_000u32).map(|i| (i % 251) as u8).collect();
+        let log = entries(&component);
+        for m in &log {
+            assert!(serde_json::to_vec(m).unwrap().len() < 1024 * 1024, "{} fits in 1 MiB", m.kind());
+        }
+        let (_a, first) = store();
+        let (_b, second) = store();
+        let once = outcomes(&first, &log);
+        assert_eq!(once, outcomes(&second, &log));
+        let refused = |code: &str| Outcome::Refused { code: code.into(), message: String::new() };
+        let codes: Vec<Outcome> = once
+            .iter()
+            .map(|o| match o {
+                Outcome::Refused { code, .. } => refused(code),
+                applied => applied.clone(),
+            })
+            .collect();
+        let applied = Outcome::Applied { assigned: None };
+        let version = |v| Outcome::Applied { assigned: Some(v) };
+        let chunks = vec![applied.clone(); component.len().div_ceil(mutation::CHUNK_BYTES)];
+        let expected: Vec<Outcome> = [
+            applied.clone(),
+            refused("conflict"),
+            applied.clone(),
+            applied.clone(),
+            refused("conflict"),
+            applied.clone(),
+            refused("validation_failed"),
+        ]
+        .into_iter()
+        .chain(chunks)
+        .chain([version(1), version(2)])
+        .collect();
+        assert_eq!(codes, expected);
+        for store in [&first, &second] {
+            assert_eq!(store.last_applied().unwrap(), log.len() as u64, "refused entries count as applied");
+            let (name, active, bytes, leftover): (String, Vec<String>, Vec<u8>, i64) = store
+                .read_blocking(|conn| {
+                    let name = conn.query_row("SELECT name FROM tenants", [], |r| r.get(0))?;
+                    let mut stmt = conn.prepare("SELECT kid FROM signing_keys WHERE expires_at IS NULL")?;
+                    let active = stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+                    let bytes =
+                        conn.query_row("SELECT component FROM plugin_versions WHERE version = 2", [], |r| r.get(0))?;
+                    let leftover = conn.query_row("SELECT COUNT(*) FROM blob_chunks", [], |r| r.get(0))?;
+                    Ok((name, active, bytes, leftover))
+                })
+                .unwrap();
+            assert_eq!(name, "Acme", "the refused creation changed nothing");
+            assert_eq!(active, ["k2"], "one key won the race");
+            assert!(bytes == component, "the component is whole");
+            assert_eq!(leftover, 0, "the version consumed its chunks");
+        }
+    }
+
+    #[test]
+    fn chunks_are_checked_before_they_are_stored() {
+        let (_dir, store) = store();
+        let next = || store.last_applied().unwrap() + 1;
+        let bad = |m: Mutation| matches!(store.apply_entry(next(), m).unwrap(), Outcome::Refused { .. });
+        let chunk = |sha256: &str, seq, total, len| Mutation::PutBlobChunk {
+            sha256: sha256.into(),
+            seq,
+            total,
+            data: vec![0; len],
+            at: 1,
+        };
+        let name = "a".repeat(64);
+        assert!(bad(chunk("../x", 0, 1, 1)), "a chunk is named by a SHA-256");
+        assert!(bad(chunk(&name, 1, 1, 1)), "seq < total");
+        assert!(bad(chunk(&name, 0, 1, mutation::CHUNK_BYTES + 1)), "at most 512 KiB");
+        assert_eq!(store.apply_entry(next(), chunk(&name, 0, 1, 10)).unwrap(), Outcome::Applied { assigned: None });
     }
 }

@@ -6,6 +6,9 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Largest piece of a blob one `PutBlobChunk` carries (its entry, base64 and all, stays under 1 MiB).
+pub const CHUNK_BYTES: usize = 512 * 1024;
+
 use crate::admin::Scope;
 use crate::email::smtp::SmtpRecord;
 use crate::oidc::clients::Client;
@@ -20,11 +23,21 @@ pub enum Mutation {
     InitKeyCheck {
         value: String,
     },
+    /// `home_node` is the proposing node (it keeps the file); `incarnation` a fresh UUIDv7 made by the proposer,
+    /// stamped into the tenant's file by the home node's listener.
     CreateTenant {
         slug: TenantSlug,
         name: String,
         settings: TenantSettings,
         at: i64,
+        #[serde(default)]
+        home_node: Option<u64>,
+        #[serde(default)]
+        incarnation: Option<String>,
+    },
+    /// Makes `node` the home of every tenant that has none (tenants made before nodes had ids).
+    AdoptTenants {
+        node: u64,
     },
     /// Changes name and/or settings; `None` leaves a field as it is. The settings change is the caller's patch,
     /// merged into the settings `apply` finds (intent, not a snapshot: two patches of different keys both land).
@@ -101,7 +114,8 @@ pub enum Mutation {
         client_id: String,
     },
     /// Adds a signing key as the tenant's active one; the keys active until now stay published until
-    /// `retire_previous_at`.
+    /// `retire_previous_at`. `replaces` is the active key the proposer saw (`None`: none): if another key became
+    /// active meanwhile the entry is refused (`conflict`), so two owners racing never leave two new keys.
     AddSigningKey {
         slug: TenantSlug,
         kid: String,
@@ -110,6 +124,8 @@ pub enum Mutation {
         private_sealed: String,
         at: i64,
         retire_previous_at: i64,
+        #[serde(default)]
+        replaces: Option<String>,
     },
     /// Deletes signing keys whose tokens have all expired.
     PurgeSigningKeys {
@@ -121,14 +137,26 @@ pub enum Mutation {
         plugin: PluginSettings,
         at: i64,
     },
-    /// Adds an uploaded, validated component as the next version of a plugin (inactive).
+    /// One piece (at most `CHUNK_BYTES`) of a blob named by the SHA-256 of the whole; `total` pieces make it.
+    /// Large payloads (plugin components) travel as these, so no entry exceeds 1 MiB.
+    PutBlobChunk {
+        sha256: String,
+        seq: u32,
+        total: u32,
+        #[serde(with = "crate::plugins::records::base64_bytes")]
+        data: Vec<u8>,
+        at: i64,
+    },
+    /// Drops chunks of blobs that were never completed (a proposer that stopped half-way) older than `before`.
+    PurgeBlobChunks {
+        before: i64,
+    },
+    /// Adds the uploaded, validated component whose chunks are in (named by `sha256`) as the plugin's next
+    /// version, inactive; the version number is assigned here, one above the highest, and is the outcome.
     AddPluginVersion {
         slug: TenantSlug,
         name: String,
-        version: u32,
         sha256: String,
-        #[serde(with = "crate::plugins::records::base64_bytes")]
-        component: Vec<u8>,
         at: i64,
     },
     /// Activates a version (`Some`, also the rollback) or deactivates the plugin (`None`).
@@ -141,6 +169,22 @@ pub enum Mutation {
     DeletePlugin {
         slug: TenantSlug,
         name: String,
+    },
+}
+
+/// What applying an entry came to, the same on every node: applied (with a value `apply` assigned, such as a
+/// plugin version number), or refused for a business reason with nothing changed. A refused entry still counts
+/// as applied for `last_applied`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Outcome {
+    Applied {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        assigned: Option<u64>,
+    },
+    Refused {
+        code: String,
+        message: String,
     },
 }
 
@@ -162,6 +206,9 @@ impl Mutation {
         match self {
             Mutation::InitKeyCheck { .. } => "init_key_check",
             Mutation::CreateTenant { .. } => "create_tenant",
+            Mutation::AdoptTenants { .. } => "adopt_tenants",
+            Mutation::PutBlobChunk { .. } => "put_blob_chunk",
+            Mutation::PurgeBlobChunks { .. } => "purge_blob_chunks",
             Mutation::UpdateTenant { .. } => "update_tenant",
             Mutation::SetTenantStatus { .. } => "set_tenant_status",
             Mutation::ArchiveTenant { .. } => "archive_tenant",

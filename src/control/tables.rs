@@ -14,9 +14,14 @@ pub struct Tenant {
     pub settings: TenantSettings,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The node that keeps the tenant's file (`None`: made before nodes had ids, not yet adopted).
+    pub home_node: Option<u64>,
+    /// Chosen by the node that proposed the creation and written into the tenant's file, so a file left by an
+    /// archived tenant of the same slug is never taken for this one's.
+    pub incarnation: Option<String>,
 }
 
-const TENANT_COLUMNS: &str = "slug, name, status, settings, created_at, updated_at";
+const TENANT_COLUMNS: &str = "slug, name, status, settings, created_at, updated_at, home_node, incarnation";
 
 fn tenant_from_row(row: &Row<'_>) -> rusqlite::Result<Tenant> {
     let slug: String = row.get(0)?;
@@ -30,6 +35,8 @@ fn tenant_from_row(row: &Row<'_>) -> rusqlite::Result<Tenant> {
         settings: serde_json::from_str(&settings).map_err(|_| bad("settings"))?,
         created_at: row.get(4)?,
         updated_at: row.get(5)?,
+        home_node: row.get::<_, Option<i64>>(6)?.map(|n| n as u64),
+        incarnation: row.get(7)?,
     })
 }
 

@@ -27,6 +27,7 @@ pub const CONTROL: &[Migration] = &[
     },
     Migration { version: 6, name: "smtp_guarded", sql: include_str!("../../migrations/control/0006_smtp_guarded.sql") },
     Migration { version: 7, name: "control_log", sql: include_str!("../../migrations/control/0007_control_log.sql") },
+    Migration { version: 8, name: "replicable", sql: include_str!("../../migrations/control/0008_replicable.sql") },
 ];
 
 pub const TENANT: &[Migration] = &[

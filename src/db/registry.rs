@@ -137,22 +137,63 @@ impl TenantRegistry {
         })
     }
 
-    /// Creates the file of a new tenant, migrated and stamped with its slug. A file already at that path (left by
-    /// a crash between a delete and its archive step) is archived first, so a new tenant never inherits old data.
-    pub fn create_file(&self, slug: &TenantSlug) -> Result<()> {
-        self.pools.invalidate(slug);
+    /// Creates the file of a new tenant, migrated and stamped with its slug and `incarnation`. Idempotent: a file
+    /// already stamped with this incarnation is left as it is. Any other file at that path (left by an archived
+    /// tenant of the same slug) is archived first, so a new tenant never inherits old data.
+    pub fn create_file(&self, slug: &TenantSlug, incarnation: Option<&str>) -> Result<()> {
         if self.path(slug).exists() {
+            let stamp = self.incarnation(slug)?;
+            if incarnation.is_none() || stamp.as_deref() == incarnation {
+                return Ok(());
+            }
             let moved = self.archive(slug, &format!("{}-orphan", crate::now_unix()))?;
             tracing::warn!(tenant = %slug, archived = %moved.display(), "archived a stray file found at a new tenant's path");
         }
+        self.pools.invalidate(slug);
         let mut conn = db::open_connection(&self.path(slug))?;
         migrate::migrate(&mut conn, migrate::TENANT, &format!("tenant {slug}"))?;
-        conn.execute("INSERT OR REPLACE INTO tenant_meta (key, value) VALUES ('slug', ?1)", [slug.as_str()])?;
-        conn.execute(
+        let tx = conn.transaction()?;
+        tx.execute("INSERT OR REPLACE INTO tenant_meta (key, value) VALUES ('slug', ?1)", [slug.as_str()])?;
+        tx.execute(
             "INSERT OR REPLACE INTO tenant_meta (key, value) VALUES ('created_at', ?1)",
             [crate::now_unix().to_string()],
         )?;
+        if let Some(incarnation) = incarnation {
+            tx.execute("INSERT OR REPLACE INTO tenant_meta (key, value) VALUES ('incarnation', ?1)", [incarnation])?;
+        }
+        tx.commit()?;
         Ok(())
+    }
+
+    /// The incarnation stamped into the tenant's file (`None`: no file, or one made before files were stamped).
+    pub fn incarnation(&self, slug: &TenantSlug) -> Result<Option<String>> {
+        if !self.path(slug).exists() {
+            return Ok(None);
+        }
+        let conn = db::open_connection(&self.path(slug))?;
+        let stamp = conn
+            .query_row("SELECT value FROM tenant_meta WHERE key = 'incarnation'", [], |r| r.get(0))
+            .map(Some)
+            .or_else(crate::control::none_if_no_rows);
+        match stamp {
+            Ok(stamp) => Ok(stamp),
+            // A file too old to have tenant_meta has no stamp either.
+            Err(rusqlite::Error::SqliteFailure(_, Some(msg))) if msg.contains("no such table") => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The data dir (parent of `tenants/` and `archive/`).
+    pub fn data_dir(&self) -> &Path {
+        self.tenants_dir.parent().unwrap_or(&self.tenants_dir)
+    }
+
+    /// Moves the tenant's file to `file` (relative to the data dir, as an `ArchiveTenant` entry names it, and
+    /// checked to be `archive/{slug}-{suffix}.db`). Nothing to do when the file is gone already.
+    pub fn archive_as(&self, slug: &TenantSlug, file: &str) -> Result<PathBuf> {
+        crate::tenants::effects::archive_path(self.data_dir(), slug, file)?;
+        let suffix = &file["archive/".len() + slug.as_str().len() + 1..file.len() - ".db".len()];
+        self.archive(slug, suffix)
     }
 
     /// Closes the tenant's pool and moves its file (with WAL and SHM) to `archive/{slug}-{suffix}.db`.

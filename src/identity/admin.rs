@@ -365,5 +365,5 @@ pub async fn delete_tenant_admin(app: &App, slug: &TenantSlug, id: String) -> Re
     if !admins.iter().any(|a| a.id == id) {
         return Err(Error::NotFound("tenant admin"));
     }
-    app.control.apply(Mutation::DeleteOperator { id }).await
+    app.control.apply(Mutation::DeleteOperator { id }).await.map(drop)
 }

@@ -387,7 +387,12 @@ pub async fn rotate(app: &AppState, tenant: &std::sync::Arc<Tenant>, alg: Option
         )));
     }
     let (app2, t) = (app.clone(), tenant.clone());
-    tokio::task::spawn_blocking(move || state::rotate_blocking(&app2, &t, alg)).await?
+    // A rotation racing another answers 409 `conflict`: one of them made the new key.
+    tokio::task::spawn_blocking(move || {
+        let replaces = state::active_kid(&app2, &t)?;
+        state::rotate_blocking(&app2, &t, alg, replaces)
+    })
+    .await?
 }
 
 /// The new active key's id and the keys now published.

@@ -314,40 +314,46 @@ fn seal_context(slug: &TenantSlug, kid: &str) -> String {
 /// Makes sure `tenant` has an active signing key of its configured algorithm, proposing one (`AddSigningKey`)
 /// when it has none or its active key has another algorithm. Key upkeep is the job of one owner — the node that
 /// created or reconfigured the tenant, and this node's keeper at start and in housekeeping (the Raft leader
-/// later) — never of a read. Answers the new key's id, if one was made.
+/// later) — never of a read. Owners racing are safe: each proposal names the key it replaces, and the loser's is
+/// refused, so this answers `None` when someone else made the key meanwhile. Answers the new key's id, if made.
 pub fn ensure_signing_key(app: &App, tenant: &Tenant) -> Result<Option<String>> {
     let wanted = tenant.settings.oidc.signing_alg;
     let rows = published_keys(app, &tenant.slug, crate::now_unix())?;
-    if rows.iter().find(|r| r.expires_at.is_none()).is_some_and(|r| r.alg == wanted) {
+    let active = rows.iter().find(|r| r.expires_at.is_none());
+    if active.is_some_and(|r| r.alg == wanted) {
         return Ok(None);
     }
-    rotate_blocking(app, tenant, wanted).map(Some)
+    match rotate_blocking(app, tenant, wanted, active.map(|r| r.kid.clone())) {
+        Ok(kid) => Ok(Some(kid)),
+        Err(Error::Conflict(_)) => Ok(None),
+        Err(err) => Err(err),
+    }
 }
 
 /// The keeper's pass: every tenant whose active key is missing or of another algorithm than its settings ask
 /// gets one. Returns how many keys it made.
 pub fn ensure_all_signing_keys(app: &App) -> Result<usize> {
-    let (tenants, active): (Vec<Tenant>, HashMap<String, String>) = app.control.read_blocking(|conn| {
-        let tenants = crate::control::tables::list_tenants(conn, None, u32::MAX, None)?;
-        let mut stmt = conn.prepare("SELECT slug, alg FROM signing_keys WHERE expires_at IS NULL")?;
-        let active = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
-        Ok((tenants, active))
-    })?;
+    let tenants = app.control.read_blocking(|conn| crate::control::tables::list_tenants(conn, None, u32::MAX, None))?;
     let mut made = 0;
     for tenant in tenants {
-        let wanted = tenant.settings.oidc.signing_alg;
-        if active.get(tenant.slug.as_str()).is_some_and(|alg| SigningAlg::parse(alg) == Some(wanted)) {
-            continue;
+        if ensure_signing_key(app, &tenant)?.is_some() {
+            made += 1;
         }
-        rotate_blocking(app, &tenant, wanted)?;
-        made += 1;
     }
     Ok(made)
 }
 
-/// Creates a new active key with `alg`; the previous one stays published until every token it signed has
-/// expired (the longest ID/access token lifetime of the tenant and its clients, plus a minute of clock skew).
-pub fn rotate_blocking(app: &App, tenant: &Tenant, alg: SigningAlg) -> Result<String> {
+/// The active key of `tenant` as this node sees it (what a rotation proposes to replace).
+pub fn active_kid(app: &App, tenant: &Tenant) -> Result<Option<String>> {
+    let rows = published_keys(app, &tenant.slug, crate::now_unix())?;
+    Ok(rows.into_iter().find(|r| r.expires_at.is_none()).map(|r| r.kid))
+}
+
+/// Creates a new active key with `alg` in place of `replaces` (the active key the caller saw; the entry is
+/// refused with `Conflict` if another became active meanwhile); the previous one stays published until every
+/// token it signed has expired (the longest ID/access token lifetime of the tenant and its clients, plus a
+/// minute of clock skew).
+pub fn rotate_blocking(app: &App, tenant: &Tenant, alg: SigningAlg, replaces: Option<String>) -> Result<String> {
     let generated = keys::generate(alg)?;
     let sealed = app.master_key.seal(&generated.pkcs8, &seal_context(&tenant.slug, &generated.kid));
     let now = crate::now_unix();
@@ -365,6 +371,7 @@ pub fn rotate_blocking(app: &App, tenant: &Tenant, alg: SigningAlg) -> Result<St
         private_sealed: sealed,
         at: now,
         retire_previous_at: now + i64::from(longest) + 60,
+        replaces,
     })?;
     tracing::info!(tenant = %tenant.slug, kid = %generated.kid, %alg, "signing key created");
     Ok(generated.kid)

@@ -23,6 +23,7 @@ use super::{DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS, Stats, World,
 use crate::admin::Actor;
 use crate::app::{App, AppState};
 use crate::control::Mutation;
+use crate::control::mutation::CHUNK_BYTES;
 use crate::error::{Error, Result};
 use crate::http::extract::ApiJson;
 use crate::http::openapi::ApiErrors;
@@ -178,21 +179,19 @@ pub async fn upload_version(app: &App, slug: &TenantSlug, name: &str, bytes: Vec
     }
     let bytes = Arc::new(bytes);
     let sha256 = app.plugins.validate(slug, plugin.settings.world, bytes.clone()).await?;
-    let (s, n) = (slug.clone(), name.to_owned());
-    let version = app.control.read(move |conn| records::next_version(conn, &s, &n)).await?;
-    let component = Arc::try_unwrap(bytes).unwrap_or_else(|b| (*b).clone());
-    let size = component.len() as u64;
+    let size = bytes.len() as u64;
     let at = crate::now_unix();
-    app.control
-        .apply(Mutation::AddPluginVersion {
-            slug: slug.clone(),
-            name: name.to_owned(),
-            version,
-            sha256: sha256.clone(),
-            component,
-            at,
-        })
+    // The component travels in chunks of at most 512 KiB, then one entry adds the version (numbered there).
+    let total = bytes.len().div_ceil(CHUNK_BYTES).max(1) as u32;
+    for (seq, data) in bytes.chunks(CHUNK_BYTES).enumerate() {
+        let chunk = Mutation::PutBlobChunk { sha256: sha256.clone(), seq: seq as u32, total, data: data.to_vec(), at };
+        app.control.apply(chunk).await?;
+    }
+    let added = app
+        .control
+        .apply(Mutation::AddPluginVersion { slug: slug.clone(), name: name.to_owned(), sha256: sha256.clone(), at })
         .await?;
+    let version = added.assigned.and_then(|v| u32::try_from(v).ok()).ok_or_else(|| Error::internal("no version"))?;
     tracing::info!(tenant = %slug, plugin = name, version, sha256 = %sha256, size, "plugin version uploaded");
     Ok(Version { version, sha256, size, created_at: at })
 }

@@ -137,15 +137,6 @@ pub fn versions(conn: &Connection, slug: &TenantSlug, name: &str) -> Result<Vec<
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-pub fn next_version(conn: &Connection, slug: &TenantSlug, name: &str) -> Result<u32> {
-    let max: Option<u32> = conn.query_row(
-        "SELECT MAX(version) FROM plugin_versions WHERE slug = ?1 AND name = ?2",
-        params![slug.as_str(), name],
-        |r| r.get(0),
-    )?;
-    Ok(max.unwrap_or(0) + 1)
-}
-
 /// The component bytes of one version (only read when its compiled artifact is missing).
 pub fn component(conn: &Connection, slug: &TenantSlug, name: &str, version: u32) -> Result<Option<Vec<u8>>> {
     Ok(conn
@@ -196,24 +187,32 @@ pub fn put(conn: &Connection, slug: &TenantSlug, p: &PluginSettings, at: i64) ->
     Ok(())
 }
 
+/// Stores `component` as the plugin's next version (one above the highest it ever had: a deleted version's
+/// number is not reused while the plugin lives) and answers that number. Runs inside `control::apply`, so every
+/// node assigns the same number.
 pub fn add_version(
     conn: &Connection,
     slug: &TenantSlug,
     name: &str,
-    version: u32,
     sha256: &str,
     component: &[u8],
     at: i64,
-) -> Result<()> {
+) -> Result<u32> {
     if get(conn, slug, name)?.is_none() {
         return Err(Error::NotFound("plugin"));
     }
+    let max: Option<u32> = conn.query_row(
+        "SELECT MAX(version) FROM plugin_versions WHERE slug = ?1 AND name = ?2",
+        params![slug.as_str(), name],
+        |r| r.get(0),
+    )?;
+    let version = max.unwrap_or(0) + 1;
     conn.execute(
         "INSERT INTO plugin_versions (slug, name, version, sha256, size, component, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![slug.as_str(), name, version, sha256, component.len() as i64, component, at],
     )?;
-    Ok(())
+    Ok(version)
 }
 
 pub fn set_active(conn: &Connection, slug: &TenantSlug, name: &str, version: Option<u32>, at: i64) -> Result<()> {

@@ -2,11 +2,13 @@
 //! API, the admin UI and the CLI.
 //!
 //! Invariants:
-//! - A tenant file exists only after `Mutation::CreateTenant` is applied; deleting a tenant removes its record
-//!   first, then moves its file to `archive/` (never deletes data).
+//! - A tenant file exists only after `Mutation::CreateTenant` is applied, made by the home node's listener
+//!   (`effects`); deleting a tenant removes its record, then the listener moves its file to `archive/` (never
+//!   deletes data). Handlers here only propose mutations.
 //! - A tenant slug is a `TenantSlug` before it touches a path.
 
 pub mod api;
+pub mod effects;
 pub mod public;
 mod settings;
 mod slug;
@@ -87,10 +89,12 @@ pub async fn get(app: &App, slug: &TenantSlug) -> Result<Arc<Tenant>> {
 pub async fn create(app: &AppState, slug: TenantSlug, name: String, settings: TenantSettings) -> Result<Arc<Tenant>> {
     check_name(&name)?;
     settings.validate()?;
-    app.control.apply(Mutation::CreateTenant { slug: slug.clone(), name, settings, at: crate::now_unix() }).await?;
-    let registry = app.tenants.clone();
-    let file_slug = slug.clone();
-    tokio::task::spawn_blocking(move || registry.create_file(&file_slug)).await??;
+    let incarnation = Some(uuid::Uuid::now_v7().to_string());
+    let home_node = Some(app.node_id);
+    let at = crate::now_unix();
+    app.control
+        .apply(Mutation::CreateTenant { slug: slug.clone(), name, settings, at, home_node, incarnation })
+        .await?;
     tracing::info!(tenant = %slug, "tenant created");
     let tenant = get(app, &slug).await?;
     ensure_signing_key(app, &tenant).await?;
@@ -133,10 +137,6 @@ pub async fn set_status(app: &App, slug: &TenantSlug, status: TenantStatus) -> R
     get(app, slug).await?;
     app.control.apply(Mutation::SetTenantStatus { slug: slug.clone(), status, at: crate::now_unix() }).await?;
     tracing::info!(tenant = %slug, status = status.as_str(), "tenant status changed");
-    if status == TenantStatus::Active {
-        // Mail queued while suspended goes out now rather than at the dispatcher's next suspended-tenant check.
-        app.outbox.schedule(slug, crate::email::outbox::now_ms());
-    }
     get(app, slug).await
 }
 
@@ -145,13 +145,8 @@ pub async fn set_status(app: &App, slug: &TenantSlug, status: TenantStatus) -> R
 pub async fn delete(app: &App, slug: &TenantSlug) -> Result<String> {
     get(app, slug).await?;
     let at = crate::now_unix();
-    let suffix = at.to_string();
-    let file = format!("archive/{slug}-{suffix}.db");
+    let file = format!("archive/{slug}-{at}.db");
     app.control.apply(Mutation::ArchiveTenant { slug: slug.clone(), file: file.clone(), at }).await?;
-    let registry = app.tenants.clone();
-    let archived = slug.clone();
-    tokio::task::spawn_blocking(move || registry.archive(&archived, &suffix)).await??;
-    app.outbox.forget(slug);
     tracing::info!(tenant = %slug, file, "tenant deleted and archived");
     Ok(file)
 }

@@ -285,3 +285,85 @@ async fn reads_never_write_the_control_plane_and_keys_come_with_the_tenant() {
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 1);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_refused_entry_is_an_outcome_in_the_log_and_changes_nothing() {
+    let app = spawn_app().await;
+    app.create_tenant("acme").await;
+    let before = last_applied(&app).await;
+    let again = json!({"slug": "acme", "name": "Again"});
+    let (status, body) = app.json(Method::POST, "/admin/api/v1/tenants", Some(again)).await;
+    assert_eq!((status, &body["error"]["code"]), (StatusCode::CONFLICT, &json!("conflict")));
+    let (_, page) = app.json(Method::GET, &format!("/admin/api/v1/control/log?after={before}"), None).await;
+    let items = page["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{page}");
+    assert_eq!(items[0]["kind"], "create_tenant");
+    assert_eq!(items[0]["outcome"]["result"], "refused");
+    assert_eq!(items[0]["outcome"]["code"], "conflict");
+    assert_eq!(page["last_applied"].as_u64().unwrap(), before + 1, "a refused entry is applied as 'nothing changed'");
+    let (_, tenant) = app.json(Method::GET, "/admin/api/v1/tenants/acme", None).await;
+    assert_eq!(tenant["name"], "Tenant acme", "the refused entry changed nothing: {tenant}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn tenant_files_follow_the_log_and_a_crash_between_commit_and_listener_is_reconciled() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let data = data_dir.path();
+    let app = crate::support::spawn_in(data, |_| {}, Router::new()).await.unwrap();
+    app.create_tenant("acme").await;
+    app.create_tenant("beta").await;
+    app.stop().await;
+
+    // This node's id is persisted, and tenants made here name it as their home; their files carry the
+    // incarnation their CreateTenant entry chose.
+    let node: u64 = std::fs::read_to_string(data.join("node_id")).unwrap().trim().parse().unwrap();
+    assert!((1..1u64 << 53).contains(&node));
+    let control = rusqlite::Connection::open(data.join("control.db")).unwrap();
+    let (home, incarnation): (i64, String) = control
+        .query_row("SELECT home_node, incarnation FROM tenants WHERE slug = 'acme'", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap();
+    assert_eq!(home as u64, node);
+    let stamp = |slug: &str| -> String {
+        rusqlite::Connection::open(data.join(format!("tenants/{slug}.db")))
+            .unwrap()
+            .query_row("SELECT value FROM tenant_meta WHERE key = 'incarnation'", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(stamp("acme"), incarnation);
+
+    // Crashes between a commit and its listener: acme's file never got made; beta's archive entry committed but
+    // its file never moved (applied here without listeners, as a node that died after the commit); and a tenant
+    // from before nodes had ids has no home.
+    std::fs::remove_file(data.join("tenants/acme.db")).unwrap();
+    for side in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(data.join(format!("tenants/acme.db{side}")));
+    }
+    {
+        let store =
+            gatehouse::control::ControlStore::open(data, Arc::new(gatehouse::telemetry::Metrics::new())).unwrap();
+        let slug = gatehouse::tenants::TenantSlug::parse("beta").unwrap();
+        let file = "archive/beta-123.db".to_owned();
+        store.apply_blocking(gatehouse::control::Mutation::ArchiveTenant { slug, file, at: 123 }).unwrap();
+    }
+    control.execute("UPDATE tenants SET home_node = NULL", []).unwrap();
+    drop(control);
+    assert!(data.join("tenants/beta.db").exists() && !data.join("archive/beta-123.db").exists());
+
+    let app = crate::support::spawn_in(data, |_| {}, Router::new()).await.unwrap();
+    assert!(data.join("tenants/acme.db").exists(), "the missing file was made at start");
+    assert_eq!(stamp("acme"), incarnation, "with the tenant's incarnation");
+    assert!(data.join("archive/beta-123.db").exists(), "the archived tenant's file moved where its entry said");
+    assert!(!data.join("tenants/beta.db").exists());
+    let home: i64 = rusqlite::Connection::open(data.join("control.db"))
+        .unwrap()
+        .query_row("SELECT home_node FROM tenants WHERE slug = 'acme'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(home as u64, node, "the homeless tenant was adopted by this node");
+    // The re-made file works: a user can be created in it.
+    crate::support::create_user(&app, "acme", "ann@example.com").await;
+    // A new beta is a new incarnation: the archive keeps the old file, the new one starts empty.
+    app.create_tenant("beta").await;
+    assert_ne!(stamp("beta"), stamp("acme"));
+    app.stop().await;
+}

@@ -1,0 +1,173 @@
+//! What a tenant mutation does outside control.db, and the start-up pass that finishes what a crash interrupted.
+//!
+//! Invariants:
+//! - Nothing but these `on_apply` listeners touches tenant files because of a mutation; handlers only propose.
+//! - Tenant files live on the tenant's home node: a node creates a file only for `CreateTenant { home_node }`
+//!   naming it, and archives only files it has.
+//! - Every effect is idempotent: a file stamped with the tenant's incarnation is the tenant's (creating it again
+//!   does nothing); archiving a file that is gone does nothing. So replaying an entry, or reconciling after a
+//!   crash between an entry's commit and its listener, converges on the same files.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rand::Rng;
+
+use crate::control::{ControlStore, Mutation, tables};
+use crate::db::registry::TenantRegistry;
+use crate::email::outbox::Wakeups;
+use crate::error::{Error, Result};
+use crate::tenants::{TenantSlug, TenantStatus};
+
+/// Node ids are random in 1..2^53 (they survive a JSON number) and never reused.
+const NODE_ID_LIMIT: u64 = 1 << 53;
+
+/// This node's id from `{data_dir}/node_id`, made (and written atomically) on first start.
+pub fn node_id(data_dir: &Path) -> Result<u64> {
+    let path = data_dir.join("node_id");
+    let io = |e: std::io::Error| Error::internal(format!("{}: {e}", path.display()));
+    match std::fs::read_to_string(&path) {
+        Ok(text) => text
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|id| (1..NODE_ID_LIMIT).contains(id))
+            .ok_or_else(|| Error::internal(format!("{} does not hold a node id (1..2^53)", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let id = rand::rng().random_range(1..NODE_ID_LIMIT);
+            let tmp = data_dir.join("node_id.tmp");
+            std::fs::write(&tmp, format!("{id}\n")).map_err(io)?;
+            std::fs::rename(&tmp, &path).map_err(io)?;
+            Ok(id)
+        }
+        Err(e) => Err(io(e)),
+    }
+}
+
+/// The side effects of tenant mutations on this node.
+pub struct TenantEffects {
+    pub node: u64,
+    pub registry: Arc<TenantRegistry>,
+    pub outbox: Arc<Wakeups>,
+}
+
+impl TenantEffects {
+    /// The `on_apply` listener.
+    pub fn on_apply(&self, mutation: &Mutation) -> Result<()> {
+        match mutation {
+            // Entries from before nodes had ids name no home: the node applying them keeps the file.
+            Mutation::CreateTenant { slug, home_node, incarnation, .. }
+                if home_node.is_none_or(|home| home == self.node) =>
+            {
+                self.registry.create_file(slug, incarnation.as_deref())?;
+            }
+            Mutation::ArchiveTenant { slug, file, .. } => {
+                self.outbox.forget(slug);
+                self.registry.archive_as(slug, file)?;
+            }
+            // Mail queued while suspended goes out now rather than at the dispatcher's next check.
+            Mutation::SetTenantStatus { slug, status: TenantStatus::Active, .. }
+                if self.registry.path(slug).exists() =>
+            {
+                self.outbox.schedule(slug, crate::email::outbox::now_ms());
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Brings the files in line with control.db after a crash between a commit and its listener: tenants with no
+    /// home are adopted by this node; a tenant homed here gets its file if it has none; a file left at an
+    /// archived tenant's path (its incarnation differs, or no tenant of that slug lives) is moved to the
+    /// archive name its entry recorded. Returns what it did, for the log.
+    pub fn reconcile(&self, control: &ControlStore) -> Result<Vec<String>> {
+        let mut done = Vec::new();
+        let unhomed = control.read_blocking(|conn| {
+            Ok(conn.query_row("SELECT COUNT(*) FROM tenants WHERE home_node IS NULL", [], |r| r.get::<_, i64>(0))?)
+        })?;
+        if unhomed > 0 {
+            control.apply_blocking(Mutation::AdoptTenants { node: self.node })?;
+            done.push(format!("adopted {unhomed} tenants made before nodes had ids"));
+        }
+        let (tenants, archived) = control.read_blocking(|conn| {
+            let tenants = tables::list_tenants(conn, None, u32::MAX, None)?;
+            let archived = tables::archived_tenants(conn, u32::MAX)?;
+            Ok((tenants, archived))
+        })?;
+        // Archive entries whose file never left `tenants/` (newest first, so the latest archive name wins).
+        for entry in &archived {
+            let Ok(slug) = TenantSlug::parse(&entry.slug) else { continue };
+            let live = tenants.iter().find(|t| t.slug == slug);
+            let path = self.registry.path(&slug);
+            if !path.exists() || self.registry.data_dir().join(&entry.file).exists() {
+                continue;
+            }
+            let stamp = self.registry.incarnation(&slug)?;
+            let belongs_to_live = live.is_some_and(|t| t.incarnation.is_none() || t.incarnation == stamp);
+            if !belongs_to_live {
+                self.registry.archive_as(&slug, &entry.file)?;
+                done.push(format!("archived {slug} to {}", entry.file));
+            }
+        }
+        for tenant in tenants.iter().filter(|t| t.home_node == Some(self.node)) {
+            let path = self.registry.path(&tenant.slug);
+            let stray = path.exists()
+                && tenant.incarnation.is_some()
+                && self.registry.incarnation(&tenant.slug)? != tenant.incarnation;
+            if !path.exists() || stray {
+                self.registry.create_file(&tenant.slug, tenant.incarnation.as_deref())?;
+                done.push(format!("made the file of {}", tenant.slug));
+            }
+        }
+        Ok(done)
+    }
+}
+
+/// `archive/{slug}-{suffix}.db` with a suffix of digits, letters and dashes: the only form an `ArchiveTenant`
+/// entry's file may have (it comes from the log, so it is checked before it becomes a path).
+pub fn archive_path(data_dir: &Path, slug: &TenantSlug, file: &str) -> Result<PathBuf> {
+    let suffix = file
+        .strip_prefix("archive/")
+        .and_then(|rest| rest.strip_prefix(slug.as_str()))
+        .and_then(|rest| rest.strip_prefix('-'))
+        .and_then(|rest| rest.strip_suffix(".db"))
+        .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+    match suffix {
+        Some(_) => Ok(data_dir.join(file)),
+        None => Err(Error::internal(format!("archive file name {file:?} is not archive/{slug}-<suffix>.db"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_ids_persist_and_stay_in_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = node_id(dir.path()).unwrap();
+        assert!((1..NODE_ID_LIMIT).contains(&id));
+        assert_eq!(node_id(dir.path()).unwrap(), id, "the id is kept");
+        std::fs::write(dir.path().join("node_id"), "0\n").unwrap();
+        assert!(node_id(dir.path()).is_err(), "0 is no node id");
+    }
+
+    #[test]
+    fn archive_names_from_the_log_cannot_leave_the_archive_dir() {
+        let slug = TenantSlug::parse("acme").unwrap();
+        let dir = Path::new("/data");
+        assert_eq!(
+            archive_path(dir, &slug, "archive/acme-1700000000.db").unwrap(),
+            dir.join("archive/acme-1700000000.db")
+        );
+        for bad in [
+            "archive/acme-../../etc/passwd.db",
+            "archive/beta-1.db",
+            "../acme-1.db",
+            "archive/acme-.db",
+            "archive/acme-1/x.db",
+        ] {
+            assert!(archive_path(dir, &slug, bad).is_err(), "{bad}");
+        }
+    }
+}
