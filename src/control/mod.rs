@@ -95,25 +95,24 @@ impl ControlStore {
     /// Applies `mutation` as the next log entry (a local counter today). A refusal (`conflict`,
     /// `tenant_not_found`, …) is recorded as the entry's outcome and answered as the error it was.
     pub fn apply_blocking(&self, mutation: Mutation) -> Result<Applied> {
-        let (index, outcome, refusal) = self.apply_at(None, &mutation)?;
+        let (index, outcome, refusal, effects) = self.apply_at(None, &mutation)?;
         if let Some(err) = refusal {
             return Err(err);
         }
+        effects?;
         let assigned = match outcome {
             Outcome::Applied { assigned } => assigned,
             Outcome::Refused { .. } => None,
         };
-        self.notify(&mutation)?;
         Ok(Applied { index, assigned })
     }
 
     /// Applies a log entry whose index the caller supplies (replaying a log; Raft later): the same entries in
-    /// the same order give the same control.db and the same outcomes on every node.
+    /// the same order give the same control.db and the same outcomes on every node. The index must be the next
+    /// one (`last_applied + 1`): an entry is never applied twice.
     pub fn apply_entry(&self, index: u64, mutation: Mutation) -> Result<Outcome> {
-        let (_, outcome, refusal) = self.apply_at(Some(index), &mutation)?;
-        if refusal.is_none() {
-            self.notify(&mutation)?;
-        }
+        let (_, outcome, _, effects) = self.apply_at(Some(index), &mutation)?;
+        effects?;
         Ok(outcome)
     }
 
@@ -122,44 +121,65 @@ impl ControlStore {
         self.read_blocking(last_applied)
     }
 
-    /// Runs `mutation` in one transaction with its log entry and `last_applied`. Business refusals roll back to
-    /// a savepoint and are recorded as the outcome (the error comes back too, for the local proposer); storage
-    /// failures roll everything back and are the caller's error (this node failed, not the entry).
-    fn apply_at(&self, index: Option<u64>, mutation: &Mutation) -> Result<(u64, Outcome, Option<Error>)> {
+    /// Runs `mutation` in one transaction with its log entry and `last_applied`, then its listeners — still
+    /// holding the writer, so side effects happen in log order. Business refusals roll back to a savepoint and
+    /// are recorded as the outcome (the error comes back too, for the local proposer); storage failures roll
+    /// everything back and are the caller's error (this node failed, not the entry). The last value is the
+    /// first listener failure (the entry stays applied).
+    #[allow(clippy::type_complexity)]
+    fn apply_at(&self, index: Option<u64>, mutation: &Mutation) -> Result<(u64, Outcome, Option<Error>, Result<()>)> {
         let mut conn = self.writer.lock().map_err(|_| Error::internal("control writer lock poisoned"))?;
         let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let next = last_applied(&tx)? + 1;
         let index = match index {
+            Some(index) if index != next => {
+                return Err(Error::internal(format!("log entry {index} out of order: the next entry is {next}")));
+            }
             Some(index) => index,
-            None => last_applied(&tx)? + 1,
+            None => next,
         };
         let result = {
             let sp = tx.savepoint()?;
             match apply(&sp, mutation) {
-                Ok(assigned) => sp.commit().map(|()| assigned).map_err(Error::from),
-                Err(err) => Err(err), // dropping the savepoint rolls it back
+                Ok(assigned) => {
+                    sp.commit()?;
+                    Ok(assigned)
+                }
+                Err(err) => {
+                    sp.finish()?; // rolls back to the savepoint and releases it; a failure here is the node's
+                    Err(err)
+                }
             }
         };
         let (outcome, refusal) = match result {
             Ok(assigned) => (Outcome::Applied { assigned }, None),
-            Err(err) => match refusal(&err) {
-                Some((code, message)) => (Outcome::Refused { code: code.to_owned(), message }, Some(err)),
-                None => return Err(err),
+            Err(err) => match refusal(err) {
+                Ok((code, refused)) => {
+                    (Outcome::Refused { code: code.to_owned(), message: refused.to_string() }, Some(refused))
+                }
+                Err(failure) => return Err(failure),
             },
         };
         log::record(&tx, index, mutation, &outcome)?;
         tx.commit()?;
-        drop(conn);
-        if refusal.is_none()
-            && let Some(slug) = mutation.touched_tenant()
-        {
-            self.applied.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            self.tenants.invalidate(slug);
+        let mut effects = Ok(());
+        if refusal.is_none() {
+            if let Some(slug) = mutation.touched_tenant() {
+                self.applied.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                self.tenants.invalidate(slug);
+            } else if matches!(mutation, Mutation::AdoptTenants { .. }) {
+                self.applied.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                self.tenants.invalidate_all();
+            }
+            effects = self.notify(mutation);
         }
+        drop(conn);
         tracing::debug!(mutation = mutation.kind(), index, ?outcome, "control entry applied");
-        Ok((index, outcome, refusal))
+        Ok((index, outcome, refusal, effects))
     }
 
     /// Tells every listener; the first failure is answered after all ran (the entry itself stays applied).
+    /// Listeners run under the writer lock, so they must not apply mutations themselves.
     fn notify(&self, mutation: &Mutation) -> Result<()> {
         let mut first = None;
         for listener in self.listeners.read().unwrap_or_else(|e| e.into_inner()).iter() {
@@ -207,16 +227,34 @@ impl ControlStore {
     }
 }
 
-/// Whether `err`, met while applying an entry, is a business refusal (the same on every node: an outcome) rather
-/// than this node failing (storage, a bug): the code and message to record.
-fn refusal(err: &Error) -> Option<(&'static str, String)> {
+/// Sorts an error met while applying an entry: a business refusal (the same on every node: an outcome; its code
+/// and the error the proposer gets) or this node failing (storage, a bug: `Err`). Only the refusals `apply` can
+/// decide from the state are listed; a constraint violation is the state refusing too.
+fn refusal(err: Error) -> std::result::Result<(&'static str, Error), Error> {
     match err {
-        Error::Sqlite(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
-            Some(("conflict", err.to_string()))
+        Error::Sqlite(rusqlite::Error::SqliteFailure(e, ref message))
+            if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            let what = message.clone().unwrap_or_else(|| "a constraint".into());
+            Ok(("conflict", Error::Conflict(format!("refused by the control plane: {what}"))))
         }
-        Error::Sqlite(_) | Error::Pool(_) | Error::Internal(_) | Error::SchemaTooNew { .. } => None,
-        other => Some((other.status_and_code().1, other.to_string())),
+        refused @ (Error::BadRequest(_)
+        | Error::Validation(_)
+        | Error::NotFound(_)
+        | Error::TenantNotFound
+        | Error::Conflict(_)) => Ok((refused.status_and_code().1, refused)),
+        failure => Err(failure),
     }
+}
+
+/// Deserialises an `Option<Option<T>>` telling an absent field (`None`, via `#[serde(default)]`) from `null`
+/// (`Some(None)`).
+pub fn double_option<'de, T, D>(d: D) -> std::result::Result<Option<Option<T>>, D::Error>
+where
+    T: serde::Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    serde::Deserialize::deserialize(d).map(Some)
 }
 
 /// The one function that changes control.db; answers the value it assigned, if the mutation assigns one.
@@ -268,7 +306,7 @@ pub fn apply(tx: &Connection, mutation: &Mutation) -> Result<Option<u64>> {
             )?;
             require_row(changed)?;
         }
-        Mutation::ArchiveTenant { slug, file, at } => {
+        Mutation::ArchiveTenant { slug, file, at, .. } => {
             let name: Option<String> = tx
                 .query_row("SELECT name FROM tenants WHERE slug = ?1", [slug.as_str()], |r| r.get(0))
                 .map(Some)
@@ -359,20 +397,38 @@ pub fn apply(tx: &Connection, mutation: &Mutation) -> Result<Option<u64>> {
             require_tenant(tx, slug)?;
             crate::plugins::records::put(tx, slug, plugin, *at)?;
         }
-        Mutation::PutBlobChunk { sha256, seq, total, data, at } => {
-            if !is_sha256_hex(sha256) || seq >= total || data.len() > mutation::CHUNK_BYTES {
-                return Err(Error::validation("a blob chunk needs a SHA-256 name, seq < total and at most 512 KiB"));
+        Mutation::PutBlobChunk { slug, upload, sha256, seq, total, data, at } => {
+            let id_ok = (1..=64).contains(&upload.len()) && upload.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
+            if !id_ok
+                || !is_sha256_hex(sha256)
+                || seq >= total
+                || data.len() > mutation::CHUNK_BYTES
+                || (*total as usize).saturating_mul(mutation::CHUNK_BYTES) > mutation::MAX_BLOB_BYTES
+            {
+                return Err(Error::validation(
+                    "a blob chunk needs an upload id, a SHA-256 name, seq < total, at most 512 KiB and a blob of at most 64 MiB",
+                ));
+            }
+            require_tenant(tx, slug)?;
+            let pending: i64 = tx.query_row(
+                "SELECT COALESCE(SUM(length(data)), 0) FROM blob_chunks WHERE slug = ?1",
+                [slug.as_str()],
+                |r| r.get(0),
+            )?;
+            if pending as usize + data.len() > mutation::MAX_PENDING_BYTES {
+                return Err(Error::Conflict(format!("{slug} has 64 MiB of unfinished uploads; retry within the hour")));
             }
             tx.execute(
-                "INSERT OR REPLACE INTO blob_chunks (sha256, seq, total, data, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![sha256, seq, total, data, at],
+                "INSERT OR REPLACE INTO blob_chunks (upload, seq, slug, sha256, total, data, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![upload, seq, slug.as_str(), sha256, total, data, at],
             )?;
         }
         Mutation::PurgeBlobChunks { before } => {
             tx.execute("DELETE FROM blob_chunks WHERE created_at < ?1", [before])?;
         }
-        Mutation::AddPluginVersion { slug, name, sha256, at } => {
-            let component = take_blob(tx, slug, sha256)?;
+        Mutation::AddPluginVersion { slug, name, upload, sha256, at } => {
+            let component = take_blob(tx, slug, upload, sha256)?;
             let version = crate::plugins::records::add_version(tx, slug, name, sha256, &component, *at)?;
             return Ok(Some(u64::from(version)));
         }
@@ -394,16 +450,29 @@ pub fn apply(tx: &Connection, mutation: &Mutation) -> Result<Option<u64>> {
             }
         }
         Mutation::AddSigningKey { slug, kid, alg, public_jwk, private_sealed, at, retire_previous_at, replaces } => {
-            require_tenant(tx, slug)?;
-            let mut stmt = tx.prepare("SELECT kid FROM signing_keys WHERE slug = ?1 AND expires_at IS NULL")?;
-            let active: Vec<String> =
-                stmt.query_map([slug.as_str()], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
-            let current = match replaces {
-                None => active.is_empty(),
-                Some(kid) => active.contains(kid),
-            };
-            if !current {
-                return Err(Error::Conflict(format!("the signing key of {slug} changed meanwhile")));
+            let settings: Option<String> = tx
+                .query_row("SELECT settings FROM tenants WHERE slug = ?1", [slug.as_str()], |r| r.get(0))
+                .map(Some)
+                .or_else(none_if_no_rows)?;
+            let settings = settings.ok_or(Error::TenantNotFound)?;
+            if let Some(replaces) = replaces {
+                let wanted = serde_json::from_str::<crate::tenants::TenantSettings>(&settings)
+                    .map_err(Error::internal)?
+                    .oidc
+                    .signing_alg;
+                if wanted != *alg {
+                    return Err(Error::Conflict(format!("{slug} now signs with {wanted}, not {alg}")));
+                }
+                let mut stmt = tx.prepare("SELECT kid FROM signing_keys WHERE slug = ?1 AND expires_at IS NULL")?;
+                let active: Vec<String> =
+                    stmt.query_map([slug.as_str()], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+                let current = match replaces {
+                    None => active.is_empty(),
+                    Some(kid) => active.contains(kid),
+                };
+                if !current {
+                    return Err(Error::Conflict(format!("the signing key of {slug} changed meanwhile")));
+                }
             }
             tx.execute(
                 "UPDATE signing_keys SET expires_at = ?2 WHERE slug = ?1 AND expires_at IS NULL",
@@ -426,32 +495,24 @@ fn is_sha256_hex(text: &str) -> bool {
     text.len() == 64 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-/// The blob named `sha256`, assembled from its chunks (which it consumes), or — when another entry consumed them
-/// already (the same component uploaded twice at once) — copied from a version of `slug` with that content.
-/// Refused when neither has it or the bytes do not hash to the name.
-fn take_blob(tx: &Connection, slug: &TenantSlug, sha256: &str) -> Result<Vec<u8>> {
+/// The blob of upload `upload` by `slug`, assembled from its chunks (which it consumes) and checked against
+/// `sha256`. Refused when a chunk is missing or the bytes do not hash to the name.
+fn take_blob(tx: &Connection, slug: &TenantSlug, upload: &str, sha256: &str) -> Result<Vec<u8>> {
     use sha2::{Digest, Sha256};
-    let mut stmt = tx.prepare("SELECT seq, total, data FROM blob_chunks WHERE sha256 = ?1 ORDER BY seq")?;
-    let chunks: Vec<(u32, u32, Vec<u8>)> =
-        stmt.query_map([sha256], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<rusqlite::Result<_>>()?;
+    let mut stmt =
+        tx.prepare("SELECT seq, total, data FROM blob_chunks WHERE upload = ?1 AND slug = ?2 ORDER BY seq")?;
+    let chunks: Vec<(u32, u32, Vec<u8>)> = stmt
+        .query_map(params![upload, slug.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
     let complete = !chunks.is_empty()
         && chunks.iter().enumerate().all(|(i, (seq, total, _))| *seq as usize == i && *total as usize == chunks.len());
-    let bytes = if complete {
-        tx.execute("DELETE FROM blob_chunks WHERE sha256 = ?1", [sha256])?;
-        chunks.into_iter().flat_map(|(_, _, data)| data).collect()
-    } else {
-        tx.query_row(
-            "SELECT component FROM plugin_versions WHERE slug = ?1 AND sha256 = ?2 LIMIT 1",
-            params![slug.as_str(), sha256],
-            |r| r.get(0),
-        )
-        .map(Some)
-        .or_else(none_if_no_rows)?
-        .ok_or_else(|| Error::validation(format!("the chunks of blob {sha256} are not all in")))?
-    };
-    let digest = Sha256::digest(&bytes);
-    if crate::plugins::artifacts::hex(&digest) != sha256 {
-        return Err(Error::validation(format!("the chunks of blob {sha256} do not hash to its name")));
+    if !complete {
+        return Err(Error::validation(format!("the chunks of upload {upload} are not all in")));
+    }
+    tx.execute("DELETE FROM blob_chunks WHERE upload = ?1", [upload])?;
+    let bytes: Vec<u8> = chunks.into_iter().flat_map(|(_, _, data)| data).collect();
+    if crate::plugins::artifacts::hex(&Sha256::digest(&bytes)) != sha256 {
+        return Err(Error::validation(format!("the chunks of upload {upload} do not hash to {sha256}")));
     }
     Ok(bytes)
 }
@@ -502,6 +563,69 @@ mod tests {
         TenantSlug::parse("acme").unwrap()
     }
 
+    fn create(name: &str) -> Mutation {
+        Mutation::CreateTenant {
+            slug: TenantSlug::parse(name).unwrap(),
+            name: name.into(),
+            settings: Default::default(),
+            at: 1,
+            home_node: Some(7),
+            incarnation: Some("i-1".into()),
+        }
+    }
+
+    #[test]
+    fn entries_apply_once_in_order_and_old_key_entries_stay_unconditional() {
+        let (_dir, store) = store();
+        assert!(store.apply_entry(2, create("acme")).is_err(), "index 1 comes first");
+        store.apply_entry(1, create("acme")).unwrap();
+        assert!(store.apply_entry(1, create("beta")).is_err(), "an index is applied once");
+        // An AddSigningKey entry written before `replaces` existed has no such field: it applies unconditionally.
+        let old = serde_json::json!({"type": "add_signing_key", "slug": "acme", "kid": "k0", "alg": "ES256",
+            "public_jwk": "{}", "private_sealed": "s", "at": 1, "retire_previous_at": 2});
+        let old: Mutation = serde_json::from_value(old).unwrap();
+        assert!(matches!(&old, Mutation::AddSigningKey { replaces: None, .. }));
+        assert_eq!(store.apply_entry(2, old.clone()).unwrap(), Outcome::Applied { assigned: None });
+        let again = match old {
+            Mutation::AddSigningKey { kid, .. } if kid == "k0" => serde_json::json!({"type": "add_signing_key",
+                "slug": "acme", "kid": "k1", "alg": "ES256", "public_jwk": "{}", "private_sealed": "s", "at": 1,
+                "retire_previous_at": 2}),
+            _ => unreachable!(),
+        };
+        assert_eq!(
+            store.apply_entry(3, serde_json::from_value(again).unwrap()).unwrap(),
+            Outcome::Applied { assigned: None }
+        );
+        // `replaces: null` round-trips as "expects no active key" (not as absent).
+        let expects_none = Mutation::AddSigningKey {
+            slug: slug(),
+            kid: "k2".into(),
+            alg: crate::oidc::keys::SigningAlg::Es256,
+            public_jwk: "{}".into(),
+            private_sealed: "s".into(),
+            at: 1,
+            retire_previous_at: 2,
+            replaces: Some(None),
+        };
+        let json = serde_json::to_value(&expects_none).unwrap();
+        assert!(json["replaces"].is_null() && json.get("replaces").is_some());
+        let back: Mutation = serde_json::from_value(json).unwrap();
+        assert!(matches!(back, Mutation::AddSigningKey { replaces: Some(None), .. }));
+        assert!(matches!(store.apply_entry(4, back).unwrap(), Outcome::Refused { .. }), "acme has a key");
+        // A key of an algorithm the tenant does not sign with is refused (a keeper racing a settings change).
+        let wrong_alg = Mutation::AddSigningKey {
+            slug: slug(),
+            kid: "k3".into(),
+            alg: crate::oidc::keys::SigningAlg::Es256,
+            public_jwk: "{}".into(),
+            private_sealed: "s".into(),
+            at: 1,
+            retire_previous_at: 2,
+            replaces: Some(Some("k1".into())),
+        };
+        assert!(matches!(store.apply_entry(5, wrong_alg).unwrap(), Outcome::Refused { .. }), "acme signs with RS256");
+    }
+
     /// A log with a large component in chunks, a version assigned in apply, racing key proposals and refusals.
     fn entries(component: &[u8]) -> Vec<Mutation> {
         use sha2::{Digest, Sha256};
@@ -510,12 +634,12 @@ mod tests {
         let key = |kid: &str, replaces: Option<&str>| Mutation::AddSigningKey {
             slug: slug(),
             kid: kid.into(),
-            alg: crate::oidc::keys::SigningAlg::Es256,
+            alg: crate::oidc::keys::SigningAlg::Rs256,
             public_jwk: "{}".into(),
             private_sealed: "sealed".into(),
             at: 10,
             retire_previous_at: 100,
-            replaces: replaces.map(str::to_owned),
+            replaces: Some(replaces.map(str::to_owned)),
         };
         let mut log = vec![
             Mutation::CreateTenant {
@@ -547,20 +671,32 @@ mod tests {
                 at: 3,
             },
             // Its chunks are not in yet: refused.
-            Mutation::AddPluginVersion { slug: slug(), name: "p".into(), sha256: sha256.clone(), at: 4 },
-        ];
-        for (seq, data) in component.chunks(mutation::CHUNK_BYTES).enumerate() {
-            log.push(Mutation::PutBlobChunk {
+            Mutation::AddPluginVersion {
+                slug: slug(),
+                name: "p".into(),
+                upload: "0001".into(),
                 sha256: sha256.clone(),
-                seq: seq as u32,
-                total,
-                data: data.to_vec(),
-                at: 5,
-            });
+                at: 4,
+            },
+        ];
+        // The same bytes uploaded twice at once (two uploads, interleaved): each assembles its own chunks.
+        for (seq, data) in component.chunks(mutation::CHUNK_BYTES).enumerate() {
+            for upload in ["0001", "0002"] {
+                log.push(Mutation::PutBlobChunk {
+                    slug: slug(),
+                    upload: upload.into(),
+                    sha256: sha256.clone(),
+                    seq: seq as u32,
+                    total,
+                    data: data.to_vec(),
+                    at: 5,
+                });
+            }
         }
-        log.push(Mutation::AddPluginVersion { slug: slug(), name: "p".into(), sha256: sha256.clone(), at: 6 });
-        // The same content uploaded again: its chunks were consumed, the bytes come from version 1.
-        log.push(Mutation::AddPluginVersion { slug: slug(), name: "p".into(), sha256, at: 7 });
+        for (upload, at) in [("0001", 6), ("0002", 7)] {
+            let sha256 = sha256.clone();
+            log.push(Mutation::AddPluginVersion { slug: slug(), name: "p".into(), upload: upload.into(), sha256, at });
+        }
         log
     }
 
@@ -589,7 +725,7 @@ mod tests {
             .collect();
         let applied = Outcome::Applied { assigned: None };
         let version = |v| Outcome::Applied { assigned: Some(v) };
-        let chunks = vec![applied.clone(); component.len().div_ceil(mutation::CHUNK_BYTES)];
+        let chunks = vec![applied.clone(); 2 * component.len().div_ceil(mutation::CHUNK_BYTES)];
         let expected: Vec<Outcome> = [
             applied.clone(),
             refused("conflict"),
@@ -630,6 +766,8 @@ mod tests {
         let next = || store.last_applied().unwrap() + 1;
         let bad = |m: Mutation| matches!(store.apply_entry(next(), m).unwrap(), Outcome::Refused { .. });
         let chunk = |sha256: &str, seq, total, len| Mutation::PutBlobChunk {
+            slug: slug(),
+            upload: "00ff".into(),
             sha256: sha256.into(),
             seq,
             total,
@@ -637,7 +775,10 @@ mod tests {
             at: 1,
         };
         let name = "a".repeat(64);
+        assert!(bad(chunk(&name, 0, 1, 1)), "the tenant must exist");
+        store.apply_entry(next(), create("acme")).unwrap();
         assert!(bad(chunk("../x", 0, 1, 1)), "a chunk is named by a SHA-256");
+        assert!(bad(chunk(&name, 0, 200, 1)), "at most 64 MiB in all");
         assert!(bad(chunk(&name, 1, 1, 1)), "seq < total");
         assert!(bad(chunk(&name, 0, 1, mutation::CHUNK_BYTES + 1)), "at most 512 KiB");
         assert_eq!(store.apply_entry(next(), chunk(&name, 0, 1, 10)).unwrap(), Outcome::Applied { assigned: None });

@@ -8,6 +8,10 @@ use serde::{Deserialize, Serialize};
 
 /// Largest piece of a blob one `PutBlobChunk` carries (its entry, base64 and all, stays under 1 MiB).
 pub const CHUNK_BYTES: usize = 512 * 1024;
+/// Largest blob (`total` × `CHUNK_BYTES`), checked when a chunk is applied.
+pub const MAX_BLOB_BYTES: usize = 64 << 20;
+/// Most bytes of unfinished uploads one tenant may have pending.
+pub const MAX_PENDING_BYTES: usize = 64 << 20;
 
 use crate::admin::Scope;
 use crate::email::smtp::SmtpRecord;
@@ -52,11 +56,14 @@ pub enum Mutation {
         status: TenantStatus,
         at: i64,
     },
-    /// Removes the tenant and records where its file was archived.
+    /// Removes the tenant and records where its file is archived; `incarnation` is the one the proposer saw, so
+    /// the home node's listener moves that tenant's file and never a newer tenant's of the same slug.
     ArchiveTenant {
         slug: TenantSlug,
         file: String,
         at: i64,
+        #[serde(default)]
+        incarnation: Option<String>,
     },
     CreateOperator {
         id: String,
@@ -114,8 +121,10 @@ pub enum Mutation {
         client_id: String,
     },
     /// Adds a signing key as the tenant's active one; the keys active until now stay published until
-    /// `retire_previous_at`. `replaces` is the active key the proposer saw (`None`: none): if another key became
-    /// active meanwhile the entry is refused (`conflict`), so two owners racing never leave two new keys.
+    /// `retire_previous_at`. `replaces` is the active key the proposer saw (`null`: none): if another key became
+    /// active meanwhile, or the tenant's settings now ask for another algorithm, the entry is refused
+    /// (`conflict`), so owners racing never leave two new keys or an outdated algorithm. (Absent in entries
+    /// written before it existed: unconditional.)
     AddSigningKey {
         slug: TenantSlug,
         kid: String,
@@ -124,8 +133,8 @@ pub enum Mutation {
         private_sealed: String,
         at: i64,
         retire_previous_at: i64,
-        #[serde(default)]
-        replaces: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::control::double_option")]
+        replaces: Option<Option<String>>,
     },
     /// Deletes signing keys whose tokens have all expired.
     PurgeSigningKeys {
@@ -137,9 +146,12 @@ pub enum Mutation {
         plugin: PluginSettings,
         at: i64,
     },
-    /// One piece (at most `CHUNK_BYTES`) of a blob named by the SHA-256 of the whole; `total` pieces make it.
-    /// Large payloads (plugin components) travel as these, so no entry exceeds 1 MiB.
+    /// One piece (at most `CHUNK_BYTES`) of an upload `upload` (a UUID the proposer made) by tenant `slug` of a
+    /// blob named by the SHA-256 of the whole; `total` pieces make it. Large payloads (plugin components) travel
+    /// as these, so no entry exceeds 1 MiB.
     PutBlobChunk {
+        slug: TenantSlug,
+        upload: String,
         sha256: String,
         seq: u32,
         total: u32,
@@ -151,11 +163,13 @@ pub enum Mutation {
     PurgeBlobChunks {
         before: i64,
     },
-    /// Adds the uploaded, validated component whose chunks are in (named by `sha256`) as the plugin's next
-    /// version, inactive; the version number is assigned here, one above the highest, and is the outcome.
+    /// Adds the uploaded, validated component whose chunks are in (upload `upload`, checked against `sha256`)
+    /// as the plugin's next version, inactive; the version number is assigned here, one above the highest, and
+    /// is the outcome.
     AddPluginVersion {
         slug: TenantSlug,
         name: String,
+        upload: String,
         sha256: String,
         at: i64,
     },

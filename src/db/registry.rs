@@ -61,7 +61,6 @@ impl TenantDb {
 
 pub struct TenantRegistry {
     tenants_dir: PathBuf,
-    archive_dir: PathBuf,
     pools: Cache<TenantSlug, TenantDb>,
     scheduler: Arc<ScheduledThreadPool>,
     metrics: Arc<Metrics>,
@@ -83,7 +82,6 @@ impl TenantRegistry {
         }
         Ok(Self {
             tenants_dir,
-            archive_dir,
             pools: Cache::builder().max_capacity(capacity).time_to_idle(idle).build(),
             scheduler: db::scheduler("tenant-pool-{}"),
             metrics,
@@ -146,7 +144,8 @@ impl TenantRegistry {
             if incarnation.is_none() || stamp.as_deref() == incarnation {
                 return Ok(());
             }
-            let moved = self.archive(slug, &format!("{}-orphan", crate::now_unix()))?;
+            let name = crate::tenants::effects::archive_name(slug, crate::now_unix());
+            let moved = self.archive_as(slug, &name, None)?;
             tracing::warn!(tenant = %slug, archived = %moved.display(), "archived a stray file found at a new tenant's path");
         }
         self.pools.invalidate(slug);
@@ -188,22 +187,27 @@ impl TenantRegistry {
         self.tenants_dir.parent().unwrap_or(&self.tenants_dir)
     }
 
-    /// Moves the tenant's file to `file` (relative to the data dir, as an `ArchiveTenant` entry names it, and
-    /// checked to be `archive/{slug}-{suffix}.db`). Nothing to do when the file is gone already.
-    pub fn archive_as(&self, slug: &TenantSlug, file: &str) -> Result<PathBuf> {
-        crate::tenants::effects::archive_path(self.data_dir(), slug, file)?;
-        let suffix = &file["archive/".len() + slug.as_str().len() + 1..file.len() - ".db".len()];
-        self.archive(slug, suffix)
-    }
-
-    /// Closes the tenant's pool and moves its file (with WAL and SHM) to `archive/{slug}-{suffix}.db`.
-    pub fn archive(&self, slug: &TenantSlug, suffix: &str) -> Result<PathBuf> {
-        self.pools.invalidate(slug);
+    /// Closes the tenant's pool and moves its file (with WAL and SHM) to `file` (relative to the data dir, as an
+    /// `ArchiveTenant` entry names it, and checked to be `archive/{slug}-{unix}[-{8 hex}].db`). Nothing to do when
+    /// the file is gone already, or when `incarnation` is given and the file there is stamped with another one (a
+    /// newer tenant of the same slug lives there). An existing archive is never overwritten.
+    pub fn archive_as(&self, slug: &TenantSlug, file: &str, incarnation: Option<&str>) -> Result<PathBuf> {
+        let target = crate::tenants::effects::archive_path(self.data_dir(), slug, file)?;
         let source = self.path(slug);
-        let target = self.archive_dir.join(format!("{slug}-{suffix}.db"));
         if !source.exists() {
             return Ok(target);
         }
+        if let Some(wanted) = incarnation
+            && let Some(stamp) = self.incarnation(slug)?
+            && stamp != wanted
+        {
+            tracing::warn!(tenant = %slug, file, "not archiving: the file there belongs to a newer tenant of this slug");
+            return Ok(target);
+        }
+        if target.exists() {
+            return Err(Error::internal(format!("archive {} exists; not overwriting it", target.display())));
+        }
+        self.pools.invalidate(slug);
         // Fold the WAL into the main file so the archive is one self-contained file in the common case.
         if let Ok(conn) = db::open_connection(&source) {
             let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));

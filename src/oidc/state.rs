@@ -371,7 +371,7 @@ pub fn rotate_blocking(app: &App, tenant: &Tenant, alg: SigningAlg, replaces: Op
         private_sealed: sealed,
         at: now,
         retire_previous_at: now + i64::from(longest) + 60,
-        replaces,
+        replaces: Some(replaces),
     })?;
     tracing::info!(tenant = %tenant.slug, kid = %generated.kid, %alg, "signing key created");
     Ok(generated.kid)

@@ -182,15 +182,23 @@ pub async fn upload_version(app: &App, slug: &TenantSlug, name: &str, bytes: Vec
     let size = bytes.len() as u64;
     let at = crate::now_unix();
     // The component travels in chunks of at most 512 KiB, then one entry adds the version (numbered there).
+    let upload = uuid::Uuid::now_v7().to_string();
     let total = bytes.len().div_ceil(CHUNK_BYTES).max(1) as u32;
     for (seq, data) in bytes.chunks(CHUNK_BYTES).enumerate() {
-        let chunk = Mutation::PutBlobChunk { sha256: sha256.clone(), seq: seq as u32, total, data: data.to_vec(), at };
+        let chunk = Mutation::PutBlobChunk {
+            slug: slug.clone(),
+            upload: upload.clone(),
+            sha256: sha256.clone(),
+            seq: seq as u32,
+            total,
+            data: data.to_vec(),
+            at,
+        };
         app.control.apply(chunk).await?;
     }
-    let added = app
-        .control
-        .apply(Mutation::AddPluginVersion { slug: slug.clone(), name: name.to_owned(), sha256: sha256.clone(), at })
-        .await?;
+    let add =
+        Mutation::AddPluginVersion { slug: slug.clone(), name: name.to_owned(), upload, sha256: sha256.clone(), at };
+    let added = app.control.apply(add).await?;
     let version = added.assigned.and_then(|v| u32::try_from(v).ok()).ok_or_else(|| Error::internal("no version"))?;
     tracing::info!(tenant = %slug, plugin = name, version, sha256 = %sha256, size, "plugin version uploaded");
     Ok(Version { version, sha256, size, created_at: at })

@@ -36,7 +36,9 @@ pub fn node_id(data_dir: &Path) -> Result<u64> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let id = rand::rng().random_range(1..NODE_ID_LIMIT);
             let tmp = data_dir.join("node_id.tmp");
-            std::fs::write(&tmp, format!("{id}\n")).map_err(io)?;
+            let mut file = std::fs::File::create(&tmp).map_err(io)?;
+            std::io::Write::write_all(&mut file, format!("{id}\n").as_bytes()).map_err(io)?;
+            file.sync_all().map_err(io)?;
             std::fs::rename(&tmp, &path).map_err(io)?;
             Ok(id)
         }
@@ -61,9 +63,9 @@ impl TenantEffects {
             {
                 self.registry.create_file(slug, incarnation.as_deref())?;
             }
-            Mutation::ArchiveTenant { slug, file, .. } => {
+            Mutation::ArchiveTenant { slug, file, incarnation, .. } => {
                 self.outbox.forget(slug);
-                self.registry.archive_as(slug, file)?;
+                self.registry.archive_as(slug, file, incarnation.as_deref())?;
             }
             // Mail queued while suspended goes out now rather than at the dispatcher's next check.
             Mutation::SetTenantStatus { slug, status: TenantStatus::Active, .. }
@@ -78,8 +80,9 @@ impl TenantEffects {
 
     /// Brings the files in line with control.db after a crash between a commit and its listener: tenants with no
     /// home are adopted by this node; a tenant homed here gets its file if it has none; a file left at an
-    /// archived tenant's path (its incarnation differs, or no tenant of that slug lives) is moved to the
-    /// archive name its entry recorded. Returns what it did, for the log.
+    /// archived tenant's path (its incarnation differs from the live tenant's, or no tenant of that slug lives)
+    /// is moved to the archive name its entry recorded. One tenant's trouble is logged and skipped, never stops
+    /// the start. Returns what it did, for the log.
     pub fn reconcile(&self, control: &ControlStore) -> Result<Vec<String>> {
         let mut done = Vec::new();
         let unhomed = control.read_blocking(|conn| {
@@ -97,44 +100,73 @@ impl TenantEffects {
         // Archive entries whose file never left `tenants/` (newest first, so the latest archive name wins).
         for entry in &archived {
             let Ok(slug) = TenantSlug::parse(&entry.slug) else { continue };
-            let live = tenants.iter().find(|t| t.slug == slug);
-            let path = self.registry.path(&slug);
-            if !path.exists() || self.registry.data_dir().join(&entry.file).exists() {
-                continue;
-            }
-            let stamp = self.registry.incarnation(&slug)?;
-            let belongs_to_live = live.is_some_and(|t| t.incarnation.is_none() || t.incarnation == stamp);
-            if !belongs_to_live {
-                self.registry.archive_as(&slug, &entry.file)?;
-                done.push(format!("archived {slug} to {}", entry.file));
+            let step = || -> Result<Option<String>> {
+                let path = self.registry.path(&slug);
+                let target = archive_path(self.registry.data_dir(), &slug, &entry.file)?;
+                if !path.exists() || target.exists() {
+                    return Ok(None);
+                }
+                let stamp = self.registry.incarnation(&slug)?;
+                let live = tenants.iter().find(|t| t.slug == slug);
+                if live.is_some_and(|t| t.incarnation.is_none() || t.incarnation == stamp) {
+                    return Ok(None);
+                }
+                self.registry.archive_as(&slug, &entry.file, None)?;
+                Ok(Some(format!("archived {slug} to {}", entry.file)))
+            };
+            match step() {
+                Ok(Some(what)) => done.push(what),
+                Ok(None) => {}
+                Err(err) => {
+                    tracing::warn!(tenant = %slug, error = %err, "could not reconcile an archived tenant's file")
+                }
             }
         }
         for tenant in tenants.iter().filter(|t| t.home_node == Some(self.node)) {
-            let path = self.registry.path(&tenant.slug);
-            let stray = path.exists()
-                && tenant.incarnation.is_some()
-                && self.registry.incarnation(&tenant.slug)? != tenant.incarnation;
-            if !path.exists() || stray {
+            let step = || -> Result<bool> {
+                let path = self.registry.path(&tenant.slug);
+                let stray = path.exists()
+                    && tenant.incarnation.is_some()
+                    && self.registry.incarnation(&tenant.slug)? != tenant.incarnation;
+                if path.exists() && !stray {
+                    return Ok(false);
+                }
                 self.registry.create_file(&tenant.slug, tenant.incarnation.as_deref())?;
-                done.push(format!("made the file of {}", tenant.slug));
+                Ok(true)
+            };
+            match step() {
+                Ok(true) => done.push(format!("made the file of {}", tenant.slug)),
+                Ok(false) => {}
+                Err(err) => tracing::warn!(tenant = %tenant.slug, error = %err, "could not reconcile a tenant's file"),
             }
         }
         Ok(done)
     }
 }
 
-/// `archive/{slug}-{suffix}.db` with a suffix of digits, letters and dashes: the only form an `ArchiveTenant`
-/// entry's file may have (it comes from the log, so it is checked before it becomes a path).
+/// A fresh archive name for `slug`: `archive/{slug}-{unix}-{8 hex}.db` (unique even for deletes in one second).
+pub fn archive_name(slug: &TenantSlug, at: i64) -> String {
+    format!("archive/{slug}-{at}-{:08x}", rand::rng().random::<u32>()) + ".db"
+}
+
+/// `archive/{slug}-{digits}.db` or `archive/{slug}-{digits}-{8 hex}.db`: the only forms an `ArchiveTenant`
+/// entry's file may have (it comes from the log, so it is checked before it becomes a path; the digits-first
+/// suffix keeps `acme`'s names apart from `acme-5`'s).
 pub fn archive_path(data_dir: &Path, slug: &TenantSlug, file: &str) -> Result<PathBuf> {
     let suffix = file
         .strip_prefix("archive/")
         .and_then(|rest| rest.strip_prefix(slug.as_str()))
         .and_then(|rest| rest.strip_prefix('-'))
-        .and_then(|rest| rest.strip_suffix(".db"))
-        .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
-    match suffix {
-        Some(_) => Ok(data_dir.join(file)),
-        None => Err(Error::internal(format!("archive file name {file:?} is not archive/{slug}-<suffix>.db"))),
+        .and_then(|rest| rest.strip_suffix(".db"));
+    let digits = |s: &str| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
+    let ok = suffix.is_some_and(|s| match s.split_once('-') {
+        None => digits(s),
+        Some((at, tag)) => digits(at) && tag.len() == 8 && tag.bytes().all(|b| b.is_ascii_hexdigit()),
+    });
+    if ok {
+        Ok(data_dir.join(file))
+    } else {
+        Err(Error::internal(format!("archive file name {file:?} is not archive/{slug}-<unix>[-<8 hex>].db")))
     }
 }
 

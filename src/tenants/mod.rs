@@ -143,10 +143,11 @@ pub async fn set_status(app: &App, slug: &TenantSlug, status: TenantStatus) -> R
 /// Deletes a tenant: removes its record (freeing the slug) and moves its file to `archive/`. Returns the
 /// archive file's path relative to the data dir.
 pub async fn delete(app: &App, slug: &TenantSlug) -> Result<String> {
-    get(app, slug).await?;
+    let tenant = get(app, slug).await?;
     let at = crate::now_unix();
-    let file = format!("archive/{slug}-{at}.db");
-    app.control.apply(Mutation::ArchiveTenant { slug: slug.clone(), file: file.clone(), at }).await?;
+    let file = effects::archive_name(slug, at);
+    let incarnation = tenant.incarnation.clone();
+    app.control.apply(Mutation::ArchiveTenant { slug: slug.clone(), file: file.clone(), at, incarnation }).await?;
     tracing::info!(tenant = %slug, file, "tenant deleted and archived");
     Ok(file)
 }

@@ -344,7 +344,9 @@ async fn tenant_files_follow_the_log_and_a_crash_between_commit_and_listener_is_
             gatehouse::control::ControlStore::open(data, Arc::new(gatehouse::telemetry::Metrics::new())).unwrap();
         let slug = gatehouse::tenants::TenantSlug::parse("beta").unwrap();
         let file = "archive/beta-123.db".to_owned();
-        store.apply_blocking(gatehouse::control::Mutation::ArchiveTenant { slug, file, at: 123 }).unwrap();
+        store
+            .apply_blocking(gatehouse::control::Mutation::ArchiveTenant { slug, file, at: 123, incarnation: None })
+            .unwrap();
     }
     control.execute("UPDATE tenants SET home_node = NULL", []).unwrap();
     drop(control);
@@ -365,5 +367,16 @@ async fn tenant_files_follow_the_log_and_a_crash_between_commit_and_listener_is_
     // A new beta is a new incarnation: the archive keeps the old file, the new one starts empty.
     app.create_tenant("beta").await;
     assert_ne!(stamp("beta"), stamp("acme"));
+    // Deleting and re-creating a slug within one second keeps every archive (no name is reused).
+    for _ in 0..2 {
+        let (status, _) = app.json(Method::DELETE, "/admin/api/v1/tenants/beta", None).await;
+        assert_eq!(status, StatusCode::OK);
+        app.create_tenant("beta").await;
+    }
+    let archives = std::fs::read_dir(data.join("archive"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".db"))
+        .count();
+    assert_eq!(archives, 3, "beta-123 and the two deleted since");
     app.stop().await;
 }
