@@ -55,6 +55,8 @@ pub struct App {
     pub oidc: Arc<crate::oidc::state::Oidc>,
     /// Tenant WebAssembly plugins: engine (made on first use), active lists, stats.
     pub plugins: Arc<crate::plugins::Plugins>,
+    /// The stores' live state (running CSV imports); the catalog itself is in the tenant files.
+    pub store: crate::commerce::Store,
 }
 
 impl App {
@@ -132,6 +134,7 @@ impl App {
             webhook_client: crate::webhooks::client(config.webhook_allow_private, config.webhook_timeout)?,
             oidc,
             plugins,
+            store: crate::commerce::Store::default(),
             config,
         })
     }

@@ -32,6 +32,9 @@ pub enum Error {
     TenantSuspended,
     #[error("{0}")]
     Conflict(String),
+    /// Well-formed, but the state does not allow it (e.g. changing a store's currency once it has products).
+    #[error("{0}")]
+    Unprocessable(String),
     /// A change that would send stored credentials somewhere new without the caller presenting them again.
     #[error("{0}")]
     PasswordRequired(&'static str),
@@ -87,6 +90,7 @@ pub const CODES: &[&str] = &[
     "tenant_not_found",
     "tenant_suspended",
     "conflict",
+    "unprocessable",
     "password_required",
     "invalid_credentials",
     "invalid_token",
@@ -124,6 +128,7 @@ impl Error {
             Error::TenantNotFound => (StatusCode::NOT_FOUND, "tenant_not_found"),
             Error::TenantSuspended => (StatusCode::FORBIDDEN, "tenant_suspended"),
             Error::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Error::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
             Error::PasswordRequired(_) => (StatusCode::UNPROCESSABLE_ENTITY, "password_required"),
             Error::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
             Error::InvalidToken => (StatusCode::BAD_REQUEST, "invalid_token"),
@@ -208,6 +213,7 @@ mod tests {
             Error::TenantNotFound,
             Error::TenantSuspended,
             Error::Conflict(String::new()),
+            Error::Unprocessable(String::new()),
             Error::PasswordRequired(""),
             Error::InvalidCredentials,
             Error::InvalidToken,

@@ -16,12 +16,14 @@
 //! - `admin`      admin-side actors: operators, API tokens, sessions, bootstrap, sign-in lockout
 //! - `email`      email templates, SMTP transports, the durable outbox and its dispatcher
 //! - `webhooks`   webhook subscriptions, the event catalogue, signed deliveries, the SSRF guard
+//! - `commerce`   each tenant's store: money, catalog, inventory ledger, search, CSV import/export, storefront API
 //! - `web`        the embedded admin UI (pages, the API reference)
 //! - `cli`        the command line
 
 pub mod admin;
 pub mod app;
 pub mod cli;
+pub mod commerce;
 pub mod config;
 pub mod control;
 pub mod crypto;

@@ -88,6 +88,8 @@ pub struct Config {
     pub plugin_max_bytes: usize,
     /// Plugin calls that may run at once (instance slots of the pool).
     pub plugin_slots: u32,
+    /// Largest catalog CSV import accepted.
+    pub import_max_bytes: usize,
 }
 
 /// Where mail goes: `Smtp` sends through the tenant's transport, else `GATEHOUSE_SMTP_URL`, else (with a warning)
@@ -393,6 +395,7 @@ impl Config {
         let plugin_max_bytes = env.number("GATEHOUSE_PLUGIN_MAX_BYTES");
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
         let plugin_slots = env.number_or("GATEHOUSE_PLUGIN_SLOTS", || (2 * cores).clamp(2, 64));
+        let import_max_bytes = env.number("GATEHOUSE_IMPORT_MAX_BYTES");
 
         if !env.problems.is_empty() {
             let mut problems = env.problems;
@@ -426,6 +429,7 @@ impl Config {
             webhook_timeout,
             plugin_max_bytes,
             plugin_slots,
+            import_max_bytes,
         })
     }
 

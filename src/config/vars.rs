@@ -113,6 +113,12 @@ pub const VARS: &[Var] = &[
         help: "largest plugin component accepted (JavaScript components are ~12 MB)",
     },
     Var {
+        name: "GATEHOUSE_IMPORT_MAX_BYTES",
+        default: Fallback::Value("33554432"),
+        rule: whole(1024, 256 << 20),
+        help: "largest catalog CSV import accepted",
+    },
+    Var {
         name: "GATEHOUSE_PLUGIN_SLOTS",
         default: Fallback::Note("2 x cores"),
         rule: whole(1, 256),

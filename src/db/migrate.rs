@@ -46,6 +46,7 @@ pub const TENANT: &[Migration] = &[
         sql: include_str!("../../migrations/tenant/0006_plugin_claims.sql"),
     },
     Migration { version: 7, name: "mfa_failures", sql: include_str!("../../migrations/tenant/0007_mfa_failures.sql") },
+    Migration { version: 8, name: "commerce", sql: include_str!("../../migrations/tenant/0008_commerce.sql") },
 ];
 
 /// The highest version in `set`.

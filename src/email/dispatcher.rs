@@ -173,7 +173,13 @@ async fn recover_all(app: &AppState) -> Result<()> {
             if !path.exists() {
                 continue;
             }
-            let found = db::open_connection(&path).and_then(|conn| outbox::recover(&conn));
+            let found = db::open_connection(&path).and_then(|conn| {
+                let interrupted = crate::commerce::imports::recover(&conn)?;
+                if interrupted > 0 {
+                    tracing::warn!(tenant = %slug, imports = interrupted, "catalog imports interrupted by a restart marked failed");
+                }
+                outbox::recover(&conn)
+            });
             match found {
                 Ok((counts, next)) => {
                     for (kind, n) in counts {

@@ -66,14 +66,14 @@ pub async fn stack(State(app): State<AppState>, mut req: Request, next: Next) ->
     let method = req.method().clone();
     // The path is copied only when the access-log line will be written.
     let logged_path = tracing::enabled!(tracing::Level::INFO).then(|| req.uri().path().to_owned());
-    let upload = crate::plugins::api::is_upload(req.uri().path());
+    let upload = upload_limit(&app, req.uri().path());
     let shape = ErrorShape::of(req.uri().path());
     let route = app.metrics.http_route(req.extensions().get::<MatchedPath>().map(MatchedPath::as_str), &method);
 
     let mut response = match refuse_declared_body(&app, &req, upload) {
         Some(refused) => refused,
         None => {
-            let limit = if upload {
+            let limit = if upload.is_some() {
                 app.config.request_timeout.max(crate::plugins::api::UPLOAD_TIMEOUT)
             } else {
                 app.config.request_timeout
@@ -216,11 +216,23 @@ async fn catch_panic<T>(inner: impl Future<Output = T>) -> Result<T, Box<dyn Any
     .await
 }
 
-/// 413 for a declared body over the limit (`GATEHOUSE_PLUGIN_MAX_BYTES` for plugin uploads), before reading it.
-fn refuse_declared_body(app: &AppState, req: &Request, upload: bool) -> Option<Response<Body>> {
+/// The body limit of an upload path (plugin components, CSV imports), which also gets the long time limit.
+fn upload_limit(app: &AppState, path: &str) -> Option<usize> {
+    if crate::plugins::api::is_upload(path) {
+        Some(app.plugins.max_bytes)
+    } else if crate::commerce::admin_api::is_import(path) {
+        Some(app.config.import_max_bytes)
+    } else {
+        None
+    }
+}
+
+/// 413 for a declared body over the limit (`GATEHOUSE_PLUGIN_MAX_BYTES` for plugin uploads,
+/// `GATEHOUSE_IMPORT_MAX_BYTES` for imports), before reading it.
+fn refuse_declared_body(app: &AppState, req: &Request, upload: Option<usize>) -> Option<Response<Body>> {
     let declared =
         req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())?;
-    let limit = if upload { app.plugins.max_bytes } else { app.config.max_body_bytes };
+    let limit = upload.unwrap_or(app.config.max_body_bytes);
     (declared > limit as u64).then(|| Error::PayloadTooLarge(limit).into_response())
 }
 

@@ -41,6 +41,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .merge(crate::oidc::admin_api::router())
         .merge(crate::plugins::api::router())
         .merge(crate::control::api::router())
+        .merge(crate::commerce::router())
 }
 
 /// The whole application router. `extra` routes (tests add a panicking one) get the same middleware.

@@ -121,7 +121,10 @@ pub async fn update(
     }
     // Checked against what this node holds for a prompt answer; `apply` merges the patch into what it finds.
     if let Some(patch) = settings_patch {
-        current.settings.merged(patch)?;
+        let next = current.settings.merged(patch)?;
+        if next.commerce.currency != current.settings.commerce.currency {
+            check_currency_change(app, slug).await?;
+        }
     }
     let settings_patch = settings_patch.cloned();
     app.control
@@ -131,6 +134,20 @@ pub async fn update(
     // A changed signing algorithm gets its key now, not at the next token request.
     ensure_signing_key(app, &tenant).await?;
     Ok(tenant)
+}
+
+/// A store's amounts are in its currency, so the currency is fixed once a product exists (422).
+async fn check_currency_change(app: &AppState, slug: &TenantSlug) -> Result<()> {
+    let registry = app.tenants.clone();
+    let key = slug.clone();
+    let db = tokio::task::spawn_blocking(move || registry.get(&key)).await??;
+    let products = crate::db::with_conn(&db.pool, |conn| crate::commerce::catalog::count_products(conn)).await?;
+    if products > 0 {
+        return Err(Error::Unprocessable(format!(
+            "the store has {products} products priced in its currency; settings.commerce.currency cannot change"
+        )));
+    }
+    Ok(())
 }
 
 pub async fn set_status(app: &App, slug: &TenantSlug, status: TenantStatus) -> Result<Arc<Tenant>> {

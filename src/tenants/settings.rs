@@ -33,6 +33,8 @@ pub struct TenantSettings {
     pub custom_fields: Vec<CustomField>,
     /// OAuth 2.0 / OpenID Connect provider settings.
     pub oidc: crate::oidc::settings::OidcSettings,
+    /// The store: currency, tax flags, stock display, storefront origins.
+    pub commerce: crate::commerce::settings::CommerceSettings,
 }
 
 impl Default for TenantSettings {
@@ -50,6 +52,7 @@ impl Default for TenantSettings {
             lockout: Lockout::default(),
             custom_fields: Vec::new(),
             oidc: Default::default(),
+            commerce: Default::default(),
         }
     }
 }
@@ -103,7 +106,8 @@ impl TenantSettings {
             &self.lockout,
             &self.custom_fields,
         )?;
-        self.oidc.validate()
+        self.oidc.validate()?;
+        self.commerce.validate()
     }
 
     /// These settings with `patch` merged in, validated.

@@ -27,6 +27,15 @@ pub enum Event {
     UserDisabled { user_id: String },
     #[serde(rename = "user.deleted")]
     UserDeleted { user_id: String },
+    #[serde(rename = "product.created")]
+    ProductCreated { product_id: String, handle: String },
+    #[serde(rename = "product.updated")]
+    ProductUpdated { product_id: String, handle: String },
+    #[serde(rename = "product.deleted")]
+    ProductDeleted { product_id: String, handle: String },
+    /// A tracked variant's stock fell to the store's `low_stock_threshold` or below.
+    #[serde(rename = "inventory.low")]
+    InventoryLow { sku: String, variant_id: String, product_id: String, stock: i64, threshold: i64 },
 }
 
 /// Every event type and what it means: shown by the admin API and UI, and the set subscriptions are checked
@@ -40,6 +49,10 @@ pub const CATALOGUE: &[(&str, &str)] = &[
     ("user.password_changed", "a user's password was changed or reset"),
     ("user.disabled", "a user was disabled"),
     ("user.deleted", "a user was deleted"),
+    ("product.created", "a product was created (admin API, UI or CSV import)"),
+    ("product.updated", "a product or its variants changed"),
+    ("product.deleted", "a product was deleted"),
+    ("inventory.low", "a tracked variant's stock fell to the store's low-stock threshold or below"),
 ];
 
 impl Event {
@@ -54,6 +67,10 @@ impl Event {
             Event::UserPasswordChanged { .. } => "user.password_changed",
             Event::UserDisabled { .. } => "user.disabled",
             Event::UserDeleted { .. } => "user.deleted",
+            Event::ProductCreated { .. } => "product.created",
+            Event::ProductUpdated { .. } => "product.updated",
+            Event::ProductDeleted { .. } => "product.deleted",
+            Event::InventoryLow { .. } => "inventory.low",
         }
     }
 
@@ -90,6 +107,16 @@ mod tests {
             Event::UserPasswordChanged { user_id: "u".into() },
             Event::UserDisabled { user_id: "u".into() },
             Event::UserDeleted { user_id: "u".into() },
+            Event::ProductCreated { product_id: "p".into(), handle: "h".into() },
+            Event::ProductUpdated { product_id: "p".into(), handle: "h".into() },
+            Event::ProductDeleted { product_id: "p".into(), handle: "h".into() },
+            Event::InventoryLow {
+                sku: "s".into(),
+                variant_id: "v".into(),
+                product_id: "p".into(),
+                stock: 1,
+                threshold: 5,
+            },
         ];
         assert_eq!(events.len(), CATALOGUE.len());
         for event in &events {

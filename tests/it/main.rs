@@ -3,6 +3,7 @@
 
 mod admin_ui;
 mod binary;
+mod commerce;
 mod control;
 mod email;
 mod http_stack;

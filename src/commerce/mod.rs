@@ -1,0 +1,80 @@
+//! Commerce: every tenant is a store. This module owns the catalog (products, variants, categories, search),
+//! the inventory ledger, CSV import/export, money, and the store settings; carts, pricing, checkout and orders
+//! build on it.
+//!
+//! - `money.rs`: integer minor units, the ISO 4217 table, the one formatting function.
+//! - `settings.rs`: `settings.commerce` (currency, tax flags, stock display, storefront origins).
+//! - `catalog.rs`: products, variants, categories, search (FTS5, bm25) — the services every surface calls.
+//! - `inventory.rs`: the append-only stock ledger.
+//! - `imports.rs`: CSV import jobs and export.
+//! - `admin_api.rs`: `/admin/api/v1/tenants/{slug}/…` (operators and the tenant's admins).
+//! - `store_api.rs`: the public storefront API under `/t/{slug}/api/v1/…` (CORS per `allowed_origins`).
+//!
+//! Catalog data lives in the tenant's file (it moves with the tenant's backup); only the store settings live in
+//! control.db.
+
+pub mod admin_api;
+pub mod catalog;
+pub mod imports;
+pub mod inventory;
+pub mod money;
+pub mod settings;
+pub mod store_api;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::admin::{Actor, Via};
+use crate::app::AppState;
+use crate::control::Tenant;
+
+pub use crate::control::double_option;
+
+/// The store service in `App` (named apart from the email template `Catalog`): live progress of running
+/// imports. Everything else is in the tenant files.
+#[derive(Default)]
+pub struct Store {
+    imports: Mutex<HashMap<String, Arc<imports::Progress>>>,
+}
+
+impl Store {
+    /// Registers a running import's counters.
+    pub fn track(&self, id: &str) -> Arc<imports::Progress> {
+        let progress = Arc::new(imports::Progress::default());
+        self.imports.lock().unwrap_or_else(|e| e.into_inner()).insert(id.to_owned(), progress.clone());
+        progress
+    }
+
+    /// Rows done so far by a running import of this process.
+    pub fn done(&self, id: &str) -> Option<u64> {
+        let map = self.imports.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(id).map(|p| p.done.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    pub fn forget(&self, id: &str) {
+        self.imports.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+    }
+}
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().merge(admin_api::router()).merge(store_api::router())
+}
+
+/// Who made a change, as the ledger and imports record it.
+pub fn actor_name(actor: &Actor) -> String {
+    match actor.via {
+        Via::Session => format!("operator:{}", actor.id),
+        Via::Token => format!("token:{}", actor.id),
+    }
+}
+
+/// The write context of `actor` in `tenant`'s store, now.
+pub fn write_ctx(actor: String, tenant: &Tenant) -> catalog::WriteCtx {
+    catalog::WriteCtx {
+        actor,
+        now: crate::now_unix(),
+        low_stock_threshold: tenant.settings.commerce.low_stock_threshold,
+    }
+}
