@@ -194,7 +194,9 @@ pub fn check_handle(field: &str, handle: &str) -> Result<()> {
 
 /// SKUs appear in paths (`/inventory/{sku}`), so they are plain.
 pub fn check_sku(sku: &str) -> Result<()> {
-    let ok = (1..=64).contains(&sku.len()) && sku.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    let ok = (1..=64).contains(&sku.len())
+        && sku.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        && sku.bytes().any(|b| b.is_ascii_alphanumeric()); // `.` and `..` would be path segments
     if ok { Ok(()) } else { Err(Error::validation(format!("sku {sku:?} must match ^[A-Za-z0-9._-]{{1,64}}$"))) }
 }
 
@@ -1022,7 +1024,7 @@ mod tests {
             assert!(check_handle("handle", bad).is_err(), "{bad}");
         }
         assert!(check_sku("TS_RED.M-1").is_ok());
-        for bad in ["", "a/b", "a b", "..%2F", &"a".repeat(65)] {
+        for bad in ["", "a/b", "a b", "..%2F", ".", "..", "-._", &"a".repeat(65)] {
             assert!(check_sku(bad).is_err(), "{bad}");
         }
     }

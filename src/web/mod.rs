@@ -12,6 +12,7 @@ mod identity_pages;
 mod oauth_pages;
 mod pages;
 mod plugin_pages;
+mod store_pages;
 
 pub use crate::http::page::CsrfOnly;
 // `pages.rs` calls it as `super::message_page`.
@@ -39,6 +40,7 @@ pub fn router() -> Router<AppState> {
         .merge(identity_pages::router())
         .merge(oauth_pages::router())
         .merge(plugin_pages::router())
+        .merge(store_pages::router())
         .merge(api_docs::router())
         .merge(assets::router())
 }

@@ -40,6 +40,8 @@ async fn the_contract_documents_every_json_route_with_the_shared_errors() {
         ("/admin/api/v1/tenants/{slug}/smtp", "put"),
         ("/admin/api/v1/tenants/{slug}/webhooks", "post"),
         ("/admin/api/v1/tenants/{slug}/plugins", "get"),
+        ("/admin/api/v1/tenants/{slug}/products", "post"),
+        ("/t/{slug}/api/v1/products", "get"),
         ("/admin/api/v1/tokens", "post"),
         ("/t/{slug}/api/v1/tenant", "get"),
         ("/t/{slug}/api/v1/me", "get"),
@@ -86,6 +88,7 @@ const PLAIN_ROUTE_FILES: &[&str] = &[
     "src/web/oauth_pages.rs",
     "src/web/pages.rs",
     "src/web/plugin_pages.rs",
+    "src/web/store_pages.rs",
 ];
 
 #[test]
