@@ -142,7 +142,7 @@ fn main() {
 
         let started = Instant::now();
         let r = client
-            .post(admin("/imports?mode=all_or_nothing"))
+            .post(admin("/imports?mode=skip_bad_rows"))
             .bearer_auth(&token)
             .header("content-type", "text/csv")
             .body(csv)

@@ -98,6 +98,33 @@ CREATE TABLE catalog_imports (
     error_count INTEGER NOT NULL DEFAULT 0,
     message     TEXT,
     actor       TEXT NOT NULL,
+    boot        TEXT,
     created_at  INTEGER NOT NULL,
     finished_at INTEGER
 );
+
+-- The catalog's version: any change to what the storefront shows bumps it (the storefront caches search answers
+-- under it, so a cached answer is never older than the catalog).
+INSERT OR IGNORE INTO tenant_meta (key, value) VALUES ('catalog_version', '0');
+CREATE TRIGGER products_version_insert AFTER INSERT ON products
+BEGIN UPDATE tenant_meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'catalog_version'; END;
+CREATE TRIGGER products_version_update AFTER UPDATE ON products
+BEGIN UPDATE tenant_meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'catalog_version'; END;
+CREATE TRIGGER products_version_delete AFTER DELETE ON products
+BEGIN UPDATE tenant_meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'catalog_version'; END;
+CREATE TRIGGER variants_version_insert AFTER INSERT ON variants
+BEGIN UPDATE tenant_meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'catalog_version'; END;
+CREATE TRIGGER variants_version_update AFTER UPDATE ON variants
+BEGIN UPDATE tenant_meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'catalog_version'; END;
+CREATE TRIGGER variants_version_delete AFTER DELETE ON variants
+BEGIN UPDATE tenant_meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'catalog_version'; END;
+CREATE TRIGGER categories_version_insert AFTER INSERT ON categories
+BEGIN UPDATE tenant_meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'catalog_version'; END;
+CREATE TRIGGER categories_version_update AFTER UPDATE ON categories
+BEGIN UPDATE tenant_meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'catalog_version'; END;
+CREATE TRIGGER categories_version_delete AFTER DELETE ON categories
+BEGIN UPDATE tenant_meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'catalog_version'; END;
+CREATE TRIGGER product_categories_version_insert AFTER INSERT ON product_categories
+BEGIN UPDATE tenant_meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'catalog_version'; END;
+CREATE TRIGGER product_categories_version_delete AFTER DELETE ON product_categories
+BEGIN UPDATE tenant_meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'catalog_version'; END;

@@ -200,8 +200,9 @@ async fn delete_product(
     actor: Actor,
     Path((slug, id)): Path<(String, String)>,
 ) -> Result<Json<Deleted>> {
-    let (_, db) = actor.open_tenant(&app, &slug).await?;
-    db.write(move |tx| catalog::delete_product(tx, &id)).await?;
+    let (tenant, db) = actor.open_tenant(&app, &slug).await?;
+    let ctx = write_ctx(actor_name(&actor), &tenant);
+    db.write(move |tx| catalog::delete_product(tx, &id, &ctx)).await?;
     Ok(Json(Deleted { deleted: true }))
 }
 
@@ -256,6 +257,8 @@ async fn create_category(
 pub struct CategoryList {
     /// Parents before their children; siblings by position, then title.
     pub items: Vec<Category>,
+    /// Always null: the whole tree is one page.
+    pub next_cursor: Option<String>,
 }
 
 /// Lists the category tree (parents first).
@@ -274,7 +277,8 @@ async fn list_categories(
     Path(slug): Path<String>,
 ) -> Result<Json<CategoryList>> {
     let (_, db) = actor.open_tenant(&app, &slug).await?;
-    Ok(Json(CategoryList { items: db::with_conn(&db.pool, |conn| catalog::list_categories(conn)).await? }))
+    let items = db::with_conn(&db.pool, |conn| catalog::list_categories(conn)).await?;
+    Ok(Json(CategoryList { items, next_cursor: None }))
 }
 
 /// Renames, moves or reorders a category.
@@ -436,12 +440,26 @@ pub async fn start(
     mode: ImportMode,
     bytes: Vec<u8>,
 ) -> Result<String> {
+    if app.store.running() >= super::MAX_RUNNING_IMPORTS {
+        return Err(Error::Conflict("this node runs as many imports as it takes; retry in a minute".into()));
+    }
     let currency = tenant.settings.commerce.currency.clone();
     let (rows, errors) = tokio::task::spawn_blocking(move || imports::parse(&bytes, &currency)).await??;
-    let id = uuid::Uuid::now_v7().to_string();
     let total = (rows.len() + errors.len()) as u64;
-    let (job, who) = (id.clone(), actor.clone());
-    db.write(move |tx| imports::insert_job(tx, &job, mode, total, &who, crate::now_unix())).await?;
+    if mode == ImportMode::AllOrNothing && total > imports::MAX_ALL_OR_NOTHING {
+        return Err(Error::validation(format!(
+            "an all_or_nothing import takes at most {} rows (the store's other writes wait while it runs); \
+             use mode=skip_bad_rows for {total}",
+            imports::MAX_ALL_OR_NOTHING
+        )));
+    }
+    let id = uuid::Uuid::now_v7().to_string();
+    let (job, who, boot) = (id.clone(), actor.clone(), app.store.boot.clone());
+    db.write(move |tx| {
+        let new = imports::NewJob { id: &job, mode, total, actor: &who, boot: &boot, now: crate::now_unix() };
+        imports::insert_job(tx, &new)
+    })
+    .await?;
     let progress = app.store.track(&id);
     let ctx = write_ctx(format!("import:{id}"), tenant);
     let (app2, job) = (app.clone(), id.clone());
@@ -459,6 +477,8 @@ pub async fn start(
 #[derive(Serialize, ToSchema)]
 pub struct ImportList {
     pub items: Vec<ImportJob>,
+    /// Always null: the 50 most recent imports are one page.
+    pub next_cursor: Option<String>,
 }
 
 /// The 50 most recent imports, newest first.
@@ -477,14 +497,19 @@ async fn list_imports(State(app): State<AppState>, actor: Actor, Path(slug): Pat
     for job in &mut items {
         live(&app, job);
     }
-    Ok(Json(ImportList { items }))
+    Ok(Json(ImportList { items, next_cursor: None }))
 }
 
 /// A running job shows the live count of rows done.
 pub fn live(app: &AppState, job: &mut ImportJob) {
-    if job.status == "running"
-        && let Some(done) = app.store.done(&job.id)
-    {
+    if job.status != "running" {
+        return;
+    }
+    if job.boot.as_deref() != Some(app.store.boot.as_str()) {
+        // Left running by an earlier process: the start-up scan marks it failed; say so already.
+        job.status = "failed".into();
+        job.message = Some("interrupted by a restart".into());
+    } else if let Some(done) = app.store.done(&job.id) {
         job.done = done;
     }
 }

@@ -263,9 +263,9 @@ pub fn check_variant(v: &VariantInput) -> Result<()> {
         return Err(Error::validation("weight_grams must be 0-1000000000"));
     }
     if let Some(s) = v.stock
-        && !(-1_000_000_000..=1_000_000_000).contains(&s)
+        && !(0..=1_000_000_000).contains(&s)
     {
-        return Err(Error::validation("stock must be within ±1000000000"));
+        return Err(Error::validation("stock must be a whole number of units, 0 to 1000000000"));
     }
     for (name, value) in v.option_values.iter().flatten() {
         check_title("option name", name, 64)?;
@@ -403,7 +403,9 @@ pub fn update_product(tx: &TenantTx<'_>, id: &str, patch: ProductPatch, ctx: &Wr
             None => by_sku.get(v.sku.as_str()).copied(),
         };
         if let Some(m) = matched {
-            kept.insert(m.id.clone());
+            if !kept.insert(m.id.clone()) {
+                return Err(Error::validation(format!("variant {} is listed twice (by id and by sku)", m.sku)));
+            }
             if v.stock.is_some_and(|s| Some(s) != m.stock) {
                 return Err(Error::validation(format!(
                     "stock of an existing variant ({}) changes through POST /inventory/{}/adjust",
@@ -420,7 +422,7 @@ pub fn update_product(tx: &TenantTx<'_>, id: &str, patch: ProductPatch, ctx: &Wr
     }
     // Removed variants go first, so a SKU can move between variants of this product in one update.
     for gone in current.variants.iter().filter(|v| !kept.contains(&v.id)) {
-        tx.execute("DELETE FROM variants WHERE id = ?1", [&gone.id])?;
+        remove_variant(tx, &gone.id, &gone.sku, ctx)?;
     }
     for (position, (matched, v)) in plan.into_iter().enumerate() {
         match matched {
@@ -474,14 +476,32 @@ pub fn update_product(tx: &TenantTx<'_>, id: &str, patch: ProductPatch, ctx: &Wr
 }
 
 /// Deletes a product and its variants (their ledger rows stay); raises `product.deleted`.
-pub fn delete_product(tx: &TenantTx<'_>, id: &str) -> Result<()> {
+pub fn delete_product(tx: &TenantTx<'_>, id: &str, ctx: &WriteCtx) -> Result<()> {
     let found: Option<(i64, String)> = tx
         .query_row("SELECT seq, handle FROM products WHERE id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     let (seq, handle) = found.ok_or(Error::NotFound("product"))?;
+    let mut stmt = tx.prepare("SELECT id, sku FROM variants WHERE product_id = ?1")?;
+    let variants: Vec<(String, String)> =
+        stmt.query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+    drop(stmt);
+    for (variant_id, sku) in variants {
+        remove_variant(tx, &variant_id, &sku, ctx)?;
+    }
     tx.execute("DELETE FROM product_search WHERE rowid = ?1", [seq])?;
     tx.execute("DELETE FROM products WHERE id = ?1", [id])?;
     enqueue_event(tx, Event::ProductDeleted { product_id: id.to_owned(), handle })?;
+    Ok(())
+}
+
+/// Deletes a variant; stock still on hand leaves through a ledger movement first (`variant removed`), so the
+/// ledger of a deleted variant sums to zero and no unit disappears unrecorded.
+fn remove_variant(tx: &TenantTx<'_>, variant_id: &str, sku: &str, ctx: &WriteCtx) -> Result<()> {
+    let stock: i64 = tx.query_row("SELECT stock FROM variants WHERE id = ?1", [variant_id], |r| r.get(0))?;
+    if stock != 0 {
+        inventory::record(tx, sku, -stock, MovementKind::Adjustment, "variant removed", ctx, false)?;
+    }
+    tx.execute("DELETE FROM variants WHERE id = ?1", [variant_id])?;
     Ok(())
 }
 
@@ -763,6 +783,9 @@ fn fts_query(q: &str) -> Option<String> {
     Some(terms.join(" "))
 }
 
+/// How deep relevance pages go (an offset: SQLite ranks every match before it skips).
+const MAX_OFFSET: u64 = 10_000;
+
 /// Where a page ends, as the `next_cursor` string: `o{offset}` for relevance, `k{key}_{seq}` for the sorts.
 enum Cursor {
     Offset(u64),
@@ -773,7 +796,13 @@ impl Cursor {
     fn parse(raw: &str) -> Result<Self> {
         let bad = || Error::validation("cursor is not one this API gave out");
         if let Some(offset) = raw.strip_prefix('o') {
-            return Ok(Cursor::Offset(offset.parse().map_err(|_| bad())?));
+            let offset: u64 = offset.parse().map_err(|_| bad())?;
+            if offset > MAX_OFFSET {
+                return Err(Error::validation(format!(
+                    "results by relevance go {MAX_OFFSET} deep; narrow the search or sort by price or newest"
+                )));
+            }
+            return Ok(Cursor::Offset(offset));
         }
         let (key, seq) = raw.strip_prefix('k').and_then(|r| r.split_once('_')).ok_or_else(bad)?;
         Ok(Cursor::Key(key.parse().map_err(|_| bad())?, seq.parse().map_err(|_| bad())?))
@@ -861,12 +890,19 @@ pub fn search(conn: &Connection, search: &Search) -> Result<(Vec<Product>, Optio
     rows.truncate(limit as usize);
     let next = match (more, rows.last()) {
         (true, Some((last, key))) => Some(match sort {
-            Sort::Relevance => format!("o{}", offset + limit),
+            Sort::Relevance => format!("o{}", offset.saturating_add(limit)),
             _ => format!("k{key}_{}", last.seq),
         }),
         _ => None,
     };
     Ok((attach(conn, rows.into_iter().map(|(row, _)| row).collect())?, next))
+}
+
+/// The catalog's version (bumped by triggers on every change to products, variants and categories).
+pub fn version(conn: &Connection) -> Result<i64> {
+    let value: Option<String> =
+        conn.query_row("SELECT value FROM tenant_meta WHERE key = 'catalog_version'", [], |r| r.get(0)).optional()?;
+    Ok(value.and_then(|v| v.parse().ok()).unwrap_or(0))
 }
 
 /// How many products the store has (any status).
@@ -912,8 +948,16 @@ fn category_row(r: &Row<'_>) -> rusqlite::Result<Category> {
     Ok(Category { id: r.get(0)?, parent_id: r.get(1)?, handle: r.get(2)?, title: r.get(3)?, position: r.get(4)? })
 }
 
+fn check_position(position: Option<i64>) -> Result<()> {
+    if position.is_some_and(|p| !(-1_000_000..=1_000_000).contains(&p)) {
+        return Err(Error::validation("position must be within ±1000000"));
+    }
+    Ok(())
+}
+
 pub fn create_category(tx: &TenantTx<'_>, input: NewCategory, now: i64) -> Result<Category> {
     check_handle("handle", &input.handle)?;
+    check_position(input.position)?;
     check_title("title", &input.title, 200)?;
     let count: i64 = tx.query_row("SELECT COUNT(*) FROM categories", [], |r| r.get(0))?;
     if count >= MAX_CATEGORIES {
@@ -939,6 +983,7 @@ pub fn create_category(tx: &TenantTx<'_>, input: NewCategory, now: i64) -> Resul
 
 pub fn update_category(tx: &TenantTx<'_>, id: &str, patch: CategoryPatch, now: i64) -> Result<Category> {
     let current = get_category(tx, id)?.ok_or(Error::NotFound("category"))?;
+    check_position(patch.position)?;
     let handle = patch.handle.unwrap_or(current.handle.clone());
     check_handle("handle", &handle)?;
     let title = patch.title.unwrap_or(current.title.clone());

@@ -9,8 +9,9 @@
 //! movement. Product fields may be left empty on a product's later rows. An import never deletes.
 //!
 //! Modes: `all_or_nothing` checks every row, then applies them in one transaction (a bad row, or a restart,
-//! leaves the catalog untouched; the tenant's other writes wait meanwhile); `skip_bad_rows` applies good rows in
-//! transactions of `BATCH` rows and reports the bad ones. A job left `running` by a restart is marked `failed`
+//! leaves the catalog untouched; the tenant's other writes wait meanwhile, so it takes `MAX_ALL_OR_NOTHING`
+//! rows); `skip_bad_rows` applies good rows in transactions of `BATCH` rows, recording its progress in each, and
+//! reports the bad ones. One import runs per store, `MAX_RUNNING_IMPORTS` per node. A job left `running` by a restart is marked `failed`
 //! at start-up (`recover`).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -56,6 +57,9 @@ pub const COLUMNS: &[&str] = &[
 const BATCH: usize = 500;
 /// Most rows one import takes.
 pub const MAX_ROWS: usize = 200_000;
+/// Most rows of an all-or-nothing import: its one transaction holds the store's writes (sign-ins included)
+/// while it runs.
+pub const MAX_ALL_OR_NOTHING: u64 = 25_000;
 /// Most row errors a job keeps in its report (the count is exact either way).
 const MAX_REPORTED: usize = 1_000;
 
@@ -111,6 +115,9 @@ pub struct ImportJob {
     #[serde(with = "crate::rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub finished_at: Option<i64>,
+    /// The process that ran it (a running job of an earlier process was interrupted by a restart).
+    #[serde(skip)]
+    pub boot: Option<String>,
 }
 
 /// Live counters of running jobs (the row in the tenant file says where a job ended).
@@ -180,7 +187,7 @@ pub fn parse(bytes: &[u8], currency: &str) -> Result<(Vec<ImportRow>, Vec<RowErr
             let Some(i) = index.get(name) else { return Ok(None) };
             let raw = record.get(*i).unwrap_or_default();
             let text = std::str::from_utf8(raw).map_err(|_| Error::validation(format!("{name} is not UTF-8")))?;
-            Ok((!text.is_empty()).then(|| text.to_owned()))
+            Ok((!text.is_empty()).then(|| unsafe_cell(text)))
         };
         let sku = field("sku").ok().flatten();
         match parse_row(line, &field, currency) {
@@ -429,7 +436,6 @@ fn apply_row_inner(
             catalog::insert_variant(tx, &product_id, count as usize, v, ctx, (MovementKind::Import, &reason))?;
         }
     }
-    catalog::refresh(tx, &product_id)?;
     let entry = touched.entry(product_id).or_insert((created, row.handle.clone()));
     entry.0 |= created;
     Ok(())
@@ -446,10 +452,12 @@ fn category_ids(conn: &Connection, handles: &[String]) -> Result<Vec<String>> {
         .collect()
 }
 
-/// Raises one event per product a batch touched.
+/// Refreshes each product a batch touched (prices, stock flag, search row: once, not per row) and raises one
+/// event per product.
 fn announce(tx: &TenantTx<'_>, touched: &Touched) -> Result<(u64, u64)> {
     let (mut created, mut updated) = (0, 0);
     for (product_id, (is_new, handle)) in touched {
+        catalog::refresh(tx, product_id)?;
         let (product_id, handle) = (product_id.clone(), handle.clone());
         if *is_new {
             created += 1;
@@ -462,11 +470,42 @@ fn announce(tx: &TenantTx<'_>, touched: &Touched) -> Result<(u64, u64)> {
     Ok((created, updated))
 }
 
-/// Records a new job as `running`.
-pub fn insert_job(tx: &TenantTx<'_>, id: &str, mode: ImportMode, total: u64, actor: &str, now: i64) -> Result<()> {
+/// A new job, recorded as `running` by this process (`boot`).
+pub struct NewJob<'a> {
+    pub id: &'a str,
+    pub mode: ImportMode,
+    pub total: u64,
+    pub actor: &'a str,
+    pub boot: &'a str,
+    pub now: i64,
+}
+
+/// Records a new job as `running`, unless the tenant has one running already (`conflict`): one import per store
+/// at a time.
+pub fn insert_job(tx: &TenantTx<'_>, job: &NewJob<'_>) -> Result<()> {
+    // Running in this process (one an earlier process left running is failed, by the start-up scan).
+    let running: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM catalog_imports WHERE status = 'running' AND boot IS ?1)",
+        [job.boot],
+        |r| r.get(0),
+    )?;
+    if running {
+        return Err(Error::Conflict("an import of this store is running; wait for it to end".into()));
+    }
     tx.execute(
-        "INSERT INTO catalog_imports (id, mode, status, total, actor, created_at) VALUES (?1, ?2, 'running', ?3, ?4, ?5)",
-        params![id, mode.as_str(), total as i64, actor, now],
+        "INSERT INTO catalog_imports (id, mode, status, total, actor, boot, created_at)
+         VALUES (?1, ?2, 'running', ?3, ?4, ?5, ?6)",
+        params![job.id, job.mode.as_str(), job.total as i64, job.actor, job.boot, job.now],
+    )?;
+    Ok(())
+}
+
+/// Records where a job stands, in the transaction that got it there (so a crash never reports applied rows as
+/// not applied).
+fn record_progress(tx: &TenantTx<'_>, id: &str, done: u64, created: u64, updated: u64) -> Result<()> {
+    tx.execute(
+        "UPDATE catalog_imports SET done = ?2, created = ?3, updated = ?4 WHERE id = ?1",
+        params![id, done as i64, created as i64, updated as i64],
     )?;
     Ok(())
 }
@@ -509,7 +548,10 @@ pub async fn run(
                         // Returning an error rolls the whole transaction back.
                         return Err(Error::Conflict(serde_json::to_string(&bad).unwrap_or_default()));
                     }
-                    announce(tx, &touched)
+                    let (created, updated) = announce(tx, &touched)?;
+                    tx.execute("UPDATE catalog_imports SET status = 'done' WHERE id = ?1", [&job])?;
+                    record_progress(tx, &job, rows.len() as u64, created, updated)?;
+                    Ok((created, updated))
                 })
                 .await;
             match outcome {
@@ -525,6 +567,7 @@ pub async fn run(
         ImportMode::SkipBadRows => {
             for batch in rows.chunks(BATCH) {
                 let (ctx, job, progress2, batch) = (ctx.clone(), id.clone(), progress.clone(), batch.to_vec());
+                let (so_far_created, so_far_updated) = (created, updated);
                 let result = db
                     .write(move |tx| {
                         let mut touched = Touched::new();
@@ -539,7 +582,10 @@ pub async fn run(
                             }
                             progress2.done.fetch_add(1, Ordering::Relaxed);
                         }
-                        Ok((announce(tx, &touched)?, bad))
+                        let (c, u) = announce(tx, &touched)?;
+                        let done = progress2.done.load(Ordering::Relaxed);
+                        record_progress(tx, &job, done, so_far_created + c, so_far_updated + u)?;
+                        Ok(((c, u), bad))
                     })
                     .await;
                 match result {
@@ -584,13 +630,14 @@ pub async fn run(
     .await
 }
 
-/// Start-up: jobs a restart interrupted are `failed` (an all-or-nothing job's transaction never committed).
-/// Returns how many. A file not yet migrated to commerce has none.
-pub fn recover(conn: &Connection) -> Result<usize> {
+/// Start-up: jobs an earlier process (`boot` is this one's) left `running` are `failed` (an all-or-nothing job's
+/// transaction never committed; a skip-bad-rows job's `done` says how far it got). Returns how many. A file not
+/// yet migrated to commerce has none.
+pub fn recover(conn: &Connection, boot: &str) -> Result<usize> {
     match conn.execute(
         "UPDATE catalog_imports SET status = 'failed', message = 'interrupted by a restart', finished_at = ?1
-         WHERE status = 'running'",
-        [crate::now_unix()],
+         WHERE status = 'running' AND boot IS NOT ?2",
+        params![crate::now_unix(), boot],
     ) {
         Ok(n) => Ok(n),
         Err(rusqlite::Error::SqliteFailure(_, Some(msg))) if msg.contains("no such table") => Ok(0),
@@ -599,7 +646,7 @@ pub fn recover(conn: &Connection) -> Result<usize> {
 }
 
 const JOB_COLUMNS: &str =
-    "id, mode, status, total, done, created, updated, errors, message, created_at, finished_at, error_count";
+    "id, mode, status, total, done, created, updated, errors, message, created_at, finished_at, error_count, boot";
 
 fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ImportJob> {
     let mode: String = r.get(1)?;
@@ -619,6 +666,7 @@ fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ImportJob> {
         message: r.get(8)?,
         created_at: r.get(9)?,
         finished_at: r.get(10)?,
+        boot: r.get(12)?,
     })
 }
 
@@ -633,7 +681,21 @@ pub fn list(conn: &Connection, limit: u32) -> Result<Vec<ImportJob>> {
     Ok(stmt.query_map([limit], job_row)?.collect::<rusqlite::Result<_>>()?)
 }
 
-/// The whole catalog as CSV in the import format (one row per variant; every row carries its product's fields).
+/// Text a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, tab, CR first) gets a leading `'`, which the
+/// import takes off again: a title like `=HYPERLINK(…)` stays text in the merchant's spreadsheet.
+fn safe_cell(text: String) -> String {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{text}") } else { text }
+}
+
+/// Undoes `safe_cell` on import.
+fn unsafe_cell(text: &str) -> String {
+    match text.strip_prefix('\'') {
+        Some(rest) if rest.starts_with(['=', '+', '-', '@', '\t', '\r']) => rest.to_owned(),
+        _ => text.to_owned(),
+    }
+}
+
+/// The whole catalog as CSV in the import format (one row per variant; a product's fields on its first row).
 pub fn export(conn: &Connection, currency: &str) -> Result<Vec<u8>> {
     let mut out = csv::Writer::from_writer(Vec::new());
     let io = |e: csv::Error| Error::internal(format!("write CSV: {e}"));
@@ -653,8 +715,12 @@ pub fn export(conn: &Connection, currency: &str) -> Result<Vec<u8>> {
          FROM products p JOIN variants v ON v.product_id = p.id ORDER BY p.seq, v.position",
     )?;
     let mut rows = stmt.query([])?;
+    let mut previous = String::new();
     while let Some(r) = rows.next()? {
         let product_id: String = r.get(0)?;
+        // A product's own fields go on its first row only (the import reads empty ones as "unchanged").
+        let first = product_id != previous;
+        previous.clone_from(&product_id);
         let options: Vec<String> = serde_json::from_str(&r.get::<_, String>(5)?).unwrap_or_default();
         let images: Vec<String> = serde_json::from_str(&r.get::<_, String>(6)?).unwrap_or_default();
         let values: BTreeMap<String, String> = serde_json::from_str(&r.get::<_, String>(8)?).unwrap_or_default();
@@ -662,31 +728,35 @@ pub fn export(conn: &Connection, currency: &str) -> Result<Vec<u8>> {
         for n in 0..3 {
             let name = options.get(n).cloned().unwrap_or_default();
             let value = values.get(&name).cloned().unwrap_or_default();
-            option_cells.push(name);
-            option_cells.push(value);
+            option_cells.push(safe_cell(name));
+            option_cells.push(safe_cell(value));
         }
         let amount = |v: Option<i64>| v.map(|a| money::to_decimal(a, currency)).unwrap_or_default();
         let number = |v: Option<i64>| v.map(|a| a.to_string()).unwrap_or_default();
-        let record: Vec<String> = [
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, String>(3)?,
-            r.get::<_, String>(4)?,
-            categories.get(&product_id).map(|c| c.join("|")).unwrap_or_default(),
-        ]
-        .into_iter()
-        .chain(option_cells)
-        .chain([
-            r.get::<_, String>(7)?,
-            amount(Some(r.get(9)?)),
-            amount(r.get(10)?),
-            number(r.get(11)?),
-            number(Some(r.get(12)?)),
-            r.get::<_, bool>(13)?.to_string(),
-            r.get::<_, bool>(14)?.to_string(),
-            images.join("|"),
-        ])
-        .collect();
+        let product_fields: [String; 4] = if first {
+            [
+                safe_cell(r.get::<_, String>(2)?),
+                safe_cell(r.get::<_, String>(3)?),
+                r.get::<_, String>(4)?,
+                categories.get(&product_id).map(|c| c.join("|")).unwrap_or_default(),
+            ]
+        } else {
+            Default::default()
+        };
+        let record: Vec<String> = std::iter::once(r.get::<_, String>(1)?)
+            .chain(product_fields)
+            .chain(option_cells)
+            .chain([
+                r.get::<_, String>(7)?,
+                amount(Some(r.get(9)?)),
+                amount(r.get(10)?),
+                number(r.get(11)?),
+                number(Some(r.get(12)?)),
+                r.get::<_, bool>(13)?.to_string(),
+                r.get::<_, bool>(14)?.to_string(),
+                if first { images.join("|") } else { String::new() },
+            ])
+            .collect();
         out.write_record(&record).map_err(io)?;
     }
     out.into_inner().map_err(|e| Error::internal(format!("write CSV: {e}")))
@@ -703,12 +773,12 @@ mod tests {
                    shirt,,SH-L,19.999,size,L,5\n\
                    shirt,,SH/X,1,size,X,\n\
                    shirt,,SH-M,2,size,S,\n\
-                   \"mug\",\"Mug, white\",MUG,7,,,-3\n";
+                   \"mug\",\"Mug, white\",MUG,7,,,3\n";
         let (rows, errors) = parse(csv.as_bytes(), "USD").unwrap();
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].variant.price, 1999);
         assert_eq!(rows[1].title.as_deref(), Some("Mug, white"));
-        assert_eq!(rows[1].variant.stock, Some(-3));
+        assert_eq!(rows[1].variant.stock, Some(3));
         let lines: Vec<u64> = errors.iter().map(|e| e.line).collect();
         assert_eq!(lines, [3, 4, 5], "{errors:?}");
         assert!(errors[2].message.contains("earlier row"));

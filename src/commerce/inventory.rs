@@ -81,7 +81,8 @@ pub struct Adjustment {
     pub reason: String,
 }
 
-/// Appends a movement of `delta` units of `sku` and updates its stock; answers the movement. With
+/// Appends a movement of `delta` units of `sku` and updates its stock; answers the movement. The product's
+/// `catalog::refresh` (its in-stock flag) is the caller's, once per transaction. With
 /// `refuse_negative`, a decrease that would leave stock below zero is refused (`conflict`): a person cannot remove
 /// units that are not there; orders with backorders allowed can.
 pub fn record(
@@ -119,7 +120,6 @@ pub fn record(
     )?;
     let id = tx.last_insert_rowid();
     tx.execute("UPDATE variants SET stock = ?2, updated_at = ?3 WHERE id = ?1", params![variant_id, after, ctx.now])?;
-    catalog::refresh(tx, &product_id)?;
     let threshold = i64::from(ctx.low_stock_threshold);
     if tracked && stock > threshold && after <= threshold {
         enqueue_event(
@@ -153,7 +153,11 @@ pub fn adjust(tx: &TenantTx<'_>, sku: &str, input: &Adjustment, ctx: &WriteCtx) 
     if reason.is_empty() || reason.chars().count() > 200 || reason.chars().any(char::is_control) {
         return Err(Error::validation("reason must be 1-200 characters"));
     }
-    record(tx, sku, input.delta, MovementKind::Adjustment, reason, ctx, true)
+    let movement = record(tx, sku, input.delta, MovementKind::Adjustment, reason, ctx, true)?;
+    if let Some((_, product_id)) = catalog::sku_owner(tx, sku)? {
+        catalog::refresh(tx, &product_id)?;
+    }
+    Ok(movement)
 }
 
 /// The movements of `sku`, newest first, after the cursor (a movement id).
@@ -163,16 +167,16 @@ pub fn movements(
     cursor: Option<i64>,
     limit: u32,
 ) -> Result<(Vec<Movement>, Option<String>)> {
-    let exists: bool = conn.query_row("SELECT EXISTS (SELECT 1 FROM variants WHERE sku = ?1)", [sku], |r| r.get(0))?;
-    if !exists {
-        return Err(Error::NotFound("sku"));
-    }
+    // The ledger of the variant that has this SKU now (a SKU can be renamed, or reused after a variant is gone).
+    let variant: Option<String> =
+        conn.query_row("SELECT id FROM variants WHERE sku = ?1", [sku], |r| r.get(0)).optional()?;
+    let variant = variant.ok_or(Error::NotFound("sku"))?;
     let mut stmt = conn.prepare_cached(
         "SELECT id, sku, variant_id, delta, kind, reason, actor, stock_after, created_at FROM inventory_movements
-         WHERE sku = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
+         WHERE variant_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
     )?;
     let mut rows: Vec<Movement> = stmt
-        .query_map(params![sku, cursor.unwrap_or(i64::MAX), i64::from(limit) + 1], |r| {
+        .query_map(params![variant, cursor.unwrap_or(i64::MAX), i64::from(limit) + 1], |r| {
             let kind: String = r.get(4)?;
             Ok(Movement {
                 id: r.get(0)?,

@@ -32,14 +32,43 @@ use crate::control::Tenant;
 
 pub use crate::control::double_option;
 
+/// Imports running at once on this node (each holds its parsed rows in memory).
+pub const MAX_RUNNING_IMPORTS: usize = 2;
+
 /// The store service in `App` (named apart from the email template `Catalog`): live progress of running
-/// imports. Everything else is in the tenant files.
-#[derive(Default)]
+/// imports, and this process's boot id (recorded on import jobs, so start-up recovery fails only the jobs an
+/// earlier process left running). Everything else is in the tenant files.
 pub struct Store {
     imports: Mutex<HashMap<String, Arc<imports::Progress>>>,
+    pub boot: String,
+    /// Storefront search answers (the JSON bodies), keyed by tenant, catalog version and the normalised query:
+    /// any catalog change bumps the version (triggers in the tenant file), so an answer is never staler than the
+    /// catalog. Bounded by bytes (64 MiB) and kept 5 minutes.
+    pub search_cache: moka::sync::Cache<String, axum::body::Bytes>,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Self {
+            imports: Mutex::default(),
+            boot: uuid::Uuid::now_v7().to_string(),
+            search_cache: moka::sync::Cache::builder()
+                .max_capacity(64 << 20)
+                .weigher(|key: &String, body: &axum::body::Bytes| {
+                    u32::try_from(key.len() + body.len()).unwrap_or(u32::MAX)
+                })
+                .time_to_live(std::time::Duration::from_secs(300))
+                .build(),
+        }
+    }
 }
 
 impl Store {
+    /// How many imports run on this node now.
+    pub fn running(&self) -> usize {
+        self.imports.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
     /// Registers a running import's counters.
     pub fn track(&self, id: &str) -> Arc<imports::Progress> {
         let progress = Arc::new(imports::Progress::default());

@@ -67,7 +67,12 @@ struct StoreQuery {
     responses((status = 200, description = "A page of active products", body = ProductPage), ApiErrors),
     security(())
 )]
-async fn products(ctx: TenantCtx, headers: HeaderMap, Query(q): Query<StoreQuery>) -> Result<Response> {
+async fn products(
+    State(app): State<AppState>,
+    ctx: TenantCtx,
+    headers: HeaderMap,
+    Query(q): Query<StoreQuery>,
+) -> Result<Response> {
     let search = Search {
         q: q.q,
         category: q.category,
@@ -79,10 +84,28 @@ async fn products(ctx: TenantCtx, headers: HeaderMap, Query(q): Query<StoreQuery
         cursor: q.cursor,
         limit: page_limit(q.limit)?,
     };
-    let (items, next_cursor) = db::with_conn(&ctx.db.pool, move |conn| catalog::search(conn, &search)).await?;
     let show = ctx.tenant.settings.commerce.show_stock_counts;
-    let items = items.into_iter().map(|p| shown(p, show)).collect();
-    Ok(cors(&ctx.tenant, &headers, Json(ProductPage { items, next_cursor }).into_response()))
+    // Answers are cached under the catalog's version: the same search of an unchanged catalog is one lookup.
+    let version = db::point_read(&ctx.db.pool, |conn| catalog::version(conn)).await?;
+    let key = format!("{}\n{version}\n{show}\n{search:?}", ctx.tenant.slug);
+    let body = match app.store.search_cache.get(&key) {
+        Some(body) => {
+            app.metrics.cache_lookup("store_search", true);
+            body
+        }
+        None => {
+            app.metrics.cache_lookup("store_search", false);
+            let (items, next_cursor) = db::with_conn(&ctx.db.pool, move |conn| catalog::search(conn, &search)).await?;
+            let items = items.into_iter().map(|p| shown(p, show)).collect();
+            let body = axum::body::Bytes::from(
+                serde_json::to_vec(&ProductPage { items, next_cursor }).map_err(Error::internal)?,
+            );
+            app.store.search_cache.insert(key, body.clone());
+            body
+        }
+    };
+    let response = ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response();
+    Ok(cors(&ctx.tenant, &headers, response))
 }
 
 /// Hides stock counts when the store does not show them.
@@ -129,7 +152,7 @@ async fn product_by_handle(
 )]
 async fn categories(ctx: TenantCtx, headers: HeaderMap) -> Result<Response> {
     let items = db::with_conn(&ctx.db.pool, |conn| catalog::list_categories(conn)).await?;
-    Ok(cors(&ctx.tenant, &headers, Json(CategoryList { items }).into_response()))
+    Ok(cors(&ctx.tenant, &headers, Json(CategoryList { items, next_cursor: None }).into_response()))
 }
 
 /// `Access-Control-Allow-Origin` for an origin the store allows.

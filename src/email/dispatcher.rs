@@ -174,9 +174,10 @@ async fn recover_all(app: &AppState) -> Result<()> {
                 continue;
             }
             let found = db::open_connection(&path).and_then(|conn| {
-                let interrupted = crate::commerce::imports::recover(&conn)?;
-                if interrupted > 0 {
-                    tracing::warn!(tenant = %slug, imports = interrupted, "catalog imports interrupted by a restart marked failed");
+                match crate::commerce::imports::recover(&conn, &app.store.boot) {
+                    Ok(0) => {}
+                    Ok(n) => tracing::warn!(tenant = %slug, imports = n, "catalog imports interrupted by a restart marked failed"),
+                    Err(err) => tracing::warn!(tenant = %slug, error = %err, "could not mark interrupted catalog imports"),
                 }
                 outbox::recover(&conn)
             });

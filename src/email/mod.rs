@@ -80,6 +80,43 @@ pub struct OrderSummary {
     pub url: Option<String>,
 }
 
+/// An order's amounts in minor units of its currency, for `OrderSummary::priced`.
+#[derive(Debug, Clone, Default)]
+pub struct OrderAmounts {
+    /// (name, quantity, line amount).
+    pub lines: Vec<(String, u32, i64)>,
+    pub subtotal: Option<i64>,
+    pub discount: Option<i64>,
+    pub tax: Option<i64>,
+    pub shipping: Option<i64>,
+    pub total: i64,
+}
+
+impl OrderSummary {
+    /// An order for mail with every amount formatted by the one money formatter (`commerce::money::format`).
+    pub fn priced(number: &str, currency: &str, amounts: &OrderAmounts, url: Option<String>) -> Self {
+        let format = |minor: i64| crate::commerce::money::format(minor, currency);
+        OrderSummary {
+            number: number.to_owned(),
+            lines: amounts
+                .lines
+                .iter()
+                .map(|(name, quantity, amount)| OrderLine {
+                    name: name.clone(),
+                    quantity: *quantity,
+                    amount: format(*amount),
+                })
+                .collect(),
+            subtotal: amounts.subtotal.map(format),
+            discount: amounts.discount.map(format),
+            tax: amounts.tax.map(format),
+            shipping: amounts.shipping.map(format),
+            total: format(amounts.total),
+            url,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OrderLine {
     pub name: String,

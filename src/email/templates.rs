@@ -261,7 +261,6 @@ impl From<askama::Error> for Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::email::OrderLine;
 
     fn brand() -> Brand {
         Brand { name: "Acme <Shop>".into(), color: "#112233".into(), logo_url: None }
@@ -270,14 +269,15 @@ mod tests {
     #[test]
     fn every_template_renders_html_and_text_with_branding() {
         let catalog = Catalog::load().unwrap();
-        let order = OrderSummary {
-            number: "A-1001".into(),
-            lines: vec![OrderLine { name: "Mug & Co".into(), quantity: 2, amount: "€10.00".into() }],
-            subtotal: Some("€10.00".into()),
-            total: "€12.00".into(),
-            url: Some("https://shop.example/orders/A-1001".into()),
-            ..OrderSummary::default()
+        let amounts = crate::email::OrderAmounts {
+            lines: vec![("Mug & Co".into(), 2, 1000)],
+            subtotal: Some(1000),
+            shipping: Some(200),
+            total: 1200,
+            ..Default::default()
         };
+        let order = OrderSummary::priced("A-1001", "EUR", &amounts, Some("https://shop.example/orders/A-1001".into()));
+        assert_eq!((order.lines[0].amount.as_str(), order.total.as_str()), ("10.00 EUR", "12.00 EUR"));
         let to = "a@example.com".to_owned();
         let kinds = [
             EmailKind::VerifyEmail {

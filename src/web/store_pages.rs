@@ -575,8 +575,9 @@ async fn product_delete(
     Path((slug, id)): Path<(String, String)>,
     CsrfForm(_): CsrfForm<CsrfOnly>,
 ) -> PageResult {
-    let (_, db) = open(&app, &session, &slug).await?;
-    db.write(move |tx| catalog::delete_product(tx, &id)).await?;
+    let (tenant, db) = open(&app, &session, &slug).await?;
+    let ctx = write_ctx(actor_name(&session.actor), &tenant);
+    db.write(move |tx| catalog::delete_product(tx, &id, &ctx)).await?;
     Ok(redirect(&slug, "products?done=deleted"))
 }
 

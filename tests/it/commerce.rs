@@ -329,6 +329,20 @@ async fn the_ledger_sums_to_the_stock_and_concurrent_adjustments_lose_none() {
     let (status, _) =
         app.json(Method::POST, &format!("{base}/inventory/MUG/adjust"), Some(json!({"delta": 0, "reason": "x"}))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // Deleting the product takes its stock out through the ledger: no unit disappears unrecorded.
+    let page = ok(&app, Method::GET, &format!("{base}/products?q=mug"), None).await;
+    let id = page["items"][0]["id"].as_str().unwrap().to_owned();
+    ok(&app, Method::DELETE, &format!("{base}/products/{id}"), None).await;
+    let (sum, last): (i64, String) = tenant_db(&app, "shop")
+        .query_row(
+            "SELECT SUM(delta), (SELECT reason FROM inventory_movements WHERE sku = 'MUG' ORDER BY id DESC LIMIT 1)
+             FROM inventory_movements WHERE sku = 'MUG'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((sum, last.as_str()), (0, "variant removed"));
     app.stop().await;
 }
 
@@ -427,11 +441,13 @@ async fn csv_import_reports_exactly_the_bad_rows_and_all_or_nothing_writes_nothi
     assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
     let exported = r.text().await.unwrap();
     assert_eq!(exported.lines().count(), 9_991);
+    // A product's fields are on its first row; its other rows carry the variant's.
     assert!(
-        exported.contains("item-42,Product 42,Soft cotton,active,,size,M,,,,,SKU-42-M,12.50,"),
+        exported.contains("\nitem-42,Product 42,Soft cotton,active,,size,S,,,,,SKU-42-S,12.50,"),
         "{}",
         &exported[..400]
     );
+    assert!(exported.contains("\nitem-42,,,,,size,M,,,,,SKU-42-M,12.50,"), "{}", &exported[..400]);
     let movements = count(&app, "shop", "inventory_movements");
     let (_, started) = start_import(&app, "shop", exported, "all_or_nothing").await;
     let job = finished_import(&app, "shop", started["id"].as_str().unwrap()).await;
@@ -452,6 +468,31 @@ async fn csv_import_reports_exactly_the_bad_rows_and_all_or_nothing_writes_nothi
         .query_row("SELECT COUNT(*) FROM products WHERE handle = 'fresh-one'", [], |r| r.get(0))
         .unwrap();
     assert_eq!(fresh, 0, "the good row was rolled back with the bad one");
+
+    // A title a spreadsheet would run as a formula is exported as text ('=…) and imported back as it was.
+    product(
+        &app,
+        "shop",
+        json!({"handle": "formula", "title": "=HYPERLINK(\"http://x\")", "variants": [{"sku": "F-1", "price": 1}]}),
+    )
+    .await;
+    let r = app.admin(Method::GET, "/admin/api/v1/tenants/shop/products/export.csv").send().await.unwrap();
+    let exported = r.text().await.unwrap();
+    let line = exported.lines().find(|l| l.starts_with("formula,")).unwrap().to_owned();
+    assert!(line.starts_with("formula,\"'=HYPERLINK("), "{line}");
+    let again =
+        format!("handle,title,sku,price\n{}\n", line.split(',').take(2).collect::<Vec<_>>().join(",") + ",F-1,2");
+    let (_, started) = start_import(&app, "shop", again, "all_or_nothing").await;
+    let job = finished_import(&app, "shop", started["id"].as_str().unwrap()).await;
+    assert_eq!(job["status"], "done", "{job}");
+    let title: String = tenant_db(&app, "shop")
+        .query_row("SELECT title FROM products WHERE handle = 'formula'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(title, "=HYPERLINK(\"http://x\")");
+    // An all-or-nothing import is capped (it holds the store's writes); larger files go row batch by batch.
+    let (big, _) = catalog_csv(6_300, &[]);
+    let (status, body) = start_import(&app, "shop", big, "all_or_nothing").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     app.stop().await;
 }
 
@@ -469,7 +510,7 @@ async fn a_restart_mid_import_leaves_it_failed_and_the_catalog_unchanged() {
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
-    let (csv, _) = catalog_csv(12_500, &[]);
+    let (csv, _) = catalog_csv(6_250, &[]);
     let r = client
         .post(api("/tenants/shop/imports?mode=all_or_nothing"))
         .bearer_auth(TOKEN)
@@ -515,6 +556,15 @@ async fn a_restart_mid_import_leaves_it_failed_and_the_catalog_unchanged() {
         .await
         .unwrap();
     assert_eq!(page["items"].as_array().unwrap().len(), 0, "nothing of the interrupted import is in the catalog");
+    // The start-up scan records it in the tenant file too.
+    let file = dir.path().join("data/tenants/shop.db");
+    eventually(Duration::from_secs(20), "the scan to mark the job failed", || async {
+        let conn = rusqlite::Connection::open(&file).unwrap();
+        let status: String =
+            conn.query_row("SELECT status FROM catalog_imports WHERE id = ?1", [&id], |r| r.get(0)).unwrap();
+        (status == "failed").then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
