@@ -44,6 +44,8 @@ pub struct App {
     pub admin_lockout: AccountLockout,
     /// End-user sign-in, sign-up and password-reset requests per client IP.
     pub auth_limiter: DefaultKeyedRateLimiter<IpAddr>,
+    /// Storefront cart writes per client IP (`GATEHOUSE_STORE_PER_MINUTE`).
+    pub store_limiter: DefaultKeyedRateLimiter<IpAddr>,
     pub started_at: Instant,
     /// Tenants with outbox work due: fed by `TenantDb::write`, drained by the dispatcher.
     pub outbox: Arc<Wakeups>,
@@ -116,6 +118,7 @@ impl App {
         });
         let per_minute = NonZeroU32::new(config.admin_login_per_minute).unwrap_or(NonZeroU32::MIN);
         let auth_per_minute = NonZeroU32::new(config.auth_per_minute).unwrap_or(NonZeroU32::MIN);
+        let store_per_minute = NonZeroU32::new(config.store_per_minute).unwrap_or(NonZeroU32::MIN);
         Ok(App {
             node_id,
             control,
@@ -127,6 +130,7 @@ impl App {
             admin_login_limiter: RateLimiter::keyed(Quota::per_minute(per_minute)),
             admin_lockout: AccountLockout::default(),
             auth_limiter: RateLimiter::keyed(Quota::per_minute(auth_per_minute)),
+            store_limiter: RateLimiter::keyed(Quota::per_minute(store_per_minute)),
             started_at: Instant::now(),
             outbox,
             mailer: Mailer::new(&config)?,

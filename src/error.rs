@@ -35,6 +35,12 @@ pub enum Error {
     /// Well-formed, but the state does not allow it (e.g. changing a store's currency once it has products).
     #[error("{0}")]
     Unprocessable(String),
+    /// A cart asked for more of a SKU than the store has (the message names the SKU).
+    #[error("out of stock: {0}")]
+    OutOfStock(String),
+    /// A discount code that cannot be applied, with the reason.
+    #[error("discount code {0}")]
+    DiscountInvalid(String),
     /// A change that would send stored credentials somewhere new without the caller presenting them again.
     #[error("{0}")]
     PasswordRequired(&'static str),
@@ -91,6 +97,8 @@ pub const CODES: &[&str] = &[
     "tenant_suspended",
     "conflict",
     "unprocessable",
+    "out_of_stock",
+    "discount_invalid",
     "password_required",
     "invalid_credentials",
     "invalid_token",
@@ -129,6 +137,8 @@ impl Error {
             Error::TenantSuspended => (StatusCode::FORBIDDEN, "tenant_suspended"),
             Error::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Error::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
+            Error::OutOfStock(_) => (StatusCode::CONFLICT, "out_of_stock"),
+            Error::DiscountInvalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "discount_invalid"),
             Error::PasswordRequired(_) => (StatusCode::UNPROCESSABLE_ENTITY, "password_required"),
             Error::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
             Error::InvalidToken => (StatusCode::BAD_REQUEST, "invalid_token"),
@@ -214,6 +224,8 @@ mod tests {
             Error::TenantSuspended,
             Error::Conflict(String::new()),
             Error::Unprocessable(String::new()),
+            Error::OutOfStock(String::new()),
+            Error::DiscountInvalid(String::new()),
             Error::PasswordRequired(""),
             Error::InvalidCredentials,
             Error::InvalidToken,

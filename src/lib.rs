@@ -75,13 +75,23 @@ pub mod rfc3339 {
     }
 
     pub mod option {
-        use serde::Serializer;
+        use serde::{Deserialize, Deserializer, Serializer};
 
         pub fn serialize<S: Serializer>(unix: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
             match unix {
                 Some(t) => s.serialize_str(&crate::format_time(*t)),
                 None => s.serialize_none(),
             }
+        }
+
+        /// An RFC 3339 time (or null) as unix seconds.
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+            let Some(text) = Option::<String>::deserialize(d)? else { return Ok(None) };
+            time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339)
+                .map(|t| Some(t.unix_timestamp()))
+                .map_err(|_| {
+                    serde::de::Error::custom(format!("{text:?} is not an RFC 3339 time such as 2026-01-31T12:00:00Z"))
+                })
         }
     }
 }

@@ -9,15 +9,22 @@
 //! - `imports.rs`: CSV import jobs and export.
 //! - `admin_api.rs`: `/admin/api/v1/tenants/{slug}/…` (operators and the tenant's admins).
 //! - `store_api.rs`: the public storefront API under `/t/{slug}/api/v1/…` (CORS per `allowed_origins`).
+//! - `pricing.rs`: the pricing pipeline (base, discount codes, shipping, tax): a quote is a pure function.
+//! - `rules.rs`: discount codes, tax rates and shipping methods; `carts.rs`: carts and their quotes;
+//!   `cart_api.rs`: the storefront cart API and the admin API of the rules.
 //!
 //! Catalog data lives in the tenant's file (it moves with the tenant's backup); only the store settings live in
 //! control.db.
 
 pub mod admin_api;
+pub mod cart_api;
+pub mod carts;
 pub mod catalog;
 pub mod imports;
 pub mod inventory;
 pub mod money;
+pub mod pricing;
+pub mod rules;
 pub mod settings;
 pub mod store_api;
 
@@ -88,7 +95,7 @@ impl Store {
 }
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().merge(admin_api::router()).merge(store_api::router())
+    OpenApiRouter::new().merge(admin_api::router()).merge(store_api::router()).merge(cart_api::router())
 }
 
 /// Who made a change, as the ledger and imports record it.

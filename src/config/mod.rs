@@ -90,6 +90,8 @@ pub struct Config {
     pub plugin_slots: u32,
     /// Largest catalog CSV import accepted.
     pub import_max_bytes: usize,
+    /// Storefront cart writes per client IP per minute.
+    pub store_per_minute: u32,
 }
 
 /// Where mail goes: `Smtp` sends through the tenant's transport, else `GATEHOUSE_SMTP_URL`, else (with a warning)
@@ -396,6 +398,7 @@ impl Config {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
         let plugin_slots = env.number_or("GATEHOUSE_PLUGIN_SLOTS", || (2 * cores).clamp(2, 64));
         let import_max_bytes = env.number("GATEHOUSE_IMPORT_MAX_BYTES");
+        let store_per_minute = env.number("GATEHOUSE_STORE_PER_MINUTE");
 
         if !env.problems.is_empty() {
             let mut problems = env.problems;
@@ -430,6 +433,7 @@ impl Config {
             plugin_max_bytes,
             plugin_slots,
             import_max_bytes,
+            store_per_minute,
         })
     }
 
@@ -446,6 +450,7 @@ impl Config {
         config.password = PasswordParams { memory_kib: 64, iterations: 1, parallelism: 1 };
         config.admin_login_per_minute = 1000;
         config.auth_per_minute = 100_000;
+        config.store_per_minute = 100_000;
         config.webhook_allow_private = true;
         config
     }

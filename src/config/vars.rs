@@ -113,6 +113,12 @@ pub const VARS: &[Var] = &[
         help: "largest plugin component accepted (JavaScript components are ~12 MB)",
     },
     Var {
+        name: "GATEHOUSE_STORE_PER_MINUTE",
+        default: Fallback::Value("600"),
+        rule: whole(1, 1_000_000),
+        help: "storefront cart writes per client IP per minute (behind GATEHOUSE_TRUST_PROXY like the sign-in limit)",
+    },
+    Var {
         name: "GATEHOUSE_IMPORT_MAX_BYTES",
         default: Fallback::Value("33554432"),
         rule: whole(1024, 256 << 20),

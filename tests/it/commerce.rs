@@ -702,3 +702,185 @@ async fn stores_are_isolated_and_bad_input_is_refused_whole() {
     assert_eq!(count(&app, "alpha", "products"), 1);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cart_is_priced_end_to_end_with_codes_shipping_and_tax() {
+    let app = spawn_app().await;
+    app.create_tenant("cartco").await;
+    let base = "/admin/api/v1/tenants/cartco";
+    ok(
+        &app,
+        Method::PATCH,
+        "/admin/api/v1/tenants/cartco",
+        Some(json!({"settings": {"commerce": {"currency": "EUR"}}})),
+    )
+    .await;
+    let shirts =
+        ok(&app, Method::POST, &format!("{base}/categories"), Some(json!({"handle": "shirts", "title": "Shirts"})))
+            .await;
+    product(
+        &app,
+        "cartco",
+        json!({"handle": "shirt", "title": "Shirt", "category_ids": [shirts["id"]],
+               "variants": [{"sku": "SHIRT-M", "price": 2500, "weight_grams": 300, "stock": 10}]}),
+    )
+    .await;
+    product(&app, "cartco", json!({"handle": "mug", "title": "Mug", "variants": [{"sku": "MUG", "price": 1000, "weight_grams": 500, "stock": 5}]}))
+        .await;
+    ok(
+        &app,
+        Method::POST,
+        &format!("{base}/discount-codes"),
+        Some(json!({"code": "SHIRTS10", "kind": "percent", "value": 10, "category_ids": [shirts["id"]]})),
+    )
+    .await;
+    ok(
+        &app,
+        Method::POST,
+        &format!("{base}/discount-codes"),
+        Some(json!({"code": "FREESHIP", "kind": "free_shipping", "combinable": true})),
+    )
+    .await;
+    ok(
+        &app,
+        Method::POST,
+        &format!("{base}/discount-codes"),
+        Some(json!({"code": "OLD", "kind": "fixed", "value": 100, "ends_at": "2020-01-01T00:00:00Z"})),
+    )
+    .await;
+    ok(
+        &app,
+        Method::POST,
+        &format!("{base}/tax-rates"),
+        Some(json!({"country": "DE", "rate_bps": 1900, "name": "MwSt"})),
+    )
+    .await;
+    ok(
+        &app,
+        Method::POST,
+        &format!("{base}/shipping-methods"),
+        Some(json!({"code": "dhl", "name": "DHL", "countries": ["DE", "AT"], "kind": "weight",
+                    "brackets": [{"up_to": 1000, "price": 490}, {"up_to": 5000, "price": 990}]})),
+    )
+    .await;
+
+    // The storefront: a cart, two lines, a code, a destination.
+    let cart = |path: &str| app.url(&format!("/t/cartco/api/v1/carts{path}"));
+    let r = app.client.post(cart("")).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    let created: Value = r.json().await.unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert!(id.len() >= 40, "an unguessable id: {id}");
+    assert_eq!((created["total"].as_i64(), created["currency"].as_str()), (Some(0), Some("EUR")));
+    let send = |method: Method, path: String, body: Value| {
+        let request = app.client.request(method, cart(&path)).json(&body);
+        async move {
+            let r = request.send().await.unwrap();
+            (r.status(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, _) = send(Method::POST, format!("/{id}/lines"), json!({"sku": "SHIRT-M", "quantity": 1})).await;
+    assert_eq!(status, 200);
+    let (_, q) = send(Method::POST, format!("/{id}/lines"), json!({"sku": "SHIRT-M", "quantity": 1})).await;
+    assert_eq!(q["lines"][0]["quantity"], 2, "adding a SKU again raises its quantity");
+    let (_, q) = send(Method::POST, format!("/{id}/lines"), json!({"sku": "MUG", "quantity": 1})).await;
+    assert_eq!(q["subtotal"], 6000);
+    let (status, body) = send(Method::POST, format!("/{id}/lines"), json!({"sku": "MUG", "quantity": 9})).await;
+    assert_eq!((status, &body["error"]["code"]), (StatusCode::CONFLICT, &json!("out_of_stock")), "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("MUG"));
+    let (status, _) = send(Method::PATCH, format!("/{id}/lines/MUG"), json!({"quantity": 0})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    let (_, q) = send(Method::POST, format!("/{id}/discount-codes"), json!({"code": "shirts10"})).await;
+    assert_eq!(q["discount_total"], 500, "10 % of the two shirts only: {q}");
+    assert_eq!(q["lines"][0]["adjustments"][0]["source"], "code:SHIRTS10");
+    let (status, body) = send(Method::POST, format!("/{id}/discount-codes"), json!({"code": "FREESHIP"})).await;
+    assert_eq!((status, &body["error"]["code"]), (StatusCode::UNPROCESSABLE_ENTITY, &json!("discount_invalid")));
+    assert!(body["error"]["message"].as_str().unwrap().contains("combined"), "{body}");
+    let (_, body) = send(Method::POST, format!("/{id}/discount-codes"), json!({"code": "OLD"})).await;
+    assert!(body["error"]["message"].as_str().unwrap().contains("expired"), "{body}");
+    let (_, body) = send(Method::POST, format!("/{id}/discount-codes"), json!({"code": "NOPE"})).await;
+    assert_eq!(body["error"]["code"], "discount_invalid");
+
+    let (status, body) = send(Method::PUT, format!("/{id}/shipping"), json!({"country": "FR", "method": "dhl"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "DHL does not ship to FR: {body}");
+    let (_, q) =
+        send(Method::PUT, format!("/{id}/shipping"), json!({"country": "DE", "postcode": "10115", "method": "dhl"}))
+            .await;
+    // Hand-computed: shirts 5000 − 500 = 4500, mug 1000; 1,100 g → 9.90 shipping; 19 % VAT on
+    // 4500 (855.00) + 1000 (190.00) + 990 (188.10 → 188) = 1233; total 4500 + 1000 + 990 + 1233 = 7723.
+    assert_eq!(q["shipping_total"], 990, "{q}");
+    assert_eq!(q["tax_total"], 1233);
+    assert_eq!(q["total"], 7723);
+    assert_eq!(q["degraded"], false);
+    let sources: Vec<&str> =
+        q["adjustments"].as_array().unwrap().iter().map(|a| a["source"].as_str().unwrap()).collect();
+    assert_eq!(sources, ["shipping:dhl", "tax:DE"]);
+    let exclusive_id = q["quote_id"].as_str().unwrap().to_owned();
+
+    // The same cart in a store whose prices include tax: 4500×19/119 = 718.49 → 718, 1000×19/119 = 159.66 →
+    // 160, 990×19/119 = 158.07 → 158; the total is what the prices say.
+    ok(
+        &app,
+        Method::PATCH,
+        "/admin/api/v1/tenants/cartco",
+        Some(json!({"settings": {"commerce": {"prices_include_tax": true}}})),
+    )
+    .await;
+    let q: Value = app.client.get(cart(&format!("/{id}"))).send().await.unwrap().json().await.unwrap();
+    assert_eq!((q["tax_total"].as_i64(), q["total"].as_i64()), (Some(718 + 160 + 158), Some(4500 + 1000 + 990)));
+    assert_ne!(q["quote_id"].as_str().unwrap(), exclusive_id, "another price, another quote id");
+
+    // Removing the code and the mug reprices; a line not in the cart is 404; another store's cart is not found.
+    let (_, q) = send(Method::DELETE, format!("/{id}/discount-codes/SHIRTS10"), json!(null)).await;
+    assert_eq!(q["discount_total"], 0);
+    let (_, q) = send(Method::DELETE, format!("/{id}/lines/MUG"), json!(null)).await;
+    assert_eq!(q["lines"].as_array().unwrap().len(), 1);
+    let (status, _) = send(Method::DELETE, format!("/{id}/lines/MUG"), json!(null)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    app.create_tenant("other").await;
+    let r = app.client.get(app.url(&format!("/t/other/api/v1/carts/{id}"))).send().await.unwrap();
+    assert_eq!(r.status(), 404, "a cart id opens its own store's cart only");
+    let r = app.client.get(cart("/cart_guessed")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    // An idle cart expires.
+    tenant_db(&app, "cartco").execute("UPDATE carts SET expires_at = 1", []).unwrap();
+    let r = app.client.get(cart(&format!("/{id}"))).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+
+    // The store rules are the tenant's: another tenant's token may not read or write them.
+    let other_token = app.create_token("other admin", "tenant:other").await;
+    for (method, path, body) in [
+        (Method::GET, format!("{base}/discount-codes"), json!(null)),
+        (Method::POST, format!("{base}/tax-rates"), json!({"country": "AT", "rate_bps": 2000, "name": "USt"})),
+        (Method::DELETE, format!("{base}/shipping-methods/dhl"), json!(null)),
+    ] {
+        let request = app.client.request(method.clone(), app.url(&path)).bearer_auth(&other_token);
+        let request = if body.is_null() { request } else { request.json(&body) };
+        let r = request.send().await.unwrap();
+        assert_eq!(r.status(), 403, "{method} {path}");
+    }
+    let (status, _) = app
+        .json(
+            Method::POST,
+            &format!("{base}/discount-codes"),
+            Some(json!({"code": "BAD", "kind": "percent", "value": 150})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn cart_writes_are_rate_limited_per_ip() {
+    let app = crate::support::spawn_with(|c| c.store_per_minute = 3, axum::Router::new()).await;
+    app.create_tenant("busy").await;
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let r = app.client.post(app.url("/t/busy/api/v1/carts")).send().await.unwrap();
+        statuses.push((r.status().as_u16(), r.headers().get("retry-after").is_some()));
+    }
+    assert_eq!(statuses[..3], [(201, false); 3]);
+    assert_eq!(statuses[3], (429, true), "{statuses:?}");
+    app.stop().await;
+}

@@ -1,0 +1,464 @@
+//! The storefront's cart API under `/t/{slug}/api/v1/carts`, and the admin API of the store rules the pricing
+//! reads (discount codes, tax rates, shipping methods) under `/admin/api/v1/tenants/{slug}`.
+//!
+//! Who may call: carts — anyone holding the cart's id (it is the capability; the store must be active), writes
+//! limited per client IP (`GATEHOUSE_STORE_PER_MINUTE`); rules — an operator or an actor scoped to the tenant.
+//! Every cart write answers the new quote.
+
+use std::net::SocketAddr;
+
+use axum::Json;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::carts::{self, AddLine, ApplyCode, CartView, SetQuantity, SetShipping};
+use super::rules::{self, DiscountCode, ShippingMethod, TaxRate};
+use crate::admin::Actor;
+use crate::app::AppState;
+use crate::db;
+use crate::error::{Error, Result};
+use crate::http::extract::{ApiJson, TenantCtx, client_ip};
+use crate::http::openapi::ApiErrors;
+use crate::tenants::TenantSlug;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_cart))
+        .routes(routes!(read_cart))
+        .routes(routes!(add_line))
+        .routes(routes!(set_quantity, remove_line))
+        .routes(routes!(apply_code))
+        .routes(routes!(remove_code))
+        .routes(routes!(set_shipping))
+        .routes(routes!(create_code, list_codes))
+        .routes(routes!(delete_code))
+        .routes(routes!(create_tax_rate, list_tax_rates))
+        .routes(routes!(delete_tax_rate))
+        .routes(routes!(create_shipping, list_shipping))
+        .routes(routes!(delete_shipping))
+}
+
+/// The per-IP limit of cart writes.
+fn limit(app: &AppState, headers: &HeaderMap, peer: SocketAddr) -> Result<()> {
+    use governor::clock::{Clock, DefaultClock};
+    let ip = client_ip(headers, peer.ip(), app.config.trust_proxy);
+    app.store_limiter.check_key(&ip).map_err(|not_until| {
+        let wait = not_until.wait_time_from(DefaultClock::default().now());
+        Error::RateLimited { retry_after_secs: wait.as_secs().max(1) }
+    })
+}
+
+/// Runs a cart change and answers the cart priced after it.
+async fn change(
+    ctx: TenantCtx,
+    id: String,
+    f: impl FnOnce(&crate::email::outbox::TenantTx<'_>, &crate::control::Tenant, &str, i64) -> Result<()> + Send + 'static,
+) -> Result<Json<CartView>> {
+    let tenant = ctx.tenant.clone();
+    let view = ctx
+        .db
+        .write(move |tx| {
+            let now = crate::now_unix();
+            f(tx, &tenant, &id, now)?;
+            carts::view(tx, &tenant, &id, now)
+        })
+        .await?;
+    Ok(Json(view))
+}
+
+/// Creates an empty cart; its `id` is shown once and is the only key to it.
+#[utoipa::path(
+    post,
+    path = "/t/{slug}/api/v1/carts",
+    tag = "storefront",
+    operation_id = "carts_create",
+    params(("slug" = TenantSlug, Path, description = "The tenant")),
+    responses((status = 201, description = "The new cart, priced", body = CartView), ApiErrors),
+    security(())
+)]
+async fn create_cart(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    ctx: TenantCtx,
+) -> Result<(StatusCode, Json<CartView>)> {
+    limit(&app, &headers, peer)?;
+    let tenant = ctx.tenant.clone();
+    let view = ctx
+        .db
+        .write(move |tx| {
+            let now = crate::now_unix();
+            let id = carts::create(tx, &tenant, now)?;
+            carts::view(tx, &tenant, &id, now)
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// The cart, priced now.
+#[utoipa::path(
+    get,
+    path = "/t/{slug}/api/v1/carts/{id}",
+    tag = "storefront",
+    operation_id = "carts_read",
+    params(("slug" = TenantSlug, Path, description = "The tenant"), ("id" = String, Path, description = "The cart's id")),
+    responses((status = 200, description = "The cart, priced", body = CartView), ApiErrors),
+    security(())
+)]
+async fn read_cart(ctx: TenantCtx, Path((_, id)): Path<(String, String)>) -> Result<Json<CartView>> {
+    let tenant = ctx.tenant.clone();
+    Ok(Json(db::with_conn(&ctx.db.pool, move |conn| carts::view(conn, &tenant, &id, crate::now_unix())).await?))
+}
+
+/// Adds a SKU (or raises its quantity); refused with `out_of_stock` when the store has too few.
+#[utoipa::path(
+    post,
+    path = "/t/{slug}/api/v1/carts/{id}/lines",
+    tag = "storefront",
+    operation_id = "carts_add_line",
+    params(("slug" = TenantSlug, Path, description = "The tenant"), ("id" = String, Path, description = "The cart's id")),
+    request_body = AddLine,
+    responses((status = 200, description = "The cart, priced", body = CartView), ApiErrors),
+    security(())
+)]
+async fn add_line(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    ctx: TenantCtx,
+    Path((_, id)): Path<(String, String)>,
+    ApiJson(body): ApiJson<AddLine>,
+) -> Result<Json<CartView>> {
+    limit(&app, &headers, peer)?;
+    change(ctx, id, move |tx, tenant, id, now| carts::add_line(tx, tenant, id, &body, now)).await
+}
+
+/// Sets a line's quantity.
+#[utoipa::path(
+    patch,
+    path = "/t/{slug}/api/v1/carts/{id}/lines/{sku}",
+    tag = "storefront",
+    operation_id = "carts_set_quantity",
+    params(
+        ("slug" = TenantSlug, Path, description = "The tenant"),
+        ("id" = String, Path, description = "The cart's id"),
+        ("sku" = String, Path, description = "The line's SKU")
+    ),
+    request_body = SetQuantity,
+    responses((status = 200, description = "The cart, priced", body = CartView), ApiErrors),
+    security(())
+)]
+async fn set_quantity(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    ctx: TenantCtx,
+    Path((_, id, sku)): Path<(String, String, String)>,
+    ApiJson(body): ApiJson<SetQuantity>,
+) -> Result<Json<CartView>> {
+    limit(&app, &headers, peer)?;
+    change(ctx, id, move |tx, tenant, id, now| carts::set_quantity(tx, tenant, id, &sku, body.quantity, now)).await
+}
+
+/// Removes a line.
+#[utoipa::path(
+    delete,
+    path = "/t/{slug}/api/v1/carts/{id}/lines/{sku}",
+    tag = "storefront",
+    operation_id = "carts_remove_line",
+    params(
+        ("slug" = TenantSlug, Path, description = "The tenant"),
+        ("id" = String, Path, description = "The cart's id"),
+        ("sku" = String, Path, description = "The line's SKU")
+    ),
+    responses((status = 200, description = "The cart, priced", body = CartView), ApiErrors),
+    security(())
+)]
+async fn remove_line(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    ctx: TenantCtx,
+    Path((_, id, sku)): Path<(String, String, String)>,
+) -> Result<Json<CartView>> {
+    limit(&app, &headers, peer)?;
+    change(ctx, id, move |tx, tenant, id, now| carts::remove_line(tx, tenant, id, &sku, now)).await
+}
+
+/// Applies a discount code; refused with `discount_invalid` and the reason (expired, used up, minimum not met,
+/// not applicable, not combinable).
+#[utoipa::path(
+    post,
+    path = "/t/{slug}/api/v1/carts/{id}/discount-codes",
+    tag = "storefront",
+    operation_id = "carts_apply_code",
+    params(("slug" = TenantSlug, Path, description = "The tenant"), ("id" = String, Path, description = "The cart's id")),
+    request_body = ApplyCode,
+    responses((status = 200, description = "The cart, priced", body = CartView), ApiErrors),
+    security(())
+)]
+async fn apply_code(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    ctx: TenantCtx,
+    Path((_, id)): Path<(String, String)>,
+    ApiJson(body): ApiJson<ApplyCode>,
+) -> Result<Json<CartView>> {
+    limit(&app, &headers, peer)?;
+    change(ctx, id, move |tx, tenant, id, now| carts::apply_code(tx, tenant, id, &body, now)).await
+}
+
+/// Removes a discount code from the cart.
+#[utoipa::path(
+    delete,
+    path = "/t/{slug}/api/v1/carts/{id}/discount-codes/{code}",
+    tag = "storefront",
+    operation_id = "carts_remove_code",
+    params(
+        ("slug" = TenantSlug, Path, description = "The tenant"),
+        ("id" = String, Path, description = "The cart's id"),
+        ("code" = String, Path, description = "The code")
+    ),
+    responses((status = 200, description = "The cart, priced", body = CartView), ApiErrors),
+    security(())
+)]
+async fn remove_code(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    ctx: TenantCtx,
+    Path((_, id, code)): Path<(String, String, String)>,
+) -> Result<Json<CartView>> {
+    limit(&app, &headers, peer)?;
+    change(ctx, id, move |tx, tenant, id, now| carts::remove_code(tx, tenant, id, &code, now)).await
+}
+
+/// Sets the destination and, optionally, the shipping method.
+#[utoipa::path(
+    put,
+    path = "/t/{slug}/api/v1/carts/{id}/shipping",
+    tag = "storefront",
+    operation_id = "carts_set_shipping",
+    params(("slug" = TenantSlug, Path, description = "The tenant"), ("id" = String, Path, description = "The cart's id")),
+    request_body = SetShipping,
+    responses((status = 200, description = "The cart, priced", body = CartView), ApiErrors),
+    security(())
+)]
+async fn set_shipping(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    ctx: TenantCtx,
+    Path((_, id)): Path<(String, String)>,
+    ApiJson(body): ApiJson<SetShipping>,
+) -> Result<Json<CartView>> {
+    limit(&app, &headers, peer)?;
+    change(ctx, id, move |tx, tenant, id, now| carts::set_shipping(tx, tenant, id, &body, now)).await
+}
+
+// ---- store rules (admin) ----
+
+#[derive(Serialize, ToSchema)]
+struct Deleted {
+    deleted: bool,
+}
+
+/// Every discount code.
+#[derive(Serialize, ToSchema)]
+struct CodeList {
+    items: Vec<DiscountCode>,
+    next_cursor: Option<String>,
+}
+
+/// Creates a discount code.
+#[utoipa::path(
+    post,
+    path = "/admin/api/v1/tenants/{slug}/discount-codes",
+    tag = "store",
+    operation_id = "discount_codes_create",
+    params(("slug" = TenantSlug, Path, description = "The tenant")),
+    request_body = DiscountCode,
+    responses((status = 201, description = "Created", body = DiscountCode), ApiErrors),
+    security(("admin_token" = []), ("admin_session" = []))
+)]
+async fn create_code(
+    State(app): State<AppState>,
+    actor: Actor,
+    Path(slug): Path<String>,
+    ApiJson(body): ApiJson<DiscountCode>,
+) -> Result<(StatusCode, Json<DiscountCode>)> {
+    let (_, db) = actor.open_tenant(&app, &slug).await?;
+    let code = body.clone();
+    db.write(move |tx| rules::create_code(tx, &code, crate::now_unix())).await?;
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+/// Lists the discount codes.
+#[utoipa::path(
+    get,
+    path = "/admin/api/v1/tenants/{slug}/discount-codes",
+    tag = "store",
+    operation_id = "discount_codes_list",
+    params(("slug" = TenantSlug, Path, description = "The tenant")),
+    responses((status = 200, description = "The codes", body = CodeList), ApiErrors),
+    security(("admin_token" = []), ("admin_session" = []))
+)]
+async fn list_codes(State(app): State<AppState>, actor: Actor, Path(slug): Path<String>) -> Result<Json<CodeList>> {
+    let (_, db) = actor.open_tenant(&app, &slug).await?;
+    Ok(Json(CodeList { items: db::with_conn(&db.pool, |c| rules::list_codes(c)).await?, next_cursor: None }))
+}
+
+/// Deletes a discount code (carts holding it stop getting it).
+#[utoipa::path(
+    delete,
+    path = "/admin/api/v1/tenants/{slug}/discount-codes/{code}",
+    tag = "store",
+    operation_id = "discount_codes_delete",
+    params(("slug" = TenantSlug, Path, description = "The tenant"), ("code" = String, Path, description = "The code")),
+    responses((status = 200, description = "Deleted", body = Deleted), ApiErrors),
+    security(("admin_token" = []), ("admin_session" = []))
+)]
+async fn delete_code(
+    State(app): State<AppState>,
+    actor: Actor,
+    Path((slug, code)): Path<(String, String)>,
+) -> Result<Json<Deleted>> {
+    let (_, db) = actor.open_tenant(&app, &slug).await?;
+    db.write(move |tx| rules::delete_code(tx, &code)).await?;
+    Ok(Json(Deleted { deleted: true }))
+}
+
+#[derive(Serialize, ToSchema)]
+struct TaxList {
+    items: Vec<TaxRate>,
+    next_cursor: Option<String>,
+}
+
+/// Creates the tax rate of a country (or of one of its regions).
+#[utoipa::path(
+    post,
+    path = "/admin/api/v1/tenants/{slug}/tax-rates",
+    tag = "store",
+    operation_id = "tax_rates_create",
+    params(("slug" = TenantSlug, Path, description = "The tenant")),
+    request_body = TaxRate,
+    responses((status = 201, description = "Created", body = TaxRate), ApiErrors),
+    security(("admin_token" = []), ("admin_session" = []))
+)]
+async fn create_tax_rate(
+    State(app): State<AppState>,
+    actor: Actor,
+    Path(slug): Path<String>,
+    ApiJson(body): ApiJson<TaxRate>,
+) -> Result<(StatusCode, Json<TaxRate>)> {
+    let (_, db) = actor.open_tenant(&app, &slug).await?;
+    Ok((StatusCode::CREATED, Json(db.write(move |tx| rules::create_tax_rate(tx, &body)).await?)))
+}
+
+/// Lists the tax rates.
+#[utoipa::path(
+    get,
+    path = "/admin/api/v1/tenants/{slug}/tax-rates",
+    tag = "store",
+    operation_id = "tax_rates_list",
+    params(("slug" = TenantSlug, Path, description = "The tenant")),
+    responses((status = 200, description = "The rates", body = TaxList), ApiErrors),
+    security(("admin_token" = []), ("admin_session" = []))
+)]
+async fn list_tax_rates(State(app): State<AppState>, actor: Actor, Path(slug): Path<String>) -> Result<Json<TaxList>> {
+    let (_, db) = actor.open_tenant(&app, &slug).await?;
+    Ok(Json(TaxList { items: db::with_conn(&db.pool, |c| rules::list_tax_rates(c)).await?, next_cursor: None }))
+}
+
+/// Deletes a tax rate.
+#[utoipa::path(
+    delete,
+    path = "/admin/api/v1/tenants/{slug}/tax-rates/{id}",
+    tag = "store",
+    operation_id = "tax_rates_delete",
+    params(("slug" = TenantSlug, Path, description = "The tenant"), ("id" = String, Path, description = "The rate's id")),
+    responses((status = 200, description = "Deleted", body = Deleted), ApiErrors),
+    security(("admin_token" = []), ("admin_session" = []))
+)]
+async fn delete_tax_rate(
+    State(app): State<AppState>,
+    actor: Actor,
+    Path((slug, id)): Path<(String, String)>,
+) -> Result<Json<Deleted>> {
+    let (_, db) = actor.open_tenant(&app, &slug).await?;
+    db.write(move |tx| rules::delete_tax_rate(tx, &id)).await?;
+    Ok(Json(Deleted { deleted: true }))
+}
+
+#[derive(Serialize, ToSchema)]
+struct ShippingList {
+    items: Vec<ShippingMethod>,
+    next_cursor: Option<String>,
+}
+
+/// Creates a shipping method.
+#[utoipa::path(
+    post,
+    path = "/admin/api/v1/tenants/{slug}/shipping-methods",
+    tag = "store",
+    operation_id = "shipping_methods_create",
+    params(("slug" = TenantSlug, Path, description = "The tenant")),
+    request_body = ShippingMethod,
+    responses((status = 201, description = "Created", body = ShippingMethod), ApiErrors),
+    security(("admin_token" = []), ("admin_session" = []))
+)]
+async fn create_shipping(
+    State(app): State<AppState>,
+    actor: Actor,
+    Path(slug): Path<String>,
+    ApiJson(body): ApiJson<ShippingMethod>,
+) -> Result<(StatusCode, Json<ShippingMethod>)> {
+    let (_, db) = actor.open_tenant(&app, &slug).await?;
+    let method = body.clone();
+    db.write(move |tx| rules::create_shipping(tx, &method, crate::now_unix())).await?;
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+/// Lists the shipping methods.
+#[utoipa::path(
+    get,
+    path = "/admin/api/v1/tenants/{slug}/shipping-methods",
+    tag = "store",
+    operation_id = "shipping_methods_list",
+    params(("slug" = TenantSlug, Path, description = "The tenant")),
+    responses((status = 200, description = "The methods", body = ShippingList), ApiErrors),
+    security(("admin_token" = []), ("admin_session" = []))
+)]
+async fn list_shipping(
+    State(app): State<AppState>,
+    actor: Actor,
+    Path(slug): Path<String>,
+) -> Result<Json<ShippingList>> {
+    let (_, db) = actor.open_tenant(&app, &slug).await?;
+    Ok(Json(ShippingList { items: db::with_conn(&db.pool, |c| rules::list_shipping(c)).await?, next_cursor: None }))
+}
+
+/// Deletes a shipping method.
+#[utoipa::path(
+    delete,
+    path = "/admin/api/v1/tenants/{slug}/shipping-methods/{code}",
+    tag = "store",
+    operation_id = "shipping_methods_delete",
+    params(("slug" = TenantSlug, Path, description = "The tenant"), ("code" = String, Path, description = "The method's code")),
+    responses((status = 200, description = "Deleted", body = Deleted), ApiErrors),
+    security(("admin_token" = []), ("admin_session" = []))
+)]
+async fn delete_shipping(
+    State(app): State<AppState>,
+    actor: Actor,
+    Path((slug, code)): Path<(String, String)>,
+) -> Result<Json<Deleted>> {
+    let (_, db) = actor.open_tenant(&app, &slug).await?;
+    db.write(move |tx| rules::delete_shipping(tx, &code)).await?;
+    Ok(Json(Deleted { deleted: true }))
+}

@@ -1,0 +1,396 @@
+//! Carts: lines by SKU, discount codes, a destination and a shipping method, priced by `pricing::quote` on every
+//! read and write.
+//!
+//! Invariants:
+//! - A cart's id is its capability: 256 random bits, stored only as its SHA-256 (`carts.id_hash`).
+//! - Stock is checked softly when a line is added or raised (`out_of_stock` naming the SKU); checkout checks it
+//!   for real.
+//! - An idle cart expires `cart_ttl_days` after its last change; expired carts are deleted by later cart writes
+//!   of the same store (a hundred at a time), so no idle tenant is woken to clean up.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::pricing::{self, Discount, PricedLine, Quote, Rules, Shipping, Tax};
+use super::rules;
+use crate::control::Tenant;
+use crate::email::outbox::TenantTx;
+use crate::error::{Error, Result};
+
+/// Most lines one cart holds.
+pub const MAX_LINES: i64 = 100;
+
+/// A cart as every cart endpoint answers it: its id, the quote, and what was chosen.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CartView {
+    pub id: String,
+    #[serde(flatten)]
+    pub quote: Quote,
+    /// Discount codes applied (those no longer eligible stay listed but price nothing).
+    pub codes: Vec<String>,
+    pub country: Option<String>,
+    pub postcode: Option<String>,
+    pub shipping_method: Option<String>,
+    #[serde(with = "crate::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddLine {
+    pub sku: String,
+    /// 1-999; adding a SKU that is in the cart raises its quantity.
+    pub quantity: u32,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetQuantity {
+    /// 1-999.
+    pub quantity: u32,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyCode {
+    pub code: String,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetShipping {
+    /// ISO 3166-1 alpha-2.
+    pub country: String,
+    pub postcode: Option<String>,
+    /// A shipping method's code that ships to `country`.
+    pub method: Option<String>,
+}
+
+struct CartRow {
+    hash: String,
+    country: Option<String>,
+    postcode: Option<String>,
+    shipping_method: Option<String>,
+    codes: Vec<String>,
+    expires_at: i64,
+}
+
+fn hash(id: &str) -> String {
+    crate::crypto::hash_token(id)
+}
+
+fn load(conn: &Connection, id: &str, now: i64) -> Result<CartRow> {
+    let row = conn
+        .query_row(
+            "SELECT id_hash, country, postcode, shipping_method, codes, expires_at FROM carts WHERE id_hash = ?1",
+            [hash(id)],
+            |r| {
+                Ok(CartRow {
+                    hash: r.get(0)?,
+                    country: r.get(1)?,
+                    postcode: r.get(2)?,
+                    shipping_method: r.get(3)?,
+                    codes: serde_json::from_str(&r.get::<_, String>(4)?).unwrap_or_default(),
+                    expires_at: r.get(5)?,
+                })
+            },
+        )
+        .optional()?;
+    row.filter(|c| c.expires_at > now).ok_or(Error::NotFound("cart"))
+}
+
+fn ttl(tenant: &Tenant) -> i64 {
+    i64::from(tenant.settings.commerce.cart_ttl_days) * 86_400
+}
+
+/// Marks a change: the cart lives another `cart_ttl_days`; a hundred expired carts of the store go.
+fn touch(tx: &TenantTx<'_>, cart: &CartRow, tenant: &Tenant, now: i64) -> Result<()> {
+    tx.execute(
+        "UPDATE carts SET updated_at = ?2, expires_at = ?3 WHERE id_hash = ?1",
+        params![cart.hash, now, now + ttl(tenant)],
+    )?;
+    tx.execute(
+        "DELETE FROM carts WHERE id_hash IN (SELECT id_hash FROM carts WHERE expires_at <= ?1 LIMIT 100)",
+        [now],
+    )?;
+    Ok(())
+}
+
+/// Creates an empty cart; answers its id (shown once: only its hash is kept).
+pub fn create(tx: &TenantTx<'_>, tenant: &Tenant, now: i64) -> Result<String> {
+    let id = crate::crypto::random_token("cart_");
+    tx.execute(
+        "INSERT INTO carts (id_hash, created_at, updated_at, expires_at) VALUES (?1, ?2, ?2, ?3)",
+        params![hash(&id), now, now + ttl(tenant)],
+    )?;
+    Ok(id)
+}
+
+/// The variant of `sku` as a cart sees it: (price, on sale, stock, tracked, backorder).
+fn sellable(conn: &Connection, sku: &str) -> Result<(i64, bool, i64, bool, bool)> {
+    conn.query_row(
+        "SELECT v.price, p.status = 'active', v.stock, v.track_inventory, v.allow_backorder
+         FROM variants v JOIN products p ON p.id = v.product_id WHERE v.sku = ?1",
+        [sku],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+    )
+    .optional()?
+    .filter(|v| v.1)
+    .ok_or(Error::NotFound("sku"))
+}
+
+fn check_quantity(quantity: i64) -> Result<()> {
+    if (1..=999).contains(&quantity) { Ok(()) } else { Err(Error::validation("quantity is 1-999")) }
+}
+
+fn check_stock(conn: &Connection, sku: &str, wanted: i64) -> Result<()> {
+    let (_, _, stock, tracked, backorder) = sellable(conn, sku)?;
+    if tracked && !backorder && stock < wanted {
+        return Err(Error::OutOfStock(format!("{sku}: {} in stock, {wanted} wanted", stock.max(0))));
+    }
+    Ok(())
+}
+
+pub fn add_line(tx: &TenantTx<'_>, tenant: &Tenant, id: &str, input: &AddLine, now: i64) -> Result<()> {
+    let cart = load(tx, id, now)?;
+    super::catalog::check_sku(&input.sku)?;
+    let current: i64 = tx
+        .query_row(
+            "SELECT quantity FROM cart_lines WHERE cart_hash = ?1 AND sku = ?2",
+            params![cart.hash, input.sku],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or(0);
+    let wanted = current + i64::from(input.quantity);
+    check_quantity(i64::from(input.quantity))?;
+    check_quantity(wanted)?;
+    if current == 0 {
+        let lines: i64 =
+            tx.query_row("SELECT COUNT(*) FROM cart_lines WHERE cart_hash = ?1", [&cart.hash], |r| r.get(0))?;
+        if lines >= MAX_LINES {
+            return Err(Error::validation(format!("a cart holds at most {MAX_LINES} lines")));
+        }
+    }
+    check_stock(tx, &input.sku, wanted)?;
+    tx.execute(
+        "INSERT INTO cart_lines (cart_hash, sku, quantity, added_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (cart_hash, sku) DO UPDATE SET quantity = excluded.quantity",
+        params![cart.hash, input.sku, wanted, now],
+    )?;
+    touch(tx, &cart, tenant, now)
+}
+
+pub fn set_quantity(tx: &TenantTx<'_>, tenant: &Tenant, id: &str, sku: &str, quantity: u32, now: i64) -> Result<()> {
+    let cart = load(tx, id, now)?;
+    check_quantity(i64::from(quantity))?;
+    let exists: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM cart_lines WHERE cart_hash = ?1 AND sku = ?2)",
+        params![cart.hash, sku],
+        |r| r.get(0),
+    )?;
+    if !exists {
+        return Err(Error::NotFound("cart line"));
+    }
+    check_stock(tx, sku, i64::from(quantity))?;
+    tx.execute(
+        "UPDATE cart_lines SET quantity = ?3 WHERE cart_hash = ?1 AND sku = ?2",
+        params![cart.hash, sku, quantity],
+    )?;
+    touch(tx, &cart, tenant, now)
+}
+
+pub fn remove_line(tx: &TenantTx<'_>, tenant: &Tenant, id: &str, sku: &str, now: i64) -> Result<()> {
+    let cart = load(tx, id, now)?;
+    if tx.execute("DELETE FROM cart_lines WHERE cart_hash = ?1 AND sku = ?2", params![cart.hash, sku])? == 0 {
+        return Err(Error::NotFound("cart line"));
+    }
+    touch(tx, &cart, tenant, now)
+}
+
+/// Why a code cannot price this cart now, if it cannot.
+fn ineligible(code: &rules::DiscountCode, lines: &[PricedLine], now: i64) -> Option<&'static str> {
+    if code.starts_at.is_some_and(|s| now < s) {
+        return Some("not active yet");
+    }
+    if code.ends_at.is_some_and(|e| now >= e) {
+        return Some("expired");
+    }
+    if code.usage_limit.is_some_and(|limit| code.used >= limit) {
+        return Some("used up");
+    }
+    let discount = as_discount(code);
+    let eligible: Vec<&PricedLine> = lines.iter().filter(|l| discount.applies_to(l)).collect();
+    if eligible.is_empty() {
+        return Some("not applicable to these items");
+    }
+    let eligible_subtotal: i64 = eligible.iter().map(|l| l.unit_price * i64::from(l.quantity)).sum();
+    if code.min_subtotal.is_some_and(|min| eligible_subtotal < min) {
+        return Some("minimum not met");
+    }
+    None
+}
+
+fn as_discount(code: &rules::DiscountCode) -> Discount {
+    Discount {
+        code: code.code.clone(),
+        kind: code.kind,
+        value: code.value,
+        category_ids: code.category_ids.clone(),
+        skus: code.skus.clone(),
+    }
+}
+
+pub fn apply_code(tx: &TenantTx<'_>, tenant: &Tenant, id: &str, input: &ApplyCode, now: i64) -> Result<()> {
+    let cart = load(tx, id, now)?;
+    let code = rules::find_code(tx, input.code.trim())?
+        .ok_or_else(|| Error::DiscountInvalid(format!("{}: no such code", input.code.trim())))?;
+    if cart.codes.iter().any(|c| c.eq_ignore_ascii_case(&code.code)) {
+        return touch(tx, &cart, tenant, now);
+    }
+    if let Some(why) = ineligible(&code, &priced_lines(tx, &cart.hash)?, now) {
+        return Err(Error::DiscountInvalid(format!("{}: {why}", code.code)));
+    }
+    if !cart.codes.is_empty() {
+        let others_combinable = cart
+            .codes
+            .iter()
+            .map(|c| rules::find_code(tx, c))
+            .collect::<Result<Vec<_>>>()?
+            .into_iter()
+            .flatten()
+            .all(|c| c.combinable);
+        if !code.combinable || !others_combinable {
+            return Err(Error::DiscountInvalid(format!(
+                "{}: cannot be combined with the codes in the cart",
+                code.code
+            )));
+        }
+    }
+    let mut codes = cart.codes.clone();
+    codes.push(code.code);
+    tx.execute("UPDATE carts SET codes = ?2 WHERE id_hash = ?1", params![cart.hash, super::catalog::json(&codes)])?;
+    touch(tx, &cart, tenant, now)
+}
+
+pub fn remove_code(tx: &TenantTx<'_>, tenant: &Tenant, id: &str, code: &str, now: i64) -> Result<()> {
+    let cart = load(tx, id, now)?;
+    let codes: Vec<String> = cart.codes.iter().filter(|c| !c.eq_ignore_ascii_case(code)).cloned().collect();
+    if codes.len() == cart.codes.len() {
+        return Err(Error::NotFound("discount code in this cart"));
+    }
+    tx.execute("UPDATE carts SET codes = ?2 WHERE id_hash = ?1", params![cart.hash, super::catalog::json(&codes)])?;
+    touch(tx, &cart, tenant, now)
+}
+
+pub fn set_shipping(tx: &TenantTx<'_>, tenant: &Tenant, id: &str, input: &SetShipping, now: i64) -> Result<()> {
+    let cart = load(tx, id, now)?;
+    let country = input.country.trim().to_ascii_uppercase();
+    if country.len() != 2 || !country.bytes().all(|b| b.is_ascii_uppercase()) {
+        return Err(Error::validation("country is an ISO 3166-1 alpha-2 code such as DE"));
+    }
+    if input.postcode.as_ref().is_some_and(|p| p.len() > 16 || p.chars().any(char::is_control)) {
+        return Err(Error::validation("postcode is at most 16 characters"));
+    }
+    if let Some(code) = &input.method {
+        let method = rules::find_shipping(tx, code)?.ok_or(Error::NotFound("shipping method"))?;
+        if !method.countries.contains(&country) {
+            return Err(Error::validation(format!("shipping method {code} does not ship to {country}")));
+        }
+    }
+    tx.execute(
+        "UPDATE carts SET country = ?2, postcode = ?3, shipping_method = ?4 WHERE id_hash = ?1",
+        params![cart.hash, country, input.postcode, input.method],
+    )?;
+    touch(tx, &cart, tenant, now)
+}
+
+/// The cart's lines with their catalog rows, in the order they were added (a SKU no longer on sale is left
+/// out of the price).
+fn priced_lines(conn: &Connection, cart_hash: &str) -> Result<Vec<PricedLine>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT l.sku, p.title, v.price, l.quantity, COALESCE(v.weight_grams, 0), p.id
+         FROM cart_lines l JOIN variants v ON v.sku = l.sku JOIN products p ON p.id = v.product_id
+         WHERE l.cart_hash = ?1 AND p.status = 'active' ORDER BY l.added_at, l.rowid",
+    )?;
+    let rows: Vec<(PricedLine, String)> = stmt
+        .query_map([cart_hash], |r| {
+            Ok((
+                PricedLine {
+                    sku: r.get(0)?,
+                    title: r.get(1)?,
+                    unit_price: r.get(2)?,
+                    quantity: r.get(3)?,
+                    weight_grams: r.get(4)?,
+                    category_ids: Vec::new(),
+                },
+                r.get(5)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut categories = conn.prepare_cached("SELECT category_id FROM product_categories WHERE product_id = ?1")?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (mut line, product_id) in rows {
+        line.category_ids = categories.query_map([product_id], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+        out.push(line);
+    }
+    Ok(out)
+}
+
+/// The cart priced now.
+pub fn view(conn: &Connection, tenant: &Tenant, id: &str, now: i64) -> Result<CartView> {
+    let cart = load(conn, id, now)?;
+    let lines = priced_lines(conn, &cart.hash)?;
+    let mut discounts = Vec::new();
+    for code in &cart.codes {
+        if let Some(found) = rules::find_code(conn, code)?
+            && ineligible(&found, &lines, now).is_none()
+        {
+            discounts.push(as_discount(&found));
+        }
+    }
+    let shipping = match (&cart.shipping_method, &cart.country) {
+        (Some(code), Some(country)) => {
+            rules::find_shipping(conn, code)?.filter(|m| m.countries.contains(country)).map(|m| Shipping {
+                code: m.code,
+                name: m.name,
+                kind: m.kind,
+                price: m.price,
+                brackets: m.brackets,
+                free_over: m.free_over,
+            })
+        }
+        _ => None,
+    };
+    let tax = match &cart.country {
+        Some(country) => rules::tax_rate_for(conn, country, None)?.map(|t| Tax {
+            label: match &t.region {
+                Some(region) => format!("{}-{region}", t.country),
+                None => t.country.clone(),
+            },
+            name: t.name,
+            rate_bps: t.rate_bps,
+        }),
+        None => None,
+    };
+    let settings = &tenant.settings.commerce;
+    let rules = Rules {
+        currency: settings.currency.clone(),
+        discounts,
+        shipping,
+        tax,
+        prices_include_tax: settings.prices_include_tax,
+        tax_shipping: settings.tax_shipping,
+    };
+    Ok(CartView {
+        id: id.to_owned(),
+        quote: pricing::quote(&lines, &rules),
+        codes: cart.codes,
+        country: cart.country,
+        postcode: cart.postcode,
+        shipping_method: cart.shipping_method,
+        expires_at: cart.expires_at,
+    })
+}
