@@ -37,11 +37,12 @@ CREATE TABLE shipping_methods (
     created_at INTEGER NOT NULL
 );
 
--- Carts: the id is the capability (128 random bits), kept as its SHA-256 only. Idle carts expire.
+-- Carts: the id is the capability (256 random bits), kept as its SHA-256 only. Idle carts expire.
 CREATE TABLE carts (
     id_hash         TEXT PRIMARY KEY,
     customer_id     TEXT,
     country         TEXT,
+    region          TEXT,
     postcode        TEXT,
     shipping_method TEXT,
     codes           TEXT NOT NULL DEFAULT '[]',

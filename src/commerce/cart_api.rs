@@ -5,11 +5,13 @@
 //! limited per client IP (`GATEHOUSE_STORE_PER_MINUTE`); rules — an operator or an actor scoped to the tenant.
 //! Every cart write answers the new quote.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use axum::Json;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -27,13 +29,13 @@ use crate::tenants::TenantSlug;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(create_cart))
-        .routes(routes!(read_cart))
-        .routes(routes!(add_line))
-        .routes(routes!(set_quantity, remove_line))
-        .routes(routes!(apply_code))
-        .routes(routes!(remove_code))
-        .routes(routes!(set_shipping))
+        .routes(routes!(create_cart, carts_preflight))
+        .routes(routes!(read_cart, cart_preflight))
+        .routes(routes!(add_line, lines_preflight))
+        .routes(routes!(set_quantity, remove_line, line_preflight))
+        .routes(routes!(apply_code, codes_preflight))
+        .routes(routes!(remove_code, code_preflight))
+        .routes(routes!(set_shipping, shipping_preflight))
         .routes(routes!(create_code, list_codes))
         .routes(routes!(delete_code))
         .routes(routes!(create_tax_rate, list_tax_rates))
@@ -52,22 +54,28 @@ fn limit(app: &AppState, headers: &HeaderMap, peer: SocketAddr) -> Result<()> {
     })
 }
 
-/// Runs a cart change and answers the cart priced after it.
+/// Runs a cart change and answers the cart priced after it (or the error), with CORS for the store's origins.
 async fn change(
     ctx: TenantCtx,
+    headers: &HeaderMap,
     id: String,
     f: impl FnOnce(&crate::email::outbox::TenantTx<'_>, &crate::control::Tenant, &str, i64) -> Result<()> + Send + 'static,
-) -> Result<Json<CartView>> {
+) -> Response {
     let tenant = ctx.tenant.clone();
-    let view = ctx
+    let result = ctx
         .db
         .write(move |tx| {
             let now = crate::now_unix();
             f(tx, &tenant, &id, now)?;
             carts::view(tx, &tenant, &id, now)
         })
-        .await?;
-    Ok(Json(view))
+        .await;
+    answer(&ctx.tenant, headers, result.map(|view| Json(view).into_response()))
+}
+
+/// A cart answer, success or error, with CORS (a storefront must be able to read `out_of_stock`).
+fn answer(tenant: &crate::control::Tenant, headers: &HeaderMap, result: Result<Response>) -> Response {
+    super::store_api::cors(tenant, headers, result.unwrap_or_else(IntoResponse::into_response))
 }
 
 /// Creates an empty cart; its `id` is shown once and is the only key to it.
@@ -85,18 +93,20 @@ async fn create_cart(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     ctx: TenantCtx,
-) -> Result<(StatusCode, Json<CartView>)> {
-    limit(&app, &headers, peer)?;
+) -> Response {
+    if let Err(err) = limit(&app, &headers, peer) {
+        return answer(&ctx.tenant, &headers, Err(err));
+    }
     let tenant = ctx.tenant.clone();
-    let view = ctx
+    let result = ctx
         .db
         .write(move |tx| {
             let now = crate::now_unix();
             let id = carts::create(tx, &tenant, now)?;
             carts::view(tx, &tenant, &id, now)
         })
-        .await?;
-    Ok((StatusCode::CREATED, Json(view)))
+        .await;
+    answer(&ctx.tenant, &headers, result.map(|view| (StatusCode::CREATED, Json(view)).into_response()))
 }
 
 /// The cart, priced now.
@@ -109,9 +119,10 @@ async fn create_cart(
     responses((status = 200, description = "The cart, priced", body = CartView), ApiErrors),
     security(())
 )]
-async fn read_cart(ctx: TenantCtx, Path((_, id)): Path<(String, String)>) -> Result<Json<CartView>> {
+async fn read_cart(ctx: TenantCtx, headers: HeaderMap, Path((_, id)): Path<(String, String)>) -> Response {
     let tenant = ctx.tenant.clone();
-    Ok(Json(db::with_conn(&ctx.db.pool, move |conn| carts::view(conn, &tenant, &id, crate::now_unix())).await?))
+    let result = db::with_conn(&ctx.db.pool, move |conn| carts::view(conn, &tenant, &id, crate::now_unix())).await;
+    answer(&ctx.tenant, &headers, result.map(|view| Json(view).into_response()))
 }
 
 /// Adds a SKU (or raises its quantity); refused with `out_of_stock` when the store has too few.
@@ -132,9 +143,11 @@ async fn add_line(
     ctx: TenantCtx,
     Path((_, id)): Path<(String, String)>,
     ApiJson(body): ApiJson<AddLine>,
-) -> Result<Json<CartView>> {
-    limit(&app, &headers, peer)?;
-    change(ctx, id, move |tx, tenant, id, now| carts::add_line(tx, tenant, id, &body, now)).await
+) -> Response {
+    if let Err(err) = limit(&app, &headers, peer) {
+        return answer(&ctx.tenant, &headers, Err(err));
+    }
+    change(ctx, &headers, id, move |tx, tenant, id, now| carts::add_line(tx, tenant, id, &body, now)).await
 }
 
 /// Sets a line's quantity.
@@ -159,9 +172,12 @@ async fn set_quantity(
     ctx: TenantCtx,
     Path((_, id, sku)): Path<(String, String, String)>,
     ApiJson(body): ApiJson<SetQuantity>,
-) -> Result<Json<CartView>> {
-    limit(&app, &headers, peer)?;
-    change(ctx, id, move |tx, tenant, id, now| carts::set_quantity(tx, tenant, id, &sku, body.quantity, now)).await
+) -> Response {
+    if let Err(err) = limit(&app, &headers, peer) {
+        return answer(&ctx.tenant, &headers, Err(err));
+    }
+    change(ctx, &headers, id, move |tx, tenant, id, now| carts::set_quantity(tx, tenant, id, &sku, body.quantity, now))
+        .await
 }
 
 /// Removes a line.
@@ -184,9 +200,11 @@ async fn remove_line(
     headers: HeaderMap,
     ctx: TenantCtx,
     Path((_, id, sku)): Path<(String, String, String)>,
-) -> Result<Json<CartView>> {
-    limit(&app, &headers, peer)?;
-    change(ctx, id, move |tx, tenant, id, now| carts::remove_line(tx, tenant, id, &sku, now)).await
+) -> Response {
+    if let Err(err) = limit(&app, &headers, peer) {
+        return answer(&ctx.tenant, &headers, Err(err));
+    }
+    change(ctx, &headers, id, move |tx, tenant, id, now| carts::remove_line(tx, tenant, id, &sku, now)).await
 }
 
 /// Applies a discount code; refused with `discount_invalid` and the reason (expired, used up, minimum not met,
@@ -208,9 +226,11 @@ async fn apply_code(
     ctx: TenantCtx,
     Path((_, id)): Path<(String, String)>,
     ApiJson(body): ApiJson<ApplyCode>,
-) -> Result<Json<CartView>> {
-    limit(&app, &headers, peer)?;
-    change(ctx, id, move |tx, tenant, id, now| carts::apply_code(tx, tenant, id, &body, now)).await
+) -> Response {
+    if let Err(err) = limit(&app, &headers, peer) {
+        return answer(&ctx.tenant, &headers, Err(err));
+    }
+    change(ctx, &headers, id, move |tx, tenant, id, now| carts::apply_code(tx, tenant, id, &body, now)).await
 }
 
 /// Removes a discount code from the cart.
@@ -233,9 +253,11 @@ async fn remove_code(
     headers: HeaderMap,
     ctx: TenantCtx,
     Path((_, id, code)): Path<(String, String, String)>,
-) -> Result<Json<CartView>> {
-    limit(&app, &headers, peer)?;
-    change(ctx, id, move |tx, tenant, id, now| carts::remove_code(tx, tenant, id, &code, now)).await
+) -> Response {
+    if let Err(err) = limit(&app, &headers, peer) {
+        return answer(&ctx.tenant, &headers, Err(err));
+    }
+    change(ctx, &headers, id, move |tx, tenant, id, now| carts::remove_code(tx, tenant, id, &code, now)).await
 }
 
 /// Sets the destination and, optionally, the shipping method.
@@ -256,10 +278,54 @@ async fn set_shipping(
     ctx: TenantCtx,
     Path((_, id)): Path<(String, String)>,
     ApiJson(body): ApiJson<SetShipping>,
-) -> Result<Json<CartView>> {
-    limit(&app, &headers, peer)?;
-    change(ctx, id, move |tx, tenant, id, now| carts::set_shipping(tx, tenant, id, &body, now)).await
+) -> Response {
+    if let Err(err) = limit(&app, &headers, peer) {
+        return answer(&ctx.tenant, &headers, Err(err));
+    }
+    change(ctx, &headers, id, move |tx, tenant, id, now| carts::set_shipping(tx, tenant, id, &body, now)).await
 }
+
+// ---- CORS preflights ----
+
+/// Declares the documented CORS preflight (`OPTIONS`) of one cart path.
+macro_rules! cart_preflight {
+    ($name:ident, $path:literal, $operation:literal $(, $param:literal)*) => {
+        #[doc = "CORS preflight of a cart path."]
+        #[utoipa::path(
+            options,
+            path = $path,
+            tag = "storefront",
+            operation_id = $operation,
+            params(("slug" = TenantSlug, Path, description = "The tenant") $(, ($param = String, Path, description = "A path segment"))*),
+            responses(
+                (status = 204, description = "CORS preflight; the origin is allowed if the store's allowed_origins list it"),
+                (status = 404, description = "Not a tenant (no body)")
+            ),
+            security(())
+        )]
+        async fn $name(
+            State(app): State<AppState>,
+            Path(params): Path<HashMap<String, String>>,
+            headers: HeaderMap,
+        ) -> Response {
+            super::store_api::preflight_for(app, params, headers, "GET, POST, PATCH, PUT, DELETE, OPTIONS").await
+        }
+    };
+}
+
+cart_preflight!(carts_preflight, "/t/{slug}/api/v1/carts", "carts_create_preflight");
+cart_preflight!(cart_preflight, "/t/{slug}/api/v1/carts/{id}", "carts_read_preflight", "id");
+cart_preflight!(lines_preflight, "/t/{slug}/api/v1/carts/{id}/lines", "carts_lines_preflight", "id");
+cart_preflight!(line_preflight, "/t/{slug}/api/v1/carts/{id}/lines/{sku}", "carts_line_preflight", "id", "sku");
+cart_preflight!(codes_preflight, "/t/{slug}/api/v1/carts/{id}/discount-codes", "carts_codes_preflight", "id");
+cart_preflight!(
+    code_preflight,
+    "/t/{slug}/api/v1/carts/{id}/discount-codes/{code}",
+    "carts_code_preflight",
+    "id",
+    "code"
+);
+cart_preflight!(shipping_preflight, "/t/{slug}/api/v1/carts/{id}/shipping", "carts_shipping_preflight", "id");
 
 // ---- store rules (admin) ----
 

@@ -20,6 +20,10 @@ use crate::error::{Error, Result};
 
 /// Most lines one cart holds.
 pub const MAX_LINES: i64 = 100;
+/// Most discount codes one cart holds.
+pub const MAX_CODES: usize = 5;
+/// How long a cart with no line lives (carts made and abandoned at once do not pile up).
+const EMPTY_TTL: i64 = 86_400;
 
 /// A cart as every cart endpoint answers it: its id, the quote, and what was chosen.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -27,14 +31,25 @@ pub struct CartView {
     pub id: String,
     #[serde(flatten)]
     pub quote: Quote,
-    /// Discount codes applied (those no longer eligible stay listed but price nothing).
-    pub codes: Vec<String>,
+    /// Discount codes applied; one that no longer applies stays listed with the reason and prices nothing.
+    pub codes: Vec<CodeState>,
     pub country: Option<String>,
+    pub region: Option<String>,
     pub postcode: Option<String>,
     pub shipping_method: Option<String>,
     #[serde(with = "crate::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub expires_at: i64,
+}
+
+/// A discount code in a cart.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CodeState {
+    pub code: String,
+    /// Whether it prices the cart now.
+    pub applied: bool,
+    /// Why not, when it does not (expired, used up, minimum not met, not applicable to these items).
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -63,6 +78,8 @@ pub struct ApplyCode {
 pub struct SetShipping {
     /// ISO 3166-1 alpha-2.
     pub country: String,
+    /// A region code (e.g. `CA` in `US`) whose tax rate wins over the country's.
+    pub region: Option<String>,
     pub postcode: Option<String>,
     /// A shipping method's code that ships to `country`.
     pub method: Option<String>,
@@ -71,6 +88,7 @@ pub struct SetShipping {
 struct CartRow {
     hash: String,
     country: Option<String>,
+    region: Option<String>,
     postcode: Option<String>,
     shipping_method: Option<String>,
     codes: Vec<String>,
@@ -84,7 +102,7 @@ fn hash(id: &str) -> String {
 fn load(conn: &Connection, id: &str, now: i64) -> Result<CartRow> {
     let row = conn
         .query_row(
-            "SELECT id_hash, country, postcode, shipping_method, codes, expires_at FROM carts WHERE id_hash = ?1",
+            "SELECT id_hash, country, postcode, shipping_method, codes, expires_at, region FROM carts WHERE id_hash = ?1",
             [hash(id)],
             |r| {
                 Ok(CartRow {
@@ -94,6 +112,7 @@ fn load(conn: &Connection, id: &str, now: i64) -> Result<CartRow> {
                     shipping_method: r.get(3)?,
                     codes: serde_json::from_str(&r.get::<_, String>(4)?).unwrap_or_default(),
                     expires_at: r.get(5)?,
+                    region: r.get(6)?,
                 })
             },
         )
@@ -105,11 +124,15 @@ fn ttl(tenant: &Tenant) -> i64 {
     i64::from(tenant.settings.commerce.cart_ttl_days) * 86_400
 }
 
-/// Marks a change: the cart lives another `cart_ttl_days`; a hundred expired carts of the store go.
+/// Marks a change: the cart lives another `cart_ttl_days` (a day while it has no line); a hundred expired carts
+/// of the store go.
 fn touch(tx: &TenantTx<'_>, cart: &CartRow, tenant: &Tenant, now: i64) -> Result<()> {
+    let lines: bool =
+        tx.query_row("SELECT EXISTS (SELECT 1 FROM cart_lines WHERE cart_hash = ?1)", [&cart.hash], |r| r.get(0))?;
+    let life = if lines { ttl(tenant) } else { EMPTY_TTL.min(ttl(tenant)) };
     tx.execute(
         "UPDATE carts SET updated_at = ?2, expires_at = ?3 WHERE id_hash = ?1",
-        params![cart.hash, now, now + ttl(tenant)],
+        params![cart.hash, now, now + life],
     )?;
     tx.execute(
         "DELETE FROM carts WHERE id_hash IN (SELECT id_hash FROM carts WHERE expires_at <= ?1 LIMIT 100)",
@@ -123,7 +146,7 @@ pub fn create(tx: &TenantTx<'_>, tenant: &Tenant, now: i64) -> Result<String> {
     let id = crate::crypto::random_token("cart_");
     tx.execute(
         "INSERT INTO carts (id_hash, created_at, updated_at, expires_at) VALUES (?1, ?2, ?2, ?3)",
-        params![hash(&id), now, now + ttl(tenant)],
+        params![hash(&id), now, now + EMPTY_TTL.min(ttl(tenant))],
     )?;
     Ok(id)
 }
@@ -250,24 +273,25 @@ pub fn apply_code(tx: &TenantTx<'_>, tenant: &Tenant, id: &str, input: &ApplyCod
     if cart.codes.iter().any(|c| c.eq_ignore_ascii_case(&code.code)) {
         return touch(tx, &cart, tenant, now);
     }
-    if let Some(why) = ineligible(&code, &priced_lines(tx, &cart.hash)?, now) {
+    if cart.codes.len() >= MAX_CODES {
+        return Err(Error::DiscountInvalid(format!("{}: a cart holds at most {MAX_CODES} codes", code.code)));
+    }
+    let lines = priced_lines(tx, &cart.hash)?;
+    if let Some(why) = ineligible(&code, &lines, now) {
         return Err(Error::DiscountInvalid(format!("{}: {why}", code.code)));
     }
-    if !cart.codes.is_empty() {
-        let others_combinable = cart
-            .codes
-            .iter()
-            .map(|c| rules::find_code(tx, c))
-            .collect::<Result<Vec<_>>>()?
-            .into_iter()
-            .flatten()
-            .all(|c| c.combinable);
-        if !code.combinable || !others_combinable {
-            return Err(Error::DiscountInvalid(format!(
-                "{}: cannot be combined with the codes in the cart",
-                code.code
-            )));
-        }
+    // Only the codes that price the cart now count (one that stopped applying blocks nothing).
+    let active: Vec<rules::DiscountCode> = cart
+        .codes
+        .iter()
+        .map(|c| rules::find_code(tx, c))
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .flatten()
+        .filter(|c| ineligible(c, &lines, now).is_none())
+        .collect();
+    if !active.is_empty() && (!code.combinable || !active.iter().all(|c| c.combinable)) {
+        return Err(Error::DiscountInvalid(format!("{}: cannot be combined with the codes in the cart", code.code)));
     }
     let mut codes = cart.codes.clone();
     codes.push(code.code);
@@ -288,8 +312,10 @@ pub fn remove_code(tx: &TenantTx<'_>, tenant: &Tenant, id: &str, code: &str, now
 pub fn set_shipping(tx: &TenantTx<'_>, tenant: &Tenant, id: &str, input: &SetShipping, now: i64) -> Result<()> {
     let cart = load(tx, id, now)?;
     let country = input.country.trim().to_ascii_uppercase();
-    if country.len() != 2 || !country.bytes().all(|b| b.is_ascii_uppercase()) {
-        return Err(Error::validation("country is an ISO 3166-1 alpha-2 code such as DE"));
+    rules::check_country(&country)?;
+    let region = input.region.as_deref().map(|r| r.trim().to_ascii_uppercase()).filter(|r| !r.is_empty());
+    if region.as_ref().is_some_and(|r| r.len() > 10 || !r.bytes().all(|b| b.is_ascii_alphanumeric())) {
+        return Err(Error::validation("region is up to 10 letters or digits"));
     }
     if input.postcode.as_ref().is_some_and(|p| p.len() > 16 || p.chars().any(char::is_control)) {
         return Err(Error::validation("postcode is at most 16 characters"));
@@ -301,8 +327,8 @@ pub fn set_shipping(tx: &TenantTx<'_>, tenant: &Tenant, id: &str, input: &SetShi
         }
     }
     tx.execute(
-        "UPDATE carts SET country = ?2, postcode = ?3, shipping_method = ?4 WHERE id_hash = ?1",
-        params![cart.hash, country, input.postcode, input.method],
+        "UPDATE carts SET country = ?2, postcode = ?3, shipping_method = ?4, region = ?5 WHERE id_hash = ?1",
+        params![cart.hash, country, input.postcode, input.method, region],
     )?;
     touch(tx, &cart, tenant, now)
 }
@@ -344,12 +370,19 @@ pub fn view(conn: &Connection, tenant: &Tenant, id: &str, now: i64) -> Result<Ca
     let cart = load(conn, id, now)?;
     let lines = priced_lines(conn, &cart.hash)?;
     let mut discounts = Vec::new();
+    let mut codes = Vec::new();
     for code in &cart.codes {
-        if let Some(found) = rules::find_code(conn, code)?
-            && ineligible(&found, &lines, now).is_none()
-        {
-            discounts.push(as_discount(&found));
-        }
+        let reason = match rules::find_code(conn, code)? {
+            Some(found) => match ineligible(&found, &lines, now) {
+                None => {
+                    discounts.push(as_discount(&found));
+                    None
+                }
+                Some(why) => Some(why.to_owned()),
+            },
+            None => Some("no longer offered".to_owned()),
+        };
+        codes.push(CodeState { code: code.clone(), applied: reason.is_none(), reason });
     }
     let shipping = match (&cart.shipping_method, &cart.country) {
         (Some(code), Some(country)) => {
@@ -365,7 +398,7 @@ pub fn view(conn: &Connection, tenant: &Tenant, id: &str, now: i64) -> Result<Ca
         _ => None,
     };
     let tax = match &cart.country {
-        Some(country) => rules::tax_rate_for(conn, country, None)?.map(|t| Tax {
+        Some(country) => rules::tax_rate_for(conn, country, cart.region.as_deref())?.map(|t| Tax {
             label: match &t.region {
                 Some(region) => format!("{}-{region}", t.country),
                 None => t.country.clone(),
@@ -387,8 +420,9 @@ pub fn view(conn: &Connection, tenant: &Tenant, id: &str, now: i64) -> Result<Ca
     Ok(CartView {
         id: id.to_owned(),
         quote: pricing::quote(&lines, &rules),
-        codes: cart.codes,
+        codes,
         country: cart.country,
+        region: cart.region,
         postcode: cart.postcode,
         shipping_method: cart.shipping_method,
         expires_at: cart.expires_at,

@@ -179,99 +179,79 @@ pub fn quote(lines: &[PricedLine], rules: &Rules) -> Quote {
     // What each line costs after discounts so far.
     let mut net: Vec<i64> = out.iter().map(|l| l.subtotal).collect();
     let mut order_adjustments = Vec::new();
-    let mut free_shipping = None;
+    let mut free_shipping: Option<String> = None;
 
-    // 2. Discount codes.
-    for d in &rules.discounts {
+    // 2. Discount codes: percent codes first, then fixed, then free shipping (then by code), so the same codes
+    // price the same whatever order they were applied in; each works on what the lines cost after the codes
+    // before it.
+    let mut discounts: Vec<&Discount> = rules.discounts.iter().collect();
+    discounts.sort_by_key(|d| (d.kind as u8, d.code.clone()));
+    for d in discounts {
         let source = format!("code:{}", d.code);
         let eligible: Vec<usize> = (0..lines.len()).filter(|i| d.applies_to(&lines[*i])).collect();
-        match d.kind {
+        let base: i64 = eligible.iter().map(|&i| net[i]).sum();
+        let (off_total, label) = match d.kind {
+            // The percent of the eligible lines together, spread over them (no per-line rounding drift).
             DiscountKind::Percent => {
-                for &i in &eligible {
-                    let off = mul_div_round(net[i], d.value.clamp(0, 100), 100).min(net[i]);
-                    if off > 0 {
-                        net[i] -= off;
-                        let label = format!("{} % off ({})", d.value, d.code);
-                        out[i].adjustments.push(adjustment(
-                            "discount",
-                            format!("line({i})"),
-                            -off,
-                            label,
-                            source.clone(),
-                        ));
-                    }
-                }
+                (mul_div_round(base, d.value.clamp(0, 100), 100), format!("{} % off ({})", d.value, d.code))
             }
-            DiscountKind::Fixed => {
-                let base: i64 = eligible.iter().map(|&i| net[i]).sum();
-                let off_total = d.value.clamp(0, base);
-                if off_total > 0 {
-                    // In proportion to each line's net amount; the rounding remainder from the first lines on.
-                    let mut shares: Vec<i64> = eligible
-                        .iter()
-                        .map(|&i| (i128::from(net[i]) * i128::from(off_total) / i128::from(base)) as i64)
-                        .collect();
-                    let mut rest = off_total - shares.iter().sum::<i64>();
-                    for (k, &i) in eligible.iter().enumerate() {
-                        if rest == 0 {
-                            break;
-                        }
-                        if shares[k] < net[i] {
-                            shares[k] += 1;
-                            rest -= 1;
-                        }
-                    }
-                    for (k, &i) in eligible.iter().enumerate() {
-                        if shares[k] > 0 {
-                            net[i] -= shares[k];
-                            let label = format!("{} off", d.code);
-                            out[i].adjustments.push(adjustment(
-                                "discount",
-                                format!("line({i})"),
-                                -shares[k],
-                                label,
-                                source.clone(),
-                            ));
-                        }
-                    }
-                }
+            DiscountKind::Fixed => (d.value.clamp(0, base), format!("{} off", d.code)),
+            DiscountKind::FreeShipping => {
+                free_shipping = Some(d.code.clone());
+                continue;
             }
-            DiscountKind::FreeShipping => free_shipping = Some(d.code.clone()),
+        };
+        for (i, share) in spread(&eligible, &net, off_total) {
+            net[i] -= share;
+            out[i].adjustments.push(adjustment(
+                "discount",
+                format!("line({i})"),
+                -share,
+                label.clone(),
+                source.clone(),
+            ));
         }
     }
     let discounted: i64 = net.iter().sum();
 
-    // 3. Shipping.
-    let mut shipping_total = 0;
-    if let Some(s) = &rules.shipping {
+    // 3. Shipping (nothing to ship, nothing to pay).
+    let mut shipping_price = 0;
+    let mut shipping_off = 0;
+    if let Some(s) = rules.shipping.as_ref().filter(|_| !lines.is_empty()) {
         let weight: i64 = lines.iter().map(|l| l.weight_grams * i64::from(l.quantity)).sum();
-        let bracket = |measure: i64| {
-            s.brackets.iter().find(|b| measure <= b.up_to).or(s.brackets.last()).map_or(s.price, |b| b.price)
-        };
-        let mut price = match s.kind {
+        // Past the last bracket the method's `price` applies.
+        let bracket = |measure: i64| s.brackets.iter().find(|b| measure <= b.up_to).map_or(s.price, |b| b.price);
+        shipping_price = match s.kind {
             ShippingKind::Flat => s.price,
             ShippingKind::Weight => bracket(weight),
             ShippingKind::Subtotal => bracket(discounted),
         };
         if s.free_over.is_some_and(|over| discounted >= over) {
-            price = 0;
+            shipping_price = 0;
         }
         let source = format!("shipping:{}", s.code);
-        order_adjustments.push(adjustment("shipping", "shipping".into(), price, s.name.clone(), source));
-        shipping_total = price;
+        order_adjustments.push(adjustment("shipping", "shipping".into(), shipping_price, s.name.clone(), source));
         if let Some(code) = free_shipping
-            && price > 0
+            && shipping_price > 0
         {
+            shipping_off = shipping_price;
             let label = format!("free shipping ({code})");
-            order_adjustments.push(adjustment("discount", "shipping".into(), -price, label, format!("code:{code}")));
-            shipping_total = 0;
+            order_adjustments.push(adjustment(
+                "discount",
+                "shipping".into(),
+                -shipping_off,
+                label,
+                format!("code:{code}"),
+            ));
         }
     }
+    let shipping_net = shipping_price - shipping_off;
 
-    // 4. Tax.
+    // 4. Tax. With prices that include it, the adjustments are `tax_included` (shown, not added).
     let mut tax_total = 0;
     if let Some(t) = &rules.tax {
         let source = format!("tax:{}", t.label);
+        let kind = if rules.prices_include_tax { "tax_included" } else { "tax" };
         let tax_of = |amount: i64| {
             if rules.prices_include_tax {
                 mul_div_round(amount, t.rate_bps, 10_000 + t.rate_bps)
@@ -283,25 +263,26 @@ pub fn quote(lines: &[PricedLine], rules: &Rules) -> Quote {
             let tax = tax_of(net[i]);
             if tax != 0 {
                 tax_total += tax;
-                line.adjustments.push(adjustment("tax", format!("line({i})"), tax, t.name.clone(), source.clone()));
+                line.adjustments.push(adjustment(kind, format!("line({i})"), tax, t.name.clone(), source.clone()));
             }
         }
-        if rules.tax_shipping && shipping_total > 0 {
-            let tax = tax_of(shipping_total);
+        if rules.tax_shipping && shipping_net > 0 {
+            let tax = tax_of(shipping_net);
             tax_total += tax;
-            order_adjustments.push(adjustment("tax", "shipping".into(), tax, t.name.clone(), source));
+            order_adjustments.push(adjustment(kind, "shipping".into(), tax, t.name.clone(), source));
         }
     }
 
-    let discount_total = subtotal - discounted + (shipping_total_before_free(&order_adjustments) - shipping_total);
-    let total = discounted + shipping_total + if rules.prices_include_tax { 0 } else { tax_total };
+    // subtotal − discount_total + shipping_total (+ tax_total unless included) = total.
+    let discount_total = subtotal - discounted + shipping_off;
+    let total = discounted + shipping_net + if rules.prices_include_tax { 0 } else { tax_total };
     let mut quote = Quote {
         currency: rules.currency.clone(),
         lines: out,
         adjustments: order_adjustments,
         subtotal,
         discount_total,
-        shipping_total,
+        shipping_total: shipping_price,
         tax_total,
         total,
         degraded: false,
@@ -311,9 +292,31 @@ pub fn quote(lines: &[PricedLine], rules: &Rules) -> Quote {
     quote
 }
 
-/// The shipping price before a free-shipping code took it away.
-fn shipping_total_before_free(adjustments: &[Adjustment]) -> i64 {
-    adjustments.iter().filter(|a| a.kind == "shipping").map(|a| a.amount).sum()
+/// Spreads `total` over the `eligible` lines in proportion to what each costs now (`net`), the rounding
+/// remainder a minor unit at a time from the first line; no line gets more than it costs. Answers (line, share)
+/// for the shares above zero.
+fn spread(eligible: &[usize], net: &[i64], total: i64) -> Vec<(usize, i64)> {
+    let base: i64 = eligible.iter().map(|&i| net[i]).sum();
+    if total <= 0 || base <= 0 {
+        return Vec::new();
+    }
+    let total = total.min(base);
+    let mut shares: Vec<i64> =
+        eligible.iter().map(|&i| (i128::from(net[i]) * i128::from(total) / i128::from(base)) as i64).collect();
+    let mut rest = total - shares.iter().sum::<i64>();
+    while rest > 0 {
+        let before = rest;
+        for (k, &i) in eligible.iter().enumerate() {
+            if rest > 0 && shares[k] < net[i] {
+                shares[k] += 1;
+                rest -= 1;
+            }
+        }
+        if rest == before {
+            break;
+        }
+    }
+    eligible.iter().zip(shares).filter(|(_, s)| *s > 0).map(|(&i, s)| (i, s)).collect()
 }
 
 /// A hash of the priced result (every line, adjustment and total).
@@ -381,6 +384,7 @@ mod tests {
         assert_eq!(q.shipping_total, 990);
         assert_eq!(q.tax_total, 855 + 190 + 188);
         assert_eq!(q.total, 4500 + 1000 + 990 + 1233);
+        assert_eq!(q.subtotal - q.discount_total + q.shipping_total + q.tax_total, q.total);
         assert_eq!(q.lines[0].adjustments[0].source, "code:SHIRTS10");
         assert_eq!(q.lines[0].adjustments[1].source, "tax:DE");
         // Inclusive prices: the tax is inside the price and the total does not grow.
@@ -389,6 +393,46 @@ mod tests {
         assert_eq!(q.tax_total, 718 + 160 + 158); // 4500×19/119 = 718.49, 1000×19/119 = 159.66, 990×19/119 = 158.07
         assert_eq!(q.total, 4500 + 1000 + 990);
         assert_ne!(q.quote_id, quote(&lines, &rules).quote_id);
+    }
+
+    #[test]
+    fn codes_price_the_same_in_any_order_and_empty_carts_ship_nothing() {
+        let lines = [line("A", 10_000, 1, 100, "c")];
+        let fixed =
+            Discount { code: "F".into(), kind: DiscountKind::Fixed, value: 1000, category_ids: vec![], skus: vec![] };
+        let pct =
+            Discount { code: "P".into(), kind: DiscountKind::Percent, value: 10, category_ids: vec![], skus: vec![] };
+        let a = Rules { discounts: vec![fixed.clone(), pct.clone()], ..Rules::default() };
+        let b = Rules { discounts: vec![pct, fixed], ..Rules::default() };
+        assert_eq!(quote(&lines, &a), quote(&lines, &b));
+        assert_eq!(quote(&lines, &a).total, 10_000 - 1000 - 1000, "10 % first, then the fixed amount");
+        // Three 5-cent lines at 10 % off: 1.5 cents rounds to 2 for the cart, not 1 per line.
+        let small = [line("X", 5, 1, 0, "c"), line("Y", 5, 1, 0, "c"), line("Z", 5, 1, 0, "c")];
+        let ten = Rules {
+            discounts: vec![Discount {
+                code: "T".into(),
+                kind: DiscountKind::Percent,
+                value: 10,
+                category_ids: vec![],
+                skus: vec![],
+            }],
+            ..Rules::default()
+        };
+        assert_eq!(quote(&small, &ten).discount_total, 2);
+        // Past the last weight bracket the method's price applies; an empty cart ships nothing.
+        let heavy = Rules {
+            shipping: Some(Shipping {
+                code: "w".into(),
+                name: "W".into(),
+                kind: ShippingKind::Weight,
+                price: 4900,
+                brackets: vec![Bracket { up_to: 1000, price: 490 }],
+                free_over: None,
+            }),
+            ..Rules::default()
+        };
+        assert_eq!(quote(&[line("H", 100, 20, 100, "c")], &heavy).shipping_total, 4900);
+        assert_eq!(quote(&[], &heavy).shipping_total, 0);
     }
 
     #[test]
@@ -425,7 +469,9 @@ mod tests {
         let q = quote(&lines, &rules);
         let offs: Vec<i64> = q.lines.iter().map(|l| l.adjustments[0].amount).collect();
         assert_eq!(offs, [-167, -333], "166.5 and 333.5: the remainder cent goes to the first line");
-        assert_eq!((q.shipping_total, q.discount_total, q.total), (0, 500 + 700, 500));
+        // Shipping is shown at its price and taken off as a discount: the totals still add up.
+        assert_eq!((q.shipping_total, q.discount_total, q.total), (700, 500 + 700, 500));
+        assert_eq!(q.subtotal - q.discount_total + q.shipping_total + q.tax_total, q.total);
         // A fixed discount larger than the cart costs it all, never less than zero.
         let big = Rules {
             discounts: vec![Discount {

@@ -156,7 +156,7 @@ async fn categories(ctx: TenantCtx, headers: HeaderMap) -> Result<Response> {
 }
 
 /// `Access-Control-Allow-Origin` for an origin the store allows.
-fn cors(tenant: &Tenant, headers: &HeaderMap, mut response: Response) -> Response {
+pub(super) fn cors(tenant: &Tenant, headers: &HeaderMap, mut response: Response) -> Response {
     let Some(origin) = headers.get(ORIGIN).and_then(|o| o.to_str().ok()) else { return response };
     let out = response.headers_mut();
     out.append(VARY, HeaderValue::from_static("Origin"));
@@ -169,13 +169,23 @@ fn cors(tenant: &Tenant, headers: &HeaderMap, mut response: Response) -> Respons
 }
 
 async fn preflight(app: AppState, params: HashMap<String, String>, headers: HeaderMap) -> Response {
+    preflight_for(app, params, headers, "GET, OPTIONS").await
+}
+
+/// A CORS preflight answer allowing `methods` to the store's allowed origins.
+pub(super) async fn preflight_for(
+    app: AppState,
+    params: HashMap<String, String>,
+    headers: HeaderMap,
+    methods: &'static str,
+) -> Response {
     let Some(slug) = params.get("slug").and_then(|s| TenantSlug::parse(s).ok()) else {
         return StatusCode::NOT_FOUND.into_response();
     };
     let Ok(Some(tenant)) = app.control.tenant(&slug).await else { return StatusCode::NOT_FOUND.into_response() };
     let mut response = StatusCode::NO_CONTENT.into_response();
     let out = response.headers_mut();
-    out.insert(ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, OPTIONS"));
+    out.insert(ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static(methods));
     out.insert(ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("Content-Type"));
     out.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
     cors(&tenant, &headers, response)

@@ -65,7 +65,7 @@ pub async fn stack(State(app): State<AppState>, mut req: Request, next: Next) ->
     let span = tracing::info_span!("request", request_id = %id);
     let method = req.method().clone();
     // The path is copied only when the access-log line will be written.
-    let logged_path = tracing::enabled!(tracing::Level::INFO).then(|| req.uri().path().to_owned());
+    let logged_path = tracing::enabled!(tracing::Level::INFO).then(|| loggable_path(req.uri().path()));
     let upload = upload_limit(&app, req.uri().path());
     let shape = ErrorShape::of(req.uri().path());
     let route = app.metrics.http_route(req.extensions().get::<MatchedPath>().map(MatchedPath::as_str), &method);
@@ -216,6 +216,17 @@ async fn catch_panic<T>(inner: impl Future<Output = T>) -> Result<T, Box<dyn Any
     .await
 }
 
+/// The path as the access log shows it: a cart id (a capability, like a password) is replaced by `{id}`.
+fn loggable_path(path: &str) -> String {
+    match path.split_once("/carts/") {
+        Some((head, rest)) => {
+            let tail = rest.split_once('/').map_or(String::new(), |(_, t)| format!("/{t}"));
+            format!("{head}/carts/{{id}}{tail}")
+        }
+        None => path.to_owned(),
+    }
+}
+
 /// The body limit of an upload path (plugin components, CSV imports), which also gets the long time limit.
 fn upload_limit(app: &AppState, path: &str) -> Option<usize> {
     if crate::plugins::api::is_upload(path) {
@@ -261,6 +272,16 @@ fn security_headers(app: &AppState, response: &mut Response<Body>) {
     if app.config.is_https() {
         headers
             .insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000; includeSubDomains"));
+    }
+}
+
+#[cfg(test)]
+mod loggable {
+    #[test]
+    fn cart_ids_stay_out_of_the_access_log() {
+        assert_eq!(super::loggable_path("/t/a/api/v1/carts/cart_secret/lines/X"), "/t/a/api/v1/carts/{id}/lines/X");
+        assert_eq!(super::loggable_path("/t/a/api/v1/carts/cart_secret"), "/t/a/api/v1/carts/{id}");
+        assert_eq!(super::loggable_path("/t/a/api/v1/products"), "/t/a/api/v1/products");
     }
 }
 

@@ -813,6 +813,39 @@ async fn a_cart_is_priced_end_to_end_with_codes_shipping_and_tax() {
     assert_eq!(q["tax_total"], 1233);
     assert_eq!(q["total"], 7723);
     assert_eq!(q["degraded"], false);
+    let (st, dt, sh, tx) =
+        (q["subtotal"].as_i64(), q["discount_total"].as_i64(), q["shipping_total"].as_i64(), q["tax_total"].as_i64());
+    assert_eq!(st.unwrap() - dt.unwrap() + sh.unwrap() + tx.unwrap(), 7723, "the totals add up");
+    let (status, _) = send(Method::PUT, format!("/{id}/shipping"), json!({"country": "ZZ"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "not a country");
+    // A storefront on an allowed origin reads cart answers, errors included.
+    ok(
+        &app,
+        Method::PATCH,
+        "/admin/api/v1/tenants/cartco",
+        Some(json!({"settings": {"commerce": {"allowed_origins": ["https://shop.example"]}}})),
+    )
+    .await;
+    let r = app
+        .client
+        .post(cart(&format!("/{id}/lines")))
+        .header("Origin", "https://shop.example")
+        .json(&json!({"sku": "MUG", "quantity": 99}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    assert_eq!(r.headers()["access-control-allow-origin"], "https://shop.example");
+    let r = app
+        .client
+        .request(Method::OPTIONS, cart(&format!("/{id}/lines/MUG")))
+        .header("Origin", "https://shop.example")
+        .header("Access-Control-Request-Method", "PATCH")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert!(r.headers()["access-control-allow-methods"].to_str().unwrap().contains("PATCH"));
     let sources: Vec<&str> =
         q["adjustments"].as_array().unwrap().iter().map(|a| a["source"].as_str().unwrap()).collect();
     assert_eq!(sources, ["shipping:dhl", "tax:DE"]);
