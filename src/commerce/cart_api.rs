@@ -5,7 +5,6 @@
 //! limited per client IP (`GATEHOUSE_STORE_PER_MINUTE`); rules — an operator or an actor scoped to the tenant.
 //! Every cart write answers the new quote.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use axum::Json;
@@ -287,45 +286,42 @@ async fn set_shipping(
 
 // ---- CORS preflights ----
 
-/// Declares the documented CORS preflight (`OPTIONS`) of one cart path.
-macro_rules! cart_preflight {
-    ($name:ident, $path:literal, $operation:literal $(, $param:literal)*) => {
-        #[doc = "CORS preflight of a cart path."]
-        #[utoipa::path(
-            options,
-            path = $path,
-            tag = "storefront",
-            operation_id = $operation,
-            params(("slug" = TenantSlug, Path, description = "The tenant") $(, ($param = String, Path, description = "A path segment"))*),
-            responses(
-                (status = 204, description = "CORS preflight; the origin is allowed if the store's allowed_origins list it"),
-                (status = 404, description = "Not a tenant (no body)")
-            ),
-            security(())
-        )]
-        async fn $name(
-            State(app): State<AppState>,
-            Path(params): Path<HashMap<String, String>>,
-            headers: HeaderMap,
-        ) -> Response {
-            super::store_api::preflight_for(app, params, headers, "GET, POST, PATCH, PUT, DELETE, OPTIONS").await
-        }
-    };
-}
+/// Carts are written from browsers: their preflights allow every method the cart API uses.
+const CART_METHODS: &str = "GET, POST, PATCH, PUT, DELETE, OPTIONS";
 
-cart_preflight!(carts_preflight, "/t/{slug}/api/v1/carts", "carts_create_preflight");
-cart_preflight!(cart_preflight, "/t/{slug}/api/v1/carts/{id}", "carts_read_preflight", "id");
-cart_preflight!(lines_preflight, "/t/{slug}/api/v1/carts/{id}/lines", "carts_lines_preflight", "id");
-cart_preflight!(line_preflight, "/t/{slug}/api/v1/carts/{id}/lines/{sku}", "carts_line_preflight", "id", "sku");
-cart_preflight!(codes_preflight, "/t/{slug}/api/v1/carts/{id}/discount-codes", "carts_codes_preflight", "id");
-cart_preflight!(
+store_preflight!(carts_preflight, CART_METHODS, "/t/{slug}/api/v1/carts", "carts_create_preflight");
+store_preflight!(cart_preflight, CART_METHODS, "/t/{slug}/api/v1/carts/{id}", "carts_read_preflight", "id");
+store_preflight!(lines_preflight, CART_METHODS, "/t/{slug}/api/v1/carts/{id}/lines", "carts_lines_preflight", "id");
+store_preflight!(
+    line_preflight,
+    CART_METHODS,
+    "/t/{slug}/api/v1/carts/{id}/lines/{sku}",
+    "carts_line_preflight",
+    "id",
+    "sku"
+);
+store_preflight!(
+    codes_preflight,
+    CART_METHODS,
+    "/t/{slug}/api/v1/carts/{id}/discount-codes",
+    "carts_codes_preflight",
+    "id"
+);
+store_preflight!(
     code_preflight,
+    CART_METHODS,
     "/t/{slug}/api/v1/carts/{id}/discount-codes/{code}",
     "carts_code_preflight",
     "id",
     "code"
 );
-cart_preflight!(shipping_preflight, "/t/{slug}/api/v1/carts/{id}/shipping", "carts_shipping_preflight", "id");
+store_preflight!(
+    shipping_preflight,
+    CART_METHODS,
+    "/t/{slug}/api/v1/carts/{id}/shipping",
+    "carts_shipping_preflight",
+    "id"
+);
 
 // ---- store rules (admin) ----
 

@@ -7,6 +7,8 @@
 //! - A product's summary columns (`min_price`, `max_price`, `in_stock`) and its search row are rewritten by
 //!   `refresh` in the same transaction as any change to it or its variants' stock.
 //! - Stock changes only through `inventory::record` (the ledger); nothing here writes `variants.stock`.
+//!
+//! Search lives in `search.rs` and categories in `categories.rs` (re-exported here: callers name `catalog::`).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -16,8 +18,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
+pub use super::categories::{
+    Category, CategoryPatch, NewCategory, create_category, delete_category, get_category, list_categories,
+    update_category,
+};
 use super::inventory::{self, MovementKind};
 use super::money;
+pub use super::search::{Search, Sort, search, version};
 use crate::email::outbox::{TenantTx, enqueue_event};
 use crate::error::{Error, Result};
 use crate::webhooks::events::Event;
@@ -28,8 +35,6 @@ pub const MAX_VARIANTS: usize = 100;
 pub const MAX_OPTIONS: usize = 3;
 /// Longest description, in bytes.
 pub const MAX_DESCRIPTION: usize = 64 * 1024;
-/// Most categories in one store.
-pub const MAX_CATEGORIES: i64 = 10_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -632,16 +637,16 @@ pub fn refresh(conn: &Connection, product_id: &str) -> Result<()> {
 
 // ---- reads ----
 
-const PRODUCT_COLUMNS: &str = "p.seq, p.id, p.handle, p.title, p.description, p.status, p.options, p.attributes, \
+pub(super) const PRODUCT_COLUMNS: &str = "p.seq, p.id, p.handle, p.title, p.description, p.status, p.options, p.attributes, \
      p.images, p.min_price, p.max_price, p.in_stock, p.created_at, p.updated_at";
 
 /// A product row before its variants and categories are attached.
-struct ProductRow {
-    seq: i64,
-    product: Product,
+pub(super) struct ProductRow {
+    pub(super) seq: i64,
+    pub(super) product: Product,
 }
 
-fn product_row(r: &Row<'_>) -> rusqlite::Result<ProductRow> {
+pub(super) fn product_row(r: &Row<'_>) -> rusqlite::Result<ProductRow> {
     let status: String = r.get(5)?;
     let parse = |i: usize| -> rusqlite::Result<Value> {
         let text: String = r.get(i)?;
@@ -693,7 +698,7 @@ fn variant_row(r: &Row<'_>) -> rusqlite::Result<(String, Variant)> {
 }
 
 /// Attaches variants and category ids to product rows (two queries for the whole page).
-fn attach(conn: &Connection, rows: Vec<ProductRow>) -> Result<Vec<Product>> {
+pub(super) fn attach(conn: &Connection, rows: Vec<ProductRow>) -> Result<Vec<Product>> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }
@@ -745,322 +750,14 @@ fn product_where(conn: &Connection, condition: &str, value: &str) -> Result<Opti
     Ok(attach(conn, row.into_iter().collect())?.pop())
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Sort {
-    /// Best match first (with `q`); newest without one.
-    #[default]
-    Relevance,
-    PriceAsc,
-    PriceDesc,
-    Newest,
-}
-
-/// What to list.
-#[derive(Debug, Clone, Default)]
-pub struct Search {
-    pub q: Option<String>,
-    /// A category id or handle; its descendants are included.
-    pub category: Option<String>,
-    pub min_price: Option<i64>,
-    pub max_price: Option<i64>,
-    pub in_stock: Option<bool>,
-    /// `None`: every status (admins); the storefront passes `Active`.
-    pub status: Option<ProductStatus>,
-    pub sort: Sort,
-    pub cursor: Option<String>,
-    pub limit: u32,
-}
-
-/// Search words as an FTS5 query: each word quoted (so nothing is an operator), all required, the last one also
-/// as a prefix (search as you type: `lin` finds linen). `None` when `q` has no words.
-fn fts_query(q: &str) -> Option<String> {
-    let words: Vec<String> =
-        q.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).take(10).map(str::to_lowercase).collect();
-    let (last, rest) = words.split_last()?;
-    let mut terms: Vec<String> = rest.iter().map(|w| format!("\"{w}\"")).collect();
-    terms.push(format!("\"{last}\"*"));
-    Some(terms.join(" "))
-}
-
-/// How deep relevance pages go (an offset: SQLite ranks every match before it skips).
-const MAX_OFFSET: u64 = 10_000;
-
-/// Where a page ends, as the `next_cursor` string: `o{offset}` for relevance, `k{key}_{seq}` for the sorts.
-enum Cursor {
-    Offset(u64),
-    Key(i64, i64),
-}
-
-impl Cursor {
-    fn parse(raw: &str) -> Result<Self> {
-        let bad = || Error::validation("cursor is not one this API gave out");
-        if let Some(offset) = raw.strip_prefix('o') {
-            let offset: u64 = offset.parse().map_err(|_| bad())?;
-            if offset > MAX_OFFSET {
-                return Err(Error::validation(format!(
-                    "results by relevance go {MAX_OFFSET} deep; narrow the search or sort by price or newest"
-                )));
-            }
-            return Ok(Cursor::Offset(offset));
-        }
-        let (key, seq) = raw.strip_prefix('k').and_then(|r| r.split_once('_')).ok_or_else(bad)?;
-        Ok(Cursor::Key(key.parse().map_err(|_| bad())?, seq.parse().map_err(|_| bad())?))
-    }
-}
-
-/// One page of products matching `search`, and the cursor of the next page.
-pub fn search(conn: &Connection, search: &Search) -> Result<(Vec<Product>, Option<String>)> {
-    let fts = search.q.as_deref().and_then(fts_query);
-    let sort = match (search.sort, &fts) {
-        (Sort::Relevance, None) => Sort::Newest,
-        (sort, _) => sort,
-    };
-    let mut sql = String::new();
-    let mut args: Vec<SqlValue> = Vec::new();
-    if let Some(category) = &search.category {
-        args.push(SqlValue::Text(category.clone()));
-        sql.push_str(
-            "WITH RECURSIVE sub(id) AS (SELECT id FROM categories WHERE id = ?1 OR handle = ?1
-               UNION SELECT c.id FROM categories c JOIN sub ON c.parent_id = sub.id) ",
-        );
-    }
-    let key = match sort {
-        Sort::PriceAsc | Sort::PriceDesc => "p.min_price",
-        _ => "p.created_at",
-    };
-    if fts.is_some() {
-        sql.push_str(&format!(
-            "SELECT {PRODUCT_COLUMNS}, {key} FROM product_search JOIN products p ON p.seq = product_search.rowid WHERE product_search MATCH ?"
-        ));
-        args.push(SqlValue::Text(fts.clone().unwrap_or_default()));
-    } else {
-        sql.push_str(&format!("SELECT {PRODUCT_COLUMNS}, {key} FROM products p WHERE 1 = 1"));
-    }
-    if let Some(status) = search.status {
-        sql.push_str(" AND p.status = ?");
-        args.push(SqlValue::Text(status.as_str().into()));
-    }
-    if search.category.is_some() {
-        sql.push_str(
-            " AND EXISTS (SELECT 1 FROM product_categories pc WHERE pc.product_id = p.id AND pc.category_id IN sub)",
-        );
-    }
-    if search.min_price.is_some() || search.max_price.is_some() {
-        sql.push_str(" AND EXISTS (SELECT 1 FROM variants v WHERE v.product_id = p.id AND v.price BETWEEN ? AND ?)");
-        args.push(SqlValue::Integer(search.min_price.unwrap_or(0)));
-        args.push(SqlValue::Integer(search.max_price.unwrap_or(i64::MAX)));
-    }
-    if let Some(in_stock) = search.in_stock {
-        sql.push_str(" AND p.in_stock = ?");
-        args.push(SqlValue::Integer(i64::from(in_stock)));
-    }
-    let cursor = search.cursor.as_deref().map(Cursor::parse).transpose()?;
-    let mut offset = 0;
-    match (sort, cursor) {
-        (Sort::Relevance, Some(Cursor::Offset(o))) => offset = o,
-        (Sort::Relevance, Some(_)) | (_, Some(Cursor::Offset(_))) => {
-            return Err(Error::validation("cursor belongs to another sort"));
-        }
-        (Sort::PriceAsc, Some(Cursor::Key(k, seq))) => {
-            sql.push_str(&format!(" AND ({key} > ? OR ({key} = ? AND p.seq > ?))"));
-            args.extend([SqlValue::Integer(k), SqlValue::Integer(k), SqlValue::Integer(seq)]);
-        }
-        (_, Some(Cursor::Key(k, seq))) => {
-            sql.push_str(&format!(" AND ({key} < ? OR ({key} = ? AND p.seq < ?))"));
-            args.extend([SqlValue::Integer(k), SqlValue::Integer(k), SqlValue::Integer(seq)]);
-        }
-        (_, None) => {}
-    }
-    sql.push_str(match sort {
-        Sort::Relevance => " ORDER BY bm25(product_search, 10.0, 1.0, 5.0, 3.0), p.seq",
-        Sort::PriceAsc => " ORDER BY p.min_price, p.seq",
-        Sort::PriceDesc => " ORDER BY p.min_price DESC, p.seq DESC",
-        Sort::Newest => " ORDER BY p.created_at DESC, p.seq DESC",
-    });
-    sql.push_str(" LIMIT ? OFFSET ?");
-    let limit = u64::from(search.limit.clamp(1, 200));
-    args.push(SqlValue::Integer((limit + 1) as i64));
-    args.push(SqlValue::Integer(offset as i64));
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let mut rows: Vec<(ProductRow, i64)> = stmt
-        .query_map(params_from_iter(args.iter()), |r| Ok((product_row(r)?, r.get::<_, i64>(14)?)))?
-        .collect::<rusqlite::Result<_>>()?;
-    let more = rows.len() as u64 > limit;
-    rows.truncate(limit as usize);
-    let next = match (more, rows.last()) {
-        (true, Some((last, key))) => Some(match sort {
-            Sort::Relevance => format!("o{}", offset.saturating_add(limit)),
-            _ => format!("k{key}_{}", last.seq),
-        }),
-        _ => None,
-    };
-    Ok((attach(conn, rows.into_iter().map(|(row, _)| row).collect())?, next))
-}
-
-/// The catalog's version (bumped by triggers on every change to products, variants and categories).
-pub fn version(conn: &Connection) -> Result<i64> {
-    let value: Option<String> =
-        conn.query_row("SELECT value FROM tenant_meta WHERE key = 'catalog_version'", [], |r| r.get(0)).optional()?;
-    Ok(value.and_then(|v| v.parse().ok()).unwrap_or(0))
-}
-
 /// How many products the store has (any status).
 pub fn count_products(conn: &Connection) -> Result<i64> {
     Ok(conn.query_row("SELECT COUNT(*) FROM products", [], |r| r.get(0))?)
 }
 
-// ---- categories ----
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Category {
-    pub id: String,
-    pub parent_id: Option<String>,
-    pub handle: String,
-    pub title: String,
-    pub position: i64,
-}
-
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewCategory {
-    /// `^[a-z0-9][a-z0-9-]{0,127}$`, unique in the store.
-    pub handle: String,
-    pub title: String,
-    pub parent_id: Option<String>,
-    /// Order among its siblings (lower first); default 0.
-    pub position: Option<i64>,
-}
-
-/// Changes to a category; absent fields stay. `parent_id: null` makes it a top-level category.
-#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CategoryPatch {
-    pub handle: Option<String>,
-    pub title: Option<String>,
-    #[serde(default, deserialize_with = "crate::commerce::double_option")]
-    #[schema(value_type = Option<String>)]
-    pub parent_id: Option<Option<String>>,
-    pub position: Option<i64>,
-}
-
-fn category_row(r: &Row<'_>) -> rusqlite::Result<Category> {
-    Ok(Category { id: r.get(0)?, parent_id: r.get(1)?, handle: r.get(2)?, title: r.get(3)?, position: r.get(4)? })
-}
-
-fn check_position(position: Option<i64>) -> Result<()> {
-    if position.is_some_and(|p| !(-1_000_000..=1_000_000).contains(&p)) {
-        return Err(Error::validation("position must be within ±1000000"));
-    }
-    Ok(())
-}
-
-pub fn create_category(tx: &TenantTx<'_>, input: NewCategory, now: i64) -> Result<Category> {
-    check_handle("handle", &input.handle)?;
-    check_position(input.position)?;
-    check_title("title", &input.title, 200)?;
-    let count: i64 = tx.query_row("SELECT COUNT(*) FROM categories", [], |r| r.get(0))?;
-    if count >= MAX_CATEGORIES {
-        return Err(Error::validation(format!("a store has at most {MAX_CATEGORIES} categories")));
-    }
-    if let Some(parent) = &input.parent_id {
-        get_category(tx, parent)?
-            .ok_or_else(|| Error::validation(format!("parent category {parent} does not exist")))?;
-    }
-    let taken: bool =
-        tx.query_row("SELECT EXISTS (SELECT 1 FROM categories WHERE handle = ?1)", [&input.handle], |r| r.get(0))?;
-    if taken {
-        return Err(Error::Conflict(format!("a category with handle {} exists", input.handle)));
-    }
-    let id = uuid::Uuid::now_v7().to_string();
-    tx.execute(
-        "INSERT INTO categories (id, parent_id, handle, title, position, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-        params![id, input.parent_id, input.handle, input.title.trim(), input.position.unwrap_or(0), now],
-    )?;
-    get_category(tx, &id)?.ok_or_else(|| Error::internal("category vanished"))
-}
-
-pub fn update_category(tx: &TenantTx<'_>, id: &str, patch: CategoryPatch, now: i64) -> Result<Category> {
-    let current = get_category(tx, id)?.ok_or(Error::NotFound("category"))?;
-    check_position(patch.position)?;
-    let handle = patch.handle.unwrap_or(current.handle.clone());
-    check_handle("handle", &handle)?;
-    let title = patch.title.unwrap_or(current.title.clone());
-    check_title("title", &title, 200)?;
-    let parent = patch.parent_id.unwrap_or(current.parent_id.clone());
-    if let Some(parent) = &parent {
-        get_category(tx, parent)?
-            .ok_or_else(|| Error::validation(format!("parent category {parent} does not exist")))?;
-        // The new parent may not be the category itself or one of its descendants.
-        let cycle: bool = tx.query_row(
-            "WITH RECURSIVE sub(id) AS (SELECT ?1 UNION SELECT c.id FROM categories c JOIN sub ON c.parent_id = sub.id)
-             SELECT EXISTS (SELECT 1 FROM sub WHERE id = ?2)",
-            params![id, parent],
-            |r| r.get(0),
-        )?;
-        if cycle {
-            return Err(Error::validation("a category cannot be moved under itself or its descendants"));
-        }
-    }
-    if handle != current.handle {
-        let taken: bool =
-            tx.query_row("SELECT EXISTS (SELECT 1 FROM categories WHERE handle = ?1)", [&handle], |r| r.get(0))?;
-        if taken {
-            return Err(Error::Conflict(format!("a category with handle {handle} exists")));
-        }
-    }
-    tx.execute(
-        "UPDATE categories SET handle = ?2, title = ?3, parent_id = ?4, position = ?5, updated_at = ?6 WHERE id = ?1",
-        params![id, handle, title.trim(), parent, patch.position.unwrap_or(current.position), now],
-    )?;
-    get_category(tx, id)?.ok_or_else(|| Error::internal("category vanished"))
-}
-
-/// Deletes a category without children (its products stay, without it).
-pub fn delete_category(tx: &TenantTx<'_>, id: &str) -> Result<()> {
-    get_category(tx, id)?.ok_or(Error::NotFound("category"))?;
-    let children: bool =
-        tx.query_row("SELECT EXISTS (SELECT 1 FROM categories WHERE parent_id = ?1)", [id], |r| r.get(0))?;
-    if children {
-        return Err(Error::Conflict("the category has subcategories; move or delete them first".into()));
-    }
-    tx.execute("DELETE FROM categories WHERE id = ?1", [id])?;
-    Ok(())
-}
-
-pub fn get_category(conn: &Connection, id: &str) -> Result<Option<Category>> {
-    Ok(conn
-        .query_row("SELECT id, parent_id, handle, title, position FROM categories WHERE id = ?1", [id], category_row)
-        .optional()?)
-}
-
-/// Every category, parents before children, siblings by position then title.
-pub fn list_categories(conn: &Connection) -> Result<Vec<Category>> {
-    let mut stmt = conn.prepare_cached(
-        "WITH RECURSIVE tree(id, parent_id, handle, title, position, path) AS (
-            SELECT id, parent_id, handle, title, position, printf('%012d/%s', position + 100000000000, title)
-              FROM categories WHERE parent_id IS NULL
-            UNION ALL
-            SELECT c.id, c.parent_id, c.handle, c.title, c.position,
-                   tree.path || '|' || printf('%012d/%s', c.position + 100000000000, c.title)
-              FROM categories c JOIN tree ON c.parent_id = tree.id)
-         SELECT id, parent_id, handle, title, position FROM tree ORDER BY path",
-    )?;
-    Ok(stmt.query_map([], category_row)?.collect::<rusqlite::Result<_>>()?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn search_words_become_quoted_prefix_terms() {
-        assert_eq!(fts_query("Red shirt").as_deref(), Some("\"red\" \"shirt\"*"));
-        assert_eq!(fts_query("TS-RED-M").as_deref(), Some("\"ts\" \"red\" \"m\"*"));
-        assert_eq!(fts_query("\" OR * NEAR(").as_deref(), Some("\"or\" \"near\"*"), "operators are words");
-        assert_eq!(fts_query("  -- "), None);
-    }
 
     #[test]
     fn handles_and_skus_are_plain() {

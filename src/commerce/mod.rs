@@ -16,15 +16,44 @@
 //! Catalog data lives in the tenant's file (it moves with the tenant's backup); only the store settings live in
 //! control.db.
 
+/// Declares the documented CORS preflight (`OPTIONS`) of one storefront path allowing `$methods` (the store's
+/// `allowed_origins` get the grant), so each preflight is an operation of the contract like its other methods.
+macro_rules! store_preflight {
+    ($name:ident, $methods:expr, $path:literal, $operation:literal $(, $param:literal)*) => {
+        #[doc = "CORS preflight of a storefront path."]
+        #[utoipa::path(
+            options,
+            path = $path,
+            tag = "storefront",
+            operation_id = $operation,
+            params(("slug" = TenantSlug, Path, description = "The tenant") $(, ($param = String, Path, description = "A path segment"))*),
+            responses(
+                (status = 204, description = "CORS preflight; the origin is allowed if the store's allowed_origins list it"),
+                (status = 404, description = "Not a tenant (no body)")
+            ),
+            security(())
+        )]
+        async fn $name(
+            axum::extract::State(app): axum::extract::State<crate::app::AppState>,
+            axum::extract::Path(params): axum::extract::Path<std::collections::HashMap<String, String>>,
+            headers: axum::http::HeaderMap,
+        ) -> axum::response::Response {
+            crate::commerce::store_api::preflight_for(app, params, headers, $methods).await
+        }
+    };
+}
+
 pub mod admin_api;
 pub mod cart_api;
 pub mod carts;
 pub mod catalog;
+pub mod categories;
 pub mod imports;
 pub mod inventory;
 pub mod money;
 pub mod pricing;
 pub mod rules;
+pub mod search;
 pub mod settings;
 pub mod store_api;
 

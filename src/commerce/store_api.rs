@@ -168,10 +168,6 @@ pub(super) fn cors(tenant: &Tenant, headers: &HeaderMap, mut response: Response)
     response
 }
 
-async fn preflight(app: AppState, params: HashMap<String, String>, headers: HeaderMap) -> Response {
-    preflight_for(app, params, headers, "GET, OPTIONS").await
-}
-
 /// A CORS preflight answer allowing `methods` to the store's allowed origins.
 pub(super) async fn preflight_for(
     app: AppState,
@@ -191,65 +187,14 @@ pub(super) async fn preflight_for(
     cors(&tenant, &headers, response)
 }
 
-/// CORS preflight of the product list.
-#[utoipa::path(
-    options,
-    path = "/t/{slug}/api/v1/products",
-    tag = "storefront",
-    operation_id = "storefront_products_preflight",
-    params(("slug" = TenantSlug, Path, description = "The tenant")),
-    responses(
-        (status = 204, description = "CORS preflight; the origin is allowed if the store's allowed_origins list it"),
-        (status = 404, description = "Not a tenant (no body)")
-    ),
-    security(())
-)]
-async fn products_preflight(
-    State(app): State<AppState>,
-    Path(params): Path<HashMap<String, String>>,
-    headers: HeaderMap,
-) -> Response {
-    preflight(app, params, headers).await
-}
+const READ_METHODS: &str = "GET, OPTIONS";
 
-/// CORS preflight of one product.
-#[utoipa::path(
-    options,
-    path = "/t/{slug}/api/v1/products/{handle}",
-    tag = "storefront",
-    operation_id = "storefront_product_preflight",
-    params(("slug" = TenantSlug, Path, description = "The tenant"), ("handle" = String, Path, description = "The product's handle")),
-    responses(
-        (status = 204, description = "CORS preflight; the origin is allowed if the store's allowed_origins list it"),
-        (status = 404, description = "Not a tenant (no body)")
-    ),
-    security(())
-)]
-async fn product_preflight(
-    State(app): State<AppState>,
-    Path(params): Path<HashMap<String, String>>,
-    headers: HeaderMap,
-) -> Response {
-    preflight(app, params, headers).await
-}
-
-/// CORS preflight of the category tree.
-#[utoipa::path(
-    options,
-    path = "/t/{slug}/api/v1/categories",
-    tag = "storefront",
-    operation_id = "storefront_categories_preflight",
-    params(("slug" = TenantSlug, Path, description = "The tenant")),
-    responses(
-        (status = 204, description = "CORS preflight; the origin is allowed if the store's allowed_origins list it"),
-        (status = 404, description = "Not a tenant (no body)")
-    ),
-    security(())
-)]
-async fn categories_preflight(
-    State(app): State<AppState>,
-    Path(params): Path<HashMap<String, String>>,
-    headers: HeaderMap,
-) -> Response {
-    preflight(app, params, headers).await
-}
+store_preflight!(products_preflight, READ_METHODS, "/t/{slug}/api/v1/products", "storefront_products_preflight");
+store_preflight!(
+    product_preflight,
+    READ_METHODS,
+    "/t/{slug}/api/v1/products/{handle}",
+    "storefront_product_preflight",
+    "handle"
+);
+store_preflight!(categories_preflight, READ_METHODS, "/t/{slug}/api/v1/categories", "storefront_categories_preflight");

@@ -13,6 +13,7 @@ mod oauth_pages;
 mod pages;
 mod plugin_pages;
 mod store_pages;
+mod store_setup_pages;
 
 pub use crate::http::page::CsrfOnly;
 // `pages.rs` calls it as `super::message_page`.
@@ -41,6 +42,7 @@ pub fn router() -> Router<AppState> {
         .merge(oauth_pages::router())
         .merge(plugin_pages::router())
         .merge(store_pages::router())
+        .merge(store_setup_pages::router())
         .merge(api_docs::router())
         .merge(assets::router())
 }
