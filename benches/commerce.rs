@@ -69,9 +69,20 @@ fn catalog_csv(n: usize) -> String {
 
 /// Runs `paths` round-robin from 16 connections for `secs`: (sorted latencies, requests per second).
 async fn load(client: &reqwest::Client, url: &str, paths: &[String], secs: u64) -> (Vec<Duration>, f64) {
+    load_from(client, url, paths, secs, 16).await
+}
+
+/// `load` from `connections` connections.
+async fn load_from(
+    client: &reqwest::Client,
+    url: &str,
+    paths: &[String],
+    secs: u64,
+    connections: usize,
+) -> (Vec<Duration>, f64) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     let mut set = tokio::task::JoinSet::new();
-    for worker in 0..16usize {
+    for worker in 0..connections {
         let (client, url, paths) = (client.clone(), url.to_owned(), paths.to_vec());
         set.spawn(async move {
             let mut lat = Vec::new();
@@ -225,7 +236,104 @@ fn main() {
             let (lat, rate) = load(&client, &url, std::slice::from_ref(path), 2).await;
             println!("  {path}: p50 {} p99 {} {:.0} req/s", ms(percentile(&lat, 0.5)), ms(percentile(&lat, 0.99)), rate);
         }
+        quotes(&client, &url, &token, n).await;
         let (hwm, rss) = rss_kib(&pid);
         println!("server RSS: peak (VmHWM) {} MiB, now (VmRSS) {} MiB", hwm / 1024, rss / 1024);
     });
+}
+
+/// Quotes of a 50-line cart over HTTP (`GET /carts/{id}`): built-in rules (a percent code, weight shipping, 19 %
+/// tax), then with the C no-op pricing plugin, then with the JavaScript tiers plugin; from 1 connection (latency)
+/// and from 16 (throughput), with the ratios to the built-in run.
+async fn quotes(client: &reqwest::Client, url: &str, token: &str, n: usize) {
+    let admin = |path: &str| format!("{url}/admin/api/v1/tenants/store{path}");
+    let post = |path: String, body: serde_json::Value| {
+        let request = client.post(path).bearer_auth(token).json(&body);
+        async move {
+            let r = request.send().await.unwrap();
+            assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+        }
+    };
+    post(admin("/discount-codes"), serde_json::json!({"code": "TEN", "kind": "percent", "value": 10})).await;
+    post(admin("/tax-rates"), serde_json::json!({"country": "DE", "rate_bps": 1900, "name": "MwSt"})).await;
+    post(
+        admin("/shipping-methods"),
+        serde_json::json!({"code": "dhl", "name": "DHL", "countries": ["DE"], "kind": "weight", "price": 1990,
+                           "brackets": [{"up_to": 1000, "price": 490}, {"up_to": 5000, "price": 990}]}),
+    )
+    .await;
+    let r = client.post(format!("{url}/t/store/api/v1/carts")).send().await.unwrap();
+    let id = r.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let cart = format!("{url}/t/store/api/v1/carts/{id}");
+    // 50 SKUs with stock (the import gives SKU i a stock of i % 13).
+    for i in (0..n).filter(|i| i % 13 != 0).take(50) {
+        post(format!("{cart}/lines"), serde_json::json!({"sku": format!("SKU-{i:06}"), "quantity": 1 + i % 12})).await;
+    }
+    post(format!("{cart}/discount-codes"), serde_json::json!({"code": "TEN"})).await;
+    let r = client
+        .put(format!("{cart}/shipping"))
+        .json(&serde_json::json!({"country": "DE", "method": "dhl"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let path = vec![format!("/t/store/api/v1/carts/{id}")];
+    let plugin = |name: &str| {
+        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins/build").join(format!("{name}.wasm"));
+        std::fs::read(&file).unwrap_or_else(|_| panic!("{} is missing: run scripts/build-plugins", file.display()))
+    };
+    let mut runs: Vec<(&str, Vec<Duration>, Vec<Duration>, f64)> = Vec::new();
+    for (label, component) in [
+        ("built-in rules", None),
+        ("+ C no-op plugin", Some("c-noop-pricing")),
+        ("+ JS tiers plugin", Some("js-pricing-tiers")),
+    ] {
+        if let Some(name) = component {
+            post(
+                admin("/plugins"),
+                serde_json::json!({"name": name, "world": "pricing", "timeout_ms": 1000,
+                "config": {"tiers": [{"min_quantity": 5, "percent": 5}, {"min_quantity": 10, "percent": 10}]}}),
+            )
+            .await;
+            let r = client
+                .post(admin(&format!("/plugins/{name}/versions")))
+                .bearer_auth(token)
+                .header("content-type", "application/wasm")
+                .body(plugin(name))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+            post(admin(&format!("/plugins/{name}/versions/1/activate")), serde_json::json!({})).await;
+        }
+        let quote: serde_json::Value = client.get(&cart).send().await.unwrap().json().await.unwrap();
+        assert_eq!(quote["lines"].as_array().unwrap().len(), 50);
+        assert_eq!(quote["degraded"], false, "{quote}");
+        load_from(client, url, &path, 2, 1).await;
+        let (one, _) = load_from(client, url, &path, 10, 1).await;
+        let (many, rate) = load_from(client, url, &path, 10, 16).await;
+        println!(
+            "quote of a 50-line cart, {label}: 1 connection p50 {} p99 {}; 16 connections p50 {} p99 {} {:.0} quotes/s (total {})",
+            ms(percentile(&one, 0.5)),
+            ms(percentile(&one, 0.99)),
+            ms(percentile(&many, 0.5)),
+            ms(percentile(&many, 0.99)),
+            rate,
+            quote["total"]
+        );
+        runs.push((label, one, many, rate));
+        if let Some(name) = component {
+            post(admin(&format!("/plugins/{name}/deactivate")), serde_json::json!({})).await;
+        }
+    }
+    let base = &runs[0];
+    for (label, one, _, rate) in &runs[1..] {
+        let p50 = percentile(one, 0.5).as_secs_f64() - percentile(&base.1, 0.5).as_secs_f64();
+        println!(
+            "  {label} vs built-in: median +{:.3} ms (1 connection), p99 x{:.2}, throughput x{:.2}",
+            p50 * 1000.0,
+            percentile(one, 0.99).as_secs_f64() / percentile(&base.1, 0.99).as_secs_f64(),
+            rate / base.3
+        );
+    }
 }

@@ -53,7 +53,7 @@ fn input() -> Input {
 fn calls(runtime: &Runtime, loaded: &Loaded, n: usize, threads: usize) -> (Vec<Duration>, f64) {
     let limits = Limits { timeout_ms: 1000, memory_mb: 64 };
     for _ in 0..20 {
-        assert_eq!(runtime.call(loaded, input(), limits).outcome, Outcome::Ok);
+        assert_eq!(runtime.call(loaded, input(), limits, "{}".into()).outcome, Outcome::Ok);
     }
     let started = Instant::now();
     let mut all: Vec<Duration> = std::thread::scope(|scope| {
@@ -63,7 +63,7 @@ fn calls(runtime: &Runtime, loaded: &Loaded, n: usize, threads: usize) -> (Vec<D
                     (0..n / threads)
                         .map(|_| {
                             let t = Instant::now();
-                            let report = runtime.call(loaded, input(), limits);
+                            let report = runtime.call(loaded, input(), limits, "{}".into());
                             assert_eq!(report.outcome, Outcome::Ok, "{:?}", report.error);
                             t.elapsed()
                         })

@@ -5,13 +5,13 @@
 //
 // does for each group of four what `wasm-tools parse`, `wasm-tools component embed <file.wit> --world <world>` and
 // `wasm-tools component new` do one after the other, e.g. `node plugins/build-wat.mjs plugins/hostile/noop.wat
-// plugins/wit/gatehouse.wit gatehouse:plugin/login noop.wasm`. Several groups share one process (Node and the tool
+// plugins/wit/0.1.0/gatehouse.wit gatehouse:plugin/login noop.wasm`. Several groups share one process (Node and the tool
 // start once: ~0.4 s per file saved).
 //
 // Why the API and not `jco embed`: in jco 1.35.0 the CLI's embed cannot read its `--wit` path (jco's WASI shim gives
 // the tool no filesystem, so it panics with "No such file or directory") and drops `-n/--world-name` (the tool reads
 // a `world` field), so a package with several worlds cannot be embedded. Handing over the WIT's text and `world`
-// works. The WIT must therefore be one file (plugins/wit has one).
+// works. The WIT must therefore be one file (each plugins/wit/<version> folder has one).
 import { parse, componentEmbed, componentNew } from '@bytecodealliance/jco';
 import { readFile, writeFile } from 'node:fs/promises';
 

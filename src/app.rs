@@ -138,7 +138,7 @@ impl App {
             webhook_client: crate::webhooks::client(config.webhook_allow_private, config.webhook_timeout)?,
             oidc,
             plugins,
-            store: crate::commerce::Store::default(),
+            store: crate::commerce::Store::new(config.pricing_cache_mb),
             config,
         })
     }

@@ -41,6 +41,9 @@ pub enum Error {
     /// A discount code that cannot be applied, with the reason.
     #[error("discount code {0}")]
     DiscountInvalid(String),
+    /// A fail-closed pricing plugin failed, so the cart cannot be priced now (the message names the plugin).
+    #[error("prices cannot be computed right now: {0}")]
+    PricingUnavailable(String),
     /// A change that would send stored credentials somewhere new without the caller presenting them again.
     #[error("{0}")]
     PasswordRequired(&'static str),
@@ -99,6 +102,7 @@ pub const CODES: &[&str] = &[
     "unprocessable",
     "out_of_stock",
     "discount_invalid",
+    "pricing_unavailable",
     "password_required",
     "invalid_credentials",
     "invalid_token",
@@ -139,6 +143,7 @@ impl Error {
             Error::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
             Error::OutOfStock(_) => (StatusCode::CONFLICT, "out_of_stock"),
             Error::DiscountInvalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "discount_invalid"),
+            Error::PricingUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "pricing_unavailable"),
             Error::PasswordRequired(_) => (StatusCode::UNPROCESSABLE_ENTITY, "password_required"),
             Error::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
             Error::InvalidToken => (StatusCode::BAD_REQUEST, "invalid_token"),
@@ -161,7 +166,9 @@ impl Error {
     /// The message a client may see: the error's own text, or a generic one for a 5xx.
     pub fn public_message(&self) -> String {
         let (status, _) = self.status_and_code();
-        if status.is_server_error() && !matches!(self, Error::Timeout | Error::NotReady(_)) {
+        if status.is_server_error()
+            && !matches!(self, Error::Timeout | Error::NotReady(_) | Error::PricingUnavailable(_))
+        {
             "internal error; the server log has the details under this request's id".to_owned()
         } else {
             self.to_string()
@@ -226,6 +233,7 @@ mod tests {
             Error::Unprocessable(String::new()),
             Error::OutOfStock(String::new()),
             Error::DiscountInvalid(String::new()),
+            Error::PricingUnavailable(String::new()),
             Error::PasswordRequired(""),
             Error::InvalidCredentials,
             Error::InvalidToken,

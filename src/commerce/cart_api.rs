@@ -1,8 +1,10 @@
 //! The storefront's cart API under `/t/{slug}/api/v1/carts`, and the admin API of the store rules the pricing
 //! reads (discount codes, tax rates, shipping methods) under `/admin/api/v1/tenants/{slug}`.
 //!
-//! Who may call: carts — anyone holding the cart's id (it is the capability; the store must be active), writes
-//! limited per client IP (`GATEHOUSE_STORE_PER_MINUTE`); rules — an operator or an actor scoped to the tenant.
+//! Who may call: carts — anyone holding the cart's id (it is the capability; the store must be active), and for a
+//! cart a customer owns only that customer (session cookie, or an access token with `account:read` for reads and
+//! `account:write` for writes); `claim` needs a signed-in customer; writes limited per client IP
+//! (`GATEHOUSE_STORE_PER_MINUTE`); rules — an operator or an actor scoped to the tenant.
 //! Every cart write answers the new quote.
 
 use std::net::SocketAddr;
@@ -16,7 +18,8 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::carts::{self, AddLine, ApplyCode, CartView, SetQuantity, SetShipping};
+use super::carts::{self, AddLine, ApplyCode, CartKey, CartView, SetQuantity, SetShipping};
+use super::quoting;
 use super::rules::{self, DiscountCode, ShippingMethod, TaxRate};
 use crate::admin::Actor;
 use crate::app::AppState;
@@ -24,6 +27,8 @@ use crate::db;
 use crate::error::{Error, Result};
 use crate::http::extract::{ApiJson, TenantCtx, client_ip};
 use crate::http::openapi::ApiErrors;
+use crate::identity::api::ApiUser;
+use crate::identity::sessions::Stage;
 use crate::tenants::TenantSlug;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -35,6 +40,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(apply_code, codes_preflight))
         .routes(routes!(remove_code, code_preflight))
         .routes(routes!(set_shipping, shipping_preflight))
+        .routes(routes!(claim, claim_preflight))
         .routes(routes!(create_code, list_codes))
         .routes(routes!(delete_code))
         .routes(routes!(create_tax_rate, list_tax_rates))
@@ -53,22 +59,71 @@ fn limit(app: &AppState, headers: &HeaderMap, peer: SocketAddr) -> Result<()> {
     })
 }
 
+/// The signed-in customer of a cart request, if any. A bearer access token must be valid and carry
+/// `account:read` (reads) or `account:write` (writes) of a first-party client, else the request fails with 401 or
+/// 403; a session cookie counts when its session is active (a stale cookie is anonymous). The outcome is kept, not
+/// raised, so the error answer carries CORS like every cart answer.
+pub struct Customer(Result<Option<String>>);
+
+impl axum::extract::FromRequestParts<AppState> for Customer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        app: &AppState,
+    ) -> std::result::Result<Self, Self::Rejection> {
+        let bearer = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer "));
+        // Another scheme (a proxy's Basic credentials) is not the customer's: the request is read without it.
+        if bearer {
+            let user = ApiUser::from_request_parts(parts, app).await;
+            return Ok(Customer(user.map(|u| Some(u.session.user_id))));
+        }
+        let found = async {
+            let TenantCtx { tenant, db } = TenantCtx::from_request_parts(parts, app).await?;
+            let session = crate::identity::flows::current_session(&tenant, &db, &parts.headers).await?;
+            Ok(session.filter(|s| s.stage == Stage::Active).map(|s| s.user_id))
+        };
+        Ok(Customer(found.await))
+    }
+}
+
 /// Runs a cart change and answers the cart priced after it (or the error), with CORS for the store's origins.
 async fn change(
+    app: &AppState,
     ctx: TenantCtx,
     headers: &HeaderMap,
+    customer: Customer,
     id: String,
-    f: impl FnOnce(&crate::email::outbox::TenantTx<'_>, &crate::control::Tenant, &str, i64) -> Result<()> + Send + 'static,
+    f: impl FnOnce(&crate::email::outbox::TenantTx<'_>, &crate::control::Tenant, &CartKey<'_>, i64) -> Result<()>
+    + Send
+    + 'static,
 ) -> Response {
+    let who = match customer.0 {
+        Ok(who) => who,
+        Err(err) => return answer(&ctx.tenant, headers, Err(err)),
+    };
     let tenant = ctx.tenant.clone();
     let result = ctx
         .db
         .write(move |tx| {
             let now = crate::now_unix();
-            f(tx, &tenant, &id, now)?;
-            carts::view(tx, &tenant, &id, now)
+            let key = CartKey { id: &id, customer: who.as_deref() };
+            f(tx, &tenant, &key, now)?;
+            carts::view(tx, &tenant, &key, now)
         })
         .await;
+    let result = match result {
+        // The change is saved: a client must not retry it because the new prices could not be computed.
+        Ok(draft) => quoting::finish(app, &ctx.tenant.slug, draft).await.map_err(|err| match err {
+            Error::PricingUnavailable(why) => Error::PricingUnavailable(format!("{why}; the change was saved")),
+            other => other,
+        }),
+        Err(err) => Err(err),
+    };
     answer(&ctx.tenant, headers, result.map(|view| Json(view).into_response()))
 }
 
@@ -85,26 +140,35 @@ fn answer(tenant: &crate::control::Tenant, headers: &HeaderMap, result: Result<R
     operation_id = "carts_create",
     params(("slug" = TenantSlug, Path, description = "The tenant")),
     responses((status = 201, description = "The new cart, priced", body = CartView), ApiErrors),
-    security(())
+    security((), ("user_session" = []), ("access_token" = []))
 )]
 async fn create_cart(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     ctx: TenantCtx,
+    customer: Customer,
 ) -> Response {
     if let Err(err) = limit(&app, &headers, peer) {
         return answer(&ctx.tenant, &headers, Err(err));
     }
+    let who = match customer.0 {
+        Ok(who) => who,
+        Err(err) => return answer(&ctx.tenant, &headers, Err(err)),
+    };
     let tenant = ctx.tenant.clone();
     let result = ctx
         .db
         .write(move |tx| {
             let now = crate::now_unix();
-            let id = carts::create(tx, &tenant, now)?;
-            carts::view(tx, &tenant, &id, now)
+            let id = carts::create(tx, &tenant, who.as_deref(), now)?;
+            carts::view(tx, &tenant, &CartKey { id: &id, customer: who.as_deref() }, now)
         })
         .await;
+    let result = match result {
+        Ok(draft) => quoting::finish(&app, &ctx.tenant.slug, draft).await,
+        Err(err) => Err(err),
+    };
     answer(&ctx.tenant, &headers, result.map(|view| (StatusCode::CREATED, Json(view)).into_response()))
 }
 
@@ -116,12 +180,56 @@ async fn create_cart(
     operation_id = "carts_read",
     params(("slug" = TenantSlug, Path, description = "The tenant"), ("id" = String, Path, description = "The cart's id")),
     responses((status = 200, description = "The cart, priced", body = CartView), ApiErrors),
-    security(())
+    security((), ("user_session" = []), ("access_token" = []))
 )]
-async fn read_cart(ctx: TenantCtx, headers: HeaderMap, Path((_, id)): Path<(String, String)>) -> Response {
+async fn read_cart(
+    State(app): State<AppState>,
+    ctx: TenantCtx,
+    headers: HeaderMap,
+    customer: Customer,
+    Path((_, id)): Path<(String, String)>,
+) -> Response {
+    let who = match customer.0 {
+        Ok(who) => who,
+        Err(err) => return answer(&ctx.tenant, &headers, Err(err)),
+    };
     let tenant = ctx.tenant.clone();
-    let result = db::with_conn(&ctx.db.pool, move |conn| carts::view(conn, &tenant, &id, crate::now_unix())).await;
+    let result = db::with_conn(&ctx.db.pool, move |conn| {
+        carts::view(conn, &tenant, &CartKey { id: &id, customer: who.as_deref() }, crate::now_unix())
+    })
+    .await;
+    let result = match result {
+        Ok(draft) => quoting::finish(&app, &ctx.tenant.slug, draft).await,
+        Err(err) => Err(err),
+    };
     answer(&ctx.tenant, &headers, result.map(|view| Json(view).into_response()))
+}
+
+/// Makes the cart the signed-in customer's, merging their other carts into it (lines added up, codes and the
+/// destination kept). Needs a signed-in customer: the session cookie (with `X-CSRF-Token`, or a JSON body) or an
+/// access token with `account:write`. Another customer's cart is not found.
+#[utoipa::path(
+    post,
+    path = "/t/{slug}/api/v1/carts/{id}/claim",
+    tag = "storefront",
+    operation_id = "carts_claim",
+    params(("slug" = TenantSlug, Path, description = "The tenant"), ("id" = String, Path, description = "The cart's id")),
+    responses((status = 200, description = "The customer's cart, priced", body = CartView), ApiErrors),
+    security(("user_session" = []), ("access_token" = []))
+)]
+async fn claim(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    ctx: TenantCtx,
+    user: std::result::Result<ApiUser, Error>,
+    Path((_, id)): Path<(String, String)>,
+) -> Response {
+    if let Err(err) = limit(&app, &headers, peer) {
+        return answer(&ctx.tenant, &headers, Err(err));
+    }
+    let customer = Customer(user.map(|u| Some(u.session.user_id)));
+    change(&app, ctx, &headers, customer, id, carts::claim).await
 }
 
 /// Adds a SKU (or raises its quantity); refused with `out_of_stock` when the store has too few.
@@ -133,20 +241,22 @@ async fn read_cart(ctx: TenantCtx, headers: HeaderMap, Path((_, id)): Path<(Stri
     params(("slug" = TenantSlug, Path, description = "The tenant"), ("id" = String, Path, description = "The cart's id")),
     request_body = AddLine,
     responses((status = 200, description = "The cart, priced", body = CartView), ApiErrors),
-    security(())
+    security((), ("user_session" = []), ("access_token" = []))
 )]
 async fn add_line(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     ctx: TenantCtx,
+    customer: Customer,
     Path((_, id)): Path<(String, String)>,
     ApiJson(body): ApiJson<AddLine>,
 ) -> Response {
     if let Err(err) = limit(&app, &headers, peer) {
         return answer(&ctx.tenant, &headers, Err(err));
     }
-    change(ctx, &headers, id, move |tx, tenant, id, now| carts::add_line(tx, tenant, id, &body, now)).await
+    change(&app, ctx, &headers, customer, id, move |tx, tenant, id, now| carts::add_line(tx, tenant, id, &body, now))
+        .await
 }
 
 /// Sets a line's quantity.
@@ -162,21 +272,24 @@ async fn add_line(
     ),
     request_body = SetQuantity,
     responses((status = 200, description = "The cart, priced", body = CartView), ApiErrors),
-    security(())
+    security((), ("user_session" = []), ("access_token" = []))
 )]
 async fn set_quantity(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     ctx: TenantCtx,
+    customer: Customer,
     Path((_, id, sku)): Path<(String, String, String)>,
     ApiJson(body): ApiJson<SetQuantity>,
 ) -> Response {
     if let Err(err) = limit(&app, &headers, peer) {
         return answer(&ctx.tenant, &headers, Err(err));
     }
-    change(ctx, &headers, id, move |tx, tenant, id, now| carts::set_quantity(tx, tenant, id, &sku, body.quantity, now))
-        .await
+    change(&app, ctx, &headers, customer, id, move |tx, tenant, id, now| {
+        carts::set_quantity(tx, tenant, id, &sku, body.quantity, now)
+    })
+    .await
 }
 
 /// Removes a line.
@@ -191,19 +304,21 @@ async fn set_quantity(
         ("sku" = String, Path, description = "The line's SKU")
     ),
     responses((status = 200, description = "The cart, priced", body = CartView), ApiErrors),
-    security(())
+    security((), ("user_session" = []), ("access_token" = []))
 )]
 async fn remove_line(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     ctx: TenantCtx,
+    customer: Customer,
     Path((_, id, sku)): Path<(String, String, String)>,
 ) -> Response {
     if let Err(err) = limit(&app, &headers, peer) {
         return answer(&ctx.tenant, &headers, Err(err));
     }
-    change(ctx, &headers, id, move |tx, tenant, id, now| carts::remove_line(tx, tenant, id, &sku, now)).await
+    change(&app, ctx, &headers, customer, id, move |tx, tenant, id, now| carts::remove_line(tx, tenant, id, &sku, now))
+        .await
 }
 
 /// Applies a discount code; refused with `discount_invalid` and the reason (expired, used up, minimum not met,
@@ -216,20 +331,22 @@ async fn remove_line(
     params(("slug" = TenantSlug, Path, description = "The tenant"), ("id" = String, Path, description = "The cart's id")),
     request_body = ApplyCode,
     responses((status = 200, description = "The cart, priced", body = CartView), ApiErrors),
-    security(())
+    security((), ("user_session" = []), ("access_token" = []))
 )]
 async fn apply_code(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     ctx: TenantCtx,
+    customer: Customer,
     Path((_, id)): Path<(String, String)>,
     ApiJson(body): ApiJson<ApplyCode>,
 ) -> Response {
     if let Err(err) = limit(&app, &headers, peer) {
         return answer(&ctx.tenant, &headers, Err(err));
     }
-    change(ctx, &headers, id, move |tx, tenant, id, now| carts::apply_code(tx, tenant, id, &body, now)).await
+    change(&app, ctx, &headers, customer, id, move |tx, tenant, id, now| carts::apply_code(tx, tenant, id, &body, now))
+        .await
 }
 
 /// Removes a discount code from the cart.
@@ -244,19 +361,21 @@ async fn apply_code(
         ("code" = String, Path, description = "The code")
     ),
     responses((status = 200, description = "The cart, priced", body = CartView), ApiErrors),
-    security(())
+    security((), ("user_session" = []), ("access_token" = []))
 )]
 async fn remove_code(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     ctx: TenantCtx,
+    customer: Customer,
     Path((_, id, code)): Path<(String, String, String)>,
 ) -> Response {
     if let Err(err) = limit(&app, &headers, peer) {
         return answer(&ctx.tenant, &headers, Err(err));
     }
-    change(ctx, &headers, id, move |tx, tenant, id, now| carts::remove_code(tx, tenant, id, &code, now)).await
+    change(&app, ctx, &headers, customer, id, move |tx, tenant, id, now| carts::remove_code(tx, tenant, id, &code, now))
+        .await
 }
 
 /// Sets the destination and, optionally, the shipping method.
@@ -268,20 +387,24 @@ async fn remove_code(
     params(("slug" = TenantSlug, Path, description = "The tenant"), ("id" = String, Path, description = "The cart's id")),
     request_body = SetShipping,
     responses((status = 200, description = "The cart, priced", body = CartView), ApiErrors),
-    security(())
+    security((), ("user_session" = []), ("access_token" = []))
 )]
 async fn set_shipping(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     ctx: TenantCtx,
+    customer: Customer,
     Path((_, id)): Path<(String, String)>,
     ApiJson(body): ApiJson<SetShipping>,
 ) -> Response {
     if let Err(err) = limit(&app, &headers, peer) {
         return answer(&ctx.tenant, &headers, Err(err));
     }
-    change(ctx, &headers, id, move |tx, tenant, id, now| carts::set_shipping(tx, tenant, id, &body, now)).await
+    change(&app, ctx, &headers, customer, id, move |tx, tenant, id, now| {
+        carts::set_shipping(tx, tenant, id, &body, now)
+    })
+    .await
 }
 
 // ---- CORS preflights ----
@@ -322,6 +445,8 @@ store_preflight!(
     "carts_shipping_preflight",
     "id"
 );
+
+store_preflight!(claim_preflight, CART_METHODS, "/t/{slug}/api/v1/carts/{id}/claim", "carts_claim_preflight", "id");
 
 // ---- store rules (admin) ----
 

@@ -52,7 +52,9 @@ pub mod imports;
 pub mod inventory;
 pub mod money;
 pub mod pricing;
+pub mod quoting;
 pub mod rules;
+pub mod sandbox;
 pub mod search;
 pub mod settings;
 pub mod store_api;
@@ -81,11 +83,29 @@ pub struct Store {
     /// any catalog change bumps the version (triggers in the tenant file), so an answer is never staler than the
     /// catalog. Bounded by bytes (64 MiB) and kept 5 minutes.
     pub search_cache: moka::sync::Cache<String, axum::body::Bytes>,
+    /// Pricing plugins' answers by (tenant, plugin, version, config, input) hash: a plugin has no clock, no
+    /// randomness and no I/O, so the same call answers the same (`quoting`). Bounded by bytes
+    /// (`GATEHOUSE_PRICING_CACHE_MB`), kept 10 minutes; `None` when set to 0.
+    pub pricing_cache: Option<moka::sync::Cache<[u8; 32], Arc<quoting::Answer>>>,
 }
 
 impl Default for Store {
     fn default() -> Self {
+        Self::new(32)
+    }
+}
+
+impl Store {
+    pub fn new(pricing_cache_mb: u32) -> Self {
+        let pricing_cache = (pricing_cache_mb > 0).then(|| {
+            moka::sync::Cache::builder()
+                .max_capacity(u64::from(pricing_cache_mb) << 20)
+                .weigher(|_: &[u8; 32], answer: &Arc<quoting::Answer>| answer.weight())
+                .time_to_live(std::time::Duration::from_secs(600))
+                .build()
+        });
         Self {
+            pricing_cache,
             imports: Mutex::default(),
             boot: uuid::Uuid::now_v7().to_string(),
             search_cache: moka::sync::Cache::builder()
@@ -97,9 +117,7 @@ impl Default for Store {
                 .build(),
         }
     }
-}
 
-impl Store {
     /// How many imports run on this node now.
     pub fn running(&self) -> usize {
         self.imports.lock().unwrap_or_else(|e| e.into_inner()).len()
@@ -124,7 +142,11 @@ impl Store {
 }
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().merge(admin_api::router()).merge(store_api::router()).merge(cart_api::router())
+    OpenApiRouter::new()
+        .merge(admin_api::router())
+        .merge(store_api::router())
+        .merge(cart_api::router())
+        .merge(sandbox::router())
 }
 
 /// Who made a change, as the ledger and imports record it.

@@ -4,9 +4,13 @@
 //! Steps, in order:
 //! 1. Base: each line's unit price × quantity.
 //! 2. Discount codes: percent (of the eligible lines), fixed (spread over the eligible lines in proportion, the
-//!    remainder cent by cent from the first line), free shipping (applied after step 3).
-//! 3. Shipping: the chosen method's flat price, weight or subtotal bracket, free over an amount.
-//! 4. Tax: the destination's rate on the discounted lines (and on shipping when `tax_shipping`), each tax line
+//!    remainder cent by cent from the first line), free shipping (applied after step 4).
+//! 3. Pricing plugins' adjustments (`quote_with`; the calls happen in `commerce::quoting`), each plugin's answer
+//!    checked whole: a line or order discount lowers what the lines cost (an order discount spread like a fixed
+//!    code), fees are added untaxed, a plugin's tax is added as it is, and shipping changes wait for step 4.
+//! 4. Shipping: the chosen method's flat price, weight or subtotal bracket, free over an amount; then the plugins'
+//!    shipping surcharges and discounts (a discount takes off at most what shipping costs).
+//! 5. Tax: the destination's rate on the discounted lines (and on shipping when `tax_shipping`), each tax line
 //!    rounded half away from zero to the minor unit; with `prices_include_tax` the tax is the part of the price
 //!    that is tax (`amount × rate / (1 + rate)`) and the total does not grow.
 //!
@@ -141,10 +145,15 @@ pub struct Quote {
     pub discount_total: i64,
     pub shipping_total: i64,
     pub tax_total: i64,
-    /// What the customer pays: subtotal − discounts + shipping (+ tax unless prices include it).
+    /// Fees added by pricing plugins (not taxed).
+    pub fee_total: i64,
+    /// What the customer pays: subtotal − discounts + shipping + fees (+ tax unless prices include it; a
+    /// plugin's tax is always added).
     pub total: i64,
-    /// Whether a fail-open pricing plugin was left out.
+    /// Whether a fail-open pricing plugin was left out (it failed or answered something invalid).
     pub degraded: bool,
+    /// The plugins left out, as `{name}@v{n}`.
+    pub degraded_plugins: Vec<String>,
     /// A hash of this priced result: checkout accepts it in place of the expected total.
     pub quote_id: String,
 }
@@ -162,134 +171,382 @@ fn adjustment(kind: &str, target: String, amount: i64, label: String, source: St
     Adjustment { kind: kind.into(), target, amount, label, source }
 }
 
-/// Prices `lines` under `rules`.
+/// What a pricing plugin may target (the WIT `target`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PluginTarget {
+    Order,
+    Line(u32),
+    Shipping,
+}
+
+/// What kind of change a pricing plugin makes (the WIT `adjustment-kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PluginKind {
+    Discount,
+    Tax,
+    Shipping,
+    Fee,
+}
+
+/// One adjustment as a pricing plugin returns it, or as the next plugin is shown it (`applied`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginAdjustment {
+    pub target: PluginTarget,
+    pub kind: PluginKind,
+    pub amount: i64,
+    pub label: String,
+}
+
+/// What one pricing plugin answered, with the source its adjustments are listed under (`plugin:{name}@v{n}`).
+#[derive(Debug, Clone)]
+pub struct PluginOutput {
+    pub source: String,
+    pub adjustments: Vec<PluginAdjustment>,
+}
+
+/// The largest total a quote may have: 100 lines × 999 × `money::MAX_AMOUNT` stays below it, plugin amounts that
+/// would pass it are refused.
+pub const MAX_TOTAL: i64 = i64::MAX / 4;
+
+/// Most adjustments one plugin may return, and the longest label (in characters).
+pub const MAX_PLUGIN_ADJUSTMENTS: usize = 100;
+pub const MAX_LABEL_CHARS: usize = 200;
+
+/// Prices `lines` under `rules` (no plugin).
 pub fn quote(lines: &[PricedLine], rules: &Rules) -> Quote {
-    let mut out: Vec<QuoteLine> = lines
-        .iter()
-        .map(|l| QuoteLine {
-            sku: l.sku.clone(),
-            title: l.title.clone(),
-            quantity: l.quantity,
-            unit_price: l.unit_price,
-            subtotal: l.unit_price * i64::from(l.quantity),
-            adjustments: Vec::new(),
-        })
-        .collect();
-    let subtotal: i64 = out.iter().map(|l| l.subtotal).sum();
-    // What each line costs after discounts so far.
-    let mut net: Vec<i64> = out.iter().map(|l| l.subtotal).collect();
-    let mut order_adjustments = Vec::new();
-    let mut free_shipping: Option<String> = None;
+    let pass = Pass::new(lines, rules);
+    // Without plugin adjustments nothing can break a rule: amounts are checked where they are stored.
+    pass.finish().unwrap_or_else(|why| unreachable!("a quote without plugins was refused: {why}"))
+}
 
-    // 2. Discount codes: percent codes first, then fixed, then free shipping (then by code), so the same codes
-    // price the same whatever order they were applied in; each works on what the lines cost after the codes
-    // before it.
-    let mut discounts: Vec<&Discount> = rules.discounts.iter().collect();
-    discounts.sort_by_key(|d| (d.kind as u8, d.code.clone()));
-    for d in discounts {
-        let source = format!("code:{}", d.code);
-        let eligible: Vec<usize> = (0..lines.len()).filter(|i| d.applies_to(&lines[*i])).collect();
-        let base: i64 = eligible.iter().map(|&i| net[i]).sum();
-        let (off_total, label) = match d.kind {
-            // The percent of the eligible lines together, spread over them (no per-line rounding drift).
-            DiscountKind::Percent => {
-                (mul_div_round(base, d.value.clamp(0, 100), 100), format!("{} % off ({})", d.value, d.code))
-            }
-            DiscountKind::Fixed => (d.value.clamp(0, base), format!("{} off", d.code)),
-            DiscountKind::FreeShipping => {
-                free_shipping = Some(d.code.clone());
-                continue;
-            }
+/// Prices `lines` under `rules` with the adjustments of the pricing plugins that ran, in order. `Err((k, why))`
+/// when plugin `k`'s answer breaks a rule (a positive discount, a negative fee, tax or shipping, a line out of
+/// range or below zero, an amount beyond `money::MAX_AMOUNT`, totals out of range, too many adjustments, a long
+/// label): the caller leaves that plugin out
+/// (fail open) or refuses to price (fail closed).
+pub fn quote_with(lines: &[PricedLine], rules: &Rules, plugins: &[PluginOutput]) -> Result<Quote, (usize, String)> {
+    let mut pass = Pass::new(lines, rules);
+    for (k, plugin) in plugins.iter().enumerate() {
+        pass.apply_plugin(plugin).map_err(|why| (k, why))?;
+    }
+    // What only the totals can tell (a sum out of range) is the last plugin's doing: the ones before it were
+    // accepted without it.
+    pass.finish().map_err(|why| (plugins.len().saturating_sub(1), why))
+}
+
+/// What the next pricing plugin is shown: the subtotal and every adjustment so far (discount codes, then the
+/// plugins before it). `plugins` must be answers `quote_with` accepted.
+pub fn applied_so_far(lines: &[PricedLine], rules: &Rules, plugins: &[PluginOutput]) -> (i64, Vec<PluginAdjustment>) {
+    let mut pass = Pass::new(lines, rules);
+    for plugin in plugins {
+        let _ = pass.apply_plugin(plugin);
+    }
+    (pass.subtotal, pass.applied)
+}
+
+/// A quote being built: steps 1 and 2 in `new`, plugins (step 3) in `apply_plugin`, shipping and tax (4 and 5)
+/// in `finish`.
+struct Pass<'a> {
+    lines: &'a [PricedLine],
+    rules: &'a Rules,
+    out: Vec<QuoteLine>,
+    subtotal: i64,
+    /// What each line costs after the discounts so far.
+    net: Vec<i64>,
+    order_adjustments: Vec<Adjustment>,
+    free_shipping: Option<String>,
+    /// Plugin fees (not taxed) and plugin taxes (added as they are).
+    fees: i64,
+    plugin_tax: i64,
+    /// Plugin adjustments of shipping, applied once shipping is priced.
+    shipping_changes: Vec<(PluginAdjustment, String)>,
+    /// Every adjustment so far, as a plugin is shown it.
+    applied: Vec<PluginAdjustment>,
+}
+
+impl<'a> Pass<'a> {
+    fn new(lines: &'a [PricedLine], rules: &'a Rules) -> Pass<'a> {
+        let out: Vec<QuoteLine> = lines
+            .iter()
+            .map(|l| QuoteLine {
+                sku: l.sku.clone(),
+                title: l.title.clone(),
+                quantity: l.quantity,
+                unit_price: l.unit_price,
+                subtotal: l.unit_price * i64::from(l.quantity),
+                adjustments: Vec::new(),
+            })
+            .collect();
+        let subtotal: i64 = out.iter().map(|l| l.subtotal).sum();
+        let net: Vec<i64> = out.iter().map(|l| l.subtotal).collect();
+        let mut pass = Pass {
+            lines,
+            rules,
+            out,
+            subtotal,
+            net,
+            order_adjustments: Vec::new(),
+            free_shipping: None,
+            fees: 0,
+            plugin_tax: 0,
+            shipping_changes: Vec::new(),
+            applied: Vec::new(),
         };
-        for (i, share) in spread(&eligible, &net, off_total) {
-            net[i] -= share;
-            out[i].adjustments.push(adjustment(
-                "discount",
-                format!("line({i})"),
-                -share,
-                label.clone(),
-                source.clone(),
-            ));
+        pass.codes();
+        pass
+    }
+
+    /// Step 2, discount codes: percent codes first, then fixed, then free shipping (then by code), so the same
+    /// codes price the same whatever order they were applied in; each works on what the lines cost after the
+    /// codes before it.
+    fn codes(&mut self) {
+        let mut discounts: Vec<&Discount> = self.rules.discounts.iter().collect();
+        discounts.sort_by_key(|d| (d.kind as u8, d.code.clone()));
+        for d in discounts {
+            let source = format!("code:{}", d.code);
+            let eligible: Vec<usize> = (0..self.lines.len()).filter(|i| d.applies_to(&self.lines[*i])).collect();
+            let base: i64 = eligible.iter().map(|&i| self.net[i]).sum();
+            let (off_total, label) = match d.kind {
+                // The percent of the eligible lines together, spread over them (no per-line rounding drift).
+                DiscountKind::Percent => {
+                    (mul_div_round(base, d.value.clamp(0, 100), 100), format!("{} % off ({})", d.value, d.code))
+                }
+                DiscountKind::Fixed => (d.value.clamp(0, base), format!("{} off", d.code)),
+                DiscountKind::FreeShipping => {
+                    self.free_shipping = Some(d.code.clone());
+                    continue;
+                }
+            };
+            for (i, share) in spread(&eligible, &self.net, off_total) {
+                self.discount_line(i, share, &label, &source);
+            }
         }
     }
-    let discounted: i64 = net.iter().sum();
 
-    // 3. Shipping (nothing to ship, nothing to pay).
-    let mut shipping_price = 0;
-    let mut shipping_off = 0;
-    if let Some(s) = rules.shipping.as_ref().filter(|_| !lines.is_empty()) {
-        let weight: i64 = lines.iter().map(|l| l.weight_grams * i64::from(l.quantity)).sum();
-        // Past the last bracket the method's `price` applies.
-        let bracket = |measure: i64| s.brackets.iter().find(|b| measure <= b.up_to).map_or(s.price, |b| b.price);
-        shipping_price = match s.kind {
-            ShippingKind::Flat => s.price,
-            ShippingKind::Weight => bracket(weight),
-            ShippingKind::Subtotal => bracket(discounted),
-        };
-        if s.free_over.is_some_and(|over| discounted >= over) {
-            shipping_price = 0;
+    fn discount_line(&mut self, i: usize, off: i64, label: &str, source: &str) {
+        self.net[i] -= off;
+        let target = PluginTarget::Line(i as u32);
+        self.applied.push(PluginAdjustment { target, kind: PluginKind::Discount, amount: -off, label: label.into() });
+        self.out[i].adjustments.push(adjustment("discount", format!("line({i})"), -off, label.into(), source.into()));
+    }
+
+    /// 3. One plugin's adjustments, all or none: every one is checked before any applies.
+    fn apply_plugin(&mut self, plugin: &PluginOutput) -> Result<(), String> {
+        let list = &plugin.adjustments;
+        if list.len() > MAX_PLUGIN_ADJUSTMENTS {
+            return Err(format!("{} adjustments (at most {MAX_PLUGIN_ADJUSTMENTS})", list.len()));
         }
-        let source = format!("shipping:{}", s.code);
-        order_adjustments.push(adjustment("shipping", "shipping".into(), shipping_price, s.name.clone(), source));
-        if let Some(code) = free_shipping
-            && shipping_price > 0
-        {
-            shipping_off = shipping_price;
-            let label = format!("free shipping ({code})");
-            order_adjustments.push(adjustment(
-                "discount",
+        let mut net = self.net.clone();
+        for (n, a) in list.iter().enumerate() {
+            let what = format!("adjustment {n}");
+            if a.label.chars().count() > MAX_LABEL_CHARS {
+                return Err(format!("{what}: the label is longer than {MAX_LABEL_CHARS} characters"));
+            }
+            if a.amount.unsigned_abs() > super::money::MAX_AMOUNT.unsigned_abs() {
+                return Err(format!("{what}: the amount is beyond ±{}", super::money::MAX_AMOUNT));
+            }
+            match a.kind {
+                PluginKind::Discount if a.amount > 0 => {
+                    return Err(format!("{what}: a discount must be zero or negative, not {}", a.amount));
+                }
+                PluginKind::Tax | PluginKind::Shipping | PluginKind::Fee if a.amount < 0 => {
+                    return Err(format!("{what}: tax, shipping and fees must be zero or positive, not {}", a.amount));
+                }
+                PluginKind::Shipping if a.target != PluginTarget::Shipping => {
+                    return Err(format!("{what}: a shipping adjustment must target shipping"));
+                }
+                _ => {}
+            }
+            match (a.target, a.kind) {
+                (PluginTarget::Line(i), _) if i as usize >= self.lines.len() => {
+                    return Err(format!("{what}: line({i}) is out of range (the cart has {} lines)", self.lines.len()));
+                }
+                (PluginTarget::Line(i), PluginKind::Discount) => {
+                    let i = i as usize;
+                    net[i] += a.amount;
+                    if net[i] < 0 {
+                        return Err(format!("{what}: line({i}) would cost less than zero"));
+                    }
+                }
+                (PluginTarget::Order, PluginKind::Discount) => {
+                    if -a.amount > net.iter().sum::<i64>() {
+                        return Err(format!("{what}: the order would cost less than zero"));
+                    }
+                    let all: Vec<usize> = (0..net.len()).collect();
+                    for (i, share) in spread(&all, &net.clone(), -a.amount) {
+                        net[i] -= share;
+                    }
+                }
+                _ => {}
+            }
+        }
+        for a in list {
+            self.applied.push(a.clone());
+            match a.kind {
+                PluginKind::Fee => self.fees = self.fees.saturating_add(a.amount),
+                PluginKind::Tax => self.plugin_tax = self.plugin_tax.saturating_add(a.amount),
+                _ => {}
+            }
+            match (a.target, a.kind) {
+                (PluginTarget::Shipping, PluginKind::Discount | PluginKind::Shipping) => {
+                    self.shipping_changes.push((a.clone(), plugin.source.clone()));
+                }
+                (PluginTarget::Line(i), kind) => {
+                    let i = i as usize;
+                    if kind == PluginKind::Discount {
+                        self.net[i] += a.amount;
+                    }
+                    let adj = adjustment(
+                        kind_str(kind),
+                        format!("line({i})"),
+                        a.amount,
+                        a.label.clone(),
+                        plugin.source.clone(),
+                    );
+                    self.out[i].adjustments.push(adj);
+                }
+                (target, kind) => {
+                    if kind == PluginKind::Discount {
+                        let all: Vec<usize> = (0..self.net.len()).collect();
+                        for (i, share) in spread(&all, &self.net.clone(), -a.amount) {
+                            self.net[i] -= share;
+                        }
+                    }
+                    let target = if target == PluginTarget::Shipping { "shipping" } else { "order" };
+                    let adj =
+                        adjustment(kind_str(kind), target.into(), a.amount, a.label.clone(), plugin.source.clone());
+                    self.order_adjustments.push(adj);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// 4. Shipping, then the plugins' shipping changes; 5. tax; then the totals.
+    fn finish(mut self) -> Result<Quote, String> {
+        let (lines, rules) = (self.lines, self.rules);
+        let discounted: i64 = self.net.iter().sum();
+        // Nothing to ship, nothing to pay.
+        let mut shipping_price = 0;
+        let mut shipping_off = 0;
+        if let Some(s) = rules.shipping.as_ref().filter(|_| !lines.is_empty()) {
+            let weight: i64 = lines.iter().map(|l| l.weight_grams * i64::from(l.quantity)).sum();
+            // Past the last bracket the method's `price` applies.
+            let bracket = |measure: i64| s.brackets.iter().find(|b| measure <= b.up_to).map_or(s.price, |b| b.price);
+            shipping_price = match s.kind {
+                ShippingKind::Flat => s.price,
+                ShippingKind::Weight => bracket(weight),
+                ShippingKind::Subtotal => bracket(discounted),
+            };
+            if s.free_over.is_some_and(|over| discounted >= over) {
+                shipping_price = 0;
+            }
+            let source = format!("shipping:{}", s.code);
+            self.order_adjustments.push(adjustment(
+                "shipping",
                 "shipping".into(),
-                -shipping_off,
-                label,
-                format!("code:{code}"),
+                shipping_price,
+                s.name.clone(),
+                source,
             ));
+            if let Some(code) = self.free_shipping.clone()
+                && shipping_price > 0
+            {
+                shipping_off = shipping_price;
+                let label = format!("free shipping ({code})");
+                self.order_adjustments.push(adjustment(
+                    "discount",
+                    "shipping".into(),
+                    -shipping_off,
+                    label,
+                    format!("code:{code}"),
+                ));
+            }
         }
-    }
-    let shipping_net = shipping_price - shipping_off;
-
-    // 4. Tax. With prices that include it, the adjustments are `tax_included` (shown, not added).
-    let mut tax_total = 0;
-    if let Some(t) = &rules.tax {
-        let source = format!("tax:{}", t.label);
-        let kind = if rules.prices_include_tax { "tax_included" } else { "tax" };
-        let tax_of = |amount: i64| {
-            if rules.prices_include_tax {
-                mul_div_round(amount, t.rate_bps, 10_000 + t.rate_bps)
+        // A plugin's surcharge adds to shipping; its discount takes off at most what shipping still costs (a
+        // plugin does not see the shipping price, as a free-shipping code does not).
+        for (a, source) in std::mem::take(&mut self.shipping_changes) {
+            if a.kind == PluginKind::Shipping {
+                shipping_price = shipping_price.saturating_add(a.amount);
+                self.order_adjustments.push(adjustment("shipping", "shipping".into(), a.amount, a.label, source));
             } else {
-                mul_div_round(amount, t.rate_bps, 10_000)
-            }
-        };
-        for (i, line) in out.iter_mut().enumerate() {
-            let tax = tax_of(net[i]);
-            if tax != 0 {
-                tax_total += tax;
-                line.adjustments.push(adjustment(kind, format!("line({i})"), tax, t.name.clone(), source.clone()));
+                let off = (-a.amount).min(shipping_price - shipping_off);
+                if off > 0 {
+                    shipping_off += off;
+                    self.order_adjustments.push(adjustment("discount", "shipping".into(), -off, a.label, source));
+                }
             }
         }
-        if rules.tax_shipping && shipping_net > 0 {
-            let tax = tax_of(shipping_net);
-            tax_total += tax;
-            order_adjustments.push(adjustment(kind, "shipping".into(), tax, t.name.clone(), source));
-        }
-    }
+        let shipping_net = shipping_price - shipping_off;
 
-    // subtotal − discount_total + shipping_total (+ tax_total unless included) = total.
-    let discount_total = subtotal - discounted + shipping_off;
-    let total = discounted + shipping_net + if rules.prices_include_tax { 0 } else { tax_total };
-    let mut quote = Quote {
-        currency: rules.currency.clone(),
-        lines: out,
-        adjustments: order_adjustments,
-        subtotal,
-        discount_total,
-        shipping_total: shipping_price,
-        tax_total,
-        total,
-        degraded: false,
-        quote_id: String::new(),
-    };
-    quote.quote_id = quote_id(&quote);
-    quote
+        // 5. Tax. With prices that include it, the adjustments are `tax_included` (shown, not added).
+        let mut tax_total: i64 = 0;
+        if let Some(t) = &rules.tax {
+            let source = format!("tax:{}", t.label);
+            let kind = if rules.prices_include_tax { "tax_included" } else { "tax" };
+            let tax_of = |amount: i64| {
+                if rules.prices_include_tax {
+                    mul_div_round(amount, t.rate_bps, 10_000 + t.rate_bps)
+                } else {
+                    mul_div_round(amount, t.rate_bps, 10_000)
+                }
+            };
+            for (i, line) in self.out.iter_mut().enumerate() {
+                let tax = tax_of(self.net[i]);
+                if tax != 0 {
+                    tax_total = tax_total.saturating_add(tax);
+                    line.adjustments.push(adjustment(kind, format!("line({i})"), tax, t.name.clone(), source.clone()));
+                }
+            }
+            if rules.tax_shipping && shipping_net > 0 {
+                let tax = tax_of(shipping_net);
+                tax_total = tax_total.saturating_add(tax);
+                self.order_adjustments.push(adjustment(kind, "shipping".into(), tax, t.name.clone(), source));
+            }
+        }
+        let added_tax = if rules.prices_include_tax { 0 } else { tax_total };
+        let tax_total = tax_total.saturating_add(self.plugin_tax);
+
+        // subtotal − discount_total + shipping_total + fee_total (+ tax_total unless included) = total.
+        let discount_total = self.subtotal - discounted + shipping_off;
+        // Every part is at least zero; summed wide, a total past `MAX_TOTAL` (only plugin amounts get there) is
+        // refused rather than wrapped.
+        let wide = [discounted, shipping_net, added_tax, self.plugin_tax, self.fees, tax_total, shipping_price];
+        let total = i128::from(discounted)
+            + i128::from(shipping_net)
+            + i128::from(added_tax)
+            + i128::from(self.plugin_tax)
+            + i128::from(self.fees);
+        if total > i128::from(MAX_TOTAL) || wide.iter().any(|part| *part < 0 || *part > MAX_TOTAL) {
+            return Err(format!("the quote's totals would pass {MAX_TOTAL}"));
+        }
+        let total = total as i64;
+        let mut quote = Quote {
+            currency: rules.currency.clone(),
+            lines: self.out,
+            adjustments: self.order_adjustments,
+            subtotal: self.subtotal,
+            discount_total,
+            shipping_total: shipping_price,
+            tax_total,
+            fee_total: self.fees,
+            total,
+            degraded: false,
+            degraded_plugins: Vec::new(),
+            quote_id: String::new(),
+        };
+        quote.quote_id = quote_id(&quote);
+        Ok(quote)
+    }
+}
+
+fn kind_str(kind: PluginKind) -> &'static str {
+    match kind {
+        PluginKind::Discount => "discount",
+        PluginKind::Tax => "tax",
+        PluginKind::Shipping => "shipping",
+        PluginKind::Fee => "fee",
+    }
 }
 
 /// Spreads `total` over the `eligible` lines in proportion to what each costs now (`net`), the rounding
@@ -328,161 +585,5 @@ pub fn quote_id(quote: &Quote) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn line(sku: &str, price: i64, qty: u32, grams: i64, category: &str) -> PricedLine {
-        PricedLine {
-            sku: sku.into(),
-            title: sku.into(),
-            unit_price: price,
-            quantity: qty,
-            weight_grams: grams,
-            category_ids: vec![category.into()],
-        }
-    }
-
-    #[test]
-    fn rounding_is_half_away_from_zero() {
-        assert_eq!(mul_div_round(5, 1, 2), 3);
-        assert_eq!(mul_div_round(-5, 1, 2), -3);
-        assert_eq!(mul_div_round(4, 1, 2), 2);
-        assert_eq!(mul_div_round(1999, 1900, 10_000), 380); // 379.81
-        assert_eq!(mul_div_round(1190, 1900, 11_900), 190);
-        assert_eq!(mul_div_round(i64::MAX / 2, 3, 3), i64::MAX / 2, "no overflow through i128");
-    }
-
-    #[test]
-    fn a_cart_priced_by_hand() {
-        // 2 × 25.00 shirts (category c1) + 1 × 10.00 mug (c2); 10 % off shirts; weight shipping; 19 % VAT on all.
-        let lines = [line("SHIRT", 2500, 2, 300, "c1"), line("MUG", 1000, 1, 500, "c2")];
-        let rules = Rules {
-            currency: "EUR".into(),
-            discounts: vec![Discount {
-                code: "SHIRTS10".into(),
-                kind: DiscountKind::Percent,
-                value: 10,
-                category_ids: vec!["c1".into()],
-                skus: vec![],
-            }],
-            shipping: Some(Shipping {
-                code: "std".into(),
-                name: "Standard".into(),
-                kind: ShippingKind::Weight,
-                price: 0,
-                brackets: vec![Bracket { up_to: 1000, price: 490 }, Bracket { up_to: 5000, price: 990 }],
-                free_over: None,
-            }),
-            tax: Some(Tax { label: "DE".into(), name: "VAT".into(), rate_bps: 1900 }),
-            prices_include_tax: false,
-            tax_shipping: true,
-        };
-        let q = quote(&lines, &rules);
-        // Shirts 5000 − 500 = 4500; mug 1000; 1100 g → 9.90 shipping; tax 855 + 190 + 188.1→188.
-        assert_eq!(q.subtotal, 6000);
-        assert_eq!(q.discount_total, 500);
-        assert_eq!(q.shipping_total, 990);
-        assert_eq!(q.tax_total, 855 + 190 + 188);
-        assert_eq!(q.total, 4500 + 1000 + 990 + 1233);
-        assert_eq!(q.subtotal - q.discount_total + q.shipping_total + q.tax_total, q.total);
-        assert_eq!(q.lines[0].adjustments[0].source, "code:SHIRTS10");
-        assert_eq!(q.lines[0].adjustments[1].source, "tax:DE");
-        // Inclusive prices: the tax is inside the price and the total does not grow.
-        let inclusive = Rules { prices_include_tax: true, ..rules.clone() };
-        let q = quote(&lines, &inclusive);
-        assert_eq!(q.tax_total, 718 + 160 + 158); // 4500×19/119 = 718.49, 1000×19/119 = 159.66, 990×19/119 = 158.07
-        assert_eq!(q.total, 4500 + 1000 + 990);
-        assert_ne!(q.quote_id, quote(&lines, &rules).quote_id);
-    }
-
-    #[test]
-    fn codes_price_the_same_in_any_order_and_empty_carts_ship_nothing() {
-        let lines = [line("A", 10_000, 1, 100, "c")];
-        let fixed =
-            Discount { code: "F".into(), kind: DiscountKind::Fixed, value: 1000, category_ids: vec![], skus: vec![] };
-        let pct =
-            Discount { code: "P".into(), kind: DiscountKind::Percent, value: 10, category_ids: vec![], skus: vec![] };
-        let a = Rules { discounts: vec![fixed.clone(), pct.clone()], ..Rules::default() };
-        let b = Rules { discounts: vec![pct, fixed], ..Rules::default() };
-        assert_eq!(quote(&lines, &a), quote(&lines, &b));
-        assert_eq!(quote(&lines, &a).total, 10_000 - 1000 - 1000, "10 % first, then the fixed amount");
-        // Three 5-cent lines at 10 % off: 1.5 cents rounds to 2 for the cart, not 1 per line.
-        let small = [line("X", 5, 1, 0, "c"), line("Y", 5, 1, 0, "c"), line("Z", 5, 1, 0, "c")];
-        let ten = Rules {
-            discounts: vec![Discount {
-                code: "T".into(),
-                kind: DiscountKind::Percent,
-                value: 10,
-                category_ids: vec![],
-                skus: vec![],
-            }],
-            ..Rules::default()
-        };
-        assert_eq!(quote(&small, &ten).discount_total, 2);
-        // Past the last weight bracket the method's price applies; an empty cart ships nothing.
-        let heavy = Rules {
-            shipping: Some(Shipping {
-                code: "w".into(),
-                name: "W".into(),
-                kind: ShippingKind::Weight,
-                price: 4900,
-                brackets: vec![Bracket { up_to: 1000, price: 490 }],
-                free_over: None,
-            }),
-            ..Rules::default()
-        };
-        assert_eq!(quote(&[line("H", 100, 20, 100, "c")], &heavy).shipping_total, 4900);
-        assert_eq!(quote(&[], &heavy).shipping_total, 0);
-    }
-
-    #[test]
-    fn fixed_discounts_spread_and_free_shipping_zeroes_shipping() {
-        let lines = [line("A", 333, 1, 0, "c"), line("B", 667, 1, 0, "c")];
-        let rules = Rules {
-            currency: "USD".into(),
-            discounts: vec![
-                Discount {
-                    code: "FIVE".into(),
-                    kind: DiscountKind::Fixed,
-                    value: 500,
-                    category_ids: vec![],
-                    skus: vec![],
-                },
-                Discount {
-                    code: "SHIPFREE".into(),
-                    kind: DiscountKind::FreeShipping,
-                    value: 0,
-                    category_ids: vec![],
-                    skus: vec![],
-                },
-            ],
-            shipping: Some(Shipping {
-                code: "flat".into(),
-                name: "Flat".into(),
-                kind: ShippingKind::Flat,
-                price: 700,
-                brackets: vec![],
-                free_over: None,
-            }),
-            ..Rules::default()
-        };
-        let q = quote(&lines, &rules);
-        let offs: Vec<i64> = q.lines.iter().map(|l| l.adjustments[0].amount).collect();
-        assert_eq!(offs, [-167, -333], "166.5 and 333.5: the remainder cent goes to the first line");
-        // Shipping is shown at its price and taken off as a discount: the totals still add up.
-        assert_eq!((q.shipping_total, q.discount_total, q.total), (700, 500 + 700, 500));
-        assert_eq!(q.subtotal - q.discount_total + q.shipping_total + q.tax_total, q.total);
-        // A fixed discount larger than the cart costs it all, never less than zero.
-        let big = Rules {
-            discounts: vec![Discount {
-                code: "ALL".into(),
-                kind: DiscountKind::Fixed,
-                value: 5000,
-                category_ids: vec![],
-                skus: vec![],
-            }],
-            ..Rules::default()
-        };
-        assert_eq!(quote(&lines, &big).total, 0);
-    }
-}
+#[path = "pricing_tests.rs"]
+mod tests;

@@ -182,7 +182,9 @@ pub(super) async fn preflight_for(
     let mut response = StatusCode::NO_CONTENT.into_response();
     let out = response.headers_mut();
     out.insert(ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static(methods));
-    out.insert(ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("Content-Type"));
+    // `Authorization`: a storefront on another origin sends a customer's access token (the session cookie is
+    // same-site only, so cross-origin requests are never credentialed).
+    out.insert(ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("Content-Type, Authorization"));
     out.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
     cors(&tenant, &headers, response)
 }

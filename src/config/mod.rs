@@ -92,6 +92,8 @@ pub struct Config {
     pub import_max_bytes: usize,
     /// Storefront cart writes per client IP per minute.
     pub store_per_minute: u32,
+    /// MiB of pricing plugins' answers kept for identical calls (0: none).
+    pub pricing_cache_mb: u32,
 }
 
 /// Where mail goes: `Smtp` sends through the tenant's transport, else `GATEHOUSE_SMTP_URL`, else (with a warning)
@@ -399,6 +401,7 @@ impl Config {
         let plugin_slots = env.number_or("GATEHOUSE_PLUGIN_SLOTS", || (2 * cores).clamp(2, 64));
         let import_max_bytes = env.number("GATEHOUSE_IMPORT_MAX_BYTES");
         let store_per_minute = env.number("GATEHOUSE_STORE_PER_MINUTE");
+        let pricing_cache_mb = env.number("GATEHOUSE_PRICING_CACHE_MB");
 
         if !env.problems.is_empty() {
             let mut problems = env.problems;
@@ -434,6 +437,7 @@ impl Config {
             plugin_slots,
             import_max_bytes,
             store_per_minute,
+            pricing_cache_mb,
         })
     }
 

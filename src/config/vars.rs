@@ -119,6 +119,12 @@ pub const VARS: &[Var] = &[
         help: "storefront cart writes per client IP per minute (behind GATEHOUSE_TRUST_PROXY like the sign-in limit)",
     },
     Var {
+        name: "GATEHOUSE_PRICING_CACHE_MB",
+        default: Fallback::Value("32"),
+        rule: whole(0, 4096),
+        help: "memory for pricing plugins' answers, reused for the same cart and plugin version and config (0: off)",
+    },
+    Var {
         name: "GATEHOUSE_IMPORT_MAX_BYTES",
         default: Fallback::Value("33554432"),
         rule: whole(1024, 256 << 20),

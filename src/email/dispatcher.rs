@@ -12,7 +12,7 @@
 //! may be drained by both at once: claiming a row is one `UPDATE … RETURNING`, so no row is sent twice.
 
 use crate::plugins::runtime::Message;
-use crate::plugins::runtime::email::gatehouse::plugin::email_types::Field;
+use crate::plugins::runtime::v1::email::gatehouse::plugin::email_types::Field;
 use crate::plugins::{Mail, World};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};

@@ -178,7 +178,7 @@ pub async fn upload_version(app: &App, slug: &TenantSlug, name: &str, bytes: Vec
         return Err(Error::PayloadTooLarge(app.plugins.max_bytes));
     }
     let bytes = Arc::new(bytes);
-    let sha256 = app.plugins.validate(slug, plugin.settings.world, bytes.clone()).await?;
+    let (sha256, contract) = app.plugins.validate(slug, plugin.settings.world, bytes.clone()).await?;
     let size = bytes.len() as u64;
     let at = crate::now_unix();
     // The component travels in chunks of at most 512 KiB, then one entry adds the version (numbered there).
@@ -201,7 +201,7 @@ pub async fn upload_version(app: &App, slug: &TenantSlug, name: &str, bytes: Vec
     let added = app.control.apply(add).await?;
     let version = added.assigned.and_then(|v| u32::try_from(v).ok()).ok_or_else(|| Error::internal("no version"))?;
     tracing::info!(tenant = %slug, plugin = name, version, sha256 = %sha256, size, "plugin version uploaded");
-    Ok(Version { version, sha256, size, created_at: at })
+    Ok(Version { version, sha256, size, created_at: at, contract: Some(contract) })
 }
 
 pub async fn set_active(app: &App, slug: &TenantSlug, name: &str, version: Option<u32>) -> Result<Plugin> {
@@ -229,6 +229,9 @@ struct DryRunRequest {
     /// The function's arguments, any JSON: the WIT records with snake_case names (`{"user","request"}` for the
     /// login functions, `{"message"}` for `render`, `{"cart"}` for `price`). The function's sample when absent.
     input: Option<Value>,
+    /// `price` only, instead of `input`: a cart of the tenant's store, priced by the built-in rules up to the
+    /// plugins (its lines, codes, destination and customer become the `cart` argument).
+    cart_id: Option<String>,
 }
 
 /// What a dry run did.
@@ -264,7 +267,14 @@ pub async fn dry_run_report(
         let names: Vec<_> = plugin.settings.world.functions().iter().map(|f| f.as_str()).collect();
         Error::validation(format!("function must be one of: {}", names.join(", ")))
     })?;
-    let input = body.get("input").cloned().unwrap_or_else(|| io::sample(function));
+    let input = match body.get("cart_id").and_then(Value::as_str) {
+        Some(_) if function != Function::Price => {
+            return Err(Error::validation("cart_id is an input of the price function only"));
+        }
+        Some(_) if body.get("input").is_some() => return Err(Error::validation("give either input or cart_id")),
+        Some(cart_id) => crate::commerce::sandbox::plugin_input_of_cart(app, slug, cart_id.to_owned()).await?,
+        None => body.get("input").cloned().unwrap_or_else(|| io::sample(function)),
+    };
     let input = io::parse_input(function, input)?;
     let sha256 = versions(app, slug, name)
         .await?

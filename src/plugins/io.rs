@@ -68,6 +68,8 @@ pub fn sample(function: Function) -> Value {
             "currency": "EUR",
             "lines": [{"sku": "TSHIRT-M", "quantity": 2, "unit_price": 1999, "categories": ["apparel"]}],
             "discount_codes": ["WELCOME10"], "customer_id": null, "customer_roles": [], "shipping_country": "DE",
+            "subtotal": 3998,
+            "applied": [{"target": {"Line": 0}, "kind": "Discount", "amount": -400, "label": "10 % off (WELCOME10)"}],
         }}),
     }
 }

@@ -1,8 +1,8 @@
 //! Tenant WebAssembly plugins: the service every hook calls (`Plugins`), the hooks themselves (login,
 //! registration, email), upload and validation, and call statistics.
 //!
-//! - `runtime.rs`: the wasmtime engine, bindings of the three worlds (`plugins/wit/gatehouse.wit`), one sandboxed
-//!   call.
+//! - `runtime.rs`: the wasmtime engine, bindings of the three worlds in contract 0.1.0 and 0.2.0
+//!   (`plugins/wit/<version>/gatehouse.wit`; a component's imports say which it was built for), one sandboxed call.
 //! - `artifacts.rs`: compiled components cached on disk, keyed by content hash and engine fingerprint.
 //! - `records.rs`: plugin and version rows in control.db (changed only through `Mutation`s).
 //! - `io.rs`: JSON for dry-runs (input mirroring the WIT records, output, sample inputs).
@@ -86,12 +86,17 @@ impl World {
         }
     }
 
-    /// The only imports a component of this world may have: the host interface and the world's type interface.
-    fn allowed_imports(self) -> [&'static str; 2] {
-        match self {
-            World::Login => ["gatehouse:plugin/host@0.1.0", "gatehouse:plugin/login-types@0.1.0"],
-            World::Email => ["gatehouse:plugin/host@0.1.0", "gatehouse:plugin/email-types@0.1.0"],
-            World::Pricing => ["gatehouse:plugin/host@0.1.0", "gatehouse:plugin/pricing-types@0.1.0"],
+    /// The only imports a component of this world may have in a contract version: the host interface and the
+    /// world's type interface.
+    pub fn allowed_imports(self, contract: runtime::Contract) -> [&'static str; 2] {
+        use runtime::Contract::{V1, V2};
+        match (self, contract) {
+            (World::Login, V1) => ["gatehouse:plugin/host@0.1.0", "gatehouse:plugin/login-types@0.1.0"],
+            (World::Email, V1) => ["gatehouse:plugin/host@0.1.0", "gatehouse:plugin/email-types@0.1.0"],
+            (World::Pricing, V1) => ["gatehouse:plugin/host@0.1.0", "gatehouse:plugin/pricing-types@0.1.0"],
+            (World::Login, V2) => ["gatehouse:plugin/host@0.2.0", "gatehouse:plugin/login-types@0.2.0"],
+            (World::Email, V2) => ["gatehouse:plugin/host@0.2.0", "gatehouse:plugin/email-types@0.2.0"],
+            (World::Pricing, V2) => ["gatehouse:plugin/host@0.2.0", "gatehouse:plugin/pricing-types@0.2.0"],
         }
     }
 }
@@ -272,16 +277,22 @@ impl Plugins {
 
     // ---- upload ----
 
-    /// Validates and compiles a component `slug` uploaded for `world`; answers its SHA-256. The artifact is on
+    /// Validates and compiles a component `slug` uploaded for `world`; answers its SHA-256 and the contract version
+    /// it was built against. The artifact is on
     /// disk and the loaded component cached when this returns.
-    pub async fn validate(&self, slug: &TenantSlug, world: World, bytes: Arc<Vec<u8>>) -> Result<String> {
+    pub async fn validate(
+        &self,
+        slug: &TenantSlug,
+        world: World,
+        bytes: Arc<Vec<u8>>,
+    ) -> Result<(String, runtime::Contract)> {
         check_header(&bytes)?;
         let sha256 = artifacts::hex(&Sha256::digest(&*bytes));
         let engine = self.engine()?;
         let sha = sha256.clone();
         // Waited for here rather than on the blocking pool, so queued uploads do not each park a thread.
         let own_turn = self.gates(slug).compile.lock_owned().await;
-        tokio::task::spawn_blocking(move || -> Result<()> {
+        let contract = tokio::task::spawn_blocking(move || -> Result<runtime::Contract> {
             let _own_turn = own_turn;
             let _turn = engine.compile.blocking_lock();
             let component = engine
@@ -290,20 +301,22 @@ impl Plugins {
                 .map_err(|e| Error::PluginInvalid(format!("not a valid component: {}", short(&e))))?;
             let loaded = engine.runtime.prepare(component, world).map_err(|m| match m {
                 Mismatch::ForbiddenImport(what) => Error::PluginForbiddenImport(format!(
-                    "the component imports {what}; a {} plugin may import only {}",
+                    "the component imports {what}; a {} plugin may import only {} (contract 0.1.0) or {} (0.2.0)",
                     world.as_str(),
-                    world.allowed_imports().join(" and ")
+                    world.allowed_imports(runtime::Contract::V1).join(" and "),
+                    world.allowed_imports(runtime::Contract::V2).join(" and ")
                 )),
                 Mismatch::WrongWorld(what) => Error::PluginWrongWorld(format!(
                     "the component does not implement the {} world: {what}",
                     world.as_str()
                 )),
             })?;
+            let contract = loaded.contract;
             engine.loaded.insert((sha, world), Arc::new(loaded));
-            Ok(())
+            Ok(contract)
         })
         .await??;
-        Ok(sha256)
+        Ok((sha256, contract))
     }
 
     /// The loaded component of a version: from memory, else from the disk artifact, else compiled from the bytes
@@ -369,10 +382,37 @@ impl Plugins {
         sha256: &str,
         input: Input,
     ) -> Report {
+        self.call_checked(app, slug, settings, version, sha256, input, |_| Ok(())).await
+    }
+
+    /// `call`, with the caller's check of the output before it is recorded: output the check refuses is the
+    /// call's `invalid_output` (with the check's reason) in the stats, the metrics and the report.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn call_checked(
+        &self,
+        app: &App,
+        slug: &TenantSlug,
+        settings: &records::PluginSettings,
+        version: u32,
+        sha256: &str,
+        input: Input,
+        check: impl FnOnce(&Output) -> std::result::Result<(), String>,
+    ) -> Report {
         let function = input.function();
-        let report = self.call_unobserved(app, slug, settings, version, sha256, input).await;
+        let mut report = self.call_unobserved(app, slug, settings, version, sha256, input).await;
+        if let Some(output) = report.output.as_ref().filter(|_| report.outcome == Outcome::Ok)
+            && let Err(why) = check(output)
+        {
+            report.outcome = Outcome::InvalidOutput;
+            report.error = Some(why);
+        }
         self.observe(app, slug, settings, version, function, &report);
         report
+    }
+
+    /// The tenant's active plugins of `world`, in the order they run.
+    pub async fn active_of(&self, app: &App, slug: &TenantSlug, world: World) -> Result<Vec<Active>> {
+        Ok(self.active(app, slug).await?.iter().filter(|p| p.settings.world == world).cloned().collect())
     }
 
     /// Runs one call of a version on a pool slot, within the tenant's share (a dry-run records nothing). Never
@@ -412,9 +452,10 @@ impl Plugins {
             Err(_) => return failed("the plugin pool is closed".into()),
         };
         let limits = Limits { timeout_ms: settings.timeout_ms, memory_mb: settings.memory_mb };
+        let config = if settings.config.is_object() { settings.config.to_string() } else { "{}".to_owned() };
         tokio::task::spawn_blocking(move || {
             let _slot = (share, permit);
-            engine.runtime.call(&loaded, input, limits)
+            engine.runtime.call(&loaded, input, limits, config)
         })
         .await
         .unwrap_or_else(|e| failed(format!("the call panicked: {e}")))
@@ -665,6 +706,8 @@ mod sizes {
             + c.customer_id.as_ref().map_or(0, String::len)
             + strings(&c.customer_roles)
             + c.shipping_country.as_ref().map_or(0, String::len)
+            + 8
+            + c.applied.iter().map(adjustment).sum::<usize>()
     }
 
     pub fn adjustment(a: &Adjustment) -> usize {

@@ -70,6 +70,9 @@ pub struct Version {
     pub sha256: String,
     /// Size of the component in bytes.
     pub size: u64,
+    /// The contract version the component was built against (`0.1.0`, `0.2.0`): in the upload's answer only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contract: Option<super::runtime::Contract>,
     #[serde(with = "crate::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
@@ -132,7 +135,13 @@ pub fn versions(conn: &Connection, slug: &TenantSlug, name: &str) -> Result<Vec<
          ORDER BY version DESC",
     )?;
     let rows = stmt.query_map(params![slug.as_str(), name], |r| {
-        Ok(Version { version: r.get(0)?, sha256: r.get(1)?, size: r.get::<_, i64>(2)? as u64, created_at: r.get(3)? })
+        Ok(Version {
+            version: r.get(0)?,
+            sha256: r.get(1)?,
+            size: r.get::<_, i64>(2)? as u64,
+            created_at: r.get(3)?,
+            contract: None,
+        })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }

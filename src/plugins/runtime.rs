@@ -1,11 +1,12 @@
 //! The wasmtime side of plugins: one `Engine` (component model, cranelift, pooling allocator with copy-on-write
 //! memory images and resident slots, epoch interruption driven by a 1 ms ticker thread), the generated bindings of
-//! the three worlds, linkers that provide nothing but `host.log`, and `Runtime::call`: a fresh `Store` and
+//! the three worlds in both contract versions (0.1.0 and 0.2.0), linkers that provide nothing but `host.log` (and
+//! `host.config` in 0.2.0), and `Runtime::call`: a fresh `Store` and
 //! instance per call from a cached `InstancePre`, with a deadline, a memory cap, input/output/log caps, and an
 //! outcome that says exactly what went wrong.
 //!
 //! Invariants:
-//! - No WASI and no other import: a component can only log. Its clock, randomness, files and network do not
+//! - No WASI and no other import: a component can only log and read its own config. Its clock, randomness, files and network do not
 //!   exist.
 //! - Every call runs on a thread of the blocking pool (the caller holds a slot of `Runtime::slots`), never on the
 //!   async executor, and never longer than its deadline plus one tick.
@@ -22,41 +23,101 @@ use wasmtime::{
 
 use super::{World, sizes};
 
-pub mod login {
-    wasmtime::component::bindgen!({
-        path: "plugins/wit",
-        world: "gatehouse:plugin/login",
-        additional_derives: [serde::Serialize, serde::Deserialize],
-    });
+/// Contract `gatehouse:plugin@0.1.0` (`plugins/wit/0.1.0`).
+pub mod v1 {
+    pub mod login {
+        wasmtime::component::bindgen!({
+            path: "plugins/wit/0.1.0",
+            world: "gatehouse:plugin/login",
+            additional_derives: [serde::Serialize, serde::Deserialize],
+        });
+    }
+
+    pub mod email {
+        wasmtime::component::bindgen!({
+            path: "plugins/wit/0.1.0",
+            world: "gatehouse:plugin/email",
+            additional_derives: [serde::Serialize, serde::Deserialize],
+            with: { "gatehouse:plugin/host": super::login::gatehouse::plugin::host },
+        });
+    }
+
+    pub mod pricing {
+        wasmtime::component::bindgen!({
+            path: "plugins/wit/0.1.0",
+            world: "gatehouse:plugin/pricing",
+            additional_derives: [serde::Serialize, serde::Deserialize],
+            with: { "gatehouse:plugin/host": super::login::gatehouse::plugin::host },
+        });
+    }
 }
 
-pub mod email {
-    wasmtime::component::bindgen!({
-        path: "plugins/wit",
-        world: "gatehouse:plugin/email",
-        additional_derives: [serde::Serialize, serde::Deserialize],
-        with: { "gatehouse:plugin/host": super::login::gatehouse::plugin::host },
-    });
+/// Contract `gatehouse:plugin@0.2.0` (`plugins/wit/0.2.0`): 0.1.0 plus `host.config` and the pricing cart's
+/// `subtotal` and `applied`. Its login and email records are 0.1.0's field for field, so the 0.1.0 Rust types serve
+/// both (the component model checks records by shape); the 0.2.0 type interfaces are linked as empty instances of
+/// their own name (`Runtime::new`).
+pub mod v2 {
+    pub mod login {
+        wasmtime::component::bindgen!({
+            path: "plugins/wit/0.2.0",
+            world: "gatehouse:plugin/login",
+            additional_derives: [serde::Serialize, serde::Deserialize],
+            with: { "gatehouse:plugin/login-types": super::super::v1::login::gatehouse::plugin::login_types },
+        });
+    }
+
+    pub mod email {
+        wasmtime::component::bindgen!({
+            path: "plugins/wit/0.2.0",
+            world: "gatehouse:plugin/email",
+            additional_derives: [serde::Serialize, serde::Deserialize],
+            with: {
+                "gatehouse:plugin/host": super::login::gatehouse::plugin::host,
+                "gatehouse:plugin/email-types": super::super::v1::email::gatehouse::plugin::email_types,
+            },
+        });
+    }
+
+    pub mod pricing {
+        wasmtime::component::bindgen!({
+            path: "plugins/wit/0.2.0",
+            world: "gatehouse:plugin/pricing",
+            additional_derives: [serde::Serialize, serde::Deserialize],
+            with: { "gatehouse:plugin/host": super::login::gatehouse::plugin::host },
+        });
+    }
 }
 
-pub mod pricing {
-    wasmtime::component::bindgen!({
-        path: "plugins/wit",
-        world: "gatehouse:plugin/pricing",
-        additional_derives: [serde::Serialize, serde::Deserialize],
-        with: { "gatehouse:plugin/host": super::login::gatehouse::plugin::host },
-    });
+pub use v1::email::gatehouse::plugin::email_types::Message;
+pub use v1::login::gatehouse::plugin::login_types::{Changes, Decision, Field, Request, User};
+pub use v2::pricing::gatehouse::plugin::pricing_types::{Adjustment, AdjustmentKind, Cart, Line, Target};
+
+/// The contract version a component was built against, read from its imports at upload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = PluginContract)]
+pub enum Contract {
+    #[serde(rename = "0.1.0")]
+    V1,
+    #[serde(rename = "0.2.0")]
+    V2,
 }
 
-pub use email::gatehouse::plugin::email_types::Message;
-pub use login::gatehouse::plugin::host::Level;
-pub use login::gatehouse::plugin::login_types::{Changes, Decision, Field, Request, User};
-pub use pricing::gatehouse::plugin::pricing_types::{Adjustment, AdjustmentKind, Cart, Line, Target};
+impl Contract {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Contract::V1 => "0.1.0",
+            Contract::V2 => "0.2.0",
+        }
+    }
+}
 
 /// Most input a call accepts, serialised (the WIT records' strings and lists).
 pub const MAX_INPUT_BYTES: usize = 128 * 1024;
 /// Most output a call may return; more is `invalid_output`.
 pub const MAX_OUTPUT_BYTES: usize = 64 * 1024;
+/// Most bytes the host copies out of the guest in one lift (wasmtime's hostcall fuel): well above the output cap,
+/// far below what a guest could otherwise make the host allocate. Past it the call is `invalid_output`.
+pub const HOSTCALL_FUEL: usize = 16 * MAX_OUTPUT_BYTES;
 /// Log lines kept per call, and the longest line (longer ones are cut).
 pub const MAX_LOG_LINES: usize = 20;
 pub const MAX_LOG_LINE_BYTES: usize = 1024;
@@ -207,13 +268,17 @@ pub struct Limits {
 /// A compiled component checked against its world, ready to instantiate many times.
 pub struct Loaded {
     pub component: Component,
+    pub contract: Contract,
     pre: WorldPre,
 }
 
 enum WorldPre {
-    Login(login::LoginPre<CallState>),
-    Email(email::EmailPre<CallState>),
-    Pricing(pricing::PricingPre<CallState>),
+    Login(v1::login::LoginPre<CallState>),
+    Email(v1::email::EmailPre<CallState>),
+    Pricing(v1::pricing::PricingPre<CallState>),
+    Login2(v2::login::LoginPre<CallState>),
+    Email2(v2::email::EmailPre<CallState>),
+    Pricing2(v2::pricing::PricingPre<CallState>),
 }
 
 /// Why a component does not fit a world.
@@ -225,15 +290,46 @@ pub enum Mismatch {
     WrongWorld(String),
 }
 
-/// The store's data: the caps and what the guest logged.
+/// The store's data: the caps, the plugin's config and what the guest logged.
 pub struct CallState {
     limiter: MemoryCap,
+    config: String,
     logs: Vec<LogLine>,
     dropped_logs: usize,
 }
 
-impl login::gatehouse::plugin::host::Host for CallState {
-    fn log(&mut self, level: Level, message: String) {
+impl v1::login::gatehouse::plugin::host::Host for CallState {
+    fn log(&mut self, level: v1::login::gatehouse::plugin::host::Level, message: String) {
+        use v1::login::gatehouse::plugin::host::Level;
+        let level = match level {
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        };
+        self.push_log(level, message);
+    }
+}
+
+impl v2::login::gatehouse::plugin::host::Host for CallState {
+    fn log(&mut self, level: v2::login::gatehouse::plugin::host::Level, message: String) {
+        use v2::login::gatehouse::plugin::host::Level;
+        let level = match level {
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        };
+        self.push_log(level, message);
+    }
+
+    fn config(&mut self) -> String {
+        self.config.clone()
+    }
+}
+
+impl CallState {
+    fn push_log(&mut self, level: &'static str, message: String) {
         if self.logs.len() >= MAX_LOG_LINES {
             self.dropped_logs += 1;
             return;
@@ -247,20 +343,15 @@ impl login::gatehouse::plugin::host::Host for CallState {
             message.truncate(cut);
             message.push('…');
         }
-        let level = match level {
-            Level::Debug => "debug",
-            Level::Info => "info",
-            Level::Warn => "warn",
-            Level::Error => "error",
-        };
         self.logs.push(LogLine { level, message });
     }
 }
 
 // The type-only interfaces have nothing to provide.
-impl login::gatehouse::plugin::login_types::Host for CallState {}
-impl email::gatehouse::plugin::email_types::Host for CallState {}
-impl pricing::gatehouse::plugin::pricing_types::Host for CallState {}
+impl v1::login::gatehouse::plugin::login_types::Host for CallState {}
+impl v1::email::gatehouse::plugin::email_types::Host for CallState {}
+impl v1::pricing::gatehouse::plugin::pricing_types::Host for CallState {}
+impl v2::pricing::gatehouse::plugin::pricing_types::Host for CallState {}
 
 /// The error a memory growth past the cap raises inside the guest (it becomes a trap).
 #[derive(Debug)]
@@ -314,9 +405,8 @@ const MAX_CORE_INSTANCES: usize = 64;
 /// The engine, its linkers and the ticker.
 pub struct Runtime {
     engine: Engine,
-    login: Linker<CallState>,
-    email: Linker<CallState>,
-    pricing: Linker<CallState>,
+    /// One linker per contract and world: (0.1.0, 0.2.0) × (login, email, pricing).
+    linkers: [[Linker<CallState>; 3]; 2],
     /// How many calls may run at once: the pool has this many instance slots.
     pub slots: Arc<tokio::sync::Semaphore>,
 }
@@ -358,60 +448,100 @@ impl Runtime {
                 std::thread::sleep(TICK);
             }
         })?;
-        let mut login = Linker::new(&engine);
-        login::Login::add_to_linker::<CallState, HasSelf<CallState>>(&mut login, |s| s)?;
-        let mut email = Linker::new(&engine);
-        email::Email::add_to_linker::<CallState, HasSelf<CallState>>(&mut email, |s| s)?;
-        let mut pricing = Linker::new(&engine);
-        pricing::Pricing::add_to_linker::<CallState, HasSelf<CallState>>(&mut pricing, |s| s)?;
-        Ok(Runtime { engine, login, email, pricing, slots: Arc::new(tokio::sync::Semaphore::new(slots as usize)) })
+        let linker = || Linker::<CallState>::new(&engine);
+        let (mut l1, mut e1, mut p1, mut l2, mut e2, mut p2) =
+            (linker(), linker(), linker(), linker(), linker(), linker());
+        v1::login::Login::add_to_linker::<CallState, HasSelf<CallState>>(&mut l1, |s| s)?;
+        v1::email::Email::add_to_linker::<CallState, HasSelf<CallState>>(&mut e1, |s| s)?;
+        v1::pricing::Pricing::add_to_linker::<CallState, HasSelf<CallState>>(&mut p1, |s| s)?;
+        v2::login::Login::add_to_linker::<CallState, HasSelf<CallState>>(&mut l2, |s| s)?;
+        v2::email::Email::add_to_linker::<CallState, HasSelf<CallState>>(&mut e2, |s| s)?;
+        v2::pricing::Pricing::add_to_linker::<CallState, HasSelf<CallState>>(&mut p2, |s| s)?;
+        // The 0.2.0 login and email worlds reuse 0.1.0's type modules, which link their interface under its 0.1.0
+        // name; a 0.2.0 component imports the 0.2.0 name (types only: an empty instance satisfies it).
+        l2.instance("gatehouse:plugin/login-types@0.2.0")?;
+        e2.instance("gatehouse:plugin/email-types@0.2.0")?;
+        Ok(Runtime {
+            engine,
+            linkers: [[l1, e1, p1], [l2, e2, p2]],
+            slots: Arc::new(tokio::sync::Semaphore::new(slots as usize)),
+        })
     }
 
     pub fn engine(&self) -> &Engine {
         &self.engine
     }
 
-    /// Checks a compiled component against `world`: imports first (only the world's own), then exports.
+    /// Checks a compiled component against `world`: imports first (only the world's own, of one contract version:
+    /// that version is the component's), then exports. A component that imports nothing is tried as 0.1.0, then
+    /// as 0.2.0.
     pub fn prepare(&self, component: Component, world: World) -> Result<Loaded, Mismatch> {
         let ty = component.component_type();
-        let allowed = world.allowed_imports();
-        for (name, _) in ty.imports(&self.engine) {
-            if allowed.contains(&name) {
-                continue;
-            }
-            // Another world's type interface means a plugin built for another world, not a sandbox escape.
-            let ours = ["login-types", "email-types", "pricing-types"]
-                .iter()
-                .any(|i| name == format!("gatehouse:plugin/{i}@0.1.0"));
-            return Err(if ours {
-                Mismatch::WrongWorld(format!("it imports {name}, which belongs to another world"))
+        let imports: Vec<String> = ty.imports(&self.engine).map(|(name, _)| name.to_owned()).collect();
+        let mut contracts = Vec::new();
+        for name in &imports {
+            let contract = if world.allowed_imports(Contract::V1).contains(&name.as_str()) {
+                Contract::V1
+            } else if world.allowed_imports(Contract::V2).contains(&name.as_str()) {
+                Contract::V2
             } else {
-                Mismatch::ForbiddenImport(name.to_owned())
-            });
+                // Another world's type interface means a plugin built for another world, not a sandbox escape.
+                let ours = ["login-types", "email-types", "pricing-types"].iter().any(|i| {
+                    [Contract::V1, Contract::V2].iter().any(|c| *name == format!("gatehouse:plugin/{i}@{}", c.as_str()))
+                });
+                return Err(if ours {
+                    Mismatch::WrongWorld(format!("it imports {name}, which belongs to another world"))
+                } else {
+                    Mismatch::ForbiddenImport(name.clone())
+                });
+            };
+            if !contracts.contains(&contract) {
+                contracts.push(contract);
+            }
         }
-        let linker = match world {
-            World::Login => &self.login,
-            World::Email => &self.email,
-            World::Pricing => &self.pricing,
-        };
+        match contracts[..] {
+            [] => self
+                .prepare_as(component.clone(), world, Contract::V1)
+                .or_else(|first| self.prepare_as(component, world, Contract::V2).map_err(|_| first)),
+            [contract] => self.prepare_as(component, world, contract),
+            _ => Err(Mismatch::WrongWorld(format!(
+                "it imports interfaces of two contract versions ({}); build it against one",
+                imports.join(", ")
+            ))),
+        }
+    }
+
+    fn prepare_as(&self, component: Component, world: World, contract: Contract) -> Result<Loaded, Mismatch> {
+        let linker = &self.linkers[contract as usize][world as usize];
         let pre: InstancePre<CallState> =
             linker.instantiate_pre(&component).map_err(|e| Mismatch::ForbiddenImport(format!("{e:#}")))?;
         let wrong = |e: wasmtime::Error| Mismatch::WrongWorld(format!("{e:#}"));
-        let pre = match world {
-            World::Login => WorldPre::Login(login::LoginPre::new(pre).map_err(wrong)?),
-            World::Email => WorldPre::Email(email::EmailPre::new(pre).map_err(wrong)?),
-            World::Pricing => WorldPre::Pricing(pricing::PricingPre::new(pre).map_err(wrong)?),
+        let pre = match (contract, world) {
+            (Contract::V1, World::Login) => WorldPre::Login(v1::login::LoginPre::new(pre).map_err(wrong)?),
+            (Contract::V1, World::Email) => WorldPre::Email(v1::email::EmailPre::new(pre).map_err(wrong)?),
+            (Contract::V1, World::Pricing) => WorldPre::Pricing(v1::pricing::PricingPre::new(pre).map_err(wrong)?),
+            (Contract::V2, World::Login) => WorldPre::Login2(v2::login::LoginPre::new(pre).map_err(wrong)?),
+            (Contract::V2, World::Email) => WorldPre::Email2(v2::email::EmailPre::new(pre).map_err(wrong)?),
+            (Contract::V2, World::Pricing) => WorldPre::Pricing2(v2::pricing::PricingPre::new(pre).map_err(wrong)?),
         };
-        Ok(Loaded { component, pre })
+        Ok(Loaded { component, contract, pre })
     }
 
     /// Runs one call on a fresh instance. Blocking: call it from the blocking pool while holding a slot.
-    pub fn call(&self, loaded: &Loaded, input: Input, limits: Limits) -> Report {
+    /// `config` is what `host.config` answers (0.2.0).
+    pub fn call(&self, loaded: &Loaded, input: Input, limits: Limits, config: String) -> Report {
         let started = Instant::now();
-        let state =
-            CallState { limiter: MemoryCap { cap_mb: limits.memory_mb, peak: 0 }, logs: vec![], dropped_logs: 0 };
+        let state = CallState {
+            limiter: MemoryCap { cap_mb: limits.memory_mb, peak: 0 },
+            config,
+            logs: vec![],
+            dropped_logs: 0,
+        };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
+        // What the host copies out of the guest in one lift (an answer, a log line): strings and list entries count.
+        // Many list entries naming one large string would otherwise be copied once each.
+        store.set_hostcall_fuel(HOSTCALL_FUEL);
         store.set_epoch_deadline(u64::from(limits.timeout_ms.max(1)));
         store.epoch_deadline_trap();
         let result = if input.size() > MAX_INPUT_BYTES {
@@ -453,24 +583,79 @@ enum Failure {
 
 fn run(store: &mut Store<CallState>, loaded: &Loaded, input: Input) -> Result<Output, Failure> {
     let mismatch = || Failure::Host("the function is not part of this plugin's world".into());
+    // Instantiates from `$pre` and calls `$method` with `$args`.
+    macro_rules! call {
+        ($pre:expr, $method:ident, $($arg:expr),*) => {{
+            let instance = $pre.instantiate(&mut *store).map_err(Failure::Instantiate)?;
+            instance.$method(store, $($arg),*).map_err(Failure::Call)
+        }};
+    }
     match (&loaded.pre, input) {
         (WorldPre::Login(pre), Input::PreRegistration(user, request)) => {
-            let instance = pre.instantiate(&mut *store).map_err(Failure::Instantiate)?;
-            instance.call_pre_registration(store, &user, &request).map(Output::Decision).map_err(Failure::Call)
+            call!(pre, call_pre_registration, &user, &request).map(Output::Decision)
         }
         (WorldPre::Login(pre), Input::PostLogin(user, request)) => {
-            let instance = pre.instantiate(&mut *store).map_err(Failure::Instantiate)?;
-            instance.call_post_login(store, &user, &request).map(Output::Decision).map_err(Failure::Call)
+            call!(pre, call_post_login, &user, &request).map(Output::Decision)
         }
-        (WorldPre::Email(pre), Input::Render(message)) => {
-            let instance = pre.instantiate(&mut *store).map_err(Failure::Instantiate)?;
-            instance.call_render(store, &message).map(Output::Render).map_err(Failure::Call)
+        (WorldPre::Login2(pre), Input::PreRegistration(user, request)) => {
+            call!(pre, call_pre_registration, &user, &request).map(Output::Decision)
         }
+        (WorldPre::Login2(pre), Input::PostLogin(user, request)) => {
+            call!(pre, call_post_login, &user, &request).map(Output::Decision)
+        }
+        (WorldPre::Email(pre), Input::Render(message)) => call!(pre, call_render, &message).map(Output::Render),
+        (WorldPre::Email2(pre), Input::Render(message)) => call!(pre, call_render, &message).map(Output::Render),
         (WorldPre::Pricing(pre), Input::Price(cart)) => {
-            let instance = pre.instantiate(&mut *store).map_err(Failure::Instantiate)?;
-            instance.call_price(store, &cart).map(Output::Price).map_err(Failure::Call)
+            let out = call!(pre, call_price, &contract_01::cart(cart))?;
+            Ok(Output::Price(out.map(|list| list.into_iter().map(contract_01::adjustment).collect())))
         }
+        (WorldPre::Pricing2(pre), Input::Price(cart)) => call!(pre, call_price, &cart).map(Output::Price),
         _ => Err(mismatch()),
+    }
+}
+
+/// The 0.1.0 pricing records, converted from and to 0.2.0's (the host prices with 0.2.0's).
+mod contract_01 {
+    use super::v1::pricing::gatehouse::plugin::pricing_types as old;
+    use super::{Adjustment, AdjustmentKind, Cart, Target};
+
+    /// A 0.1.0 cart has no `subtotal` and no `applied`.
+    pub fn cart(c: Cart) -> old::Cart {
+        old::Cart {
+            currency: c.currency,
+            lines: c
+                .lines
+                .into_iter()
+                .map(|l| old::Line {
+                    sku: l.sku,
+                    quantity: l.quantity,
+                    unit_price: l.unit_price,
+                    categories: l.categories,
+                })
+                .collect(),
+            discount_codes: c.discount_codes,
+            customer_id: c.customer_id,
+            customer_roles: c.customer_roles,
+            shipping_country: c.shipping_country,
+        }
+    }
+
+    pub fn adjustment(a: old::Adjustment) -> Adjustment {
+        Adjustment {
+            target: match a.target {
+                old::Target::Order => Target::Order,
+                old::Target::Line(i) => Target::Line(i),
+                old::Target::Shipping => Target::Shipping,
+            },
+            kind: match a.kind {
+                old::AdjustmentKind::Discount => AdjustmentKind::Discount,
+                old::AdjustmentKind::Tax => AdjustmentKind::Tax,
+                old::AdjustmentKind::Shipping => AdjustmentKind::Shipping,
+                old::AdjustmentKind::Fee => AdjustmentKind::Fee,
+            },
+            amount: a.amount,
+            label: a.label,
+        }
     }
 }
 

@@ -13,6 +13,7 @@ mod oauth_pages;
 mod pages;
 mod plugin_pages;
 mod store_pages;
+mod store_rules_pages;
 mod store_setup_pages;
 
 pub use crate::http::page::CsrfOnly;
@@ -43,6 +44,7 @@ pub fn router() -> Router<AppState> {
         .merge(plugin_pages::router())
         .merge(store_pages::router())
         .merge(store_setup_pages::router())
+        .merge(store_rules_pages::router())
         .merge(api_docs::router())
         .merge(assets::router())
 }

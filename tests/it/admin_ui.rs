@@ -29,7 +29,7 @@ pub(crate) async fn app_with_operator() -> TestApp {
 /// chromedriver, leader of its own process group. Each test closes its session first (chromedriver then quits that
 /// Chromium); when a test panicked before that, SIGTERM to the whole group still ends the browser: killing
 /// chromedriver alone with SIGKILL left ~11 Chromium processes running per test.
-struct Driver(Child);
+pub(crate) struct Driver(Child);
 
 impl Drop for Driver {
     fn drop(&mut self) {
@@ -46,7 +46,7 @@ impl Drop for Driver {
     }
 }
 
-async fn start_browser() -> (Driver, fantoccini::Client) {
+pub(crate) async fn start_browser() -> (Driver, fantoccini::Client) {
     let port = free_port();
     let child = Command::new("chromedriver")
         .arg(format!("--port={port}"))
@@ -78,6 +78,17 @@ async fn start_browser() -> (Driver, fantoccini::Client) {
     let client =
         ClientBuilder::rustls().expect("tls").capabilities(caps).connect(&url).await.expect("WebDriver session");
     (driver, client)
+}
+
+/// A browser signed in to the admin UI as the test operator.
+pub(crate) async fn signed_in_browser(app: &TestApp) -> (Driver, fantoccini::Client) {
+    let (driver, browser) = start_browser().await;
+    browser.goto(&app.url("/admin/login")).await.unwrap();
+    browser.wait().for_element(Locator::Id("email")).await.unwrap().send_keys(EMAIL).await.unwrap();
+    browser.find(Locator::Id("password")).await.unwrap().send_keys(PASSWORD).await.unwrap();
+    browser.find(Locator::Css("button[type=submit]")).await.unwrap().click().await.unwrap();
+    browser.wait().for_element(Locator::Css("nav")).await.unwrap();
+    (driver, browser)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -362,7 +373,7 @@ async fn tenant_email_pages_in_the_browser() {
 }
 
 /// Waits until the element at `css` shows text containing `wanted` (a click's new page has loaded), and returns it.
-async fn wait_text(browser: &fantoccini::Client, css: &str, wanted: &str) -> String {
+pub(crate) async fn wait_text(browser: &fantoccini::Client, css: &str, wanted: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         if let Ok(el) = browser.find(Locator::Css(css)).await
@@ -598,12 +609,7 @@ async fn plugin_pages_in_the_browser() {
     }
     let app = app_with_operator().await;
     app.create_tenant("plugco").await;
-    let (_driver, browser) = start_browser().await;
-    browser.goto(&app.url("/admin/login")).await.unwrap();
-    browser.wait().for_element(Locator::Id("email")).await.unwrap().send_keys(EMAIL).await.unwrap();
-    browser.find(Locator::Id("password")).await.unwrap().send_keys(PASSWORD).await.unwrap();
-    browser.find(Locator::Css("button[type=submit]")).await.unwrap().click().await.unwrap();
-    browser.wait().for_element(Locator::Css("nav")).await.unwrap();
+    let (_driver, browser) = signed_in_browser(&app).await;
 
     browser.goto(&app.url("/admin/tenants/plugco/plugins")).await.unwrap();
     browser.wait().for_element(Locator::Id("name")).await.unwrap().send_keys("noop").await.unwrap();
@@ -646,134 +652,6 @@ async fn plugin_pages_in_the_browser() {
     assert_eq!(outcome, "ok");
     let output = browser.find(Locator::Css(".dry-run pre")).await.unwrap().text().await.unwrap();
     assert!(output.contains("allow"), "{output}");
-    browser.close().await.unwrap();
-    app.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn store_pages_in_the_browser() {
-    if !require_tool("chromedriver") {
-        return;
-    }
-    let app = app_with_operator().await;
-    app.create_tenant("shopco").await;
-    let (_driver, browser) = start_browser().await;
-    browser.goto(&app.url("/admin/login")).await.unwrap();
-    browser.wait().for_element(Locator::Id("email")).await.unwrap().send_keys(EMAIL).await.unwrap();
-    browser.find(Locator::Id("password")).await.unwrap().send_keys(PASSWORD).await.unwrap();
-    browser.find(Locator::Css("button[type=submit]")).await.unwrap().click().await.unwrap();
-    browser.wait().for_element(Locator::Css("nav")).await.unwrap();
-
-    // A category, then a product in it with two variants, from the forms.
-    browser.goto(&app.url("/admin/tenants/shopco/store/categories")).await.unwrap();
-    browser.wait().for_element(Locator::Id("handle")).await.unwrap().send_keys("shirts").await.unwrap();
-    browser.find(Locator::Id("title")).await.unwrap().send_keys("Shirts").await.unwrap();
-    browser.find(Locator::Css("#category-form button[type=submit]")).await.unwrap().click().await.unwrap();
-    wait_text(&browser, "#categories", "shirts").await;
-
-    browser.goto(&app.url("/admin/tenants/shopco/store/products/new")).await.unwrap();
-    let form = browser.wait().for_element(Locator::Id("product-form")).await.unwrap();
-    browser.find(Locator::Id("handle")).await.unwrap().send_keys("linen-tee").await.unwrap();
-    browser.find(Locator::Id("title")).await.unwrap().send_keys("Linen Tee").await.unwrap();
-    browser.find(Locator::Id("options")).await.unwrap().send_keys("size").await.unwrap();
-    browser.find(Locator::Css("#categories option")).await.unwrap().click().await.unwrap();
-    // A bad SKU first: the form comes back with the reason and what was typed.
-    browser.find(Locator::Id("variants")).await.unwrap().send_keys("TEE/M | 19.00 | size=M | 5").await.unwrap();
-    form.find(Locator::Css("button[type=submit]")).await.unwrap().click().await.unwrap();
-    wait_text(&browser, ".alert", "sku").await;
-    let kept = browser.find(Locator::Id("title")).await.unwrap().prop("value").await.unwrap().unwrap_or_default();
-    assert_eq!(kept, "Linen Tee");
-    let variants = browser.find(Locator::Id("variants")).await.unwrap();
-    variants.clear().await.unwrap();
-    variants.send_keys("TEE-M | 19.00 | size=M | 5\nTEE-L | 21.50 | size=L | 0").await.unwrap();
-    browser.find(Locator::Css("#product-form button[type=submit]")).await.unwrap().click().await.unwrap();
-    wait_text(&browser, "#variants-table", "TEE-L").await;
-    assert_eq!(browser.find(Locator::Id("stock-TEE-M")).await.unwrap().text().await.unwrap(), "5");
-    let api: Value = app
-        .admin(Method::GET, "/admin/api/v1/tenants/shopco/products?q=linen")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(api["items"][0]["variants"][1]["price"], 2150, "{api}");
-    assert_eq!(api["items"][0]["category_ids"].as_array().unwrap().len(), 1);
-
-    // Stock changes through the ledger form, and the movements page shows it.
-    browser.find(Locator::Id("delta-TEE-M")).await.unwrap().send_keys("-2").await.unwrap();
-    browser.find(Locator::Id("reason-TEE-M")).await.unwrap().send_keys("damaged").await.unwrap();
-    browser.find(Locator::Css("form[action$='/inventory/TEE-M/adjust'] button")).await.unwrap().click().await.unwrap();
-    wait_text(&browser, "#stock-TEE-M", "3").await;
-    browser.goto(&app.url("/admin/tenants/shopco/store/inventory/TEE-M")).await.unwrap();
-    wait_text(&browser, "main", "damaged").await;
-
-    // A CSV import from a file, followed on its page: the page refreshes itself until the job is done.
-    let mut csv = String::from("handle,title,option1_name,option1_value,sku,price,stock\n");
-    for p in 0..3000 {
-        for size in ["S", "M", "L"] {
-            let title = if size == "S" { format!("Import {p}") } else { String::new() };
-            csv.push_str(&format!("imp-{p},{title},size,{size},IMP-{p}-{size},9.99,2\n"));
-        }
-    }
-    csv.push_str("imp-bad,Bad,size,S,IMP/BAD,1,1\n");
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("catalog.csv");
-    std::fs::write(&file, csv).unwrap();
-    browser.goto(&app.url("/admin/tenants/shopco/store/import")).await.unwrap();
-    browser.wait().for_element(Locator::Id("csv")).await.unwrap().send_keys(&file.display().to_string()).await.unwrap();
-    browser.find(Locator::Css("#mode option[value=skip_bad_rows]")).await.unwrap().click().await.unwrap();
-    browser.find(Locator::Css("#import-form button[type=submit]")).await.unwrap().click().await.unwrap();
-    browser.wait().for_element(Locator::Id("import-progress")).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let status = browser.find(Locator::Id("import-status")).await;
-        if let Ok(el) = status
-            && el.text().await.is_ok_and(|t| t == "done")
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the import page never showed done");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let bar = browser.find(Locator::Id("import-progress")).await.unwrap();
-    assert_eq!(bar.attr("value").await.unwrap(), bar.attr("max").await.unwrap(), "a finished import fills the bar");
-    wait_text(&browser, "#import-errors", "IMP/BAD").await;
-    let counts = browser.find(Locator::Id("import-counts")).await.unwrap().text().await.unwrap();
-    assert!(counts.contains("9001 of 9001 rows") && counts.contains("3000 products created"), "{counts}");
-
-    // The session cookie without the CSRF token changes nothing in the store: forms, the import, the JSON API.
-    let cookie = browser.get_named_cookie("gh_admin").await.unwrap();
-    let cookie_header = format!("gh_admin={}", cookie.value());
-    for (path, form) in [
-        ("/admin/tenants/shopco/store/inventory/TEE-M/adjust", vec![("delta", "100"), ("reason", "forged")]),
-        ("/admin/tenants/shopco/store/categories", vec![("handle", "forged"), ("title", "Forged")]),
-        (
-            "/admin/tenants/shopco/store/products/new",
-            vec![("handle", "forged"), ("title", "F"), ("variants", "F-1 | 1")],
-        ),
-    ] {
-        let r = app.client.post(app.url(path)).header("cookie", &cookie_header).form(&form).send().await.unwrap();
-        assert_eq!(r.status(), 403, "{path}");
-    }
-    let r = app
-        .client
-        .post(app.url("/admin/api/v1/tenants/shopco/inventory/TEE-M/adjust"))
-        .header("cookie", &cookie_header)
-        .json(&json!({"delta": 100, "reason": "forged"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 403);
-    let stock: Value = app
-        .admin(Method::GET, "/admin/api/v1/tenants/shopco/inventory/TEE-M/movements?limit=1")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(stock["items"][0]["stock_after"], 3, "no forged adjustment landed");
     browser.close().await.unwrap();
     app.stop().await;
 }

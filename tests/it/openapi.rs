@@ -89,6 +89,7 @@ const PLAIN_ROUTE_FILES: &[&str] = &[
     "src/web/pages.rs",
     "src/web/plugin_pages.rs",
     "src/web/store_pages.rs",
+    "src/web/store_rules_pages.rs",
     "src/web/store_setup_pages.rs",
 ];
 

@@ -22,7 +22,7 @@ use crate::support::{
 };
 
 /// The bytes of a built plugin, or `None` (skipped outside CI) when scripts/build-plugins has not run.
-fn component(name: &str) -> Option<Vec<u8>> {
+pub(crate) fn component(name: &str) -> Option<Vec<u8>> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("plugins/build").join(format!("{name}.wasm"));
     match std::fs::read(&path) {
         Ok(bytes) => Some(bytes),
@@ -542,27 +542,29 @@ async fn cli_uploads_and_activates_a_plugin() {
     assert!(!ok && text.contains("plugin_invalid"), "{text}");
 }
 
-/// The C example's checked-in `wit-bindgen c` output was generated from today's WIT: `scripts/gen-c-bindings`
-/// records the SHA-256 of `plugins/wit/*.wit` (sorted by name, concatenated) next to the bindings.
+/// The C examples' checked-in `wit-bindgen c` output was generated from today's WIT: `scripts/gen-c-bindings`
+/// records the SHA-256 of `plugins/wit/<version>/*.wit` (sorted by name, concatenated) next to the bindings.
 #[test]
 fn checked_in_c_bindings_match_the_wit() {
     use sha2::{Digest, Sha256};
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut wit: Vec<std::path::PathBuf> = std::fs::read_dir(root.join("plugins/wit"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "wit"))
-        .collect();
-    wit.sort();
-    let mut hash = Sha256::new();
-    for file in &wit {
-        hash.update(std::fs::read(file).unwrap());
-    }
-    let actual: String = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
-    let bindings = root.join("plugins/examples/c-noop-login/bindings");
-    let recorded = std::fs::read_to_string(bindings.join("WIT_SHA256")).unwrap();
-    assert_eq!(recorded.trim(), actual, "plugins/wit changed: run scripts/gen-c-bindings and commit the bindings");
-    for generated in ["login.c", "login.h", "login_component_type.o"] {
-        assert!(bindings.join(generated).is_file(), "missing {generated}");
+    for (example, version, world) in [("c-noop-login", "0.1.0", "login"), ("c-noop-pricing", "0.2.0", "pricing")] {
+        let mut wit: Vec<std::path::PathBuf> = std::fs::read_dir(root.join("plugins/wit").join(version))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "wit"))
+            .collect();
+        wit.sort();
+        let mut hash = Sha256::new();
+        for file in &wit {
+            hash.update(std::fs::read(file).unwrap());
+        }
+        let actual: String = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        let bindings = root.join("plugins/examples").join(example).join("bindings");
+        let recorded = std::fs::read_to_string(bindings.join("WIT_SHA256")).unwrap();
+        assert_eq!(recorded.trim(), actual, "plugins/wit/{version} changed: run scripts/gen-c-bindings");
+        for generated in [format!("{world}.c"), format!("{world}.h"), format!("{world}_component_type.o")] {
+            assert!(bindings.join(&generated).is_file(), "{example}: missing {generated}");
+        }
     }
 }

@@ -22,7 +22,14 @@ fn enc(s: &str) -> String {
 
 /// Runs the authorization code flow in `browser` (signing in and consenting when asked) and exchanges the code
 /// with the confidential client's Basic credentials. Answers the token response.
-async fn code_flow(app: &TestApp, browser: &Client, slug: &str, client: &Value, scope: &str, email: &str) -> Value {
+pub(crate) async fn code_flow(
+    app: &TestApp,
+    browser: &Client,
+    slug: &str,
+    client: &Value,
+    scope: &str,
+    email: &str,
+) -> Value {
     let code = authorize(app, browser, slug, client, scope, email).await;
     let creds = (client["client_id"].as_str().unwrap(), client["client_secret"].as_str().unwrap());
     let (status, body, _) = token(

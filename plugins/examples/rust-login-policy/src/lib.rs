@@ -3,7 +3,7 @@
 //! component of ~30 KB that costs microseconds per call.
 
 wit_bindgen::generate!({
-    path: "../../wit",
+    path: "../../wit/0.1.0",
     world: "gatehouse:plugin/login",
 });
 
