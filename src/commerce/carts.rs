@@ -14,7 +14,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::pricing::{self, Discount, PricedLine, Quote, Rules, Shipping, Tax};
+use super::pricing::{Discount, PricedLine, Quote, Rules, Shipping, Tax};
 use super::rules;
 use crate::control::Tenant;
 use crate::email::outbox::TenantTx;
@@ -470,14 +470,14 @@ pub struct QuoteInput {
     pub customer_roles: Vec<String>,
 }
 
-/// A cart priced by the built-in rules, with what pricing plugins need to price it again.
+/// A cart and its pricing input; `view.quote` is empty until `quoting::finish` prices it.
 #[derive(Debug, Clone)]
 pub struct Draft {
     pub view: CartView,
     pub input: QuoteInput,
 }
 
-/// The cart priced now by the built-in rules.
+/// The cart as it is now, to be priced by `quoting::finish`.
 pub fn view(conn: &Connection, tenant: &Tenant, key: &CartKey<'_>, now: i64) -> Result<Draft> {
     let cart = load(conn, key, now)?;
     let lines = priced_lines(conn, &cart.hash)?;
@@ -491,7 +491,8 @@ pub fn view(conn: &Connection, tenant: &Tenant, key: &CartKey<'_>, now: i64) -> 
     let (input, codes) = assemble(conn, tenant, lines, &selection, now)?;
     let view = CartView {
         id: key.id.to_owned(),
-        quote: pricing::quote(&input.lines, &input.rules),
+        // Priced by `quoting::finish`, with the tenant's pricing plugins when it has any.
+        quote: Quote::default(),
         codes,
         owned: cart.customer_id.is_some(),
         country: cart.country,

@@ -133,7 +133,7 @@ pub struct QuoteLine {
 }
 
 /// A priced cart.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Quote {
     pub currency: String,
     pub lines: Vec<QuoteLine>,
@@ -216,7 +216,9 @@ pub const MAX_LABEL_CHARS: usize = 200;
 pub fn quote(lines: &[PricedLine], rules: &Rules) -> Quote {
     let pass = Pass::new(lines, rules);
     // Without plugin adjustments nothing can break a rule: amounts are checked where they are stored.
-    pass.finish().unwrap_or_else(|why| unreachable!("a quote without plugins was refused: {why}"))
+    let mut quote = pass.finish().unwrap_or_else(|why| unreachable!("a quote without plugins was refused: {why}"));
+    quote.quote_id = quote_id(&quote);
+    quote
 }
 
 /// Prices `lines` under `rules` with the adjustments of the pricing plugins that ran, in order. `Err((k, why))`
@@ -225,6 +227,14 @@ pub fn quote(lines: &[PricedLine], rules: &Rules) -> Quote {
 /// label): the caller leaves that plugin out
 /// (fail open) or refuses to price (fail closed).
 pub fn quote_with(lines: &[PricedLine], rules: &Rules, plugins: &[PluginOutput]) -> Result<Quote, (usize, String)> {
+    let mut quote = quote_unnamed(lines, rules, plugins)?;
+    quote.quote_id = quote_id(&quote);
+    Ok(quote)
+}
+
+/// `quote_with` without the `quote_id` (a hash of the whole quote): for checking an answer, or for a caller that
+/// changes the quote before naming it.
+pub fn quote_unnamed(lines: &[PricedLine], rules: &Rules, plugins: &[PluginOutput]) -> Result<Quote, (usize, String)> {
     let mut pass = Pass::new(lines, rules);
     for (k, plugin) in plugins.iter().enumerate() {
         pass.apply_plugin(plugin).map_err(|why| (k, why))?;
@@ -521,7 +531,7 @@ impl<'a> Pass<'a> {
             return Err(format!("the quote's totals would pass {MAX_TOTAL}"));
         }
         let total = total as i64;
-        let mut quote = Quote {
+        let quote = Quote {
             currency: rules.currency.clone(),
             lines: self.out,
             adjustments: self.order_adjustments,
@@ -535,7 +545,6 @@ impl<'a> Pass<'a> {
             degraded_plugins: Vec::new(),
             quote_id: String::new(),
         };
-        quote.quote_id = quote_id(&quote);
         Ok(quote)
     }
 }

@@ -30,13 +30,14 @@ use crate::tenants::TenantSlug;
 /// cart is empty: no plugin prices nothing).
 pub async fn finish(app: &App, slug: &TenantSlug, draft: Draft) -> Result<CartView> {
     let Draft { mut view, input } = draft;
-    if input.lines.is_empty() {
-        return Ok(view);
-    }
-    let active = app.plugins.active_of(app, slug, World::Pricing).await?;
-    if !active.is_empty() {
-        view.quote = quote(app, slug, &input, &active).await?;
-    }
+    let active = match input.lines.is_empty() {
+        true => Vec::new(),
+        false => app.plugins.active_of(app, slug, World::Pricing).await?,
+    };
+    view.quote = match active.is_empty() {
+        true => pricing::quote(&input.lines, &input.rules),
+        false => quote(app, slug, &input, &active).await?,
+    };
     Ok(view)
 }
 
@@ -107,17 +108,17 @@ pub async fn quote_traced(
         let name = format!("{}@v{}", plugin.settings.name, plugin.version);
         let (subtotal, applied) = pricing::applied_so_far(&input.lines, &input.rules, &accepted);
         let cart = wit_cart(input, subtotal, &applied);
-        let key = memo_key(slug, plugin, &cart);
+        let key = memo.map(|_| memo_key(slug, plugin, &cart));
         // Accepts `list` when the pipeline takes it after the plugins accepted so far.
         let check = |list: &[PluginAdjustment]| -> std::result::Result<PluginOutput, String> {
             let output = PluginOutput { source: format!("plugin:{name}"), adjustments: list.to_vec() };
             let mut trial = accepted.clone();
             trial.push(output.clone());
-            pricing::quote_with(&input.lines, &input.rules, &trial).map_err(|(_, why)| why)?;
+            pricing::quote_unnamed(&input.lines, &input.rules, &trial).map_err(|(_, why)| why)?;
             Ok(output)
         };
         let mut candidate = None;
-        let cached = memo.and_then(|m| m.get(&key));
+        let cached = memo.zip(key.as_ref()).and_then(|(m, key)| m.get(key));
         let run = match cached {
             Some(answer) => {
                 let (outcome, error) = match &*answer {
@@ -171,7 +172,7 @@ pub async fn quote_traced(
                     let error = report.error.clone().unwrap_or_default();
                     raw = Some(Answer::Failed { outcome: "trap", error });
                 }
-                if let (Some(memo), Some(raw)) = (memo, raw) {
+                if let (Some(memo), Some(key), Some(raw)) = (memo, key, raw) {
                     memo.insert(key, Arc::new(raw));
                 }
                 PluginRun {
@@ -203,7 +204,7 @@ pub async fn quote_traced(
             }
         }
     }
-    let mut quote = pricing::quote_with(&input.lines, &input.rules, &accepted)
+    let mut quote = pricing::quote_unnamed(&input.lines, &input.rules, &accepted)
         .map_err(|(k, why)| Error::Internal(format!("an accepted pricing plugin answer ({k}) was refused: {why}")))?;
     quote.degraded = !degraded.is_empty();
     quote.degraded_plugins = degraded;
@@ -213,14 +214,39 @@ pub async fn quote_traced(
 
 /// The cache key of one call: the tenant, the plugin's name, version, content hash and config, and the input.
 fn memo_key(slug: &TenantSlug, plugin: &Active, cart: &rt::Cart) -> [u8; 32] {
+    // Every field fed with its length (strings) or fixed width (numbers), so no two inputs feed the same bytes.
     let mut hash = Sha256::new();
-    for part in [slug.as_str(), &plugin.settings.name, &plugin.version.to_string(), &plugin.sha256] {
-        hash.update(part.as_bytes());
-        hash.update([0]);
+    let mut text = |s: &str| {
+        hash.update((s.len() as u64).to_le_bytes());
+        hash.update(s.as_bytes());
+    };
+    text(slug.as_str());
+    text(&plugin.settings.name);
+    text(&plugin.version.to_string());
+    text(&plugin.sha256);
+    text(&plugin.settings.config.to_string());
+    text(&cart.currency);
+    for line in &cart.lines {
+        text(&line.sku);
+        text(&line.quantity.to_string());
+        text(&line.unit_price.to_string());
+        text(&line.categories.join("\u{1f}"));
     }
-    hash.update(plugin.settings.config.to_string().as_bytes());
-    hash.update([0]);
-    hash.update(serde_json::to_vec(cart).unwrap_or_default());
+    text("codes");
+    text(&cart.discount_codes.join("\u{1f}"));
+    text(cart.customer_id.as_deref().unwrap_or("\u{0}"));
+    text(&cart.customer_roles.join("\u{1f}"));
+    text(cart.shipping_country.as_deref().unwrap_or("\u{0}"));
+    text(&cart.subtotal.to_string());
+    for a in &cart.applied {
+        let target = match a.target {
+            rt::Target::Order => "order".to_owned(),
+            rt::Target::Line(i) => format!("line({i})"),
+            rt::Target::Shipping => "shipping".to_owned(),
+        };
+        text(&format!("{target} {:?} {}", a.kind, a.amount));
+        text(&a.label);
+    }
     hash.finalize().into()
 }
 
