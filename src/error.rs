@@ -182,6 +182,11 @@ impl From<tokio::task::JoinError> for Error {
     }
 }
 
+/// The `code` of an error answer, in the response's extensions: a layer that shows some errors differently (the
+/// hosted pages' "temporarily unavailable" page, `identity::pages::tenant_unavailable`) reads it instead of the body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorCode(pub &'static str);
+
 /// The JSON error body, for code outside `Error` that must answer in the same shape.
 pub fn error_body(code: &str, message: &str) -> serde_json::Value {
     json!({ "error": { "code": code, "message": message } })
@@ -194,6 +199,7 @@ impl IntoResponse for Error {
             tracing::error!(error = %self, code, "request failed");
         }
         let mut response = (status, Json(error_body(code, &self.public_message()))).into_response();
+        response.extensions_mut().insert(ErrorCode(code));
         match &self {
             Error::RateLimited { retry_after_secs } => {
                 response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));

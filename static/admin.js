@@ -7,3 +7,19 @@ document.addEventListener("submit", (event) => {
     event.preventDefault();
   }
 });
+
+// A colour picker and its text box (data-color-text / data-color-picker name the other one's id) follow each other.
+document.addEventListener("input", (event) => {
+  const input = event.target;
+  if (!(input instanceof HTMLInputElement)) {
+    return;
+  }
+  const other = document.getElementById(input.dataset.colorText || input.dataset.colorPicker || "");
+  if (!(other instanceof HTMLInputElement)) {
+    return;
+  }
+  const value = input.value.trim();
+  if (input.dataset.colorText || /^#[0-9a-fA-F]{6}$/.test(value)) {
+    other.value = value.toLowerCase();
+  }
+});

@@ -51,12 +51,15 @@ pub fn router(state: AppState, extra: Router<AppState>) -> Router {
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes));
     let (api, operations) = api_routes().split_for_parts();
     let contract = openapi::Contract::new(openapi::document(operations));
-    // Pages, assets and the browser side of OAuth are HTML, not part of the JSON contract.
+    // Pages, assets and the browser side of OAuth are HTML, not part of the JSON contract. A browser opening a
+    // hosted page of a suspended or unknown tenant gets a page, not the JSON error (only these routes).
+    let hosted = crate::identity::pages::router()
+        .merge(crate::oidc::authorize::router())
+        .layer(from_fn_with_state(state.clone(), crate::identity::pages::tenant_unavailable));
     Router::new()
         .merge(api)
         .route("/api/openapi.json", get(openapi::serve))
-        .merge(crate::identity::pages::router())
-        .merge(crate::oidc::authorize::router())
+        .merge(hosted)
         .merge(crate::web::router())
         .merge(extra)
         .fallback(not_found)

@@ -176,7 +176,7 @@ async fn remove(State(app): State<AppState>, actor: Actor, Path(slug): Path<Stri
     Ok(Json(Deleted { deleted: slug, archived_to }))
 }
 
-/// Suspends a tenant (operator only): its pages and APIs answer 403 `tenant_suspended`.
+/// Suspends a tenant (operator only): its APIs answer 403 `tenant_suspended`, its hosted pages a browser's 503 page.
 #[utoipa::path(
     post,
     path = "/admin/api/v1/tenants/{slug}/suspend",

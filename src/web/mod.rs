@@ -15,6 +15,7 @@ mod plugin_pages;
 mod store_pages;
 mod store_rules_pages;
 mod store_setup_pages;
+mod tenant_overview;
 
 pub use crate::http::page::CsrfOnly;
 // `pages.rs` calls it as `super::message_page`.
@@ -45,6 +46,7 @@ pub fn router() -> Router<AppState> {
         .merge(store_pages::router())
         .merge(store_setup_pages::router())
         .merge(store_rules_pages::router())
+        .merge(tenant_overview::router())
         .merge(api_docs::router())
         .merge(assets::router())
 }

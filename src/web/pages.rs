@@ -264,15 +264,13 @@ fn human_duration(secs: u64) -> String {
 }
 
 async fn dashboard(State(app): State<AppState>, session: UiSession) -> PageResult {
+    // A tenant admin has one tenant: its overview is their home, not the node's.
+    if let Scope::Tenant(slug) = &session.actor.scope {
+        return Ok(Redirect::to(&format!("/admin/tenants/{slug}")).into_response());
+    }
     let registry = app.tenants.clone();
-    let ((tenants, suspended), pools_open) = match &session.actor.scope {
-        Scope::Operator => {
-            let counts = app.control.read(tables::count_tenants).await?;
-            let pools = tokio::task::spawn_blocking(move || registry.open_pools()).await.map_err(Error::from)?;
-            (counts, pools)
-        }
-        Scope::Tenant(_) => ((1, 0), 0),
-    };
+    let (tenants, suspended) = app.control.read(tables::count_tenants).await?;
+    let pools_open = tokio::task::spawn_blocking(move || registry.open_pools()).await.map_err(Error::from)?;
     render(DashboardPage {
         chrome: session.chrome("dashboard"),
         tenants,
@@ -375,7 +373,10 @@ async fn tenants_page(
 fn notice_for(done: Option<&str>) -> Option<String> {
     let text = match done? {
         "created" => "Tenant created.",
-        "suspended" => "Tenant suspended: its pages and APIs answer 403 until resumed.",
+        "suspended" => {
+            "Tenant suspended: until it is resumed, its hosted pages say it is temporarily unavailable and its APIs \
+             answer 403."
+        }
         "resumed" => "Tenant resumed.",
         "deleted" => "Tenant deleted; its file was moved to the archive.",
         "revoked" => "Token revoked.",
@@ -418,11 +419,18 @@ async fn tenant_create(
     }
 }
 
+#[derive(Deserialize)]
+struct TenantActionForm {
+    /// `overview`: back to the tenant's overview (suspend and resume there) instead of the list.
+    #[serde(default)]
+    back: String,
+}
+
 async fn tenant_action(
     State(app): State<AppState>,
     session: UiSession,
     Path((slug, action)): Path<(String, String)>,
-    CsrfForm(_): CsrfForm<CsrfOnly>,
+    CsrfForm(form): CsrfForm<TenantActionForm>,
 ) -> PageResult {
     session.actor.require_operator()?;
     let slug = TenantSlug::parse(&slug)?;
@@ -432,6 +440,9 @@ async fn tenant_action(
         "delete" => tenants::delete(&app, &slug).await.map(|_| "deleted")?,
         _ => return Err(Error::NotFound("action").into()),
     };
+    if form.back == "overview" && done != "deleted" {
+        return Ok(Redirect::to(&format!("/admin/tenants/{slug}?done={done}")).into_response());
+    }
     Ok(Redirect::to(&format!("/admin/tenants?done={done}")).into_response())
 }
 

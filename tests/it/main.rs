@@ -15,6 +15,8 @@ mod pricing;
 mod security;
 mod store_ui;
 mod support;
+mod tenant_pages;
 mod tenants;
+mod ui_audit;
 mod users;
 mod webhooks;

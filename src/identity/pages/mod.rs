@@ -1,9 +1,11 @@
 //! The hosted pages of a tenant under `/t/{slug}/`, branded per tenant (`/t/{slug}/theme.css` carries the
 //! colours), one file per flow: sign-up and email verification (`signup`), sign-in, the second factor and
 //! sign-out (`signin`), the account page with profile, password, TOTP, sessions and connected apps (`account`),
-//! forgotten password and reset (`recovery`). This file holds the router and what the flows share: `Visit` (the
-//! tenant, the visitor's session, CSRF values, the page frame and the response cookies), `safe_return_to`, the
-//! choice between a message on the form and an error page (`on_form`), and the custom-field inputs.
+//! forgotten password and reset (`recovery`), and the page a browser gets instead when the tenant is suspended or
+//! unknown (`unavailable`, a layer `http::router` puts on these routes and the authorize ones). This file holds the
+//! router and what the flows share: `Visit` (the tenant, the visitor's session, CSRF values, the page frame and the
+//! response cookies), `safe_return_to`, the choice between a message on the form and an error page (`on_form`),
+//! and the custom-field inputs.
 //!
 //! CSRF: every form carries `csrf_token`. A signed-in visitor's token is the session's; before sign-in it is the
 //! double-submit cookie `gh_csrf` (`Path=/t/{slug}/`, `SameSite=Strict`). A POST is accepted when its token
@@ -13,11 +15,15 @@ mod account;
 mod recovery;
 mod signin;
 mod signup;
+mod unavailable;
+
+pub use unavailable::tenant_unavailable;
 
 use std::collections::HashMap;
 
 use askama::Template;
 use axum::Router;
+use axum::extract::{Path, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, SET_COOKIE};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -35,6 +41,7 @@ use crate::http::page::{PageError, PageResult};
 use crate::identity::flows;
 use crate::identity::sessions::{self, Session, Stage};
 use crate::identity::settings::FieldType;
+use crate::tenants::TenantSlug;
 
 const CSRF_COOKIE: &str = "gh_csrf";
 
@@ -226,8 +233,11 @@ struct MessagePage {
 
 // ---- theme ----
 
-async fn theme(ctx: TenantCtx) -> Response {
-    let b = &ctx.tenant.settings.branding;
+/// Served for a suspended tenant too: its "temporarily unavailable" page (`unavailable`) wears its colours.
+async fn theme(State(app): State<AppState>, Path(slug): Path<String>) -> Result<Response, Error> {
+    let slug = TenantSlug::parse(&slug).map_err(|_| Error::TenantNotFound)?;
+    let tenant = app.control.tenant(&slug).await?.ok_or(Error::TenantNotFound)?;
+    let b = &tenant.settings.branding;
     let mut css = String::from(":root {");
     if let Some(c) = &b.primary_color {
         css.push_str(&format!(" --primary: {c};"));
@@ -236,7 +246,7 @@ async fn theme(ctx: TenantCtx) -> Response {
         css.push_str(&format!(" --accent: {c};"));
     }
     css.push_str(" }\n");
-    ([(CONTENT_TYPE, "text/css; charset=utf-8"), (CACHE_CONTROL, "public, max-age=300")], css).into_response()
+    Ok(([(CONTENT_TYPE, "text/css; charset=utf-8"), (CACHE_CONTROL, "public, max-age=300")], css).into_response())
 }
 
 // ---- custom fields (the sign-up form and the account profile) ----
