@@ -112,6 +112,10 @@ pub async fn quote_traced(
         // Accepts `list` when the pipeline takes it after the plugins accepted so far.
         let check = |list: &[PluginAdjustment]| -> std::result::Result<PluginOutput, String> {
             let output = PluginOutput { source: format!("plugin:{name}"), adjustments: list.to_vec() };
+            if list.is_empty() {
+                // Nothing to apply, nothing that could break a rule.
+                return Ok(output);
+            }
             let mut trial = accepted.clone();
             trial.push(output.clone());
             pricing::quote_unnamed(&input.lines, &input.rules, &trial).map_err(|(_, why)| why)?;

@@ -10,7 +10,7 @@
 
 use askama::Template;
 use axum::extract::{Request, State};
-use axum::http::header::{ACCEPT, ACCEPT_LANGUAGE, CACHE_CONTROL, RETRY_AFTER};
+use axum::http::header::{ACCEPT, ACCEPT_LANGUAGE, CACHE_CONTROL, RETRY_AFTER, VARY};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
@@ -107,6 +107,8 @@ fn page(status: StatusCode, page: impl Template) -> Response {
         Ok(html) => {
             let mut response = (status, Html(html)).into_response();
             response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            // The same URL answers JSON to API clients and other languages to other browsers.
+            response.headers_mut().insert(VARY, HeaderValue::from_static("Accept, Accept-Language"));
             response
         }
         Err(err) => PageError::from(err).into_response(),
@@ -117,7 +119,7 @@ fn page(status: StatusCode, page: impl Template) -> Response {
 fn prefers_html(headers: &HeaderMap) -> bool {
     let Some(accept) = headers.get(ACCEPT).and_then(|v| v.to_str().ok()) else { return false };
     let html = quality(accept, "text/html").max(quality(accept, "application/xhtml+xml"));
-    html > 0.0 && html >= quality(accept, "application/json")
+    html > 0.0 && html > quality(accept, "application/json")
 }
 
 /// The `q` an `Accept`-style header gives `wanted` by name (wildcards do not count); 0 when it is not listed.
@@ -175,6 +177,7 @@ mod tests {
         assert!(!accept("application/json"));
         assert!(!accept("*/*"));
         assert!(!accept("application/json, text/html;q=0.5"));
+        assert!(!accept("application/json, text/html"), "a tie keeps JSON");
         assert!(!accept("text/html;q=0"));
         assert!(!prefers_html(&HeaderMap::new()));
     }
