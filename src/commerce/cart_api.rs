@@ -91,9 +91,11 @@ impl axum::extract::FromRequestParts<AppState> for Customer {
     }
 }
 
-/// Runs a cart change and answers the cart priced after it (or the error), with CORS for the store's origins.
+/// Runs a cart change (within the per-IP limit) and answers the cart priced after it (or the error), with CORS
+/// for the store's origins.
 async fn change(
     app: &AppState,
+    peer: SocketAddr,
     ctx: TenantCtx,
     headers: &HeaderMap,
     customer: Customer,
@@ -102,6 +104,9 @@ async fn change(
     + Send
     + 'static,
 ) -> Response {
+    if let Err(err) = limit(app, headers, peer) {
+        return answer(&ctx.tenant, headers, Err(err));
+    }
     let who = match customer.0 {
         Ok(who) => who,
         Err(err) => return answer(&ctx.tenant, headers, Err(err)),
@@ -116,15 +121,17 @@ async fn change(
             carts::view(tx, &tenant, &key, now)
         })
         .await;
-    let result = match result {
-        // The change is saved: a client must not retry it because the new prices could not be computed.
-        Ok(draft) => quoting::finish(app, &ctx.tenant.slug, draft).await.map_err(|err| match err {
-            Error::PricingUnavailable(why) => Error::PricingUnavailable(format!("{why}; the change was saved")),
-            other => other,
-        }),
-        Err(err) => Err(err),
-    };
+    // The change is saved: a client must not retry it because the new prices could not be computed.
+    let result = priced(app, &ctx, result).await.map_err(|err| match err {
+        Error::PricingUnavailable(why) => Error::PricingUnavailable(format!("{why}; the change was saved")),
+        other => other,
+    });
     answer(&ctx.tenant, headers, result.map(|view| Json(view).into_response()))
+}
+
+/// A cart read or written, priced by `quoting::finish`.
+async fn priced(app: &AppState, ctx: &TenantCtx, draft: Result<carts::Draft>) -> Result<CartView> {
+    quoting::finish(app, &ctx.tenant.slug, draft?).await
 }
 
 /// A cart answer, success or error, with CORS (a storefront must be able to read `out_of_stock`).
@@ -165,10 +172,7 @@ async fn create_cart(
             carts::view(tx, &tenant, &CartKey { id: &id, customer: who.as_deref() }, now)
         })
         .await;
-    let result = match result {
-        Ok(draft) => quoting::finish(&app, &ctx.tenant.slug, draft).await,
-        Err(err) => Err(err),
-    };
+    let result = priced(&app, &ctx, result).await;
     answer(&ctx.tenant, &headers, result.map(|view| (StatusCode::CREATED, Json(view)).into_response()))
 }
 
@@ -198,10 +202,7 @@ async fn read_cart(
         carts::view(conn, &tenant, &CartKey { id: &id, customer: who.as_deref() }, crate::now_unix())
     })
     .await;
-    let result = match result {
-        Ok(draft) => quoting::finish(&app, &ctx.tenant.slug, draft).await,
-        Err(err) => Err(err),
-    };
+    let result = priced(&app, &ctx, result).await;
     answer(&ctx.tenant, &headers, result.map(|view| Json(view).into_response()))
 }
 
@@ -225,11 +226,8 @@ async fn claim(
     user: std::result::Result<ApiUser, Error>,
     Path((_, id)): Path<(String, String)>,
 ) -> Response {
-    if let Err(err) = limit(&app, &headers, peer) {
-        return answer(&ctx.tenant, &headers, Err(err));
-    }
     let customer = Customer(user.map(|u| Some(u.session.user_id)));
-    change(&app, ctx, &headers, customer, id, carts::claim).await
+    change(&app, peer, ctx, &headers, customer, id, carts::claim).await
 }
 
 /// Adds a SKU (or raises its quantity); refused with `out_of_stock` when the store has too few.
@@ -252,11 +250,10 @@ async fn add_line(
     Path((_, id)): Path<(String, String)>,
     ApiJson(body): ApiJson<AddLine>,
 ) -> Response {
-    if let Err(err) = limit(&app, &headers, peer) {
-        return answer(&ctx.tenant, &headers, Err(err));
-    }
-    change(&app, ctx, &headers, customer, id, move |tx, tenant, id, now| carts::add_line(tx, tenant, id, &body, now))
-        .await
+    change(&app, peer, ctx, &headers, customer, id, move |tx, tenant, id, now| {
+        carts::add_line(tx, tenant, id, &body, now)
+    })
+    .await
 }
 
 /// Sets a line's quantity.
@@ -283,10 +280,7 @@ async fn set_quantity(
     Path((_, id, sku)): Path<(String, String, String)>,
     ApiJson(body): ApiJson<SetQuantity>,
 ) -> Response {
-    if let Err(err) = limit(&app, &headers, peer) {
-        return answer(&ctx.tenant, &headers, Err(err));
-    }
-    change(&app, ctx, &headers, customer, id, move |tx, tenant, id, now| {
+    change(&app, peer, ctx, &headers, customer, id, move |tx, tenant, id, now| {
         carts::set_quantity(tx, tenant, id, &sku, body.quantity, now)
     })
     .await
@@ -314,11 +308,10 @@ async fn remove_line(
     customer: Customer,
     Path((_, id, sku)): Path<(String, String, String)>,
 ) -> Response {
-    if let Err(err) = limit(&app, &headers, peer) {
-        return answer(&ctx.tenant, &headers, Err(err));
-    }
-    change(&app, ctx, &headers, customer, id, move |tx, tenant, id, now| carts::remove_line(tx, tenant, id, &sku, now))
-        .await
+    change(&app, peer, ctx, &headers, customer, id, move |tx, tenant, id, now| {
+        carts::remove_line(tx, tenant, id, &sku, now)
+    })
+    .await
 }
 
 /// Applies a discount code; refused with `discount_invalid` and the reason (expired, used up, minimum not met,
@@ -342,11 +335,10 @@ async fn apply_code(
     Path((_, id)): Path<(String, String)>,
     ApiJson(body): ApiJson<ApplyCode>,
 ) -> Response {
-    if let Err(err) = limit(&app, &headers, peer) {
-        return answer(&ctx.tenant, &headers, Err(err));
-    }
-    change(&app, ctx, &headers, customer, id, move |tx, tenant, id, now| carts::apply_code(tx, tenant, id, &body, now))
-        .await
+    change(&app, peer, ctx, &headers, customer, id, move |tx, tenant, id, now| {
+        carts::apply_code(tx, tenant, id, &body, now)
+    })
+    .await
 }
 
 /// Removes a discount code from the cart.
@@ -371,11 +363,10 @@ async fn remove_code(
     customer: Customer,
     Path((_, id, code)): Path<(String, String, String)>,
 ) -> Response {
-    if let Err(err) = limit(&app, &headers, peer) {
-        return answer(&ctx.tenant, &headers, Err(err));
-    }
-    change(&app, ctx, &headers, customer, id, move |tx, tenant, id, now| carts::remove_code(tx, tenant, id, &code, now))
-        .await
+    change(&app, peer, ctx, &headers, customer, id, move |tx, tenant, id, now| {
+        carts::remove_code(tx, tenant, id, &code, now)
+    })
+    .await
 }
 
 /// Sets the destination and, optionally, the shipping method.
@@ -398,10 +389,7 @@ async fn set_shipping(
     Path((_, id)): Path<(String, String)>,
     ApiJson(body): ApiJson<SetShipping>,
 ) -> Response {
-    if let Err(err) = limit(&app, &headers, peer) {
-        return answer(&ctx.tenant, &headers, Err(err));
-    }
-    change(&app, ctx, &headers, customer, id, move |tx, tenant, id, now| {
+    change(&app, peer, ctx, &headers, customer, id, move |tx, tenant, id, now| {
         carts::set_shipping(tx, tenant, id, &body, now)
     })
     .await
