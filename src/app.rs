@@ -176,6 +176,7 @@ pub async fn run_with_routes(
     let app: AppState = Arc::new(App::build(config).await?);
     let router = crate::http::router(app.clone(), extra);
     let housekeeping = tokio::spawn(housekeeping(app.clone()));
+    let sampler = tokio::spawn(crate::telemetry::pulse::run(app.clone()));
     let (stop_outbox, outbox_stopped) = tokio::sync::watch::channel(false);
     let dispatcher = tokio::spawn(crate::email::dispatcher::run(app.clone(), outbox_stopped));
     if app.config.mail.mode == crate::config::MailMode::Dev {
@@ -212,6 +213,7 @@ pub async fn run_with_routes(
         }
     }
     housekeeping.abort();
+    sampler.abort();
     app.tenants.close_all();
     tracing::info!("stopped");
     Ok(())

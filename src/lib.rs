@@ -66,6 +66,104 @@ pub fn client_label(ip: Option<&str>, user_agent: Option<&str>) -> String {
     [ip, user_agent].into_iter().flatten().filter(|p| !p.is_empty()).collect::<Vec<_>>().join(" · ")
 }
 
+/// A user agent as lists show it: the browser with its major version and the operating system ("Chrome 131 on
+/// macOS", "Firefox 133 on Linux", "Safari 18 on iOS"); a command-line or library client as it names itself
+/// ("curl/8.5.0"); anything else as its first 40 characters. Hand-written and small on purpose: it labels rows for
+/// people, it does not decide anything.
+pub fn browser_summary(ua: &str) -> String {
+    let ua = ua.trim();
+    // Tools put their name first: `curl/8.5.0`, `python-requests/2.32.3`, `Go-http-client/2.0`.
+    const TOOLS: &[&str] = &[
+        "curl",
+        "wget",
+        "python-requests",
+        "python-httpx",
+        "python-urllib",
+        "aiohttp",
+        "go-http-client",
+        "okhttp",
+        "axios",
+        "node-fetch",
+        "node",
+        "undici",
+        "postmanruntime",
+        "insomnia",
+        "httpie",
+        "reqwest",
+        "java",
+        "apache-httpclient",
+        "libwww-perl",
+        "ruby",
+        "faraday",
+        "dart",
+        "guzzlehttp",
+    ];
+    if let Some(first) = ua.split_whitespace().next()
+        && let Some((name, _)) = first.split_once('/')
+        && TOOLS.iter().any(|t| t.eq_ignore_ascii_case(name))
+    {
+        return first.to_owned();
+    }
+    let major = |marker: &str| -> Option<String> {
+        let rest = &ua[ua.find(marker)? + marker.len()..];
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        Some(digits)
+    };
+    let named = |name: &str, version: Option<String>| match version.filter(|v| !v.is_empty()) {
+        Some(v) => format!("{name} {v}"),
+        None => name.to_owned(),
+    };
+    // Order matters: Edge and Opera also say Chrome and Safari; Chrome also says Safari.
+    let browser = if let Some(v) = major("Edg/").or_else(|| major("EdgA/")).or_else(|| major("EdgiOS/")) {
+        Some(named("Edge", Some(v)))
+    } else if let Some(v) = major("OPR/").or_else(|| major("OPiOS/")) {
+        Some(named("Opera", Some(v)))
+    } else if let Some(v) = major("SamsungBrowser/") {
+        Some(named("Samsung Internet", Some(v)))
+    } else if let Some(v) = major("Firefox/").or_else(|| major("FxiOS/")) {
+        Some(named("Firefox", Some(v)))
+    } else if let Some(v) = major("CriOS/") {
+        Some(named("Chrome", Some(v)))
+    } else if let Some(v) = major("Chromium/") {
+        Some(named("Chromium", Some(v)))
+    } else if let Some(v) = major("Chrome/") {
+        Some(named("Chrome", Some(v)))
+    } else if ua.contains("Safari/") && ua.contains("Version/") {
+        Some(named("Safari", major("Version/")))
+    } else if ua.contains("Trident/") || ua.contains("MSIE ") {
+        Some("Internet Explorer".to_owned())
+    } else {
+        None
+    };
+    // iOS and Android before macOS and Linux: their user agents say "like Mac OS X" and "Linux".
+    let os = if ua.contains("iPhone") || ua.contains("iPad") || ua.contains("iPod") {
+        Some("iOS")
+    } else if ua.contains("Android") {
+        Some("Android")
+    } else if ua.contains("CrOS") {
+        Some("ChromeOS")
+    } else if ua.contains("Windows") {
+        Some("Windows")
+    } else if ua.contains("Mac OS X") || ua.contains("Macintosh") {
+        Some("macOS")
+    } else if ua.contains("Linux") || ua.contains("X11") {
+        Some("Linux")
+    } else {
+        None
+    };
+    match (browser, os) {
+        (Some(browser), Some(os)) => format!("{browser} on {os}"),
+        (Some(browser), None) => browser,
+        _ => {
+            let mut short: String = ua.chars().take(40).collect();
+            if ua.chars().nth(40).is_some() {
+                short.push('…');
+            }
+            short
+        }
+    }
+}
+
 /// Serde helpers that present unix seconds as RFC 3339 strings in JSON.
 pub mod rfc3339 {
     use serde::Serializer;
@@ -116,5 +214,70 @@ pub fn next_version(previous: Option<i64>) -> i64 {
     match previous {
         Some(p) if p >= now => p + 1,
         _ => now,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::browser_summary;
+
+    #[test]
+    fn browsers_and_systems_are_named() {
+        let cases = [
+            (
+                "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) \
+                 Chrome/131.0.0.0 Safari/537.36",
+                "Chrome 131 on macOS",
+            ),
+            (
+                "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 \
+                 Safari/537.36 Edg/131.0.2903.86",
+                "Edge 131 on Windows",
+            ),
+            ("Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0", "Firefox 133 on Linux"),
+            (
+                "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) \
+                 Version/18.1 Mobile/15E148 Safari/604.1",
+                "Safari 18 on iOS",
+            ),
+            (
+                "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) \
+                 Chrome/131.0.6778.81 Mobile Safari/537.36",
+                "Chrome 131 on Android",
+            ),
+            (
+                "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) \
+                 Chrome/130.0.0.0 Safari/537.36 OPR/115.0.0.0",
+                "Opera 115 on Windows",
+            ),
+            (
+                "Mozilla/5.0 (X11; CrOS x86_64 14541.0.0) AppleWebKit/537.36 (KHTML, like Gecko) \
+                 Chrome/131.0.0.0 Safari/537.36",
+                "Chrome 131 on ChromeOS",
+            ),
+            (
+                "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) \
+                 CriOS/131.0.6778.73 Mobile/15E148 Safari/604.1",
+                "Chrome 131 on iOS",
+            ),
+            ("curl/8.5.0", "curl/8.5.0"),
+            ("python-requests/2.32.3", "python-requests/2.32.3"),
+            ("Go-http-client/2.0", "Go-http-client/2.0"),
+            ("", ""),
+        ];
+        for (ua, want) in cases {
+            assert_eq!(browser_summary(ua), want, "{ua}");
+        }
+    }
+
+    #[test]
+    fn unknown_agents_are_cut_to_40_characters() {
+        assert_eq!(browser_summary("MyApp 1.0"), "MyApp 1.0");
+        let long = "SomethingVeryCustom/1.0 (with a long description that goes on and on)";
+        let shown = browser_summary(long);
+        assert_eq!(shown.chars().count(), 41, "{shown}");
+        assert!(shown.starts_with("SomethingVeryCustom/1.0 (with a long des") && shown.ends_with('…'));
+        // Multi-byte text is cut on a character boundary.
+        assert_eq!(browser_summary(&"é".repeat(50)).chars().count(), 41);
     }
 }

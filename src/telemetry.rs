@@ -5,6 +5,11 @@
 //!
 //! Metrics: each `App` owns its own Prometheus recorder (`Metrics`) rather than installing a global one, so one
 //! test process can run many servers whose figures do not mix. Code records through `Metrics::record`.
+//!
+//! Pulse (`pulse.rs`): node-wide counters kept beside the Prometheus series and sampled into in-memory rings
+//! for the dashboard's plots.
+
+pub mod pulse;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -55,6 +60,8 @@ pub struct Metrics {
     routes: RwLock<HashMap<String, Vec<Arc<RouteSeries>>>>,
     /// Cache name → (hits, misses).
     caches: RwLock<HashMap<&'static str, (Counter, Counter)>>,
+    /// Node-wide counters and their samples over the last hour and day, for the dashboard's plots.
+    pub pulse: pulse::Pulse,
 }
 
 /// The series of one route template and method.
@@ -82,6 +89,7 @@ impl HttpRoute<'_> {
     /// Records the answer's status and the duration (the in-flight count ends when `self` is dropped, here).
     pub fn finished(self, status: u16, seconds: f64) {
         self.series.duration.record(seconds);
+        self.metrics.pulse.request(status, seconds);
         let known = self
             .series
             .by_status
@@ -146,7 +154,14 @@ impl Metrics {
             .build_recorder();
         let handle = recorder.handle();
         let in_flight = metrics::with_local_recorder(&recorder, || metrics::gauge!("http_requests_in_flight"));
-        Self { recorder, handle, in_flight, routes: RwLock::default(), caches: RwLock::default() }
+        Self {
+            recorder,
+            handle,
+            in_flight,
+            routes: RwLock::default(),
+            caches: RwLock::default(),
+            pulse: pulse::Pulse::new(),
+        }
     }
 
     /// Counts a request on `route` (the matched template; `None` when no route matched) as in flight.

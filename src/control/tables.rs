@@ -181,6 +181,25 @@ pub fn list_tokens(conn: &Connection, scope: Option<&Scope>) -> Result<Vec<ApiTo
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// The names of the admin-side actors that may act on the tenant `slug` (operators and its tenant admins, API tokens
+/// of either scope), keyed the way the audit log writes actors: `operator:{id}` → email, `token:{id}` → token name.
+/// Deleted accounts and tokens are missing.
+pub fn admin_actor_names(conn: &Connection, slug: &TenantSlug) -> Result<std::collections::HashMap<String, String>> {
+    let scope = Scope::Tenant(slug.clone()).to_string();
+    let mut names = std::collections::HashMap::new();
+    let mut stmt = conn.prepare_cached("SELECT id, email FROM operators WHERE scope IN ('operator', ?1)")?;
+    for row in stmt.query_map([scope.as_str()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
+        let (id, email) = row?;
+        names.insert(format!("operator:{id}"), email);
+    }
+    let mut stmt = conn.prepare_cached("SELECT id, name FROM api_tokens WHERE scope IN ('operator', ?1)")?;
+    for row in stmt.query_map([scope.as_str()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
+        let (id, name) = row?;
+        names.insert(format!("token:{id}"), name);
+    }
+    Ok(names)
+}
+
 #[derive(Debug, Clone)]
 pub struct AdminSession {
     pub operator: Operator,

@@ -322,6 +322,7 @@ async fn worker(work: Arc<TenantWork>, db: db::registry::TenantDb, stop: watch::
                 db::with_conn(&work.pool, move |conn| outbox::mark_sent(conn, &id, &response)).await?;
                 work.app.outbox.settled(row.kind);
                 metrics.record(|| metrics::counter!("gatehouse_outbox_sent_total", "kind" => kind).increment(1));
+                metrics.pulse.outbox_sent();
             }
             Err((error, response)) => {
                 let max = work.app.config.outbox.max_attempts;
@@ -336,6 +337,7 @@ async fn worker(work: Arc<TenantWork>, db: db::registry::TenantDb, stop: watch::
                 });
                 if dead {
                     work.app.outbox.settled(row.kind);
+                    metrics.pulse.outbox_dead();
                     tracing::warn!(tenant = %work.slug, id = %row.id, kind, topic = %row.topic, error = %error, "outbox message is dead after its last attempt");
                 } else {
                     tracing::info!(tenant = %work.slug, id = %row.id, kind, attempt = row.attempts + 1, error = %error, "outbox delivery failed; will retry");

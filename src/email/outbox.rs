@@ -428,6 +428,48 @@ pub fn list(conn: &Connection, filter: &Filter) -> Result<(Vec<OutboxItem>, Opti
     Ok((items, next))
 }
 
+/// The `WHERE` clause of `count_matching` and `page_matching`: status, kind, webhook, and a LIKE pattern for the
+/// recipient or the topic.
+const MATCHING: &str = "(?1 IS NULL OR status = ?1) AND (?2 IS NULL OR kind = ?2) AND (?3 IS NULL OR webhook_id = ?3)
+           AND (?4 IS NULL OR recipient LIKE ?4 ESCAPE '\\' OR topic LIKE ?4 ESCAPE '\\')";
+
+fn like_pattern(text: Option<&str>) -> Option<String> {
+    text.map(|t| format!("%{}%", t.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")))
+}
+
+/// How many rows match `filter` (its cursor and limit aside) and `text`, a part of the recipient (address or URL)
+/// or of the topic (template or event type), case-insensitive.
+pub fn count_matching(conn: &Connection, filter: &Filter, text: Option<&str>) -> Result<u64> {
+    let total: i64 = conn.prepare_cached(&format!("SELECT COUNT(*) FROM outbox WHERE {MATCHING}"))?.query_row(
+        params![filter.status, filter.kind.map(Kind::as_str), filter.webhook_id, like_pattern(text)],
+        |r| r.get(0),
+    )?;
+    Ok(total.max(0) as u64)
+}
+
+/// One page of the rows `count_matching` counts, newest first: `filter.limit` rows from `offset` (the cursor is
+/// not used).
+pub fn page_matching(conn: &Connection, filter: &Filter, text: Option<&str>, offset: u64) -> Result<Vec<OutboxItem>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {ITEM_COLUMNS} FROM outbox WHERE {MATCHING} ORDER BY id DESC LIMIT ?5 OFFSET ?6"
+    ))?;
+    let offset = i64::try_from(offset).unwrap_or(i64::MAX);
+    let items: Vec<OutboxItem> = stmt
+        .query_map(
+            params![
+                filter.status,
+                filter.kind.map(Kind::as_str),
+                filter.webhook_id,
+                like_pattern(text),
+                filter.limit,
+                offset
+            ],
+            item_from_row,
+        )?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(items)
+}
+
 pub fn get(conn: &Connection, id: &str) -> Result<OutboxItem> {
     conn.query_row(&format!("SELECT {ITEM_COLUMNS} FROM outbox WHERE id = ?1"), [id], item_from_row)
         .optional()?

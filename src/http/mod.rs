@@ -74,8 +74,10 @@ async fn not_found(uri: Uri) -> Response {
     if is_api_path(uri.path()) { Error::NotFound("route").into_response() } else { page::not_found_page() }
 }
 
-async fn method_not_allowed() -> Response {
-    Error::MethodNotAllowed.into_response()
+/// APIs answer 405 in JSON; a browser that opens the address of a form's action (a POST-only page route) gets
+/// the readable not-found page instead of JSON.
+async fn method_not_allowed(uri: Uri) -> Response {
+    if is_api_path(uri.path()) { Error::MethodNotAllowed.into_response() } else { page::not_found_page() }
 }
 
 pub(crate) fn is_api_path(path: &str) -> bool {

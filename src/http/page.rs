@@ -32,6 +32,7 @@ pub fn not_found_page() -> Response {
 }
 
 /// An error on a UI route, shown as a page.
+#[derive(Debug)]
 pub struct PageError(pub Error);
 
 impl From<Error> for PageError {

@@ -274,6 +274,18 @@ pub async fn end_session(db: &TenantDb, id: String, sid: String, origin: Origin)
     .await
 }
 
+/// Ends every session of a user, who then signs in again everywhere (OAuth grants stay); returns how many ended.
+/// `NotFound("user")` for an unknown user.
+pub async fn end_all_sessions(db: &TenantDb, id: String, origin: Origin) -> Result<usize> {
+    db.write(move |tx| {
+        users::get(tx, &id)?;
+        let ended = sessions::revoke_all(tx, &id, None)?;
+        audit::record(tx, "admin_action", Some(&id), &origin, json!({ "action": "sessions_revoked", "ended": ended }))?;
+        Ok(ended)
+    })
+    .await
+}
+
 // ---- roles ----
 
 fn check_description(description: &str) -> Result<()> {

@@ -398,8 +398,16 @@ struct AuditQuery {
     kind: Option<String>,
     /// Only entries about this user.
     user_id: Option<String>,
+    /// Part of an email address (case-insensitive): entries about the users whose email contains it (the first 50
+    /// such users), and failed sign-ins and deletions naming such an address.
+    email: Option<String>,
+    /// Only entries by this actor, exactly as entries show it: `user:{id}`, `operator:{id}`, `token:{id}`,
+    /// `client:{id}` or `system`.
+    actor: Option<String>,
     /// Only entries from this time on: RFC 3339 time or unix seconds.
     since: Option<String>,
+    /// Only entries up to this time (inclusive): RFC 3339 time or unix seconds.
+    until: Option<String>,
     /// 1-200, default 50.
     limit: Option<u32>,
     /// `next_cursor` of the previous page.
@@ -414,14 +422,16 @@ struct AuditPage {
     next_cursor: Option<i64>,
 }
 
-/// Parses `since` as RFC 3339 or unix seconds.
-pub fn parse_since(raw: &str) -> Result<i64> {
+/// Parses the time query parameter `field` as RFC 3339 or unix seconds.
+fn parse_time(field: &str, raw: &str) -> Result<i64> {
     if let Ok(secs) = raw.parse::<i64>() {
         return Ok(secs);
     }
     time::OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339)
         .map(|t| t.unix_timestamp())
-        .map_err(|_| Error::validation("since must be an RFC 3339 time (2026-01-31T12:00:00Z) or unix seconds"))
+        .map_err(|_| {
+            Error::validation(format!("{field} must be an RFC 3339 time (2026-01-31T12:00:00Z) or unix seconds"))
+        })
 }
 
 /// Lists the tenant's audit log, newest first.
@@ -447,12 +457,33 @@ async fn audit_log(
     {
         return Err(Error::validation(format!("type must be one of {}", audit::TYPES.join(", "))));
     }
+    let email = q.email.map(|e| e.trim().to_lowercase()).filter(|e| !e.is_empty());
+    if email.as_ref().is_some_and(|e| e.chars().count() > 254) {
+        return Err(Error::validation("email must be at most 254 characters"));
+    }
+    let by = q.actor.filter(|a| !a.is_empty());
+    if by.as_ref().is_some_and(|a| a.len() > 200 || (a != "system" && !a.contains(':'))) {
+        return Err(Error::validation(
+            "actor must look like user:{id}, operator:{id}, token:{id}, client:{id} or system",
+        ));
+    }
+    let since = q.since.as_deref().filter(|s| !s.is_empty()).map(|s| parse_time("since", s)).transpose()?;
+    let until = q.until.as_deref().filter(|s| !s.is_empty()).map(|s| parse_time("until", s)).transpose()?;
+    if let (Some(since), Some(until)) = (since, until)
+        && until < since
+    {
+        return Err(Error::validation("until must not be before since"));
+    }
     let filter = audit::Filter {
         kind,
         user_id: q.user_id.filter(|u| !u.is_empty()),
-        since: q.since.as_deref().filter(|s| !s.is_empty()).map(parse_since).transpose()?,
+        email,
+        actor: by,
+        since,
+        until,
         cursor: q.cursor,
         limit: page_limit(q.limit)?,
+        ..Default::default()
     };
     let (items, next) = db::with_conn(&db.pool, move |conn| audit::list(conn, &filter)).await?;
     Ok(Json(AuditPage { items, next_cursor: next }))

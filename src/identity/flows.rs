@@ -37,6 +37,7 @@ pub fn tenant_url(app: &App, slug: &str, path: &str) -> String {
 
 /// Counts a sign-in attempt in `gatehouse_login_attempts_total{outcome}` (plus `tenant` when configured).
 fn count_attempt(app: &App, tenant: &Tenant, outcome: &'static str) {
+    app.metrics.pulse.sign_in(outcome);
     app.metrics.record(|| {
         if app.config.metrics_tenant_labels {
             metrics::counter!("gatehouse_login_attempts_total", "outcome" => outcome, "tenant" => tenant.slug.to_string())

@@ -138,6 +138,78 @@ pub fn list(
     Ok((users, next))
 }
 
+/// What the admin user list shows: a part of the email or the name (case-insensitive) and a status, `active`,
+/// `disabled` or `unverified` (an email not verified yet); `None` means no filter.
+#[derive(Debug, Clone, Default)]
+pub struct UserFilter {
+    pub text: Option<String>,
+    pub status: Option<String>,
+}
+
+/// The orders of the admin user list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserOrder {
+    Email,
+    Created,
+    LastLogin,
+}
+
+impl UserFilter {
+    /// The `WHERE` clause of `count` and `page` and its three parameters (pattern, status, unverified only).
+    const CLAUSE: &'static str = "(?1 IS NULL OR email LIKE ?1 ESCAPE '\\' OR name LIKE ?1 ESCAPE '\\')
+           AND (?2 IS NULL OR status = ?2) AND (?3 = 0 OR email_verified = 0)";
+
+    fn params(&self) -> (Option<String>, Option<&str>, bool) {
+        let pattern = self
+            .text
+            .as_deref()
+            .map(|q| format!("%{}%", q.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")));
+        match self.status.as_deref() {
+            Some("unverified") => (pattern, None, true),
+            status => (pattern, status, false),
+        }
+    }
+}
+
+/// How many users `filter` matches.
+pub fn count(conn: &Connection, filter: &UserFilter) -> Result<u64> {
+    let (pattern, status, unverified) = filter.params();
+    let total: i64 = conn
+        .prepare_cached(&format!("SELECT COUNT(*) FROM users WHERE {}", UserFilter::CLAUSE))?
+        .query_row(params![pattern, status, unverified], |r| r.get(0))?;
+    Ok(total.max(0) as u64)
+}
+
+/// One page of the users `filter` matches, in `order` (ties broken by id), each with whether TOTP is on. Users
+/// who never signed in come first in ascending `LastLogin` order, last in descending.
+pub fn page(
+    conn: &Connection,
+    filter: &UserFilter,
+    order: UserOrder,
+    descending: bool,
+    offset: u64,
+    limit: u64,
+) -> Result<Vec<(User, bool)>> {
+    let (pattern, status, unverified) = filter.params();
+    let column = match order {
+        UserOrder::Email => "email",
+        UserOrder::Created => "created_at",
+        UserOrder::LastLogin => "last_login_at",
+    };
+    let dir = if descending { "DESC" } else { "ASC" };
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS}, EXISTS(SELECT 1 FROM totp WHERE totp.user_id = users.id AND totp.confirmed = 1)
+         FROM users WHERE {} ORDER BY {column} {dir}, id {dir} LIMIT ?4 OFFSET ?5",
+        UserFilter::CLAUSE
+    ))?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let offset = i64::try_from(offset).unwrap_or(i64::MAX);
+    let rows: Vec<(User, bool)> = stmt
+        .query_map(params![pattern, status, unverified, limit, offset], |r| Ok((from_row(r)?, r.get::<_, bool>(10)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(rows)
+}
+
 /// Changes the given fields (`None` keeps one). `name: Some(None)` clears the name.
 pub fn update(
     conn: &Connection,

@@ -36,6 +36,7 @@ use crate::tenants::TenantSlug;
 
 fn count_issued(app: &App, grant: &'static str) {
     app.metrics.record(|| metrics::counter!("gatehouse_tokens_issued_total", "grant" => grant).increment(1));
+    app.metrics.pulse.token_issued();
 }
 
 fn split_scope(raw: &str) -> Vec<String> {

@@ -479,6 +479,7 @@ impl Plugins {
             metrics::histogram!("gatehouse_plugin_call_duration_seconds", "world" => world, "function" => f)
                 .record(seconds);
         });
+        app.metrics.pulse.plugin_call(report.outcome == Outcome::Ok);
         for line in &report.logs {
             tracing::info!(tenant = %slug, plugin = %settings.name, version, function = f, level = line.level, message = %line.message, "plugin log");
         }

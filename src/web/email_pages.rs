@@ -1,8 +1,7 @@
-//! Admin UI pages of a tenant's email and webhooks: SMTP settings with "send test mail", the outbox with retry,
-//! the dev mailbox (mail HTML shown in a sandboxed iframe served with its own locked-down CSP), and webhooks
-//! with create / enable / disable / delete / ping and their deliveries with redelivery.
+//! Admin UI pages of a tenant's email: SMTP settings with "send test mail", the outbox (filter by state and kind,
+//! search, totals, paging, retry) and the dev mailbox (mail HTML shown in a sandboxed iframe served with its own
+//! locked-down CSP). The webhooks pages (`webhook_pages`) list their deliveries with this module's outbox rows.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use askama::Template;
@@ -14,6 +13,8 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::CsrfOnly;
+use super::lists::{offset_of, with_query};
+use super::ui::{Paging, When, query_pairs};
 use super::{Chrome, CsrfForm, UiSession};
 use crate::app::{App, AppState};
 use crate::control::tables::Tenant;
@@ -22,9 +23,10 @@ use crate::email::api::{self as email_api, MailboxItem, SmtpInput, SmtpView};
 use crate::email::outbox::{self, OutboxItem};
 use crate::email::{EmailKind, parse_address};
 use crate::error::Error;
-use crate::http::page::{PageError, PageResult, UiForm, render};
-use crate::webhooks::api::{CreateWebhook, create_webhook, send_ping};
-use crate::webhooks::{self, Webhook, events};
+use crate::http::page::{PageError, PageResult, render};
+
+/// Rows per page of the outbox.
+const OUTBOX_PAGE: u32 = 50;
 
 pub fn router() -> Router<AppState> {
     let base = "/admin/tenants/{slug}";
@@ -38,10 +40,6 @@ pub fn router() -> Router<AppState> {
         .route(&format!("{base}/mailbox"), get(mailbox_page))
         .route(&format!("{base}/mailbox/{{id}}"), get(mailbox_message))
         .route(&format!("{base}/mailbox/{{id}}/body"), get(mailbox_body))
-        .route(&format!("{base}/webhooks"), get(webhooks_page).post(webhook_create))
-        .route(&format!("{base}/webhooks/{{id}}"), get(webhook_page))
-        .route(&format!("{base}/webhooks/{{id}}/{{action}}"), post(webhook_action))
-        .route(&format!("{base}/webhooks/{{id}}/deliveries/{{delivery}}/redeliver"), post(webhook_redeliver))
 }
 
 /// The tenant a page is about, checked against the session's scope.
@@ -55,11 +53,6 @@ fn done_notice(done: Option<&str>) -> Option<String> {
         "removed" => "SMTP settings removed; mail uses the global transport or the dev mailbox.",
         "queued" => "Test mail queued; see the outbox for its delivery.",
         "retried" => "Message queued again.",
-        "deleted" => "Webhook deleted.",
-        "pinged" => "Ping queued; see the webhook's deliveries.",
-        "enabled" => "Webhook enabled.",
-        "disabled" => "Webhook disabled: it gets no new events.",
-        "redelivered" => "Delivery queued again.",
         _ => return None,
     };
     Some(text.to_owned())
@@ -236,21 +229,51 @@ struct OutboxPage {
     kinds: Vec<(&'static str, bool)>,
     status: String,
     kind: String,
-    next_cursor: Option<String>,
+    q: String,
+    paging: Paging,
 }
 
-struct OutboxRow {
-    item: OutboxItem,
-    created: String,
-    next_attempt: String,
+/// One outbox row as the tables of `templates/admin/outbox_rows.html` show it (the outbox and a webhook's
+/// deliveries): times relative, the error and the receiver's answer cut to one line with the full text behind a
+/// `<details>`.
+pub(super) struct OutboxRow {
+    pub(super) item: OutboxItem,
+    pub(super) created: When,
+    pub(super) next_attempt: When,
+    pub(super) error: Option<OneLine>,
+    pub(super) answer: Option<OneLine>,
 }
 
-fn outbox_rows(items: Vec<OutboxItem>) -> Vec<OutboxRow> {
+/// A text shown on one line: its first line cut to `ONE_LINE_CHARS` characters, and the whole text when the line
+/// leaves some of it out.
+pub(super) struct OneLine {
+    pub(super) line: String,
+    pub(super) full: Option<String>,
+}
+
+const ONE_LINE_CHARS: usize = 120;
+
+impl OneLine {
+    pub(super) fn of(text: &str) -> OneLine {
+        let first = text.trim().lines().next().unwrap_or_default().trim_end();
+        let mut line: String = first.chars().take(ONE_LINE_CHARS).collect();
+        let cut = line.len() < first.len();
+        if cut {
+            line.push('…');
+        }
+        let full = (cut || first.len() < text.trim().len()).then(|| text.trim().to_owned());
+        OneLine { line, full }
+    }
+}
+
+pub(super) fn outbox_rows(items: Vec<OutboxItem>) -> Vec<OutboxRow> {
     items
         .into_iter()
         .map(|item| OutboxRow {
-            created: crate::display_time(item.created_at),
-            next_attempt: crate::display_time(item.next_attempt_at / 1000),
+            created: When::at(item.created_at),
+            next_attempt: When::at(item.next_attempt_at / 1000),
+            error: item.last_error.as_deref().filter(|e| !e.is_empty()).map(OneLine::of),
+            answer: item.last_response.as_deref().filter(|r| !r.trim().is_empty()).map(OneLine::of),
             item,
         })
         .collect()
@@ -260,7 +283,8 @@ fn outbox_rows(items: Vec<OutboxItem>) -> Vec<OutboxRow> {
 struct OutboxQuery {
     status: Option<String>,
     kind: Option<String>,
-    cursor: Option<String>,
+    q: Option<String>,
+    offset: Option<String>,
     done: Option<String>,
 }
 
@@ -271,12 +295,25 @@ async fn outbox_page(
     Query(q): Query<OutboxQuery>,
 ) -> PageResult {
     let (tenant, db) = open(&app, &session, &slug).await?;
-    let filter = email_api::outbox_filter(q.status.clone(), q.kind.as_deref(), Some(50), q.cursor)?;
-    let (items, next_cursor) = db::with_conn(&db.pool, move |conn| outbox::list(conn, &filter)).await?;
+    let filter = email_api::outbox_filter(q.status.clone(), q.kind.as_deref(), Some(OUTBOX_PAGE), None)?;
+    let status = filter.status.clone().unwrap_or_default();
+    let kind = filter.kind.map(|k| k.as_str().to_owned()).unwrap_or_default();
+    let text = q.q.as_deref().map(str::trim).unwrap_or_default().to_owned();
+    let base = with_query(
+        &format!("/admin/tenants/{}/outbox", tenant.slug),
+        &query_pairs(&[("status", status.as_str()), ("kind", kind.as_str()), ("q", text.as_str())]),
+    );
+    let offset = offset_of(q.offset.as_deref());
+    let search = (!text.is_empty()).then(|| text.clone());
+    let (paging, items) = db::with_conn(&db.pool, move |conn| {
+        let total = outbox::count_matching(conn, &filter, search.as_deref())?;
+        let paging = Paging::new(total, offset, u64::from(filter.limit), &base);
+        let items = outbox::page_matching(conn, &filter, search.as_deref(), paging.offset)?;
+        Ok((paging, items))
+    })
+    .await?;
     let mut chrome = session.chrome("tenants");
     chrome.notice = done_notice(q.done.as_deref());
-    let status = q.status.unwrap_or_default();
-    let kind = q.kind.unwrap_or_default();
     render(OutboxPage {
         chrome,
         slug: tenant.slug.to_string(),
@@ -289,7 +326,8 @@ async fn outbox_page(
         kinds: ["email", "webhook"].into_iter().map(|k| (k, k == kind)).collect(),
         status,
         kind,
-        next_cursor,
+        q: text,
+        paging,
     })
 }
 
@@ -390,183 +428,4 @@ async fn mailbox_body(
         item.html,
     )
         .into_response())
-}
-
-// ---- webhooks ----
-
-#[derive(Template)]
-#[template(path = "admin/webhooks.html")]
-struct WebhooksPage {
-    chrome: Chrome,
-    slug: String,
-    tenant_name: String,
-    tab: &'static str,
-    webhooks: Vec<Webhook>,
-    event_choices: Vec<EventChoice>,
-    new_secret: Option<(String, String)>,
-    form_url: String,
-    form_description: String,
-}
-
-struct EventChoice {
-    name: &'static str,
-    about: &'static str,
-    checked: bool,
-}
-
-async fn render_webhooks(
-    tenant: &Tenant,
-    db: &TenantDb,
-    mut chrome: Chrome,
-    new_secret: Option<(String, String)>,
-    form: (String, String, Vec<String>),
-) -> PageResult {
-    let webhooks = db::with_conn(&db.pool, |conn| webhooks::list(conn)).await?;
-    chrome.nav = "tenants";
-    let status = if chrome.error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
-    let page = WebhooksPage {
-        chrome,
-        slug: tenant.slug.to_string(),
-        tenant_name: tenant.name.clone(),
-        tab: "webhooks",
-        webhooks,
-        event_choices: std::iter::once(&("*", "every event, including those added later"))
-            .chain(events::CATALOGUE)
-            .map(|(name, about)| EventChoice { name, about, checked: form.2.iter().any(|e| e == name) })
-            .collect(),
-        new_secret,
-        form_url: form.0,
-        form_description: form.1,
-    };
-    Ok((status, render(page)?).into_response())
-}
-
-async fn webhooks_page(
-    State(app): State<AppState>,
-    session: UiSession,
-    Path(slug): Path<String>,
-    Query(q): Query<DoneQuery>,
-) -> PageResult {
-    let (tenant, db) = open(&app, &session, &slug).await?;
-    let mut chrome = session.chrome("tenants");
-    chrome.notice = done_notice(q.done.as_deref());
-    render_webhooks(&tenant, &db, chrome, None, Default::default()).await
-}
-
-/// The create form: `url`, `description` and one `events` entry per ticked box.
-async fn webhook_create(
-    State(app): State<AppState>,
-    session: UiSession,
-    Path(slug): Path<String>,
-    UiForm(fields): UiForm<Vec<(String, String)>>,
-) -> PageResult {
-    let mut values: HashMap<&str, &str> = HashMap::new();
-    let mut chosen = Vec::new();
-    for (key, value) in &fields {
-        if key == "events" {
-            chosen.push(value.clone());
-        } else {
-            values.insert(key, value);
-        }
-    }
-    session.check_csrf(values.get("csrf_token").copied().unwrap_or_default())?;
-    let (tenant, db) = open(&app, &session, &slug).await?;
-    let url = values.get("url").copied().unwrap_or_default().to_owned();
-    let description = values.get("description").copied().unwrap_or_default().to_owned();
-    let body = CreateWebhook { url: url.clone(), events: chosen.clone(), description: description.clone() };
-    match create_webhook(&app, &db, body).await {
-        Ok((webhook, secret)) => {
-            let mut chrome = session.chrome("tenants");
-            chrome.notice = Some("Webhook created. Copy its signing secret now: it is not shown again.".into());
-            let shown = Some((webhook.url, secret));
-            render_webhooks(&tenant, &db, chrome, shown, Default::default()).await
-        }
-        Err(err @ (Error::Validation(_) | Error::Conflict(_))) => {
-            let mut chrome = session.chrome("tenants");
-            chrome.error = Some(err.to_string());
-            render_webhooks(&tenant, &db, chrome, None, (url, description, chosen)).await
-        }
-        Err(other) => Err(other.into()),
-    }
-}
-
-#[derive(Template)]
-#[template(path = "admin/webhook.html")]
-struct WebhookPage {
-    chrome: Chrome,
-    slug: String,
-    tenant_name: String,
-    tab: &'static str,
-    webhook: Webhook,
-    rows: Vec<OutboxRow>,
-    retry_base: String,
-    retry_action: &'static str,
-    next_cursor: Option<String>,
-}
-
-async fn webhook_page(
-    State(app): State<AppState>,
-    session: UiSession,
-    Path((slug, id)): Path<(String, String)>,
-    Query(q): Query<OutboxQuery>,
-) -> PageResult {
-    let (tenant, db) = open(&app, &session, &slug).await?;
-    let mut filter = email_api::outbox_filter(q.status, Some("webhook"), Some(50), q.cursor)?;
-    filter.webhook_id = Some(id.clone());
-    let (webhook, (items, next_cursor)) =
-        db::with_conn(&db.pool, move |conn| Ok((webhooks::get(conn, &id)?, outbox::list(conn, &filter)?))).await?;
-    let mut chrome = session.chrome("tenants");
-    chrome.notice = done_notice(q.done.as_deref());
-    render(WebhookPage {
-        chrome,
-        slug: tenant.slug.to_string(),
-        tenant_name: tenant.name.clone(),
-        tab: "webhooks",
-        retry_base: format!("/admin/tenants/{}/webhooks/{}/deliveries", tenant.slug, webhook.id),
-        retry_action: "redeliver",
-        webhook,
-        rows: outbox_rows(items),
-        next_cursor,
-    })
-}
-
-async fn webhook_action(
-    State(app): State<AppState>,
-    session: UiSession,
-    Path((slug, id, action)): Path<(String, String, String)>,
-    CsrfForm(_): CsrfForm<CsrfOnly>,
-) -> PageResult {
-    let (_, db) = open(&app, &session, &slug).await?;
-    let back = |done: &str| Redirect::to(&format!("/admin/tenants/{slug}/webhooks?done={done}")).into_response();
-    let to_page =
-        |done: &str| Redirect::to(&format!("/admin/tenants/{slug}/webhooks/{id}?done={done}")).into_response();
-    match action.as_str() {
-        "delete" => {
-            let id = id.clone();
-            db::with_conn(&db.pool, move |conn| webhooks::delete(conn, &id)).await?;
-            Ok(back("deleted"))
-        }
-        "ping" => {
-            send_ping(&db, id.clone()).await?;
-            Ok(to_page("pinged"))
-        }
-        "enable" | "disable" => {
-            let (hook, enabled) = (id.clone(), action == "enable");
-            db::with_conn(&db.pool, move |conn| webhooks::update(conn, &hook, None, None, None, Some(enabled))).await?;
-            Ok(back(if enabled { "enabled" } else { "disabled" }))
-        }
-        _ => Err(Error::NotFound("action").into()),
-    }
-}
-
-async fn webhook_redeliver(
-    State(app): State<AppState>,
-    session: UiSession,
-    Path((slug, id, delivery)): Path<(String, String, String)>,
-    CsrfForm(_): CsrfForm<CsrfOnly>,
-) -> PageResult {
-    let (_, db) = open(&app, &session, &slug).await?;
-    let hook = id.clone();
-    db.write(move |tx| outbox::redeliver(tx, &hook, &delivery)).await?;
-    Ok(Redirect::to(&format!("/admin/tenants/{slug}/webhooks/{id}?done=redelivered")).into_response())
 }

@@ -1,12 +1,12 @@
-//! Admin UI pages of a tenant's identity: users (search, create, detail with roles, sessions, disable/enable,
-//! reset mail, MFA removal, delete), roles, tenant admins, sign-in settings and the audit log. The pages call
-//! the same services as the JSON admin API (`identity::admin`, `tenants`).
+//! Admin UI pages of a tenant's access settings: roles, tenant admins and sign-in settings (the users are
+//! `user_pages`, the audit log is `audit_pages`). The pages call the same services as the JSON admin API
+//! (`identity::admin`, `tenants`).
 
 use std::sync::Arc;
 
 use askama::Template;
 use axum::Router;
-use axum::extract::{Path, Query, RawForm, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -22,25 +22,19 @@ use crate::db::{self, registry::TenantDb};
 use crate::error::Error;
 use crate::http::extract::RequestOrigin;
 use crate::http::page::{PageError, PageResult, render};
-use crate::identity::admin::{self, CreateUser};
-use crate::identity::audit::{self, Origin};
-use crate::identity::{mfa, roles, sessions, users};
+use crate::identity::admin;
+use crate::identity::audit::Origin;
+use crate::identity::roles;
 use crate::tenants::{self, TenantSlug};
 
 pub fn router() -> Router<AppState> {
     let base = "/admin/tenants/{slug}";
     Router::new()
-        .route(&format!("{base}/users"), get(users_page).post(user_create))
-        .route(&format!("{base}/users/{{id}}"), get(user_page))
-        .route(&format!("{base}/users/{{id}}/roles"), post(user_roles))
-        .route(&format!("{base}/users/{{id}}/sessions/{{sid}}/revoke"), post(user_session_revoke))
-        .route(&format!("{base}/users/{{id}}/{{action}}"), post(user_action))
         .route(&format!("{base}/roles"), get(roles_page).post(role_create))
         .route(&format!("{base}/roles/{{name}}/delete"), post(role_delete))
         .route(&format!("{base}/admins"), get(admins_page).post(admin_create))
         .route(&format!("{base}/admins/{{id}}/delete"), post(admin_delete))
         .route(&format!("{base}/sign-in"), get(signin_page).post(signin_save))
-        .route(&format!("{base}/audit"), get(audit_page))
 }
 
 fn origin_of(session: &UiSession, from: RequestOrigin) -> Origin {
@@ -53,14 +47,6 @@ async fn open(app: &AppState, session: &UiSession, slug: &str) -> Result<(Arc<Te
 
 fn done_notice(done: Option<&str>) -> Option<String> {
     let text = match done? {
-        "created" => "User created.",
-        "deleted" => "User deleted.",
-        "disabled" => "User disabled; their sessions ended.",
-        "enabled" => "User enabled.",
-        "reset" => "Email queued; see the outbox for its delivery.",
-        "mfa" => "Two-factor authentication removed.",
-        "roles" => "Roles saved.",
-        "revoked" => "Session ended.",
         "role_created" => "Role created.",
         "role_deleted" => "Role deleted.",
         "admin_created" => "Tenant admin created.",
@@ -83,276 +69,9 @@ fn redirect(slug: &str, path: &str) -> Response {
     Redirect::to(&format!("/admin/tenants/{slug}/{path}")).into_response()
 }
 
-#[derive(Deserialize, Default)]
-struct ListQuery {
-    q: Option<String>,
-    status: Option<String>,
-    cursor: Option<String>,
-    done: Option<String>,
-    #[serde(rename = "type")]
-    kind: Option<String>,
-    user_id: Option<String>,
-}
-
-// ---- users ----
-
-struct UserRow {
-    id: String,
-    email: String,
-    name: String,
-    status: String,
-    verified: bool,
-    created: String,
-    last_login: String,
-}
-
-#[derive(Template)]
-#[template(path = "admin/users.html")]
-struct UsersPage {
-    chrome: Chrome,
-    slug: String,
-    tenant_name: String,
-    tab: &'static str,
-    q: String,
-    status: String,
-    rows: Vec<UserRow>,
-    next_cursor: Option<String>,
-    form_email: String,
-    form_name: String,
-}
-
-async fn render_users(
-    tenant: &Tenant,
-    db: &TenantDb,
-    chrome: Chrome,
-    q: ListQuery,
-    form: (String, String),
-) -> PageResult {
-    let search = q.q.clone().map(|s| s.trim().to_lowercase()).filter(|s| !s.is_empty());
-    let status = q.status.clone().filter(|s| s == "active" || s == "disabled");
-    let cursor = q.cursor.clone().filter(|c| !c.is_empty());
-    let (items, next_cursor) = admin::list_users(db, search.clone(), status.clone(), cursor, 50).await?;
-    let rows = items
-        .into_iter()
-        .map(|u| UserRow {
-            id: u.id,
-            email: u.email,
-            name: u.name.unwrap_or_default(),
-            status: u.status,
-            verified: u.email_verified,
-            created: crate::display_time(u.created_at),
-            last_login: u.last_login_at.map_or_else(|| "never".to_owned(), crate::display_time),
-        })
-        .collect();
-    let code = if chrome.error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
-    let page = UsersPage {
-        chrome,
-        slug: tenant.slug.to_string(),
-        tenant_name: tenant.name.clone(),
-        tab: "users",
-        q: search.unwrap_or_default(),
-        status: status.unwrap_or_default(),
-        rows,
-        next_cursor,
-        form_email: form.0,
-        form_name: form.1,
-    };
-    Ok((code, render(page)?).into_response())
-}
-
-async fn users_page(
-    State(app): State<AppState>,
-    session: UiSession,
-    Path(slug): Path<String>,
-    Query(q): Query<ListQuery>,
-) -> PageResult {
-    let (tenant, db) = open(&app, &session, &slug).await?;
-    let mut chrome = session.chrome("tenants");
-    chrome.notice = done_notice(q.done.as_deref());
-    render_users(&tenant, &db, chrome, q, Default::default()).await
-}
-
 #[derive(Deserialize)]
-struct CreateUserForm {
-    #[serde(default)]
-    email: String,
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    password: String,
-    send_invite: Option<String>,
-    email_verified: Option<String>,
-}
-
-async fn user_create(
-    State(app): State<AppState>,
-    session: UiSession,
-    from: RequestOrigin,
-    Path(slug): Path<String>,
-    CsrfForm(form): CsrfForm<CreateUserForm>,
-) -> PageResult {
-    let (tenant, db) = open(&app, &session, &slug).await?;
-    let input = CreateUser {
-        email: form.email.clone(),
-        password: Some(form.password),
-        email_verified: form.email_verified.is_some(),
-        name: Some(form.name.clone()),
-        send_invite: form.send_invite.is_some(),
-        ..CreateUser::default()
-    };
-    match admin::create_user(&app, &tenant, &db, input, origin_of(&session, from)).await {
-        Ok(id) => Ok(redirect(&slug, &format!("users/{id}?done=created"))),
-        Err(err) => {
-            let mut chrome = session.chrome("tenants");
-            chrome.error = Some(form_error(err)?);
-            render_users(&tenant, &db, chrome, ListQuery::default(), (form.email, form.name)).await
-        }
-    }
-}
-
-struct SessionRow {
-    id: String,
-    created: String,
-    last_seen: String,
-    from: String,
-}
-
-#[derive(Template)]
-#[template(path = "admin/user.html")]
-struct UserPage {
-    chrome: Chrome,
-    slug: String,
-    tenant_name: String,
-    tab: &'static str,
-    id: String,
-    email: String,
-    name: String,
-    status: String,
-    verified: bool,
-    has_password: bool,
-    mfa_enabled: bool,
-    fields: String,
-    created: String,
-    last_login: String,
-    roles: Vec<(String, bool)>,
-    sessions: Vec<SessionRow>,
-}
-
-async fn user_page(
-    State(app): State<AppState>,
-    session: UiSession,
-    Path((slug, id)): Path<(String, String)>,
-    Query(q): Query<ListQuery>,
-) -> PageResult {
-    let (tenant, db) = open(&app, &session, &slug).await?;
-    let (user, assigned, all, list, enrolled) = db::with_conn(&db.pool, move |conn| {
-        Ok((
-            users::get(conn, &id)?,
-            roles::of_user(conn, &id)?,
-            roles::list(conn)?,
-            sessions::list(conn, &id)?,
-            mfa::is_enrolled(conn, &id)?,
-        ))
-    })
-    .await?;
-    let mut chrome = session.chrome("tenants");
-    chrome.notice = done_notice(q.done.as_deref());
-    let page = UserPage {
-        chrome,
-        slug: tenant.slug.to_string(),
-        tenant_name: tenant.name.clone(),
-        tab: "users",
-        roles: all
-            .into_iter()
-            .map(|r| {
-                let on = assigned.contains(&r.name);
-                (r.name, on)
-            })
-            .collect(),
-        sessions: list
-            .into_iter()
-            .map(|s| SessionRow {
-                created: crate::display_time(s.created_at),
-                last_seen: crate::display_time(s.last_seen_at),
-                from: crate::client_label(s.ip.as_deref(), s.user_agent.as_deref()),
-                id: s.id,
-            })
-            .collect(),
-        id: user.id,
-        email: user.email,
-        name: user.name.unwrap_or_default(),
-        status: user.status,
-        verified: user.email_verified,
-        has_password: user.has_password,
-        mfa_enabled: enrolled,
-        fields: user.fields.to_string(),
-        created: crate::display_time(user.created_at),
-        last_login: user.last_login_at.map_or_else(|| "never".to_owned(), crate::display_time),
-    };
-    render(page)
-}
-
-async fn user_action(
-    State(app): State<AppState>,
-    session: UiSession,
-    from: RequestOrigin,
-    Path((slug, id, action)): Path<(String, String, String)>,
-    CsrfForm(_): CsrfForm<CsrfOnly>,
-) -> PageResult {
-    let (tenant, db) = open(&app, &session, &slug).await?;
-    let origin = origin_of(&session, from);
-    let done = match action.as_str() {
-        "disable" => admin::change_status(&db, id.clone(), "disabled", origin).await.map(|_| "disabled")?,
-        "enable" => admin::change_status(&db, id.clone(), "active", origin).await.map(|_| "enabled")?,
-        "reset" => admin::send_reset(&app, &tenant, &db, id.clone(), origin).await.map(|_| "reset")?,
-        "mfa" => admin::clear_mfa(&db, id.clone(), origin).await.map(|_| "mfa")?,
-        "delete" => {
-            admin::delete_user(&db, id, origin).await?;
-            return Ok(redirect(&slug, "users?done=deleted"));
-        }
-        _ => return Err(Error::NotFound("action").into()),
-    };
-    Ok(redirect(&slug, &format!("users/{id}?done={done}")))
-}
-
-/// The values of every `key` field of a urlencoded form (checkbox groups), and the CSRF token.
-fn form_values(raw: &[u8], key: &str) -> (Vec<String>, String) {
-    let mut values = Vec::new();
-    let mut csrf = String::new();
-    for (k, v) in url::form_urlencoded::parse(raw) {
-        if k == key {
-            values.push(v.into_owned());
-        } else if k == "csrf_token" {
-            csrf = v.into_owned();
-        }
-    }
-    (values, csrf)
-}
-
-async fn user_roles(
-    State(app): State<AppState>,
-    session: UiSession,
-    from: RequestOrigin,
-    Path((slug, id)): Path<(String, String)>,
-    RawForm(raw): RawForm,
-) -> PageResult {
-    let (names, csrf) = form_values(&raw, "roles");
-    session.check_csrf(&csrf)?;
-    let (_, db) = open(&app, &session, &slug).await?;
-    admin::assign_roles(&db, id.clone(), names, origin_of(&session, from)).await?;
-    Ok(redirect(&slug, &format!("users/{id}?done=roles")))
-}
-
-async fn user_session_revoke(
-    State(app): State<AppState>,
-    session: UiSession,
-    from: RequestOrigin,
-    Path((slug, id, sid)): Path<(String, String, String)>,
-    CsrfForm(_): CsrfForm<CsrfOnly>,
-) -> PageResult {
-    let (_, db) = open(&app, &session, &slug).await?;
-    admin::end_session(&db, id.clone(), sid, origin_of(&session, from)).await?;
-    Ok(redirect(&slug, &format!("users/{id}?done=revoked")))
+struct DoneQuery {
+    done: Option<String>,
 }
 
 // ---- roles ----
@@ -390,7 +109,7 @@ async fn roles_page(
     State(app): State<AppState>,
     session: UiSession,
     Path(slug): Path<String>,
-    Query(q): Query<ListQuery>,
+    Query(q): Query<DoneQuery>,
 ) -> PageResult {
     let (tenant, db) = open(&app, &session, &slug).await?;
     let mut chrome = session.chrome("tenants");
@@ -491,7 +210,7 @@ async fn admins_page(
     State(app): State<AppState>,
     session: UiSession,
     Path(slug): Path<String>,
-    Query(q): Query<ListQuery>,
+    Query(q): Query<DoneQuery>,
 ) -> PageResult {
     let (tenant, _) = open(&app, &session, &slug).await?;
     let mut chrome = session.chrome("tenants");
@@ -574,7 +293,7 @@ async fn signin_page(
     State(app): State<AppState>,
     session: UiSession,
     Path(slug): Path<String>,
-    Query(q): Query<ListQuery>,
+    Query(q): Query<DoneQuery>,
 ) -> PageResult {
     let (tenant, _) = open(&app, &session, &slug).await?;
     let mut chrome = session.chrome("tenants");
@@ -647,71 +366,4 @@ async fn signin_save(
             render_signin(&tenant, chrome)
         }
     }
-}
-
-// ---- audit log ----
-
-struct AuditRow {
-    at: String,
-    kind: String,
-    user_id: Option<String>,
-    actor: String,
-    from: String,
-    detail: String,
-}
-
-#[derive(Template)]
-#[template(path = "admin/audit.html")]
-struct AuditPage {
-    chrome: Chrome,
-    slug: String,
-    tenant_name: String,
-    tab: &'static str,
-    types: Vec<(&'static str, bool)>,
-    kind: String,
-    user_id: String,
-    rows: Vec<AuditRow>,
-    next_cursor: Option<i64>,
-}
-
-async fn audit_page(
-    State(app): State<AppState>,
-    session: UiSession,
-    Path(slug): Path<String>,
-    Query(q): Query<ListQuery>,
-) -> PageResult {
-    let (tenant, db) = open(&app, &session, &slug).await?;
-    let kind = q.kind.filter(|k| audit::TYPES.contains(&k.as_str()));
-    let user_id = q.user_id.filter(|u| !u.is_empty());
-    let filter = audit::Filter {
-        kind: kind.clone(),
-        user_id: user_id.clone(),
-        since: None,
-        cursor: q.cursor.and_then(|c| c.parse().ok()),
-        limit: 100,
-    };
-    let (entries, next_cursor) = db::with_conn(&db.pool, move |conn| audit::list(conn, &filter)).await?;
-    let kind = kind.unwrap_or_default();
-    let page = AuditPage {
-        chrome: session.chrome("tenants"),
-        slug: tenant.slug.to_string(),
-        tenant_name: tenant.name.clone(),
-        tab: "audit",
-        types: audit::TYPES.iter().map(|t| (*t, *t == kind)).collect(),
-        kind,
-        user_id: user_id.unwrap_or_default(),
-        rows: entries
-            .into_iter()
-            .map(|e| AuditRow {
-                at: crate::display_time(e.at),
-                kind: e.kind,
-                user_id: e.user_id,
-                actor: e.actor,
-                from: crate::client_label(e.ip.as_deref(), e.user_agent.as_deref()),
-                detail: e.detail.to_string(),
-            })
-            .collect(),
-        next_cursor,
-    };
-    render(page)
 }

@@ -7,15 +7,22 @@
 
 mod api_docs;
 mod assets;
+mod audit_pages;
 mod email_pages;
 mod identity_pages;
+mod lists;
+mod node_plots;
 mod oauth_pages;
 mod pages;
+pub mod plot;
 mod plugin_pages;
 mod store_pages;
 mod store_rules_pages;
 mod store_setup_pages;
 mod tenant_overview;
+pub mod ui;
+mod user_pages;
+mod webhook_pages;
 
 pub use crate::http::page::CsrfOnly;
 // `pages.rs` calls it as `super::message_page`.
@@ -41,6 +48,9 @@ pub fn router() -> Router<AppState> {
     pages::router()
         .merge(email_pages::router())
         .merge(identity_pages::router())
+        .merge(audit_pages::router())
+        .merge(user_pages::router())
+        .merge(webhook_pages::router())
         .merge(oauth_pages::router())
         .merge(plugin_pages::router())
         .merge(store_pages::router())

@@ -1,7 +1,7 @@
-//! Admin UI pages of a tenant's OAuth provider: clients (list, create with the secret shown once, edit, new
-//! secret, delete) and signing keys (list, rotate). They call the same services as `oidc::admin_api`: clients
-//! through `oidc::clients` (`find`, `create`, `update`, `rotate_secret`), keys through `oidc::admin_api`
-//! (`keys`, `rotate`).
+//! Admin UI pages of a tenant's OAuth provider: clients (list with search, sort, totals and paging; create with
+//! the secret shown once, edit, new secret, delete) and signing keys (list, rotate). They call the same services
+//! as `oidc::admin_api`: clients through `oidc::clients` (`find`, `create`, `update`, `rotate_secret`), keys
+//! through `oidc::admin_api` (`keys`, `rotate`).
 
 use askama::Template;
 use axum::Router;
@@ -12,6 +12,8 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::lists::{Sort, SortHeader, offset_of, with_query};
+use super::ui::{Paging, When, query_pairs};
 use super::{Chrome, CsrfForm, CsrfOnly, UiSession};
 use crate::app::AppState;
 use crate::control::tables::Tenant;
@@ -33,6 +35,21 @@ pub fn router() -> Router<AppState> {
 
 #[derive(Deserialize, Default)]
 struct DoneQuery {
+    done: Option<String>,
+}
+
+/// Clients per page of the list.
+const CLIENTS_PAGE: u64 = 50;
+/// The list's sort keys, each with whether it sorts descending by default; the first is the default sort.
+const CLIENT_SORTS: [(&str, bool); 2] = [("created", false), ("name", false)];
+
+/// The clients list's view: a part of the name or client id, the sort and the offset.
+#[derive(Deserialize, Default)]
+struct ClientsQuery {
+    q: Option<String>,
+    sort: Option<String>,
+    dir: Option<String>,
+    offset: Option<String>,
     done: Option<String>,
 }
 
@@ -154,7 +171,7 @@ struct ClientRow {
     kind: &'static str,
     first_party: bool,
     grants: String,
-    created: String,
+    created: When,
 }
 
 #[derive(Template)]
@@ -165,13 +182,61 @@ struct ClientsPage {
     tenant_name: String,
     tab: &'static str,
     issuer: String,
+    q: String,
+    sort: &'static str,
+    dir: &'static str,
+    sort_name: SortHeader,
+    sort_created: SortHeader,
     rows: Vec<ClientRow>,
+    paging: Paging,
     form: ClientForm,
 }
 
-async fn render_clients(app: &AppState, tenant: &Tenant, chrome: Chrome, form: ClientForm) -> PageResult {
+/// The clients list (a tenant's clients are few: filtered, sorted and paged here) and the new-client form.
+async fn render_clients(
+    app: &AppState,
+    tenant: &Tenant,
+    chrome: Chrome,
+    q: &ClientsQuery,
+    form: ClientForm,
+) -> PageResult {
     let slug = tenant.slug.clone();
     let list = app.control.read(move |conn| clients::list(conn, &slug)).await?;
+    let text = q.q.as_deref().map(str::trim).unwrap_or_default().to_owned();
+    let needle = text.to_lowercase();
+    let sort = Sort::parse(q.sort.as_deref(), q.dir.as_deref(), &CLIENT_SORTS);
+    let mut list: Vec<Client> = list
+        .into_iter()
+        .filter(|c| {
+            needle.is_empty() || c.name.to_lowercase().contains(&needle) || c.client_id.to_lowercase().contains(&needle)
+        })
+        .collect();
+    match sort.key {
+        "name" => list.sort_by(|a, b| {
+            a.name.to_lowercase().cmp(&b.name.to_lowercase()).then_with(|| a.client_id.cmp(&b.client_id))
+        }),
+        _ => list.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.client_id.cmp(&b.client_id))),
+    }
+    if sort.descending {
+        list.reverse();
+    }
+    let path = format!("/admin/tenants/{}/clients", tenant.slug);
+    let search = [("q", text.as_str())];
+    let base = with_query(&path, &query_pairs(&[("q", text.as_str()), ("sort", sort.key), ("dir", sort.dir())]));
+    let paging = Paging::new(list.len() as u64, offset_of(q.offset.as_deref()), CLIENTS_PAGE, &base);
+    let rows = list
+        .iter()
+        .skip(usize::try_from(paging.offset).unwrap_or(usize::MAX))
+        .take(usize::try_from(paging.limit).unwrap_or(usize::MAX))
+        .map(|c| ClientRow {
+            id: c.client_id.clone(),
+            name: c.name.clone(),
+            kind: if c.client_type == ClientType::Public { "public" } else { "confidential" },
+            first_party: c.first_party,
+            grants: c.grant_types.join(", "),
+            created: When::at(c.created_at),
+        })
+        .collect();
     let code = if chrome.error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
     let page = ClientsPage {
         chrome,
@@ -179,17 +244,13 @@ async fn render_clients(app: &AppState, tenant: &Tenant, chrome: Chrome, form: C
         tenant_name: tenant.name.clone(),
         tab: "clients",
         issuer: crate::oidc::state::issuer(app, tenant.slug.as_str()),
-        rows: list
-            .iter()
-            .map(|c| ClientRow {
-                id: c.client_id.clone(),
-                name: c.name.clone(),
-                kind: if c.client_type == ClientType::Public { "public" } else { "confidential" },
-                first_party: c.first_party,
-                grants: c.grant_types.join(", "),
-                created: crate::display_time(c.created_at),
-            })
-            .collect(),
+        sort_name: sort.header("name", false, &path, &search),
+        sort_created: sort.header("created", false, &path, &search),
+        q: text,
+        sort: sort.key,
+        dir: sort.dir(),
+        rows,
+        paging,
         form,
     };
     Ok((code, render(page)?).into_response())
@@ -199,11 +260,11 @@ async fn clients_page(
     State(app): State<AppState>,
     session: UiSession,
     Path(slug): Path<String>,
-    Query(q): Query<DoneQuery>,
+    Query(q): Query<ClientsQuery>,
 ) -> PageResult {
     let tenant = session.tenant(&app, &slug).await?;
     let chrome = session.chrome_with("tenants", notice(q.done.as_deref()));
-    render_clients(&app, &tenant, chrome, ClientForm::new_client()).await
+    render_clients(&app, &tenant, chrome, &q, ClientForm::new_client()).await
 }
 
 fn form_error(err: Error) -> Result<String, PageError> {
@@ -227,7 +288,7 @@ async fn client_create(
         Err(err) => {
             let mut chrome = session.chrome("tenants");
             chrome.error = Some(form_error(err)?);
-            render_clients(&app, &tenant, chrome, form).await
+            render_clients(&app, &tenant, chrome, &ClientsQuery::default(), form).await
         }
     }
 }

@@ -22,6 +22,7 @@ use crate::error::Error;
 use crate::http::cookies;
 use crate::http::extract::client_ip;
 use crate::http::page::{CsrfOnly, PageError, PageResult, UiForm, render};
+use crate::telemetry::pulse::Window;
 use crate::tenants::{self, TenantSettings, TenantSlug, TenantStatus};
 
 const FORM_CSRF_COOKIE: &str = "gh_csrf";
@@ -252,6 +253,15 @@ struct DashboardPage {
     public_url: String,
     scope: String,
     mail_warning: Option<String>,
+    /// `hour` or `day`: the plots' window.
+    range: &'static str,
+    plots: Vec<super::plot::Plot>,
+}
+
+#[derive(Deserialize)]
+struct DashboardQuery {
+    /// `hour` (the default) or `day`.
+    range: Option<String>,
 }
 
 fn human_duration(secs: u64) -> String {
@@ -263,7 +273,7 @@ fn human_duration(secs: u64) -> String {
     }
 }
 
-async fn dashboard(State(app): State<AppState>, session: UiSession) -> PageResult {
+async fn dashboard(State(app): State<AppState>, session: UiSession, Query(q): Query<DashboardQuery>) -> PageResult {
     // A tenant admin has one tenant: its overview is their home, not the node's.
     if let Scope::Tenant(slug) = &session.actor.scope {
         return Ok(Redirect::to(&format!("/admin/tenants/{slug}")).into_response());
@@ -271,6 +281,7 @@ async fn dashboard(State(app): State<AppState>, session: UiSession) -> PageResul
     let registry = app.tenants.clone();
     let (tenants, suspended) = app.control.read(tables::count_tenants).await?;
     let pools_open = tokio::task::spawn_blocking(move || registry.open_pools()).await.map_err(Error::from)?;
+    let window = Window::parse(q.range.as_deref());
     render(DashboardPage {
         chrome: session.chrome("dashboard"),
         tenants,
@@ -281,6 +292,8 @@ async fn dashboard(State(app): State<AppState>, session: UiSession) -> PageResul
         public_url: app.config.public_url.clone(),
         scope: session.actor.scope.to_string(),
         mail_warning: mail_warning(&app, &session).await?,
+        range: window.as_str(),
+        plots: super::node_plots::plots(&app, window),
     })
 }
 

@@ -140,13 +140,34 @@ async fn read(
 /// What to change; a missing field is kept.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct UpdateWebhook {
-    url: Option<String>,
+pub struct UpdateWebhook {
+    pub url: Option<String>,
     /// Event types, or `*` for every event.
-    events: Option<Vec<String>>,
-    description: Option<String>,
+    pub events: Option<Vec<String>>,
+    pub description: Option<String>,
     /// A disabled webhook gets no new deliveries.
-    enabled: Option<bool>,
+    pub enabled: Option<bool>,
+}
+
+/// Checks and applies a change to a webhook: a new URL passes the same guard as on create.
+pub async fn update_webhook(app: &App, db: &TenantDb, id: String, body: UpdateWebhook) -> Result<Webhook> {
+    let allow = app.config.webhook_allow_private;
+    let url = match body.url {
+        None => None,
+        Some(raw) => {
+            let url = webhooks::parse_url(&raw, allow)?;
+            webhooks::check_resolves(&url, allow).await?;
+            Some(url.to_string())
+        }
+    };
+    let events = body.events.as_deref().map(webhooks::check_events).transpose()?;
+    if let Some(d) = &body.description {
+        webhooks::check_description(d)?;
+    }
+    db::with_conn(&db.pool, move |conn| {
+        webhooks::update(conn, &id, url.as_deref(), events.as_deref(), body.description.as_deref(), body.enabled)
+    })
+    .await
 }
 
 /// Changes a webhook's URL, events, description or enabled flag.
@@ -167,24 +188,7 @@ async fn update(
     ApiJson(body): ApiJson<UpdateWebhook>,
 ) -> Result<Json<Webhook>> {
     let (_, db) = actor.open_tenant(&app, &slug).await?;
-    let allow = app.config.webhook_allow_private;
-    let url = match body.url {
-        None => None,
-        Some(raw) => {
-            let url = webhooks::parse_url(&raw, allow)?;
-            webhooks::check_resolves(&url, allow).await?;
-            Some(url.to_string())
-        }
-    };
-    let events = body.events.as_deref().map(webhooks::check_events).transpose()?;
-    if let Some(d) = &body.description {
-        webhooks::check_description(d)?;
-    }
-    let webhook = db::with_conn(&db.pool, move |conn| {
-        webhooks::update(conn, &id, url.as_deref(), events.as_deref(), body.description.as_deref(), body.enabled)
-    })
-    .await?;
-    Ok(Json(webhook))
+    Ok(Json(update_webhook(&app, &db, id, body).await?))
 }
 
 /// Deletes a webhook.

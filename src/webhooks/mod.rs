@@ -25,7 +25,7 @@ use serde::Serialize;
 use sha2::Sha256;
 
 use crate::crypto::MasterKey;
-use crate::email::outbox::Response;
+use crate::email::outbox::{self, Response};
 use crate::error::{Error, Result};
 use crate::tenants::TenantSlug;
 
@@ -425,6 +425,36 @@ pub fn delete(conn: &Connection, id: &str) -> Result<()> {
         params![id, crate::now_unix()],
     )?;
     Ok(())
+}
+
+/// How many of a webhook's latest deliveries `failing` looks at.
+pub const RECENT_DELIVERIES: u32 = 5;
+
+/// An enabled webhook whose recent deliveries were all tried and none got through.
+#[derive(Debug, Clone)]
+pub struct Failing {
+    pub id: String,
+    pub url: String,
+    /// The newest failed delivery's error.
+    pub last_error: Option<String>,
+}
+
+/// The enabled webhooks whose latest `RECENT_DELIVERIES` deliveries, leaving out those not tried yet, all failed
+/// (at least one tried). The tenant overview warns about them; the webhook pages mark them "Failing".
+pub fn failing(conn: &Connection) -> Result<Vec<Failing>> {
+    let mut found = Vec::new();
+    for hook in list(conn)?.into_iter().filter(|h| h.enabled) {
+        let filter =
+            outbox::Filter { webhook_id: Some(hook.id.clone()), limit: RECENT_DELIVERIES, ..Default::default() };
+        let (deliveries, _) = outbox::list(conn, &filter)?;
+        let tried: Vec<_> = deliveries.iter().filter(|d| d.status == "sent" || d.attempts > 0).collect();
+        if let Some(last) = tried.first()
+            && tried.iter().all(|d| d.status != "sent")
+        {
+            found.push(Failing { id: hook.id, url: hook.url, last_error: last.last_error.clone() });
+        }
+    }
+    Ok(found)
 }
 
 /// What a delivery needs at send time: the current URL, whether the webhook is enabled, and its secret.

@@ -29,20 +29,24 @@ pub(crate) async fn app_with_operator() -> TestApp {
 /// chromedriver, leader of its own process group. Each test closes its session first (chromedriver then quits that
 /// Chromium); when a test panicked before that, SIGTERM to the whole group still ends the browser: killing
 /// chromedriver alone with SIGKILL left ~11 Chromium processes running per test.
-pub(crate) struct Driver(Child);
+pub(crate) struct Driver {
+    child: Child,
+    /// chromedriver's own URL, for commands WebDriver lacks (`goog/cdp/execute`).
+    pub(crate) url: String,
+}
 
 impl Drop for Driver {
     fn drop(&mut self) {
         // The `--` matters: without it procps 4.0's kill (Debian 12) takes `-PGID` for an option, signals nothing
         // and exits 0.
-        let group = format!("-{}", self.0.id());
+        let group = format!("-{}", self.child.id());
         let _ = Command::new("kill").args(["-s", "TERM", "--", group.as_str()]).status();
         let deadline = Instant::now() + Duration::from_secs(5);
-        while matches!(self.0.try_wait(), Ok(None)) && Instant::now() < deadline {
+        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -55,8 +59,8 @@ pub(crate) async fn start_browser() -> (Driver, fantoccini::Client) {
         .process_group(0)
         .spawn()
         .expect("start chromedriver");
-    let driver = Driver(child);
     let url = format!("http://127.0.0.1:{port}");
+    let driver = Driver { child, url: url.clone() };
     let deadline = Instant::now() + Duration::from_secs(20);
     while reqwest::get(format!("{url}/status")).await.is_err() {
         assert!(Instant::now() < deadline, "chromedriver did not start");
@@ -78,6 +82,26 @@ pub(crate) async fn start_browser() -> (Driver, fantoccini::Client) {
     let client =
         ClientBuilder::rustls().expect("tls").capabilities(caps).connect(&url).await.expect("WebDriver session");
     (driver, client)
+}
+
+/// A cookie-jar HTTP client that does not follow redirects.
+pub(crate) fn jar() -> reqwest::Client {
+    reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap()
+}
+
+/// A cookie-jar client signed in to the admin UI through its form.
+pub(crate) async fn signed_in(app: &TestApp, email: &str) -> reqwest::Client {
+    let ui = jar();
+    let form = ui.get(app.url("/admin/login")).send().await.unwrap().text().await.unwrap();
+    let csrf = crate::identity::csrf_of(&form);
+    let r = ui
+        .post(app.url("/admin/login"))
+        .form(&[("csrf_token", csrf.as_str()), ("email", email), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "{email} signs in");
+    ui
 }
 
 /// A browser signed in to the admin UI as the test operator.
@@ -483,6 +507,14 @@ async fn identity_admin_pages_in_the_browser() {
     browser.find(Locator::Css("input[name='roles'][value='support']")).await.unwrap().click().await.unwrap();
     browser.find(Locator::Css("form[action$='/roles'] button")).await.unwrap().click().await.unwrap();
     wait_text(&browser, ".notice", "Roles saved").await;
+    // Disabling asks first: the button opens the confirmation, whose own button does it.
+    browser
+        .find(Locator::Css("details.confirm:has(form[action$='/disable']) > summary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     browser.find(Locator::Css("form[action$='/disable'] button")).await.unwrap().click().await.unwrap();
     wait_text(&browser, ".notice", "disabled").await;
 

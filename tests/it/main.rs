@@ -1,10 +1,14 @@
 //! The one integration-test crate: every module starts the real router (in process, on port 0) or the real
 //! binary, and speaks HTTP to it.
 
+mod admin_lists;
 mod admin_ui;
+mod audit_ui;
+mod axe;
 mod binary;
 mod commerce;
 mod control;
+mod dashboards;
 mod email;
 mod http_stack;
 mod identity;

@@ -83,6 +83,7 @@ const PLAIN_ROUTE_FILES: &[&str] = &[
     "src/oidc/authorize.rs",
     "src/web/api_docs.rs",
     "src/web/assets.rs",
+    "src/web/audit_pages.rs",
     "src/web/email_pages.rs",
     "src/web/identity_pages.rs",
     "src/web/oauth_pages.rs",
@@ -92,6 +93,8 @@ const PLAIN_ROUTE_FILES: &[&str] = &[
     "src/web/store_rules_pages.rs",
     "src/web/store_setup_pages.rs",
     "src/web/tenant_overview.rs",
+    "src/web/user_pages.rs",
+    "src/web/webhook_pages.rs",
 ];
 
 #[test]

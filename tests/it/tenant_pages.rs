@@ -7,34 +7,15 @@ use std::time::{Duration, Instant};
 use reqwest::{Client, Method};
 use serde_json::{Value, json};
 
-use crate::admin_ui::{EMAIL, PASSWORD, app_with_operator};
+use crate::admin_ui::{EMAIL, PASSWORD, app_with_operator, signed_in};
 use crate::identity::csrf_of;
 use crate::support::{TestApp, create_user, free_port, spawn_app};
 
 /// What Chromium sends when it navigates.
 const BROWSER: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
 
-fn jar() -> Client {
-    Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap()
-}
-
 async fn get(app: &TestApp, path: &str, accept: &str, language: &str) -> reqwest::Response {
     app.client.get(app.url(path)).header("accept", accept).header("accept-language", language).send().await.unwrap()
-}
-
-/// A cookie-jar client signed in to the admin UI through its form.
-async fn signed_in(app: &TestApp, email: &str) -> Client {
-    let ui = jar();
-    let form = ui.get(app.url("/admin/login")).send().await.unwrap().text().await.unwrap();
-    let csrf = csrf_of(&form);
-    let r = ui
-        .post(app.url("/admin/login"))
-        .form(&[("csrf_token", csrf.as_str()), ("email", email), ("password", PASSWORD)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 303, "{email} signs in");
-    ui
 }
 
 async fn page(ui: &Client, app: &TestApp, path: &str) -> (u16, String) {

@@ -159,6 +159,7 @@ async fn no_page_scrolls_sideways_on_a_phone() {
         "/admin/tokens".to_owned(),
         "/admin/tenants/phoneco".to_owned(),
         "/admin/tenants/phoneco/users".to_owned(),
+        "/admin/tenants/phoneco/users?sort=email&dir=desc&q=example".to_owned(),
         format!("/admin/tenants/phoneco/users/{user_id}"),
         "/admin/tenants/phoneco/sign-in".to_owned(),
         "/admin/tenants/phoneco/clients".to_owned(),

@@ -15,6 +15,7 @@ mod account;
 mod recovery;
 mod signin;
 mod signup;
+mod theme;
 mod unavailable;
 
 pub use unavailable::tenant_unavailable;
@@ -23,8 +24,7 @@ use std::collections::HashMap;
 
 use askama::Template;
 use axum::Router;
-use axum::extract::{Path, State};
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, SET_COOKIE};
+use axum::http::header::{CACHE_CONTROL, SET_COOKIE};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -41,13 +41,12 @@ use crate::http::page::{PageError, PageResult};
 use crate::identity::flows;
 use crate::identity::sessions::{self, Session, Stage};
 use crate::identity::settings::FieldType;
-use crate::tenants::TenantSlug;
 
 const CSRF_COOKIE: &str = "gh_csrf";
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/t/{slug}/theme.css", get(theme))
+        .route("/t/{slug}/theme.css", get(theme::theme))
         .route("/t/{slug}/register", get(signup::register_form).post(signup::register))
         .route("/t/{slug}/login", get(signin::login_form).post(signin::login))
         .route("/t/{slug}/logout", post(signin::logout))
@@ -229,24 +228,6 @@ struct MessagePage {
     heading: String,
     text: String,
     link: Option<(String, String)>,
-}
-
-// ---- theme ----
-
-/// Served for a suspended tenant too: its "temporarily unavailable" page (`unavailable`) wears its colours.
-async fn theme(State(app): State<AppState>, Path(slug): Path<String>) -> Result<Response, Error> {
-    let slug = TenantSlug::parse(&slug).map_err(|_| Error::TenantNotFound)?;
-    let tenant = app.control.tenant(&slug).await?.ok_or(Error::TenantNotFound)?;
-    let b = &tenant.settings.branding;
-    let mut css = String::from(":root {");
-    if let Some(c) = &b.primary_color {
-        css.push_str(&format!(" --primary: {c};"));
-    }
-    if let Some(c) = &b.accent_color {
-        css.push_str(&format!(" --accent: {c};"));
-    }
-    css.push_str(" }\n");
-    Ok(([(CONTENT_TYPE, "text/css; charset=utf-8"), (CACHE_CONTROL, "public, max-age=300")], css).into_response())
 }
 
 // ---- custom fields (the sign-up form and the account profile) ----
