@@ -184,18 +184,30 @@ pub fn list_tokens(conn: &Connection, scope: Option<&Scope>) -> Result<Vec<ApiTo
 /// The names of the admin-side actors that may act on the tenant `slug` (operators and its tenant admins, API tokens
 /// of either scope), keyed the way the audit log writes actors: `operator:{id}` → email, `token:{id}` → token name.
 /// Deleted accounts and tokens are missing.
-pub fn admin_actor_names(conn: &Connection, slug: &TenantSlug) -> Result<std::collections::HashMap<String, String>> {
+///
+/// With `hide_node_actors` (a tenant admin is looking), node-wide operators and tokens are named by their role only
+/// ("Gatehouse operator"): their emails and token names are the node's, not the tenant's, business.
+pub fn admin_actor_names(
+    conn: &Connection,
+    slug: &TenantSlug,
+    hide_node_actors: bool,
+) -> Result<std::collections::HashMap<String, String>> {
     let scope = Scope::Tenant(slug.clone()).to_string();
     let mut names = std::collections::HashMap::new();
-    let mut stmt = conn.prepare_cached("SELECT id, email FROM operators WHERE scope IN ('operator', ?1)")?;
-    for row in stmt.query_map([scope.as_str()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
-        let (id, email) = row?;
-        names.insert(format!("operator:{id}"), email);
+    let node = |actual: String, scope: &str, role: &str| {
+        if hide_node_actors && scope == "operator" { role.to_owned() } else { actual }
+    };
+    let mut stmt = conn.prepare_cached("SELECT id, email, scope FROM operators WHERE scope IN ('operator', ?1)")?;
+    let rows = stmt.query_map([scope.as_str()], |r| Ok((r.get::<_, String>(0)?, r.get(1)?, r.get::<_, String>(2)?)))?;
+    for row in rows {
+        let (id, email, scope) = row?;
+        names.insert(format!("operator:{id}"), node(email, &scope, "Gatehouse operator"));
     }
-    let mut stmt = conn.prepare_cached("SELECT id, name FROM api_tokens WHERE scope IN ('operator', ?1)")?;
-    for row in stmt.query_map([scope.as_str()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
-        let (id, name) = row?;
-        names.insert(format!("token:{id}"), name);
+    let mut stmt = conn.prepare_cached("SELECT id, name, scope FROM api_tokens WHERE scope IN ('operator', ?1)")?;
+    let rows = stmt.query_map([scope.as_str()], |r| Ok((r.get::<_, String>(0)?, r.get(1)?, r.get::<_, String>(2)?)))?;
+    for row in rows {
+        let (id, name, scope) = row?;
+        names.insert(format!("token:{id}"), node(name, &scope, "of a Gatehouse operator"));
     }
     Ok(names)
 }

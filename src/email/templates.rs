@@ -195,9 +195,10 @@ pub fn render(catalog: &Catalog, kind: &EmailKind, brand: &Brand, locale: &str) 
         | EmailKind::ResetPassword { to, link, expires_minutes, .. }
         | EmailKind::Invite { to, link, expires_minutes, .. } => {
             let minutes = expires_minutes.to_string();
+            let duration = readable_duration(u64::from(*expires_minutes));
             view.intro = t(&key("intro"), &[("email", to), ("tenant", tenant)]);
             view.button = t(&key("button"), &[]);
-            view.expiry = t(&key("expiry"), &[("minutes", &minutes)]);
+            view.expiry = t(&key("expiry"), &[("minutes", &minutes), ("duration", &duration)]);
             view.link = link.clone();
         }
         EmailKind::Welcome { login_url, .. } => {
@@ -258,8 +259,28 @@ impl From<askama::Error> for Error {
     }
 }
 
+/// A link's lifetime as people say it: "30 minutes", "1 hour", "24 hours", "7 days" (whole days or hours when
+/// it divides evenly, else minutes).
+fn readable_duration(minutes: u64) -> String {
+    let (n, unit) = match minutes {
+        m if m >= 1440 && m % 1440 == 0 => (m / 1440, "day"),
+        m if m >= 60 && m % 60 == 0 => (m / 60, "hour"),
+        m => (m, "minute"),
+    };
+    if n == 1 { format!("1 {unit}") } else { format!("{n} {unit}s") }
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn link_lifetimes_read_like_people_say_them() {
+        assert_eq!(super::readable_duration(10_080), "7 days");
+        assert_eq!(super::readable_duration(1440), "1 day");
+        assert_eq!(super::readable_duration(120), "2 hours");
+        assert_eq!(super::readable_duration(90), "90 minutes");
+        assert_eq!(super::readable_duration(1), "1 minute");
+    }
     use super::*;
 
     fn brand() -> Brand {

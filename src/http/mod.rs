@@ -82,7 +82,10 @@ async fn method_not_allowed(uri: Uri) -> Response {
 
 pub(crate) fn is_api_path(path: &str) -> bool {
     path.starts_with("/admin/api/")
-        || path.strip_prefix("/t/").and_then(|rest| rest.split_once('/')).is_some_and(|(_, p)| p.starts_with("api/"))
+        || path.strip_prefix("/t/").and_then(|rest| rest.split_once('/')).is_some_and(|(_, p)| {
+            p.starts_with("api/")
+                || matches!(p, "oauth2/token" | "oauth2/revoke" | "oauth2/introspect" | "oauth2/userinfo")
+        })
         || path.starts_with("/metrics")
         || path.starts_with("/healthz")
         || path.starts_with("/readyz")
@@ -96,5 +99,7 @@ mod tests {
         assert!(super::is_api_path("/t/acme/api/v1/nope"));
         assert!(!super::is_api_path("/t/acme/login"));
         assert!(!super::is_api_path("/admin/nope"));
+        assert!(super::is_api_path("/t/acme/oauth2/token"), "GET on the token endpoint: JSON 405");
+        assert!(!super::is_api_path("/t/acme/oauth2/authorize"), "a browser endpoint");
     }
 }

@@ -274,13 +274,21 @@ pub async fn end_session(db: &TenantDb, id: String, sid: String, origin: Origin)
     .await
 }
 
-/// Ends every session of a user, who then signs in again everywhere (OAuth grants stay); returns how many ended.
-/// `NotFound("user")` for an unknown user.
+/// Signs a user out everywhere: every session and every OAuth grant (apps' refresh tokens) ends, as for a
+/// compromised account; the account stays enabled. Returns how many sessions ended. `NotFound("user")` for an
+/// unknown user.
 pub async fn end_all_sessions(db: &TenantDb, id: String, origin: Origin) -> Result<usize> {
     db.write(move |tx| {
         users::get(tx, &id)?;
         let ended = sessions::revoke_all(tx, &id, None)?;
-        audit::record(tx, "admin_action", Some(&id), &origin, json!({ "action": "sessions_revoked", "ended": ended }))?;
+        let grants = crate::oidc::store::revoke_user_families(tx, &id, None, "signed_out", crate::now_unix())?;
+        audit::record(
+            tx,
+            "admin_action",
+            Some(&id),
+            &origin,
+            json!({ "action": "sessions_revoked", "sessions_ended": ended, "grants_revoked": grants }),
+        )?;
         Ok(ended)
     })
     .await

@@ -170,19 +170,57 @@ pub const TYPES: &[&str] = &[
 
 const COLUMNS: &str = "id, at, type, user_id, actor, ip, user_agent, request_id, detail";
 
-/// The conditions of a `Filter`, over the parameters `?1`…`?7` (see `query`).
-const WHERE: &str = "(?1 IS NULL OR type = ?1)
-    AND (?2 IS NULL OR user_id = ?2)
-    AND (?3 IS NULL
-         OR user_id IN (SELECT id FROM users WHERE email LIKE ?3 ESCAPE '\\' LIMIT 50)
-         OR (json_valid(detail) AND json_extract(detail, '$.email') LIKE ?3 ESCAPE '\\'))
-    AND (?4 IS NULL OR actor = ?4)
-    AND (?5 IS NULL OR actor LIKE ?5)
-    AND (?6 IS NULL OR at >= ?6)
-    AND (?7 IS NULL OR at <= ?7)";
+/// Counts stop here: past it a page says "10,000+" instead of reading the whole log for an exact number.
+pub const COUNT_CAP: u64 = 10_000;
 
-const OLDER: &str = "AND (?8 IS NULL OR id < ?8) ORDER BY id DESC LIMIT ?9";
-const NEWER: &str = "AND id > ?8 ORDER BY id ASC LIMIT ?9";
+/// Which way a page goes from its bound: older entries (newest first) or newer ones (oldest first).
+#[derive(Clone, Copy)]
+enum Order {
+    Older,
+    Newer,
+}
+
+/// The `WHERE` clause of `filter` (anonymous `?` parameters, in the order of the values) with only the conditions
+/// it sets (so SQLite can use the indexes on `type`,
+/// `user_id` and `at`; `?N IS NULL OR …` for absent filters would make it read the whole log), and its values.
+fn conditions(filter: &Filter) -> (String, Vec<rusqlite::types::Value>) {
+    use rusqlite::types::Value as Sql;
+    let mut clauses: Vec<&str> = vec!["1"];
+    let mut values: Vec<Sql> = Vec::new();
+    if let Some(kind) = &filter.kind {
+        clauses.push("type = ?");
+        values.push(Sql::Text(kind.clone()));
+    }
+    if let Some(user) = &filter.user_id {
+        clauses.push("user_id = ?");
+        values.push(Sql::Text(user.clone()));
+    }
+    if let Some(email) = &filter.email {
+        clauses.push(
+            "(user_id IN (SELECT id FROM users WHERE email LIKE ? ESCAPE '\\' LIMIT 50)
+              OR (json_valid(detail) AND json_extract(detail, '$.email') LIKE ? ESCAPE '\\'))",
+        );
+        values.push(Sql::Text(contains_pattern(email)));
+        values.push(Sql::Text(contains_pattern(email)));
+    }
+    if let Some(actor) = &filter.actor {
+        clauses.push("actor = ?");
+        values.push(Sql::Text(actor.clone()));
+    }
+    if let Some(kind) = filter.actor_kind {
+        clauses.push("actor LIKE ?");
+        values.push(Sql::Text(kind.pattern().to_owned()));
+    }
+    if let Some(since) = filter.since {
+        clauses.push("at >= ?");
+        values.push(Sql::Integer(since));
+    }
+    if let Some(until) = filter.until {
+        clauses.push("at <= ?");
+        values.push(Sql::Integer(until));
+    }
+    (clauses.join(" AND "), values)
+}
 
 /// `%part%` for `LIKE … ESCAPE '\'`, with the wildcards of `part` taken literally.
 fn contains_pattern(part: &str) -> String {
@@ -204,25 +242,28 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
     })
 }
 
-/// The entries matching `filter` with `order` (`OLDER` or `NEWER`) around the id `bound`.
-fn query(conn: &Connection, filter: &Filter, order: &str, bound: Option<i64>) -> Result<Vec<Entry>> {
-    let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM audit_log WHERE {WHERE} {order}"))?;
-    let email = filter.email.as_deref().map(contains_pattern);
-    let actor_kind = filter.actor_kind.map(ActorKind::pattern);
-    let rows = stmt.query_map(
-        params![
-            filter.kind,
-            filter.user_id,
-            email,
-            filter.actor,
-            actor_kind,
-            filter.since,
-            filter.until,
-            bound,
-            filter.limit
-        ],
-        from_row,
-    )?;
+/// The entries matching `filter` in `order` from the id `bound` (exclusive), at most `filter.limit`.
+fn query(conn: &Connection, filter: &Filter, order: Order, bound: Option<i64>) -> Result<Vec<Entry>> {
+    let (mut sql, mut values) = conditions(filter);
+    match (order, bound) {
+        (Order::Older, Some(id)) => {
+            sql.push_str(" AND id < ?");
+            values.push(id.into());
+        }
+        (Order::Newer, Some(id)) => {
+            sql.push_str(" AND id > ?");
+            values.push(id.into());
+        }
+        _ => {}
+    }
+    let direction = match order {
+        Order::Older => "DESC",
+        Order::Newer => "ASC",
+    };
+    sql.push_str(&format!(" ORDER BY id {direction} LIMIT ?"));
+    values.push(i64::from(filter.limit).into());
+    let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM audit_log WHERE {sql}"))?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(values), from_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
@@ -231,12 +272,12 @@ fn query(conn: &Connection, filter: &Filter, order: &str, bound: Option<i64>) ->
 pub fn list(conn: &Connection, filter: &Filter) -> Result<(Vec<Entry>, Option<i64>)> {
     match filter.after {
         None => {
-            let entries = query(conn, filter, OLDER, filter.cursor)?;
+            let entries = query(conn, filter, Order::Older, filter.cursor)?;
             let next = (entries.len() == filter.limit as usize).then(|| entries.last().map(|e| e.id)).flatten();
             Ok((entries, next))
         }
         Some(after) => {
-            let mut entries = query(conn, filter, NEWER, Some(after))?;
+            let mut entries = query(conn, filter, Order::Newer, Some(after))?;
             entries.reverse();
             let next = entries.last().map(|e| e.id);
             Ok((entries, next))
@@ -244,28 +285,26 @@ pub fn list(conn: &Connection, filter: &Filter) -> Result<(Vec<Entry>, Option<i6
     }
 }
 
-/// How many entries match `filter` (its cursor and limit aside).
+/// How many entries match `filter` (its cursor and limit aside), counted up to `COUNT_CAP + 1` at most.
 pub fn count(conn: &Connection, filter: &Filter) -> Result<u64> {
-    let mut stmt = conn.prepare_cached(&format!("SELECT COUNT(*) FROM audit_log WHERE {WHERE}"))?;
-    let email = filter.email.as_deref().map(contains_pattern);
-    let actor_kind = filter.actor_kind.map(ActorKind::pattern);
-    let n: i64 = stmt.query_row(
-        params![filter.kind, filter.user_id, email, filter.actor, actor_kind, filter.since, filter.until],
-        |r| r.get(0),
-    )?;
+    let (sql, mut values) = conditions(filter);
+    values.push(i64::try_from(COUNT_CAP + 1).unwrap_or(i64::MAX).into());
+    let mut stmt =
+        conn.prepare_cached(&format!("SELECT COUNT(*) FROM (SELECT 1 FROM audit_log WHERE {sql} LIMIT ?)"))?;
+    let n: i64 = stmt.query_row(rusqlite::params_from_iter(values), |r| r.get(0))?;
     Ok(n.max(0) as u64)
 }
 
 /// Whether an entry matching `filter` is newer than the id `than` (whether a "newer" link leads anywhere).
 pub fn has_newer(conn: &Connection, filter: &Filter, than: i64) -> Result<bool> {
     let probe = Filter { cursor: None, after: None, limit: 1, ..filter.clone() };
-    Ok(!query(conn, &probe, NEWER, Some(than))?.is_empty())
+    Ok(!query(conn, &probe, Order::Newer, Some(than))?.is_empty())
 }
 
 /// Whether an entry matching `filter` is older than the id `than`.
 pub fn has_older(conn: &Connection, filter: &Filter, than: i64) -> Result<bool> {
     let probe = Filter { cursor: None, after: None, limit: 1, ..filter.clone() };
-    Ok(!query(conn, &probe, OLDER, Some(than))?.is_empty())
+    Ok(!query(conn, &probe, Order::Older, Some(than))?.is_empty())
 }
 
 /// A user as lists name them.

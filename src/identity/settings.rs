@@ -51,6 +51,21 @@ pub struct CustomField {
     pub kind: FieldType,
     #[serde(default)]
     pub required: bool,
+    /// What forms call the field (1-100 characters); without it, the name with spaces for `_` and a capital.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+}
+
+impl CustomField {
+    /// The field as people read it: its label, or its name made readable (`company_size` → "Company size").
+    pub fn display_label(&self) -> String {
+        if let Some(label) = self.label.as_deref().filter(|l| !l.trim().is_empty()) {
+            return label.trim().to_owned();
+        }
+        let spaced = self.name.replace('_', " ");
+        let mut chars = spaced.chars();
+        chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
+    }
 }
 
 /// Most custom fields a tenant can define.
@@ -110,6 +125,13 @@ pub fn validate(
         if !name_ok {
             return Err(Error::validation(format!(
                 "settings.custom_fields[{i}].name must be 1-63 of a-z, 0-9 and _, starting with a letter"
+            )));
+        }
+        if let Some(label) = &field.label
+            && (label.trim().is_empty() || label.chars().count() > 100 || label.chars().any(char::is_control))
+        {
+            return Err(Error::validation(format!(
+                "settings.custom_fields[{i}].label must be 1-100 characters without control characters"
             )));
         }
         if custom_fields[..i].iter().any(|f| f.name == field.name) {

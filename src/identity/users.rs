@@ -399,8 +399,8 @@ mod tests {
     #[test]
     fn custom_fields_are_checked() {
         let defined = vec![
-            CustomField { name: "plan".into(), kind: FieldType::String, required: true },
-            CustomField { name: "seats".into(), kind: FieldType::Number, required: false },
+            CustomField { name: "plan".into(), kind: FieldType::String, required: true, label: None },
+            CustomField { name: "seats".into(), kind: FieldType::Number, required: false, label: None },
         ];
         assert!(check_fields(&json!({"plan": "pro", "seats": 3}), &defined).is_ok());
         assert!(check_fields(&json!({"seats": 3}), &defined).is_err(), "required");

@@ -1,12 +1,15 @@
 //! The tenant's audit log in the admin UI: `/admin/tenants/{slug}/audit` lists entries newest first with the
 //! user's email, the actor's name, a readable summary, the browser and OS, and the raw detail behind a disclosure;
 //! filters by type, user (part of an email), actor and UTC days, with the total; `…/audit.csv` downloads the same
-//! filter as CSV (at most 100,000 rows, cells a spreadsheet would run as formulas defused).
+//! filter as CSV (at most 100,000 rows, streamed a chunk at a time, two exports per node at once, cells a
+//! spreadsheet would run as formulas defused).
 //!
 //! Who may open either: an operator or an admin of the tenant, as every tenant page (`Actor::open_tenant`).
 //! Paging is by id (`before` an id, or `after` one when going back), so new entries never shift a page.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 use askama::Template;
 use axum::Router;
@@ -17,6 +20,7 @@ use axum::routing::get;
 use rusqlite::Connection;
 use serde::Deserialize;
 use serde_json::Value;
+use tokio::sync::{Semaphore, mpsc};
 
 use super::ui::{FieldErrors, When, query_pairs};
 use super::{Chrome, UiSession};
@@ -185,12 +189,14 @@ fn short(id: &str) -> &str {
 }
 
 impl Names {
-    async fn load(app: &AppState, slug: &TenantSlug) -> Result<Names, Error> {
+    /// The names for `viewer`: a tenant admin sees node-wide operators and tokens by their role only.
+    async fn load(app: &AppState, slug: &TenantSlug, viewer: &crate::admin::Scope) -> Result<Names, Error> {
         let key = slug.clone();
+        let hide = *viewer != crate::admin::Scope::Operator;
         let (admins, clients) = app
             .control
             .read(move |conn| {
-                let admins = crate::control::tables::admin_actor_names(conn, &key)?;
+                let admins = crate::control::tables::admin_actor_names(conn, &key, hide)?;
                 let clients: HashMap<String, String> =
                     crate::oidc::clients::list(conn, &key)?.into_iter().map(|c| (c.client_id, c.name)).collect();
                 Ok((admins, clients))
@@ -279,7 +285,7 @@ struct Row {
     id: i64,
     when: When,
     kind: String,
-    label: &'static str,
+    /// `bad`, `active` or `neutral` (`audit::tone`): failures get a red mark beside them.
     tone: &'static str,
     summary: String,
     user: Option<UserCell>,
@@ -374,8 +380,6 @@ fn row(slug: &str, e: Entry, names: &Names) -> Row {
     Row {
         id: e.id,
         when: When::at(e.at),
-        label: audit::label(&e.kind),
-        tone: audit::tone(&e.kind),
         summary: names.summary(&e),
         user,
         actor: names.actor(&e.actor),
@@ -385,6 +389,7 @@ fn row(slug: &str, e: Entry, names: &Names) -> Row {
         ip: e.ip.unwrap_or_default(),
         user_agent: e.user_agent.unwrap_or_default(),
         request_id: e.request_id.unwrap_or_default(),
+        tone: audit::tone(&e.kind),
         kind: e.kind,
     }
 }
@@ -404,7 +409,7 @@ async fn audit_page(
     let after = if before.is_none() { q.after.trim().parse::<i64>().ok() } else { None };
 
     let (mut names, loaded) = if errors.is_empty() {
-        let names = Names::load(&app, &tenant.slug).await?;
+        let names = Names::load(&app, &tenant.slug, &session.actor.scope).await?;
         let page_filter = filter.clone();
         let loaded = db::with_conn(&db.pool, move |conn| load_page(conn, &page_filter, before, after)).await?;
         (names, Some(loaded))
@@ -443,7 +448,11 @@ async fn audit_page(
         to: q.to.trim().to_owned(),
         filtered: !query.is_empty(),
         rows,
-        total: format!("{} {}", thousands(total), if total == 1 { "event" } else { "events" }),
+        total: if total > audit::COUNT_CAP {
+            format!("{}+ events", thousands(audit::COUNT_CAP))
+        } else {
+            format!("{} {}", thousands(total), if total == 1 { "event" } else { "events" })
+        },
         newest_href: (before.is_some() || after.is_some()).then(|| link(&path, &query, None)),
         newer_href: newer.map(|id| link(&path, &query, Some(("after", id)))),
         older_href: older.map(|id| link(&path, &query, Some(("before", id)))),
@@ -458,6 +467,12 @@ async fn audit_page(
 
 // ---- CSV ----
 
+/// CSV exports running on this node at once: each holds a tenant connection per chunk and a little memory, and
+/// more would only compete for the same disk.
+static EXPORTS: std::sync::LazyLock<Arc<Semaphore>> = std::sync::LazyLock::new(|| Arc::new(Semaphore::new(2)));
+/// How long one export may run before it stops (the file then ends early, without its last rows).
+const CSV_TIME_BUDGET: Duration = Duration::from_secs(300);
+
 async fn audit_csv(
     State(app): State<AppState>,
     session: UiSession,
@@ -470,8 +485,47 @@ async fn audit_csv(
         let text = errors.all().iter().map(|(_, m)| m.as_str()).collect::<Vec<_>>().join(" ");
         return Ok(message_page(StatusCode::BAD_REQUEST, "That filter did not work", &text));
     }
-    let names = Names::load(&app, &tenant.slug).await?;
-    let bytes = db::with_conn(&db.pool, move |conn| export(conn, filter, names)).await?;
+    let Ok(permit) = EXPORTS.clone().try_acquire_owned() else {
+        let mut busy = message_page(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Another export is running",
+            "Two audit exports are already running on this server. Try again in a minute.",
+        );
+        busy.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("60"));
+        return Ok(busy);
+    };
+    let names = Names::load(&app, &tenant.slug, &session.actor.scope).await?;
+    let (tx, rx) = mpsc::channel::<Result<Vec<u8>, std::io::Error>>(2);
+    // The rows go out a chunk at a time: one short read per chunk, so neither a connection nor the whole file is
+    // held while the client downloads; a client that goes away stops the export at its next chunk.
+    tokio::spawn(async move {
+        let _permit = permit;
+        let deadline = tokio::time::Instant::now() + CSV_TIME_BUDGET;
+        let mut chunk =
+            Chunk { filter: Filter { cursor: None, after: None, ..filter }, names, written: 0, header: true };
+        while tokio::time::Instant::now() < deadline {
+            let pool = db.pool.clone();
+            let read = db::with_conn(&pool, move |conn| export_chunk(conn, chunk)).await;
+            let (bytes, next) = match read {
+                Ok(done) => done,
+                Err(err) => {
+                    tracing::warn!(error = %err, "audit export stopped");
+                    let _ = tx.send(Err(std::io::Error::other(err.to_string()))).await;
+                    return;
+                }
+            };
+            if tx.send(Ok(bytes)).await.is_err() {
+                return;
+            }
+            match next {
+                Some(more) => chunk = more,
+                None => return,
+            }
+        }
+    });
+    let body = axum::body::Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }));
     let now = crate::format_time(crate::now_unix());
     let date = now.get(..10).unwrap_or("export");
     let file = format!("attachment; filename=\"audit-{}-{date}.csv\"", tenant.slug);
@@ -481,9 +535,17 @@ async fn audit_csv(
             (header::CONTENT_DISPOSITION, file),
             (header::CACHE_CONTROL, "no-store".to_owned()),
         ],
-        bytes,
+        body,
     )
         .into_response())
+}
+
+/// Where an export stands: the filter with its cursor, the names it has, the rows written so far.
+struct Chunk {
+    filter: Filter,
+    names: Names,
+    written: usize,
+    header: bool,
 }
 
 /// Text a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, tab or CR first) gets a leading `'`.
@@ -491,43 +553,47 @@ fn safe_cell(text: String) -> String {
     if text.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{text}") } else { text }
 }
 
-/// The entries matching `filter`, newest first, as CSV: read and named a chunk at a time, at most `CSV_MAX_ROWS`.
-fn export(conn: &Connection, filter: Filter, mut names: Names) -> Result<Vec<u8>, Error> {
+/// The next chunk of the export as CSV (with the header row first), and what is left, if anything.
+fn export_chunk(conn: &Connection, mut chunk: Chunk) -> Result<(Vec<u8>, Option<Chunk>), Error> {
     let mut out = csv::Writer::from_writer(Vec::new());
     let io = |e: csv::Error| Error::internal(format!("write CSV: {e}"));
-    out.write_record(CSV_COLUMNS).map_err(io)?;
-    let mut page = Filter { cursor: None, after: None, ..filter };
-    let mut written = 0;
-    while written < CSV_MAX_ROWS {
-        page.limit = CSV_CHUNK.min((CSV_MAX_ROWS - written) as u32);
-        let (entries, next) = audit::list(conn, &page)?;
-        names.users = audit::user_names(conn, &entries)?;
-        for e in &entries {
-            let user_email = e.user_id.as_ref().and_then(|id| names.users.get(id)).map(|u| u.email.clone());
-            let record = [
-                e.id.to_string(),
-                crate::format_time(e.at),
-                e.kind.clone(),
-                names.summary(e),
-                e.user_id.clone().unwrap_or_default(),
-                user_email.unwrap_or_default(),
-                e.actor.clone(),
-                names.actor(&e.actor),
-                e.ip.clone().unwrap_or_default(),
-                e.user_agent.clone().unwrap_or_default(),
-                e.request_id.clone().unwrap_or_default(),
-                e.detail.to_string(),
-            ]
-            .map(safe_cell);
-            out.write_record(&record).map_err(io)?;
-        }
-        written += entries.len();
-        match next {
-            Some(cursor) => page.cursor = Some(cursor),
-            None => break,
-        }
+    if chunk.header {
+        out.write_record(CSV_COLUMNS).map_err(io)?;
+        chunk.header = false;
     }
-    out.into_inner().map_err(|e| Error::internal(format!("write CSV: {e}")))
+    chunk.filter.limit = CSV_CHUNK.min((CSV_MAX_ROWS - chunk.written) as u32);
+    let (entries, next) = audit::list(conn, &chunk.filter)?;
+    let names = &mut chunk.names;
+    names.users = audit::user_names(conn, &entries)?;
+    for e in &entries {
+        let user_email = e.user_id.as_ref().and_then(|id| names.users.get(id)).map(|u| u.email.clone());
+        let record = [
+            e.id.to_string(),
+            crate::format_time(e.at),
+            e.kind.clone(),
+            names.summary(e),
+            e.user_id.clone().unwrap_or_default(),
+            user_email.unwrap_or_default(),
+            e.actor.clone(),
+            names.actor(&e.actor),
+            e.ip.clone().unwrap_or_default(),
+            e.user_agent.clone().unwrap_or_default(),
+            e.request_id.clone().unwrap_or_default(),
+            e.detail.to_string(),
+        ]
+        .map(safe_cell);
+        out.write_record(&record).map_err(io)?;
+    }
+    chunk.written += entries.len();
+    let bytes = out.into_inner().map_err(|e| Error::internal(format!("write CSV: {e}")))?;
+    let more = match next {
+        Some(cursor) if chunk.written < CSV_MAX_ROWS => {
+            chunk.filter.cursor = Some(cursor);
+            Some(chunk)
+        }
+        _ => None,
+    };
+    Ok((bytes, more))
 }
 
 #[cfg(test)]

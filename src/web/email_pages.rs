@@ -298,7 +298,7 @@ async fn outbox_page(
     let filter = email_api::outbox_filter(q.status.clone(), q.kind.as_deref(), Some(OUTBOX_PAGE), None)?;
     let status = filter.status.clone().unwrap_or_default();
     let kind = filter.kind.map(|k| k.as_str().to_owned()).unwrap_or_default();
-    let text = q.q.as_deref().map(str::trim).unwrap_or_default().to_owned();
+    let text = super::lists::search_text(q.q.as_deref());
     let base = with_query(
         &format!("/admin/tenants/{}/outbox", tenant.slug),
         &query_pairs(&[("status", status.as_str()), ("kind", kind.as_str()), ("q", text.as_str())]),

@@ -13,6 +13,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::ui::FieldErrors;
 use super::{Chrome, CsrfForm, CsrfOnly, UiSession};
 use crate::admin::Scope;
 use crate::app::AppState;
@@ -265,26 +266,66 @@ struct SignInPage {
     slug: String,
     tenant_name: String,
     tab: &'static str,
-    s: crate::tenants::TenantSettings,
-    mfa: &'static str,
-    custom_fields: String,
+    /// The saved settings, or what was typed when saving failed.
+    f: SignInForm,
+    errors: FieldErrors,
 }
 
-fn render_signin(tenant: &Tenant, chrome: Chrome) -> PageResult {
-    let s = tenant.settings.clone();
-    let code = if chrome.error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+impl SignInPage {
+    /// The number fields: (id, label, attributes, value).
+    fn numbers(&self) -> [(&'static str, &'static str, &'static str, &str); 6] {
+        let f = &self.f;
+        [
+            ("password_min_length", "Minimum password length", "min=\"8\" max=\"256\"", &f.password_min_length),
+            ("session_idle_minutes", "Session idle timeout (minutes)", "min=\"5\"", &f.session_idle_minutes),
+            ("session_max_hours", "Session lifetime (hours)", "min=\"1\"", &f.session_max_hours),
+            (
+                "lockout_max_failures",
+                "Lock an account after this many failures in a row",
+                "min=\"1\" max=\"100\"",
+                &f.lockout_max_failures,
+            ),
+            (
+                "lockout_backoff_seconds",
+                "First lock (seconds, doubles per further failure)",
+                "min=\"1\"",
+                &f.lockout_backoff_seconds,
+            ),
+            ("lockout_max_backoff_seconds", "Longest lock (seconds)", "min=\"1\"", &f.lockout_max_backoff_seconds),
+        ]
+    }
+}
+
+fn render_signin(tenant: &Tenant, chrome: Chrome, typed: Option<(SignInForm, FieldErrors)>) -> PageResult {
+    let code = if typed.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    let (f, errors) = typed.unwrap_or_else(|| {
+        let s = &tenant.settings;
+        let form = SignInForm {
+            signup_enabled: s.signup_enabled.then(|| "true".to_owned()),
+            require_email_verification: s.require_email_verification.then(|| "true".to_owned()),
+            mfa: match s.mfa {
+                crate::identity::settings::MfaPolicy::Off => "off",
+                crate::identity::settings::MfaPolicy::Optional => "optional",
+                crate::identity::settings::MfaPolicy::Required => "required",
+            }
+            .to_owned(),
+            password_min_length: s.password_min_length.to_string(),
+            session_idle_minutes: s.session_idle_minutes.to_string(),
+            session_max_hours: s.session_max_hours.to_string(),
+            lockout_max_failures: s.lockout.max_failures.to_string(),
+            lockout_backoff_seconds: s.lockout.backoff_seconds.to_string(),
+            lockout_max_backoff_seconds: s.lockout.max_backoff_seconds.to_string(),
+            custom_fields: serde_json::to_string_pretty(&s.custom_fields).unwrap_or_default(),
+        };
+        (form, FieldErrors::new())
+    });
     let page = SignInPage {
         chrome,
         slug: tenant.slug.to_string(),
         tenant_name: tenant.name.clone(),
         tab: "sign-in",
-        mfa: match s.mfa {
-            crate::identity::settings::MfaPolicy::Off => "off",
-            crate::identity::settings::MfaPolicy::Optional => "optional",
-            crate::identity::settings::MfaPolicy::Required => "required",
-        },
-        custom_fields: serde_json::to_string_pretty(&s.custom_fields).unwrap_or_default(),
-        s,
+        f,
+        errors,
     };
     Ok((code, render(page)?).into_response())
 }
@@ -298,10 +339,10 @@ async fn signin_page(
     let (tenant, _) = open(&app, &session, &slug).await?;
     let mut chrome = session.chrome("tenants");
     chrome.notice = done_notice(q.done.as_deref());
-    render_signin(&tenant, chrome)
+    render_signin(&tenant, chrome, None)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default, Clone)]
 struct SignInForm {
     signup_enabled: Option<String>,
     require_email_verification: Option<String>,
@@ -323,9 +364,27 @@ struct SignInForm {
     custom_fields: String,
 }
 
-fn number(field: &str, raw: &str) -> Result<u32, Error> {
-    raw.trim().parse().map_err(|_| Error::validation(format!("{field} must be a whole number")))
+/// A whole number from the form, or an error filed under its field (`None` then).
+fn number(errors: &mut FieldErrors, field: &str, what: &str, raw: &str) -> Option<u32> {
+    let parsed = raw.trim().parse().ok();
+    if parsed.is_none() {
+        errors.add(field, format!("{what} must be a whole number"));
+    }
+    parsed
 }
+
+/// Where a settings error from `TenantSettings::validate` belongs on the sign-in settings form.
+const SIGNIN_FIELDS: &[(&str, &str)] = &[
+    ("settings.password_min_length", "password_min_length"),
+    ("settings.session_idle_minutes", "session_idle_minutes"),
+    ("settings.session_max_hours", "session_max_hours"),
+    ("settings.lockout.max_failures", "lockout_max_failures"),
+    ("settings.lockout.backoff_seconds", "lockout_backoff_seconds"),
+    ("settings.lockout.max_backoff_seconds", "lockout_max_backoff_seconds"),
+    ("settings.custom_fields", "custom_fields"),
+    ("settings: ", "custom_fields"),
+    ("custom fields", "custom_fields"),
+];
 
 async fn signin_save(
     State(app): State<AppState>,
@@ -334,36 +393,41 @@ async fn signin_save(
     CsrfForm(form): CsrfForm<SignInForm>,
 ) -> PageResult {
     let (tenant, _) = open(&app, &session, &slug).await?;
-    let patch = (|| -> Result<serde_json::Value, Error> {
-        let custom_fields: serde_json::Value = match form.custom_fields.trim() {
-            "" => json!([]),
-            raw => serde_json::from_str(raw).map_err(|e| Error::validation(format!("custom fields: {e}")))?,
-        };
-        Ok(json!({
+    let mut errors = FieldErrors::new();
+    let custom_fields: Option<serde_json::Value> = match form.custom_fields.trim() {
+        "" => Some(json!([])),
+        raw => match serde_json::from_str(raw) {
+            Ok(value) => Some(value),
+            Err(e) => {
+                errors.add("custom_fields", format!("the custom fields are not JSON: {e}"));
+                None
+            }
+        },
+    };
+    let min_length =
+        number(&mut errors, "password_min_length", "the minimum password length", &form.password_min_length);
+    let idle = number(&mut errors, "session_idle_minutes", "the idle timeout", &form.session_idle_minutes);
+    let max_hours = number(&mut errors, "session_max_hours", "the session lifetime", &form.session_max_hours);
+    let failures =
+        number(&mut errors, "lockout_max_failures", "the failures before a lock", &form.lockout_max_failures);
+    let backoff = number(&mut errors, "lockout_backoff_seconds", "the first lock", &form.lockout_backoff_seconds);
+    let max_backoff =
+        number(&mut errors, "lockout_max_backoff_seconds", "the longest lock", &form.lockout_max_backoff_seconds);
+    if errors.is_empty() {
+        let patch = json!({
             "signup_enabled": form.signup_enabled.is_some(),
             "require_email_verification": form.require_email_verification.is_some(),
             "mfa": form.mfa,
-            "password_min_length": number("minimum password length", &form.password_min_length)?,
-            "session_idle_minutes": number("session idle timeout", &form.session_idle_minutes)?,
-            "session_max_hours": number("session lifetime", &form.session_max_hours)?,
-            "lockout": {
-                "max_failures": number("lockout failures", &form.lockout_max_failures)?,
-                "backoff_seconds": number("first lock", &form.lockout_backoff_seconds)?,
-                "max_backoff_seconds": number("longest lock", &form.lockout_max_backoff_seconds)?,
-            },
+            "password_min_length": min_length,
+            "session_idle_minutes": idle,
+            "session_max_hours": max_hours,
+            "lockout": { "max_failures": failures, "backoff_seconds": backoff, "max_backoff_seconds": max_backoff },
             "custom_fields": custom_fields,
-        }))
-    })();
-    let result = match patch {
-        Ok(patch) => tenants::update(&app, &tenant.slug, None, Some(&patch)).await.map(|_| ()),
-        Err(err) => Err(err),
-    };
-    match result {
-        Ok(()) => Ok(redirect(&slug, "sign-in?done=saved")),
-        Err(err) => {
-            let mut chrome = session.chrome("tenants");
-            chrome.error = Some(form_error(err)?);
-            render_signin(&tenant, chrome)
+        });
+        match tenants::update(&app, &tenant.slug, None, Some(&patch)).await {
+            Ok(_) => return Ok(redirect(&slug, "sign-in?done=saved")),
+            Err(err) => errors.absorb(err, SIGNIN_FIELDS)?,
         }
     }
+    render_signin(&tenant, session.chrome("tenants"), Some((form, errors)))
 }

@@ -61,6 +61,14 @@ impl Sort {
     }
 }
 
+/// The longest search text a list takes (longer text is cut): a LIKE pattern past SQLite's limit is an error.
+pub const MAX_SEARCH_CHARS: usize = 200;
+
+/// A list's search text: trimmed, at most `MAX_SEARCH_CHARS` characters.
+pub fn search_text(raw: Option<&str>) -> String {
+    raw.map(str::trim).unwrap_or_default().chars().take(MAX_SEARCH_CHARS).collect()
+}
+
 /// A query's `offset`: a whole number, else 0.
 pub fn offset_of(raw: Option<&str>) -> u64 {
     raw.and_then(|o| o.trim().parse().ok()).unwrap_or(0)

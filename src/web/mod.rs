@@ -19,6 +19,7 @@ mod plugin_pages;
 mod store_pages;
 mod store_rules_pages;
 mod store_setup_pages;
+mod tenant_actions;
 mod tenant_overview;
 pub mod ui;
 mod user_pages;
@@ -57,6 +58,7 @@ pub fn router() -> Router<AppState> {
         .merge(store_setup_pages::router())
         .merge(store_rules_pages::router())
         .merge(tenant_overview::router())
+        .merge(tenant_actions::router())
         .merge(api_docs::router())
         .merge(assets::router())
 }
@@ -69,6 +71,32 @@ pub struct Chrome {
     pub who: String,
     pub notice: Option<String>,
     pub error: Option<String>,
+    /// On a page of a suspended tenant: every such page says so (`templates/admin/tenant_nav.html`).
+    pub tenant_suspended: bool,
+}
+
+/// A tenant page's section as breadcrumbs name it: (path under `/admin/tenants/{slug}/`, label), by its `tab`.
+pub fn section(tab: &str) -> Option<(&'static str, &'static str)> {
+    Some(match tab {
+        "users" => ("users", "Users"),
+        "roles" => ("roles", "Roles"),
+        "admins" => ("admins", "Admins"),
+        "audit" => ("audit", "Audit log"),
+        "sign-in" => ("sign-in", "Sign-in settings"),
+        "clients" => ("clients", "OAuth clients"),
+        "keys" => ("keys", "Signing keys"),
+        "email" => ("email", "Email settings"),
+        "outbox" => ("outbox", "Outbox"),
+        "mailbox" => ("mailbox", "Dev mailbox"),
+        "webhooks" => ("webhooks", "Webhooks"),
+        "plugins" => ("plugins", "Plugins"),
+        "products" => ("store/products", "Products"),
+        "categories" => ("store/categories", "Categories"),
+        "import" => ("store/import", "Import"),
+        "rules" => ("store/rules", "Pricing rules"),
+        "quote" => ("store/quote", "Quote sandbox"),
+        _ => return None,
+    })
 }
 
 /// A signed-in admin UI visitor: the actor and the session's CSRF token. Without a session, redirects to the
@@ -77,11 +105,20 @@ pub struct Chrome {
 pub struct UiSession {
     pub actor: Actor,
     pub csrf_token: String,
+    /// Whether the page is one of a suspended tenant (`/admin/tenants/{slug}/…`) this actor may see.
+    pub tenant_suspended: bool,
 }
 
 impl UiSession {
     pub fn chrome(&self, nav: &'static str) -> Chrome {
-        Chrome { nav, csrf_token: self.csrf_token.clone(), who: self.actor.label.clone(), notice: None, error: None }
+        Chrome {
+            nav,
+            csrf_token: self.csrf_token.clone(),
+            who: self.actor.label.clone(),
+            notice: None,
+            error: None,
+            tenant_suspended: self.tenant_suspended,
+        }
     }
 
     /// `chrome` with a notice (the text for a `?done=` after a redirect, usually).
@@ -122,15 +159,14 @@ impl FromRequestParts<AppState> for UiSession {
         let Some(cookie) = cookies::get(&parts.headers, SESSION_COOKIE) else { return Err(to_login()) };
         match accounts::session(app, &cookie).await {
             Ok(Some(session)) => {
-                let session = UiSession {
-                    actor: Actor {
-                        id: session.operator.id,
-                        label: session.operator.email,
-                        scope: session.operator.scope,
-                        via: Via::Session,
-                    },
-                    csrf_token: session.csrf_token,
+                let actor = Actor {
+                    id: session.operator.id,
+                    label: session.operator.email,
+                    scope: session.operator.scope,
+                    via: Via::Session,
                 };
+                let tenant_suspended = suspended_tenant_page(app, &actor, parts.uri.path()).await;
+                let session = UiSession { actor, csrf_token: session.csrf_token, tenant_suspended };
                 parts.extensions.insert(session.clone());
                 Ok(session)
             }
@@ -138,6 +174,18 @@ impl FromRequestParts<AppState> for UiSession {
             Err(err) => Err(PageError(err).into_response()),
         }
     }
+}
+
+/// Whether `path` is a page of a suspended tenant that `actor` may open (one cached record lookup).
+async fn suspended_tenant_page(app: &AppState, actor: &Actor, path: &str) -> bool {
+    let Some(raw) = path.strip_prefix("/admin/tenants/").map(|rest| rest.split('/').next().unwrap_or(rest)) else {
+        return false;
+    };
+    let Ok(slug) = crate::tenants::TenantSlug::parse(raw) else { return false };
+    if actor.require_tenant(&slug).is_err() {
+        return false;
+    }
+    matches!(app.control.tenant(&slug).await, Ok(Some(t)) if t.status == crate::tenants::TenantStatus::Suspended)
 }
 
 /// A form posted by a signed-in admin whose `csrf_token` field matched the session's: the check is the

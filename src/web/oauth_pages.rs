@@ -202,7 +202,7 @@ async fn render_clients(
 ) -> PageResult {
     let slug = tenant.slug.clone();
     let list = app.control.read(move |conn| clients::list(conn, &slug)).await?;
-    let text = q.q.as_deref().map(str::trim).unwrap_or_default().to_owned();
+    let text = super::lists::search_text(q.q.as_deref());
     let needle = text.to_lowercase();
     let sort = Sort::parse(q.sort.as_deref(), q.dir.as_deref(), &CLIENT_SORTS);
     let mut list: Vec<Client> = list

@@ -23,7 +23,7 @@ use crate::http::cookies;
 use crate::http::extract::client_ip;
 use crate::http::page::{CsrfOnly, PageError, PageResult, UiForm, render};
 use crate::telemetry::pulse::Window;
-use crate::tenants::{self, TenantSettings, TenantSlug, TenantStatus};
+use crate::tenants::{self, TenantSettings, TenantSlug};
 
 const FORM_CSRF_COOKIE: &str = "gh_csrf";
 
@@ -35,7 +35,6 @@ pub fn router() -> Router<AppState> {
         .route("/admin/logout", post(logout))
         .route("/admin/setup", get(setup_form).post(setup))
         .route("/admin/tenants", get(tenant_list).post(tenant_create))
-        .route("/admin/tenants/{slug}/{action}", post(tenant_action))
         .route("/admin/tokens", get(token_list).post(token_create))
         .route("/admin/tokens/{id}/delete", post(token_delete))
 }
@@ -392,6 +391,7 @@ fn notice_for(done: Option<&str>) -> Option<String> {
         }
         "resumed" => "Tenant resumed.",
         "deleted" => "Tenant deleted; its file was moved to the archive.",
+        "unconfirmed" => "Nothing was changed: confirm the action in the box that opens under its button.",
         "revoked" => "Token revoked.",
         _ => return None,
     };
@@ -430,33 +430,6 @@ async fn tenant_create(
         }
         Err(other) => Err(other.into()),
     }
-}
-
-#[derive(Deserialize)]
-struct TenantActionForm {
-    /// `overview`: back to the tenant's overview (suspend and resume there) instead of the list.
-    #[serde(default)]
-    back: String,
-}
-
-async fn tenant_action(
-    State(app): State<AppState>,
-    session: UiSession,
-    Path((slug, action)): Path<(String, String)>,
-    CsrfForm(form): CsrfForm<TenantActionForm>,
-) -> PageResult {
-    session.actor.require_operator()?;
-    let slug = TenantSlug::parse(&slug)?;
-    let done = match action.as_str() {
-        "suspend" => tenants::set_status(&app, &slug, TenantStatus::Suspended).await.map(|_| "suspended")?,
-        "resume" => tenants::set_status(&app, &slug, TenantStatus::Active).await.map(|_| "resumed")?,
-        "delete" => tenants::delete(&app, &slug).await.map(|_| "deleted")?,
-        _ => return Err(Error::NotFound("action").into()),
-    };
-    if form.back == "overview" && done != "deleted" {
-        return Ok(Redirect::to(&format!("/admin/tenants/{slug}?done={done}")).into_response());
-    }
-    Ok(Redirect::to(&format!("/admin/tenants?done={done}")).into_response())
 }
 
 struct TokenRow {

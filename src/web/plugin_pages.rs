@@ -11,6 +11,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::ui::FieldErrors;
 use super::{Chrome, CsrfForm, CsrfOnly, UiSession};
 use crate::app::AppState;
 use crate::control::tables::Tenant;
@@ -18,8 +19,8 @@ use crate::error::Error;
 use crate::http::page::{PageError, PageResult, render};
 use crate::plugins::api::{self as plugin_api, PluginInput};
 use crate::plugins::records::FailurePolicy;
-use crate::plugins::runtime::Function;
-use crate::plugins::{Failure, Stats, io};
+use crate::plugins::runtime::{Function, MAX_MEMORY_MB};
+use crate::plugins::{Failure, MAX_TIMEOUT_MS, Stats, io};
 
 pub fn router() -> Router<AppState> {
     let base = "/admin/tenants/{slug}/plugins";
@@ -61,6 +62,7 @@ fn notice(done: Option<&str>) -> Option<String> {
         "activated" => "Version activated.",
         "deactivated" => "Plugin deactivated: its hooks no longer run.",
         "deleted" => "Plugin deleted.",
+        "unconfirmed" => "Nothing was changed: confirm the activation in the box that opens under its button.",
         _ => return None,
     };
     Some(text.to_owned())
@@ -185,11 +187,9 @@ struct PluginPage {
     tab: &'static str,
     name: String,
     world: &'static str,
-    fail_open: bool,
-    timeout_ms: u32,
-    memory_mb: u32,
-    priority: i32,
-    config: String,
+    /// The settings form: the saved values, or what was typed when saving failed (with `errors`).
+    settings: SettingsForm,
+    errors: FieldErrors,
     active_version: Option<u32>,
     versions: Vec<VersionRow>,
     functions: Vec<&'static str>,
@@ -207,6 +207,15 @@ impl PluginPage {
     fn failure_count(&self) -> u64 {
         failures(&self.stats)
     }
+
+    /// The settings form's number fields: (id, label, value).
+    fn numeric_fields(&self) -> [(&'static str, &'static str, &str); 3] {
+        [
+            ("timeout_ms", "Deadline per call (ms, 1–1000)", &self.settings.timeout_ms),
+            ("memory_mb", "Memory cap (MiB, 1–256)", &self.settings.memory_mb),
+            ("priority", "Priority (lower runs first)", &self.settings.priority),
+        ]
+    }
 }
 
 /// What a posted dry-run asked for and got, to show on the page.
@@ -218,6 +227,18 @@ struct DryRun {
 }
 
 async fn render_plugin(app: &AppState, tenant: &Tenant, name: &str, chrome: Chrome, dry: Option<DryRun>) -> PageResult {
+    render_plugin_with(app, tenant, name, chrome, dry, None).await
+}
+
+/// The plugin page; `typed` is a settings form that failed, shown again as typed with its errors.
+async fn render_plugin_with(
+    app: &AppState,
+    tenant: &Tenant,
+    name: &str,
+    chrome: Chrome,
+    dry: Option<DryRun>,
+    typed: Option<(SettingsForm, FieldErrors)>,
+) -> PageResult {
     let plugin = plugin_api::find(app, &tenant.slug, name).await?;
     let versions = plugin_api::versions(app, &tenant.slug, name).await?;
     let stats = app.plugins.stats(&tenant.slug, name);
@@ -233,7 +254,19 @@ async fn render_plugin(app: &AppState, tenant: &Tenant, name: &str, chrome: Chro
             result: None,
         }
     });
-    let code = if chrome.error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    let code = if chrome.error.is_some() || typed.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    let (settings, errors) = typed.unwrap_or_else(|| {
+        let saved = &plugin.settings;
+        let form = SettingsForm {
+            failure_policy: if saved.failure_policy == FailurePolicy::FailOpen { "fail_open" } else { "fail_closed" }
+                .to_owned(),
+            timeout_ms: saved.timeout_ms.to_string(),
+            memory_mb: saved.memory_mb.to_string(),
+            priority: saved.priority.to_string(),
+            config: serde_json::to_string_pretty(&saved.config).unwrap_or_default(),
+        };
+        (form, FieldErrors::new())
+    });
     let page = PluginPage {
         chrome,
         slug: tenant.slug.to_string(),
@@ -241,11 +274,8 @@ async fn render_plugin(app: &AppState, tenant: &Tenant, name: &str, chrome: Chro
         tab: "plugins",
         name: name.to_owned(),
         world: world.as_str(),
-        fail_open: plugin.settings.failure_policy == FailurePolicy::FailOpen,
-        timeout_ms: plugin.settings.timeout_ms,
-        memory_mb: plugin.settings.memory_mb,
-        priority: plugin.settings.priority,
-        config: serde_json::to_string_pretty(&plugin.settings.config).unwrap_or_default(),
+        settings,
+        errors,
         active_version: plugin.active_version,
         versions: versions
             .iter()
@@ -281,7 +311,7 @@ async fn plugin_page(
     render_plugin(&app, &tenant, &name, chrome, None).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 struct SettingsForm {
     failure_policy: String,
     timeout_ms: String,
@@ -297,28 +327,61 @@ async fn save(
     CsrfForm(form): CsrfForm<SettingsForm>,
 ) -> PageResult {
     let tenant = session.tenant(&app, &slug).await?;
-    let parsed = (|| -> Result<PluginInput, Error> {
-        let number = |what: &str, v: &str| {
-            v.trim().parse::<i64>().map_err(|_| Error::validation(format!("{what} must be a whole number")))
+    let mut errors = FieldErrors::new();
+    let input = settings_input(&form, &mut errors);
+    if let Some(input) = input.filter(|_| errors.is_empty()) {
+        match plugin_api::update_plugin(&app, &tenant.slug, &name, input).await {
+            Ok(_) => {
+                let to = format!("/admin/tenants/{}/plugins/{name}?done=saved", tenant.slug);
+                return Ok(Redirect::to(&to).into_response());
+            }
+            Err(err) => errors.absorb(
+                err,
+                &[("timeout", "timeout_ms"), ("memory", "memory_mb"), ("priority", "priority"), ("config", "config")],
+            )?,
+        }
+    }
+    render_plugin_with(&app, &tenant, &name, session.chrome("tenants"), None, Some((form, errors))).await
+}
+
+/// The settings as the API takes them, each field checked on its own so that every error shows at once.
+fn settings_input(form: &SettingsForm, errors: &mut FieldErrors) -> Option<PluginInput> {
+    let mut number =
+        |field: &str, what: &str, text: &str, range: std::ops::RangeInclusive<i64>| match text.trim().parse::<i64>() {
+            Ok(n) if range.contains(&n) => Some(n),
+            Ok(_) => {
+                errors.add(field, format!("{what} must be {} to {}", range.start(), range.end()));
+                None
+            }
+            Err(_) => {
+                errors.add(field, format!("{what} must be a whole number"));
+                None
+            }
         };
-        let policy =
-            if form.failure_policy == "fail_open" { FailurePolicy::FailOpen } else { FailurePolicy::FailClosed };
-        let config: Value = serde_json::from_str(if form.config.trim().is_empty() { "{}" } else { &form.config })
-            .map_err(|e| Error::validation(format!("config is not JSON: {e}")))?;
-        Ok(PluginInput {
-            failure_policy: Some(policy),
-            timeout_ms: Some(number("timeout", &form.timeout_ms)?.clamp(0, u32::MAX as i64) as u32),
-            memory_mb: Some(number("memory", &form.memory_mb)?.clamp(0, u32::MAX as i64) as u32),
-            priority: Some(number("priority", &form.priority)?.clamp(i32::MIN as i64, i32::MAX as i64) as i32),
-            config: Some(config),
-            ..Default::default()
-        })
-    })();
-    let result = match parsed {
-        Ok(input) => plugin_api::update_plugin(&app, &tenant.slug, &name, input).await.map(|_| ()),
-        Err(err) => Err(err),
+    let timeout = number("timeout_ms", "the deadline", &form.timeout_ms, 1..=i64::from(MAX_TIMEOUT_MS));
+    let memory = number("memory_mb", "the memory cap", &form.memory_mb, 1..=i64::from(MAX_MEMORY_MB));
+    let priority = number("priority", "the priority", &form.priority, i64::from(i32::MIN)..=i64::from(i32::MAX));
+    let text = if form.config.trim().is_empty() { "{}" } else { form.config.as_str() };
+    let config = match serde_json::from_str::<Value>(text) {
+        Ok(v @ Value::Object(_)) => Some(v),
+        Ok(_) => {
+            errors.add("config", "the config must be a JSON object, like {\"key\": \"value\"}");
+            None
+        }
+        Err(e) => {
+            errors.add("config", format!("the config is not JSON: {e}"));
+            None
+        }
     };
-    after_change(&app, &session, &tenant, &name, result, "saved").await
+    let policy = if form.failure_policy == "fail_open" { FailurePolicy::FailOpen } else { FailurePolicy::FailClosed };
+    Some(PluginInput {
+        failure_policy: Some(policy),
+        timeout_ms: Some(u32::try_from(timeout?).ok()?),
+        memory_mb: Some(u32::try_from(memory?).ok()?),
+        priority: Some(i32::try_from(priority?).ok()?),
+        config: Some(config?),
+        ..Default::default()
+    })
 }
 
 async fn upload(
@@ -377,13 +440,23 @@ async fn after_change(
     }
 }
 
+#[derive(Deserialize)]
+struct ConfirmForm {
+    /// `yes` from the opened confirmation; without it nothing changes.
+    #[serde(default)]
+    confirm: String,
+}
+
 async fn activate(
     State(app): State<AppState>,
     session: UiSession,
     Path((slug, name, version)): Path<(String, String, u32)>,
-    CsrfForm(_): CsrfForm<CsrfOnly>,
+    CsrfForm(form): CsrfForm<ConfirmForm>,
 ) -> PageResult {
     let tenant = session.tenant(&app, &slug).await?;
+    if form.confirm != "yes" {
+        return Ok(Redirect::to(&format!("/admin/tenants/{slug}/plugins/{name}?done=unconfirmed")).into_response());
+    }
     plugin_api::set_active(&app, &tenant.slug, &name, Some(version)).await?;
     Ok(Redirect::to(&format!("/admin/tenants/{slug}/plugins/{name}?done=activated")).into_response())
 }

@@ -27,6 +27,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::plot::{self, Kind, Plot, Series, Style};
+use super::ui::When;
 use super::{Chrome, CsrfForm, UiSession};
 use crate::admin::Scope;
 use crate::app::AppState;
@@ -60,6 +61,7 @@ fn done_notice(done: Option<&str>) -> Option<String> {
         "saved" => "Tenant settings saved.",
         "suspended" => "Tenant suspended: its hosted pages say it is temporarily unavailable, its APIs answer 403.",
         "resumed" => "Tenant resumed.",
+        "unconfirmed" => "Nothing was changed: confirm the action in the box that opens under its button.",
         _ => return None,
     };
     Some(text.to_owned())
@@ -88,12 +90,15 @@ struct Warning {
 }
 
 struct ActivityRow {
-    at: String,
+    at: When,
     kind: String,
+    /// What happened, in words (`audit::summary`).
+    summary: String,
     user_id: Option<String>,
     /// The user's email while the user exists.
     email: Option<String>,
-    actor: String,
+    /// Who did it: "the user" when they acted on their own account, else the kind of actor.
+    by: &'static str,
 }
 
 /// The counts the tenant's file answers in one read.
@@ -246,7 +251,24 @@ fn recent_activity(conn: &Connection) -> Result<Vec<ActivityRow>> {
                 Some(id) => email_of.query_row([id.as_str()], |r| r.get::<_, String>(0)).optional()?,
                 None => None,
             };
-            Ok(ActivityRow { at: crate::display_time(e.at), kind: e.kind, user_id: e.user_id, email, actor: e.actor })
+            let own = e.user_id.as_deref().is_some_and(|id| e.actor.strip_prefix("user:") == Some(id));
+            let by = match e.actor.split(':').next().unwrap_or("") {
+                _ if own => "the user",
+                "user" => "another user",
+                "operator" => "an admin",
+                "token" => "an API token",
+                "client" => "an OAuth client",
+                "system" => "the system",
+                _ => "a visitor",
+            };
+            Ok(ActivityRow {
+                at: When::at(e.at),
+                summary: audit::summary(&e.kind, &e.detail),
+                kind: e.kind,
+                user_id: e.user_id,
+                email,
+                by,
+            })
         })
         .collect()
 }

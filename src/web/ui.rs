@@ -95,7 +95,7 @@ impl When {
     }
 
     fn relative_to(unix: i64, now: i64) -> Self {
-        let delta = now - unix;
+        let delta = now.saturating_sub(unix);
         let (amount, future) = (delta.unsigned_abs(), delta < 0);
         let span = match amount {
             0..=44 => None,
@@ -107,7 +107,7 @@ impl When {
         let ago = match span {
             None if amount < 45 => "just now".to_owned(),
             // Further than two months: the date itself says more than "93 days ago".
-            None => crate::format_time(unix)[..10].to_owned(),
+            None => crate::format_time(unix).get(..10).unwrap_or("").to_owned(),
             Some(span) if future => format!("in {span}"),
             Some(span) => format!("{span} ago"),
         };

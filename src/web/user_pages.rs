@@ -72,7 +72,7 @@ fn done_notice(done: Option<&str>) -> Option<String> {
         "mfa" => "Two-factor authentication removed.",
         "roles" => "Roles saved.",
         "revoked" => "Session ended.",
-        "signed_out" => "Every session of the user ended.",
+        "signed_out" => "Every session and app grant of the user ended.",
         "unconfirmed" => "Nothing was changed: confirm the action in the box that opens under its button.",
         _ => return None,
     };
@@ -299,7 +299,7 @@ async fn render_users(
     custom: Vec<FieldInput>,
     errors: FieldErrors,
 ) -> PageResult {
-    let text = q.q.as_deref().map(str::trim).unwrap_or_default().to_owned();
+    let text = super::lists::search_text(q.q.as_deref());
     let status = q.status.clone().filter(|s| STATUSES.iter().any(|(value, _)| value == s)).unwrap_or_default();
     let sort = Sort::parse(q.sort.as_deref(), q.dir.as_deref(), &SORTS);
     let order = match sort.key {

@@ -225,7 +225,7 @@ async fn render_list(
     let (hooks, failing) =
         db::with_conn(&db.pool, |conn| Ok((webhooks::list(conn)?, webhooks::failing(conn)?))).await?;
     let failing: HashSet<String> = failing.into_iter().map(|f| f.id).collect();
-    let text = q.q.as_deref().map(str::trim).unwrap_or_default().to_owned();
+    let text = super::lists::search_text(q.q.as_deref());
     let needle = text.to_lowercase();
     let sort = Sort::parse(q.sort.as_deref(), q.dir.as_deref(), &SORTS);
     let mut hooks: Vec<Webhook> = hooks

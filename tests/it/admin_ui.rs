@@ -141,13 +141,10 @@ async fn operator_signs_in_creates_and_suspends_a_tenant() {
     let notice = browser.find(Locator::Css(".notice")).await.unwrap().text().await.unwrap();
     assert!(notice.contains("Tenant created"), "{notice}");
 
-    browser
-        .find(Locator::Css("tr[data-slug='browser-co'] button[value='suspend']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    // Suspending asks first: the row's button opens a confirmation whose own button suspends.
+    let row = "tr[data-slug='browser-co']";
+    browser.find(Locator::Css(&format!("{row} details.confirm > summary"))).await.unwrap().click().await.unwrap();
+    browser.find(Locator::Css(&format!("{row} button[value='suspend']"))).await.unwrap().click().await.unwrap();
     browser.wait().for_element(Locator::Css("tr[data-slug='browser-co'] button[value='resume']")).await.unwrap();
     let badge = browser.find(Locator::Css("tr[data-slug='browser-co'] .badge")).await.unwrap().text().await.unwrap();
     assert_eq!(badge, "suspended");
@@ -196,6 +193,22 @@ async fn operator_signs_in_creates_and_suspends_a_tenant() {
         app.client.get(app.url("/admin/api/v1/tenants")).header("cookie", &cookie_header).send().await.unwrap();
     assert_eq!(api_read.status(), 200, "a session may read the API without CSRF");
     assert_eq!(app.admin(Method::GET, "/admin/api/v1/tenants/forged").send().await.unwrap().status(), 404);
+
+    // Deleting takes the slug typed out: a wrong one is an error by the field that keeps what was typed.
+    browser.find(Locator::Css(&format!("{row} a[href$='/delete']"))).await.unwrap().click().await.unwrap();
+    let typed = browser.wait().for_element(Locator::Id("confirm_slug")).await.unwrap();
+    typed.send_keys("browser-c").await.unwrap();
+    browser.find(Locator::Css("form[action$='/delete'] button.danger")).await.unwrap().click().await.unwrap();
+    let error = wait_text(&browser, "#confirm_slug-error", "browser-co").await;
+    assert!(error.contains("nothing was deleted"), "{error}");
+    let typed = browser.find(Locator::Id("confirm_slug")).await.unwrap();
+    assert_eq!(typed.prop("value").await.unwrap().as_deref(), Some("browser-c"));
+    assert_eq!(typed.attr("aria-describedby").await.unwrap().as_deref(), Some("confirm_slug-error"));
+    assert_eq!(app.admin(Method::GET, "/admin/api/v1/tenants/browser-co").send().await.unwrap().status(), 200);
+    typed.send_keys("o").await.unwrap();
+    browser.find(Locator::Css("form[action$='/delete'] button.danger")).await.unwrap().click().await.unwrap();
+    wait_text(&browser, ".notice", "Tenant deleted").await;
+    assert_eq!(app.admin(Method::GET, "/admin/api/v1/tenants/browser-co").send().await.unwrap().status(), 404);
 
     browser.close().await.unwrap();
     app.stop().await;
@@ -670,6 +683,13 @@ async fn plugin_pages_in_the_browser() {
         .unwrap();
     browser.find(Locator::Css("form[action$='/upload'] button")).await.unwrap().click().await.unwrap();
     wait_text(&browser, ".notice", "Version uploaded").await;
+    browser
+        .find(Locator::Css("details.confirm:has(form[action$='/versions/1/activate']) > summary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     browser.find(Locator::Css("form[action$='/versions/1/activate'] button")).await.unwrap().click().await.unwrap();
     wait_text(&browser, ".notice", "Version activated").await;
     let api: Value =

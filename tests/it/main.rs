@@ -22,5 +22,6 @@ mod support;
 mod tenant_pages;
 mod tenants;
 mod ui_audit;
+mod ui_forms;
 mod users;
 mod webhooks;

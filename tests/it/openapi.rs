@@ -92,6 +92,7 @@ const PLAIN_ROUTE_FILES: &[&str] = &[
     "src/web/store_pages.rs",
     "src/web/store_rules_pages.rs",
     "src/web/store_setup_pages.rs",
+    "src/web/tenant_actions.rs",
     "src/web/tenant_overview.rs",
     "src/web/user_pages.rs",
     "src/web/webhook_pages.rs",

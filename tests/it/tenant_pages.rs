@@ -205,15 +205,37 @@ async fn the_tenant_overview_shows_the_tenant_and_saves_its_settings() {
     assert_eq!(r.status(), 403);
     assert_eq!(tenant(&app, "overco").await["name"], "Tenant overco");
 
-    // Suspended from the overview, which comes back with the warning.
+    // Suspending asks first: without the confirmation's `confirm=yes` nothing changes.
     let r = post(&ui, &app, "/admin/tenants/overco/suspend", &[("csrf_token", &csrf), ("back", "overview")]).await;
+    assert_eq!(r.headers()["location"], "/admin/tenants/overco?done=unconfirmed");
+    assert_eq!(tenant(&app, "overco").await["status"], "active");
+
+    // Suspended from the overview, which comes back with the warning.
+    let r = post(
+        &ui,
+        &app,
+        "/admin/tenants/overco/suspend",
+        &[("csrf_token", &csrf), ("back", "overview"), ("confirm", "yes")],
+    )
+    .await;
     assert_eq!(r.status(), 303);
     assert_eq!(r.headers()["location"], "/admin/tenants/overco?done=suspended");
     let (status, html) = page(&ui, &app, "/admin/tenants/overco").await;
     assert_eq!(status, 200, "a suspended tenant's overview opens");
     assert!(html.contains("id=\"warning-suspended\"") && html.contains("action=\"/admin/tenants/overco/resume\""));
+    // Every page of the suspended tenant says so, under breadcrumbs back to the tenant.
+    for path in ["/admin/tenants/overco/users", "/admin/tenants/overco/webhooks", "/admin/tenants/overco/store/rules"] {
+        let (status, html) = page(&ui, &app, path).await;
+        assert_eq!(status, 200, "{path}");
+        assert!(html.contains("id=\"suspended-banner\""), "{path}: {html}");
+        assert!(html.contains(
+            "aria-label=\"Breadcrumb\"><a href=\"/admin/tenants\">Tenants</a> › <a href=\"/admin/tenants/overco\">"
+        ));
+    }
     post(&ui, &app, "/admin/tenants/overco/resume", &[("csrf_token", &csrf), ("back", "overview")]).await;
     assert_eq!(tenant(&app, "overco").await["status"], "active");
+    let (_, html) = page(&ui, &app, "/admin/tenants/overco/users").await;
+    assert!(!html.contains("suspended-banner"), "resumed: no banner");
     app.stop().await;
 }
 

@@ -23,6 +23,7 @@ use crate::identity::flows;
 use crate::identity::sessions::{self, Session};
 use crate::identity::settings::MfaPolicy;
 use crate::identity::{mfa, users};
+use crate::web::ui::FieldErrors;
 
 struct SessionRow {
     id: String,
@@ -106,7 +107,10 @@ async fn account_page(
                 current: s.id == session.id,
                 created: crate::display_time(s.created_at),
                 last_seen: crate::display_time(s.last_seen_at),
-                from: crate::client_label(s.ip.as_deref(), s.user_agent.as_deref()),
+                from: crate::client_label(
+                    s.ip.as_deref(),
+                    s.user_agent.as_deref().map(crate::browser_summary).as_deref(),
+                ),
                 id: s.id,
             })
             .collect(),
@@ -166,9 +170,11 @@ pub(super) async fn account_profile(
             Ok(v) => v,
             Err(redirect) => return Ok(redirect),
         };
-    let result = match posted_fields(&visit.tenant, &form) {
-        Err(err) => Err(err),
-        Ok(fields) => {
+    let mut errors = FieldErrors::new();
+    let fields = posted_fields(&visit.tenant, &form, &mut errors);
+    let result = match errors.is_empty() {
+        false => Err(Error::validation(errors.all().iter().map(|(_, m)| m.as_str()).collect::<Vec<_>>().join(" "))),
+        true => {
             let fields = (!visit.tenant.settings.custom_fields.is_empty()).then_some(fields);
             flows::update_profile(&visit.tenant, &visit.db, &session, form.get("name").cloned(), fields, origin).await
         }
@@ -243,18 +249,30 @@ pub(super) async fn account_revoke(
 }
 
 /// Withdraws the consent given to an application and revokes its tokens.
+#[derive(Deserialize)]
+pub(super) struct ConfirmedForm {
+    #[serde(default)]
+    csrf_token: String,
+    #[serde(default)]
+    confirm: String,
+}
+
 pub(super) async fn account_revoke_app(
     State(app): State<AppState>,
     ctx: TenantCtx,
     headers: HeaderMap,
     RequestOrigin(origin): RequestOrigin,
     Path((_, client_id)): Path<(String, String)>,
-    UiForm(form): UiForm<crate::http::page::CsrfOnly>,
+    UiForm(form): UiForm<ConfirmedForm>,
 ) -> PageResult {
     let (visit, session) = match account_visit(&app, ctx, &headers, &form.csrf_token).await? {
         Ok(v) => v,
         Err(redirect) => return Ok(redirect),
     };
+    // Only the opened confirmation sends `confirm=yes`; anything else changes nothing.
+    if form.confirm != "yes" {
+        return Ok(visit.finish(see_other(&visit.url("account")), &[]));
+    }
     flows::withdraw_consent(&visit.db, &session.user_id, client_id, origin).await?;
     Ok(visit.finish(see_other(&visit.url("account?done=app_revoked")), &[]))
 }

@@ -41,6 +41,7 @@ use crate::http::page::{PageError, PageResult};
 use crate::identity::flows;
 use crate::identity::sessions::{self, Session, Stage};
 use crate::identity::settings::FieldType;
+use crate::web::ui::FieldErrors;
 
 const CSRF_COOKIE: &str = "gh_csrf";
 
@@ -248,7 +249,7 @@ fn field_inputs(tenant: &Tenant, values: &Map<String, Value>) -> Vec<FieldInput>
         .iter()
         .map(|f| FieldInput {
             name: f.name.clone(),
-            label: f.name.replace('_', " "),
+            label: f.display_label(),
             kind: match f.kind {
                 FieldType::String => "string",
                 FieldType::Number => "number",
@@ -266,24 +267,31 @@ fn field_inputs(tenant: &Tenant, values: &Map<String, Value>) -> Vec<FieldInput>
 
 /// The custom fields posted as `field_{name}`, typed per the tenant's definitions. Empty optional values are
 /// left out; an unchecked box is `false`.
-fn posted_fields(tenant: &Tenant, form: &HashMap<String, String>) -> Result<Map<String, Value>, Error> {
+fn posted_fields(tenant: &Tenant, form: &HashMap<String, String>, errors: &mut FieldErrors) -> Map<String, Value> {
     let mut out = Map::new();
     for def in &tenant.settings.custom_fields {
-        let raw = form.get(&format!("field_{}", def.name)).map(|v| v.trim()).unwrap_or("");
+        let id = format!("field_{}", def.name);
+        let raw = form.get(&id).map(|v| v.trim()).unwrap_or("");
         let value = match def.kind {
             FieldType::Bool => Value::Bool(matches!(raw, "true" | "on" | "1")),
-            _ if raw.is_empty() => continue,
-            FieldType::String => Value::String(raw.to_owned()),
-            FieldType::Number => {
-                let n: f64 = raw.parse().map_err(|_| Error::validation(format!("{} must be a number", def.name)))?;
-                serde_json::Number::from_f64(n)
-                    .map(Value::Number)
-                    .ok_or_else(|| Error::validation(format!("{} must be a number", def.name)))?
+            _ if raw.is_empty() => {
+                if def.required {
+                    errors.add(&id, format!("{} is required", def.display_label()));
+                }
+                continue;
             }
+            FieldType::String => Value::String(raw.to_owned()),
+            FieldType::Number => match raw.parse::<f64>().ok().and_then(serde_json::Number::from_f64) {
+                Some(n) => Value::Number(n),
+                None => {
+                    errors.add(&id, format!("{} must be a number", def.display_label()));
+                    continue;
+                }
+            },
         };
         out.insert(def.name.clone(), value);
     }
-    Ok(out)
+    out
 }
 
 #[cfg(test)]

@@ -15,7 +15,8 @@ use crate::error::Error;
 use crate::http::extract::{RequestOrigin, TenantCtx};
 use crate::http::page::{PageResult, UiForm};
 use crate::identity::flows::{self, Registered};
-use crate::identity::limits;
+use crate::identity::{limits, password};
+use crate::web::ui::FieldErrors;
 
 #[derive(Template)]
 #[template(path = "hosted/register.html")]
@@ -25,6 +26,8 @@ struct RegisterPage {
     name: String,
     fields: Vec<FieldInput>,
     min_length: u32,
+    /// Every problem of a submitted form at once, each by its field.
+    errors: FieldErrors,
 }
 
 pub(super) async fn register_form(State(app): State<AppState>, ctx: TenantCtx, headers: HeaderMap) -> PageResult {
@@ -43,6 +46,7 @@ pub(super) async fn register_form(State(app): State<AppState>, ctx: TenantCtx, h
         name: String::new(),
         fields: field_inputs(&visit.tenant, &Map::new()),
         min_length: visit.tenant.settings.password_min_length,
+        errors: FieldErrors::new(),
     };
     visit.page(StatusCode::OK, page)
 }
@@ -57,47 +61,87 @@ pub(super) async fn register(
     let visit = Visit::new(&app, ctx, &headers).await?;
     visit.check_csrf(form.get("csrf_token").map_or("", String::as_str))?;
     let get = |k: &str| form.get(k).cloned().unwrap_or_default();
-    let fields = posted_fields(&visit.tenant, &form);
-    let kept = fields.as_ref().cloned().unwrap_or_default();
-    let result = match (limits::check(&app, origin.ip.as_deref()), fields) {
-        (Err(err), _) | (_, Err(err)) => Err(err),
-        (Ok(()), Ok(fields)) => {
-            let input = flows::Registration {
-                email: get("email"),
-                password: get("password"),
-                name: Some(get("name")),
-                fields: Value::Object(fields),
-            };
-            flows::register(&app, &visit.tenant, &visit.db, input, origin).await
-        }
-    };
-    match result {
-        Ok(Registered::VerificationRequired) => visit.message(
-            StatusCode::OK,
-            "Check your email",
-            "We have sent a link to confirm your email address. Open it to finish creating your account.",
-            None,
-        ),
-        Ok(Registered::Created) => visit.message(
-            StatusCode::OK,
-            "Account created",
-            "Your account is ready. Sign in with your email address and password.",
-            Some((visit.url("login"), "Sign in".into())),
-        ),
-        Err(err) => {
-            let (status, message) = on_form(err)?;
-            let mut frame = visit.frame();
-            frame.error = Some(message);
-            let page = RegisterPage {
-                frame,
-                email: get("email"),
-                name: get("name"),
-                fields: field_inputs(&visit.tenant, &kept),
-                min_length: visit.tenant.settings.password_min_length,
-            };
-            visit.page(status, page)
+    let min_length = visit.tenant.settings.password_min_length;
+    // Everything the form can tell on its own is checked first, so every problem shows at once.
+    let mut errors = FieldErrors::new();
+    let (email, name, password) = (get("email"), get("name"), get("password"));
+    if !looks_like_email(&email) {
+        errors.add("email", "enter an email address, like name@example.com");
+    }
+    if name.chars().count() > 200 {
+        errors.add("name", "the name can have at most 200 characters");
+    }
+    if let Err(err) = password::check(&password, min_length) {
+        errors.add("password", err.to_string());
+    }
+    let fields = posted_fields(&visit.tenant, &form, &mut errors);
+    let mut status = StatusCode::BAD_REQUEST;
+    if errors.is_empty() {
+        let result = match limits::check(&app, origin.ip.as_deref()) {
+            Err(err) => Err(err),
+            Ok(()) => {
+                let input =
+                    flows::Registration { email, password, name: Some(name), fields: Value::Object(fields.clone()) };
+                flows::register(&app, &visit.tenant, &visit.db, input, origin).await
+            }
+        };
+        match result {
+            Ok(Registered::VerificationRequired) => {
+                return visit.message(
+                    StatusCode::OK,
+                    "Check your email",
+                    "We have sent a link to confirm your email address. Open it to finish creating your account.",
+                    None,
+                );
+            }
+            Ok(Registered::Created) => {
+                return visit.message(
+                    StatusCode::OK,
+                    "Account created",
+                    "Your account is ready. Sign in with your email address and password.",
+                    Some((visit.url("login"), "Sign in".into())),
+                );
+            }
+            Err(err) => {
+                let (code, message) = on_form(err)?;
+                status = code;
+                let field = match message.as_str() {
+                    m if m.starts_with("the password") || m.starts_with("this password") => "password",
+                    m if m.starts_with("fields.") => "form",
+                    m if m.contains("email") => "email",
+                    _ => "form",
+                };
+                errors.add(field, message);
+            }
         }
     }
+    let page = RegisterPage {
+        frame: visit.frame(),
+        email: get("email"),
+        name: get("name"),
+        fields: field_inputs(&visit.tenant, &fields_as_typed(&visit.tenant, &form)),
+        min_length,
+        errors,
+    };
+    visit.page(status, page)
+}
+
+/// A loose check that catches typos before the server's own (one `@` with text on both sides, no spaces).
+fn looks_like_email(email: &str) -> bool {
+    let email = email.trim();
+    matches!(email.split_once('@'), Some((local, domain)) if !local.is_empty() && domain.contains('.') && !domain.contains('@'))
+        && !email.contains(char::is_whitespace)
+        && email.len() <= 254
+}
+
+/// The custom fields as typed (even when not valid), to put back in the form.
+fn fields_as_typed(tenant: &crate::control::Tenant, form: &HashMap<String, String>) -> Map<String, Value> {
+    tenant
+        .settings
+        .custom_fields
+        .iter()
+        .filter_map(|f| form.get(&format!("field_{}", f.name)).map(|v| (f.name.clone(), Value::String(v.clone()))))
+        .collect()
 }
 
 pub(super) async fn verify(
