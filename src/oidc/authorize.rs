@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use crate::app::{App, AppState};
 use crate::crypto;
 use crate::db;
+use crate::error::Error;
 use crate::http::extract::{RequestOrigin, TenantCtx};
 use crate::http::page::{PageError, PageResult};
 use crate::identity::audit;
@@ -30,6 +31,7 @@ use crate::oidc::clients::{Client, ClientType};
 use crate::oidc::endpoints::Params;
 use crate::oidc::keys::Typ;
 use crate::oidc::store::{self, AuthRequest, CodeGrant};
+use crate::tenants::TenantSlug;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -89,14 +91,51 @@ fn page_params(method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> 
     parsed.map_err(|e| e.description().to_owned())
 }
 
+/// A suspended tenant's authorize request from a registered client with an exact redirect URI goes back to the
+/// client with `error=temporarily_unavailable` (RFC 6749 §4.1.2.1), so the application can say so itself; any other
+/// request gets the tenant's "temporarily unavailable" page (`identity::pages::tenant_unavailable`).
+async fn suspended_redirect(app: &App, uri: &Uri, params: &Params) -> Result<Option<Response>, PageError> {
+    let slug = uri.path().strip_prefix("/t/").and_then(|rest| rest.split('/').next()).unwrap_or("");
+    let Some(slug) = TenantSlug::from_path_segment(slug) else { return Ok(None) };
+    let (Some(client_id), Some(redirect_uri)) = (params.get("client_id"), params.get("redirect_uri")) else {
+        return Ok(None);
+    };
+    let Some(client) = app.oidc.client(app, &slug, client_id).await? else { return Ok(None) };
+    if !client.redirect_uri_matches(redirect_uri) {
+        return Ok(None);
+    }
+    let iss = crate::oidc::state::issuer(app, slug.as_str());
+    let mut pairs = vec![
+        ("error", "temporarily_unavailable"),
+        ("error_description", "this site is temporarily unavailable; try again later"),
+    ];
+    if let Some(state) = params.get("state") {
+        pairs.push(("state", state));
+    }
+    pairs.push(("iss", iss.as_str()));
+    Ok(Some(redirect_with(redirect_uri, &pairs)))
+}
+
 async fn authorize(
     State(app): State<AppState>,
-    ctx: TenantCtx,
+    ctx: Result<TenantCtx, Error>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> PageResult {
+    let ctx = match ctx {
+        Ok(ctx) => ctx,
+        Err(Error::TenantSuspended) => {
+            let redirect = match page_params(&method, &uri, &headers, &body) {
+                Ok(params) => suspended_redirect(&app, &uri, &params).await?,
+                Err(_) => None,
+            };
+            // The error's own answer: the hosted layer turns it into the tenant's page for browsers.
+            return Ok(redirect.unwrap_or_else(|| Error::TenantSuspended.into_response()));
+        }
+        Err(err) => return Err(err.into()),
+    };
     let visit = Visit::new(&app, ctx, &headers).await?;
     let params = match page_params(&method, &uri, &headers, &body) {
         Ok(p) => p,

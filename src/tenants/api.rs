@@ -147,6 +147,7 @@ async fn update(
     ApiJson(body): ApiJson<UpdateTenant>,
 ) -> Result<Json<TenantView>> {
     let slug = slug_for(&actor, &slug)?;
+    tenants::check_suspended_edit(&app, &actor.scope, &slug, body.name.as_deref(), body.settings.as_ref()).await?;
     let tenant = tenants::update(&app, &slug, body.name, body.settings.as_ref()).await?;
     Ok(Json(TenantView::from(tenant.as_ref())))
 }

@@ -109,6 +109,35 @@ async fn ensure_signing_key(app: &AppState, tenant: &Arc<Tenant>) -> Result<()> 
     Ok(())
 }
 
+/// Whether a change by a tenant-scoped admin must wait for an operator: while a tenant is suspended, its name and
+/// its public face (display name, branding, locale) are what its "temporarily unavailable" page shows, so only an
+/// operator changes them (a tenant suspended for abuse cannot restyle that page).
+pub async fn check_suspended_edit(
+    app: &AppState,
+    scope: &crate::admin::Scope,
+    slug: &TenantSlug,
+    name: Option<&str>,
+    settings_patch: Option<&serde_json::Value>,
+) -> Result<()> {
+    if *scope == crate::admin::Scope::Operator {
+        return Ok(());
+    }
+    let current = get(app, slug).await?;
+    if current.status != TenantStatus::Suspended {
+        return Ok(());
+    }
+    let renamed = name.is_some_and(|n| n.trim() != current.name);
+    let restyled = settings_patch
+        .and_then(serde_json::Value::as_object)
+        .is_some_and(|p| ["display_name", "branding", "locale"].iter().any(|k| p.contains_key(*k)));
+    if renamed || restyled {
+        return Err(Error::Forbidden(
+            "while the tenant is suspended, only an operator may change its name, display name, branding or locale",
+        ));
+    }
+    Ok(())
+}
+
 pub async fn update(
     app: &AppState,
     slug: &TenantSlug,

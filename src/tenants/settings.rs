@@ -64,7 +64,7 @@ pub struct Branding {
     pub primary_color: Option<String>,
     /// `#rrggbb`.
     pub accent_color: Option<String>,
-    /// An absolute http(s) URL.
+    /// An absolute https:// URL.
     pub logo_url: Option<String>,
 }
 
@@ -84,11 +84,15 @@ impl TenantSettings {
             }
         }
         if let Some(url) = &self.branding.logo_url {
-            let ok = (url.starts_with("https://") || url.starts_with("http://"))
+            // https only: the hosted pages' CSP allows images from https: (and browsers block http images on an
+            // https page), so an http logo would be accepted and never shown.
+            let ok = url.starts_with("https://")
                 && url.len() <= 2048
                 && !url.chars().any(|c| c.is_whitespace() || c.is_control() || c == '"' || c == '<' || c == '>');
             if !ok {
-                return Err(Error::validation("settings.branding.logo_url must be an absolute http(s) URL"));
+                return Err(Error::validation(
+                    "settings.branding.logo_url must be an absolute https:// URL (the pages load images over https only)",
+                ));
             }
         }
         let locale_ok = (2..=35).contains(&self.locale.len())
@@ -188,6 +192,7 @@ mod tests {
         let base = TenantSettings::default();
         assert!(base.merged(&json!({"branding": {"primary_color": "red"}})).is_err());
         assert!(base.merged(&json!({"branding": {"logo_url": "javascript:alert(1)"}})).is_err());
+        assert!(base.merged(&json!({"branding": {"logo_url": "http://cdn.example/logo.png"}})).is_err(), "https only");
         assert!(base.merged(&json!({"colour": "#000000"})).is_err());
         assert!(base.merged(&json!({"locale": "../../etc"})).is_err());
         assert!(base.merged(&json!([1])).is_err());

@@ -11,6 +11,24 @@ use crate::error::Error;
 pub struct TenantSlug(String);
 
 impl TenantSlug {
+    /// The slug in a raw (still percent-encoded) path segment, as the router decodes it: `%61cme` is `acme`.
+    pub fn from_path_segment(raw: &str) -> Option<Self> {
+        let bytes = raw.as_bytes();
+        let mut decoded = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'%' {
+                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                decoded.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            } else {
+                decoded.push(bytes[i]);
+                i += 1;
+            }
+        }
+        Self::parse(std::str::from_utf8(&decoded).ok()?).ok()
+    }
+
     pub fn parse(raw: &str) -> Result<Self, Error> {
         let bytes = raw.as_bytes();
         let ok = (2..=63).contains(&bytes.len())
@@ -62,6 +80,15 @@ impl<'de> Deserialize<'de> for TenantSlug {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn path_segments_are_decoded_like_the_router_does() {
+        assert_eq!(TenantSlug::from_path_segment("%61cme").map(|s| s.to_string()).as_deref(), Some("acme"));
+        assert_eq!(TenantSlug::from_path_segment("acme").map(|s| s.to_string()).as_deref(), Some("acme"));
+        assert!(TenantSlug::from_path_segment("%2e%2e").is_none());
+        assert!(TenantSlug::from_path_segment("ac%6").is_none());
+        assert!(TenantSlug::from_path_segment("%ff%fe").is_none());
+    }
     use super::*;
 
     #[test]

@@ -10,6 +10,7 @@ mod assets;
 mod audit_pages;
 mod email_pages;
 mod identity_pages;
+mod key_pages;
 mod lists;
 mod node_plots;
 mod oauth_pages;
@@ -53,6 +54,7 @@ pub fn router() -> Router<AppState> {
         .merge(user_pages::router())
         .merge(webhook_pages::router())
         .merge(oauth_pages::router())
+        .merge(key_pages::router())
         .merge(plugin_pages::router())
         .merge(store_pages::router())
         .merge(store_setup_pages::router())
@@ -181,7 +183,7 @@ async fn suspended_tenant_page(app: &AppState, actor: &Actor, path: &str) -> boo
     let Some(raw) = path.strip_prefix("/admin/tenants/").map(|rest| rest.split('/').next().unwrap_or(rest)) else {
         return false;
     };
-    let Ok(slug) = crate::tenants::TenantSlug::parse(raw) else { return false };
+    let Some(slug) = crate::tenants::TenantSlug::from_path_segment(raw) else { return false };
     if actor.require_tenant(&slug).is_err() {
         return false;
     }

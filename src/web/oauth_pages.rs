@@ -1,13 +1,13 @@
 //! Admin UI pages of a tenant's OAuth provider: clients (list with search, sort, totals and paging; create with
-//! the secret shown once, edit, new secret, delete) and signing keys (list, rotate). They call the same services
-//! as `oidc::admin_api`: clients through `oidc::clients` (`find`, `create`, `update`, `rotate_secret`), keys
-//! through `oidc::admin_api` (`keys`, `rotate`).
+//! the secret shown once, edit, new secret, delete). They call the same services as `oidc::admin_api`:
+//! `oidc::clients` (`find`, `create`, `update`, `rotate_secret`). Signing keys and token settings are
+//! `key_pages.rs`.
 
 use askama::Template;
 use axum::Router;
 use axum::extract::{Path, Query, RawForm, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -19,7 +19,6 @@ use crate::app::AppState;
 use crate::control::tables::Tenant;
 use crate::error::Error;
 use crate::http::page::{PageError, PageResult, render};
-use crate::oidc::admin_api;
 use crate::oidc::clients::{self, Client, ClientType};
 
 pub fn router() -> Router<AppState> {
@@ -29,8 +28,6 @@ pub fn router() -> Router<AppState> {
         .route(&format!("{base}/clients/{{id}}"), get(client_page).post(client_save))
         .route(&format!("{base}/clients/{{id}}/secret"), post(client_secret))
         .route(&format!("{base}/clients/{{id}}/delete"), post(client_delete))
-        .route(&format!("{base}/keys"), get(keys_page))
-        .route(&format!("{base}/keys/rotate"), post(keys_rotate))
 }
 
 #[derive(Deserialize, Default)]
@@ -57,7 +54,6 @@ fn notice(done: Option<&str>) -> Option<String> {
     let text = match done? {
         "saved" => "Client saved.",
         "deleted" => "Client deleted.",
-        "rotated" => "A new signing key is active.",
         _ => return None,
     };
     Some(text.to_owned())
@@ -381,65 +377,4 @@ async fn client_delete(
     let tenant = session.tenant(&app, &slug).await?;
     app.control.apply(crate::control::Mutation::DeleteOAuthClient { slug: tenant.slug.clone(), client_id: id }).await?;
     Ok(Redirect::to(&format!("/admin/tenants/{slug}/clients?done=deleted")).into_response())
-}
-
-struct KeyRow {
-    kid: String,
-    alg: String,
-    status: String,
-    retires: String,
-}
-
-#[derive(Template)]
-#[template(path = "admin/keys.html")]
-struct KeysPage {
-    chrome: Chrome,
-    slug: String,
-    tenant_name: String,
-    tab: &'static str,
-    issuer: String,
-    alg: String,
-    rows: Vec<KeyRow>,
-}
-
-async fn keys_page(
-    State(app): State<AppState>,
-    session: UiSession,
-    Path(slug): Path<String>,
-    Query(q): Query<DoneQuery>,
-) -> PageResult {
-    let tenant = session.tenant(&app, &slug).await?;
-    let keys = admin_api::keys(&app, &tenant).await?;
-    let chrome = session.chrome_with("tenants", notice(q.done.as_deref()));
-    let text = |v: &Value| v.as_str().unwrap_or("").to_owned();
-    let page = KeysPage {
-        chrome,
-        slug: tenant.slug.to_string(),
-        tenant_name: tenant.name.clone(),
-        tab: "keys",
-        issuer: crate::oidc::state::issuer(&app, tenant.slug.as_str()),
-        alg: tenant.settings.oidc.signing_alg.to_string(),
-        rows: keys
-            .iter()
-            .map(|k| KeyRow {
-                kid: text(&k["kid"]),
-                alg: text(&k["alg"]),
-                status: text(&k["status"]),
-                retires: k["retires_at"].as_str().map(str::to_owned).unwrap_or_else(|| "—".into()),
-            })
-            .collect(),
-    };
-    render(page)
-}
-
-async fn keys_rotate(
-    State(app): State<AppState>,
-    session: UiSession,
-    Path(slug): Path<String>,
-    CsrfForm(_): CsrfForm<CsrfOnly>,
-) -> Result<Response, PageError> {
-    let tenant = session.tenant(&app, &slug).await?;
-    app.oidc.keyring(&app, &tenant).await?;
-    admin_api::rotate(&app, &tenant, None).await?;
-    Ok(Redirect::to(&format!("/admin/tenants/{slug}/keys?done=rotated")).into_response())
 }

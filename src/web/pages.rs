@@ -32,7 +32,7 @@ pub fn router() -> Router<AppState> {
         .route("/admin", get(dashboard))
         .route("/admin/", get(|| async { Redirect::permanent("/admin") }))
         .route("/admin/login", get(login_form).post(login))
-        .route("/admin/logout", post(logout))
+        .route("/admin/logout", get(logout_page).post(logout))
         .route("/admin/setup", get(setup_form).post(setup))
         .route("/admin/tenants", get(tenant_list).post(tenant_create))
         .route("/admin/tokens", get(token_list).post(token_create))
@@ -154,6 +154,18 @@ async fn signed_in(app: &App, operator_id: &str) -> PageResult {
     let cookie = accounts::start_session(app, operator_id).await?;
     let set = cookies::set(SESSION_COOKIE, &cookie, "/", "Strict", app.config.is_https(), Some(accounts::SESSION_SECS));
     Ok(with_cookie(Redirect::to("/admin").into_response(), Some(set)))
+}
+
+#[derive(Template)]
+#[template(path = "admin/logout.html")]
+struct LogoutPage {
+    chrome: Chrome,
+}
+
+/// Sign-out reachable by a link, for pages without the top bar (an error page a tenant admin cannot leave
+/// otherwise): a form with the session's CSRF token, posting to the real sign-out.
+async fn logout_page(session: UiSession) -> PageResult {
+    render(LogoutPage { chrome: session.chrome("") })
 }
 
 async fn logout(State(app): State<AppState>, headers: HeaderMap, CsrfForm(_): CsrfForm<CsrfOnly>) -> PageResult {

@@ -605,9 +605,15 @@ async fn settings_save(
     let (tenant, db) = open(&app, &session, &slug).await?;
     let form = SettingsForm { primary_color: form.chosen_color(), ..form };
     let name = form.name.trim().to_owned();
-    match tenants::update(&app, &tenant.slug, Some(name), Some(&form.patch())).await {
+    let patch = form.patch();
+    let scope = &session.actor.scope;
+    let result = match tenants::check_suspended_edit(&app, scope, &tenant.slug, Some(&name), Some(&patch)).await {
+        Ok(()) => tenants::update(&app, &tenant.slug, Some(name), Some(&patch)).await,
+        Err(err) => Err(err),
+    };
+    match result {
         Ok(_) => Ok(Redirect::to(&format!("/admin/tenants/{}?done=saved", tenant.slug)).into_response()),
-        Err(err @ (Error::Validation(_) | Error::Unprocessable(_))) => {
+        Err(err @ (Error::Validation(_) | Error::Unprocessable(_) | Error::Forbidden(_))) => {
             let chrome = session.chrome("tenants");
             render_overview(&app, &session, &tenant, &db, chrome, form, Some(err.to_string()), PlotRange::Day).await
         }

@@ -628,15 +628,59 @@ async fn oauth_client_and_key_pages() {
 
     let keys = ui.get(app.url("/admin/tenants/acme/keys")).send().await.unwrap().text().await.unwrap();
     assert_eq!(keys.matches("<td>active</td>").count(), 1, "{keys}");
-    let r = ui
-        .post(app.url("/admin/tenants/acme/keys/rotate"))
-        .form(&[("csrf_token", csrf.as_str())])
-        .send()
-        .await
-        .unwrap();
+    // Rotating asks first: without `confirm=yes` nothing changes.
+    let rotate = |confirm: &'static str| {
+        ui.post(app.url("/admin/tenants/acme/keys/rotate"))
+            .form(&[("csrf_token", csrf.as_str()), ("confirm", confirm)])
+            .send()
+    };
+    let r = rotate("").await.unwrap();
+    assert_eq!(r.headers()["location"], "/admin/tenants/acme/keys?done=unconfirmed");
+    let keys = ui.get(app.url("/admin/tenants/acme/keys")).send().await.unwrap().text().await.unwrap();
+    assert!(!keys.contains("<td>retiring</td>"), "{keys}");
+    let r = rotate("yes").await.unwrap();
     assert_eq!(r.status(), 303);
     let keys = ui.get(app.url("/admin/tenants/acme/keys?done=rotated")).send().await.unwrap().text().await.unwrap();
     assert!(keys.contains("<td>retiring</td>") && keys.contains("A new signing key is active"), "{keys}");
+
+    // Token settings: every error by its field with the input kept; then saved, as the API would.
+    let bad = ui
+        .post(app.url("/admin/tenants/acme/keys"))
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("signing_alg", "ES256"),
+            ("access_token_ttl", "5"),
+            ("id_token_ttl", "3600"),
+            ("refresh_token_ttl", "forever"),
+            ("custom_scopes", "[{\"name\": \"billing\"}"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let body = bad.text().await.unwrap();
+    for field in ["access_token_ttl", "refresh_token_ttl", "custom_scopes"] {
+        assert!(body.contains(&format!("id=\"{field}-error\"")), "{field}: {body}");
+    }
+    assert!(body.contains("value=\"forever\"") && body.contains("<option value=\"ES256\" selected>"), "{body}");
+    let good = ui
+        .post(app.url("/admin/tenants/acme/keys"))
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("signing_alg", "ES256"),
+            ("access_token_ttl", "900"),
+            ("id_token_ttl", "3600"),
+            ("refresh_token_ttl", "86400"),
+            ("custom_scopes", "[{\"name\": \"billing\", \"description\": \"Invoices\"}]"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(good.headers()["location"], "/admin/tenants/acme/keys?done=saved");
+    let (_, tenant) = app.json(Method::GET, "/admin/api/v1/tenants/acme", None).await;
+    let oidc = &tenant["settings"]["oidc"];
+    assert_eq!((oidc["signing_alg"].as_str(), oidc["access_token_ttl"].as_u64()), (Some("ES256"), Some(900)));
+    assert_eq!(oidc["custom_scopes"][0]["name"], "billing");
     app.stop().await;
 }
 

@@ -5,6 +5,7 @@
 //! via chromedriver's `goog/cdp/execute`). Moderate and minor findings are printed (`--nocapture` shows them).
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use fantoccini::Locator;
 use reqwest::Method;
@@ -131,6 +132,9 @@ async fn audit(
     pages: &[String],
 ) -> BTreeMap<(String, &'static str), Vec<Value>> {
     let axe = std::fs::read_to_string(AXE).expect("tests/axe: run `npm ci` there (scripts/test does)");
+    // axe takes a few seconds a page alone, much longer while the rest of the suite shares the two cores.
+    let timeouts = fantoccini::wd::TimeoutConfiguration::new(Some(Duration::from_secs(300)), None, None);
+    browser.update_timeouts(timeouts).await.unwrap();
     let mut found = BTreeMap::new();
     for scheme in ["light", "dark"] {
         color_scheme(driver, browser, scheme).await;

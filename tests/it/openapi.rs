@@ -86,6 +86,7 @@ const PLAIN_ROUTE_FILES: &[&str] = &[
     "src/web/audit_pages.rs",
     "src/web/email_pages.rs",
     "src/web/identity_pages.rs",
+    "src/web/key_pages.rs",
     "src/web/oauth_pages.rs",
     "src/web/pages.rs",
     "src/web/plugin_pages.rs",

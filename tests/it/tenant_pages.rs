@@ -325,3 +325,70 @@ async fn tenant_admins_land_on_their_tenant_and_only_see_it() {
     assert!(html.contains("id=\"tenant-count\""), "{html}");
     app.stop().await;
 }
+
+/// A suspended tenant, from the sides the first version missed: an OAuth client gets `temporarily_unavailable` at
+/// its registered redirect URI; a percent-encoded slug still gets the page; its tenant admins cannot restyle the
+/// page that says it is unavailable (operators can); a page without the top bar still lets an admin sign out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suspended_tenants_seen_by_clients_encoded_paths_and_their_admins() {
+    let app = app_with_operator().await;
+    app.create_tenant("holdco").await;
+    let client = crate::oidc::create_client(
+        &app,
+        "holdco",
+        json!({"name": "Shop", "type": "public", "redirect_uris": ["https://shop.example/cb"]}),
+    )
+    .await;
+    let client_id = client["client_id"].as_str().unwrap();
+    let token = app.create_token("holdco admin", "tenant:holdco").await;
+    let r = app.admin(Method::POST, "/admin/api/v1/tenants/holdco/suspend").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+
+    // The client learns it from its own redirect URI, with its state and the issuer.
+    let authorize = format!(
+        "/t/holdco/oauth2/authorize?client_id={client_id}&redirect_uri=https%3A%2F%2Fshop.example%2Fcb&response_type=code&state=s1"
+    );
+    let r = get(&app, &authorize, BROWSER, "en").await;
+    assert_eq!(r.status(), 303);
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.starts_with("https://shop.example/cb?error=temporarily_unavailable"), "{location}");
+    assert!(location.contains("state=s1") && location.contains("iss=http"), "{location}");
+    // An unregistered redirect URI is never redirected to: the page instead.
+    let r = get(&app, &authorize.replace("shop.example", "evil.example"), BROWSER, "en").await;
+    assert_eq!(r.status(), 503);
+
+    // The router decodes the slug (%68 is `h`); so does the page's layer.
+    let r = get(&app, "/t/%68oldco/login", BROWSER, "en").await;
+    assert_eq!(r.status(), 503);
+    assert!(r.text().await.unwrap().contains("temporarily unavailable"));
+
+    // Tenant admins keep their tenant's other settings, but not its face, while it is suspended.
+    let as_admin =
+        |body: Value| app.client.patch(app.url("/admin/api/v1/tenants/holdco")).bearer_auth(&token).json(&body).send();
+    let r = as_admin(json!({"settings": {"branding": {"primary_color": "#ff0000"}}})).await.unwrap();
+    assert_eq!(r.status(), 403);
+    let r = as_admin(json!({"name": "Something else"})).await.unwrap();
+    assert_eq!(r.status(), 403);
+    let r = as_admin(json!({"settings": {"password_min_length": 14}})).await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let r = app
+        .admin(Method::PATCH, "/admin/api/v1/tenants/holdco")
+        .json(&json!({"settings": {"branding": {"primary_color": "#ff0000"}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "an operator may");
+
+    // Sign-out by a link: a page with the session's form; without a session, the sign-in page.
+    let ui = signed_in(&app, EMAIL).await;
+    let r = ui.get(app.url("/admin/logout")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    let csrf = csrf_of(&html);
+    assert!(html.contains("action=\"/admin/logout\""), "{html}");
+    let r = ui.post(app.url("/admin/logout")).form(&[("csrf_token", csrf.as_str())]).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    let r = ui.get(app.url("/admin/logout")).send().await.unwrap();
+    assert_eq!((r.status().as_u16(), r.headers()["location"].to_str().unwrap()), (303, "/admin/login"));
+    app.stop().await;
+}

@@ -284,7 +284,9 @@ async fn tenant_tabs_are_grouped_and_a_skip_link_comes_first() {
     press(&browser, Key::Enter).await;
     press(&browser, Key::Tab).await;
     let next = js(&browser, "return document.activeElement.getAttribute('href');", vec![]).await;
-    assert_eq!(next, json!(base), "after the skip link, Tab goes on inside the content (the Overview tab)");
+    assert_eq!(next, json!("/admin/tenants"), "after the skip link, Tab goes on inside the content (the breadcrumbs)");
+    let crumbs = js(&browser, "return document.activeElement.closest('nav').getAttribute('aria-label');", vec![]).await;
+    assert_eq!(crumbs, json!("Breadcrumb"));
 
     // Phone: one closed menu naming the current section; opened, its links work.
     browser.set_window_size(390, 844).await.unwrap();

@@ -40,7 +40,7 @@ pub async fn tenant_unavailable(State(app): State<AppState>, req: Request, next:
     match code {
         Some("tenant_not_found") => unknown_page(language(&accept_language, "en")),
         Some("tenant_suspended") => {
-            let slug = slug.and_then(|s| TenantSlug::parse(&s).ok());
+            let slug = slug.and_then(|s| TenantSlug::from_path_segment(&s));
             let tenant = match &slug {
                 Some(slug) => app.control.tenant(slug).await.ok().flatten(),
                 None => None,
