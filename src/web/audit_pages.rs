@@ -382,7 +382,12 @@ fn row(slug: &str, e: Entry, names: &Names) -> Row {
         when: When::at(e.at),
         summary: names.summary(&e),
         user,
-        actor: names.actor(&e.actor),
+        // Someone acting on their own account: the User column already names them.
+        actor: if e.user_id.as_deref().is_some_and(|id| e.actor.strip_prefix("user:") == Some(id)) {
+            "the user".to_owned()
+        } else {
+            names.actor(&e.actor)
+        },
         actor_href,
         from: from_label(e.ip.as_deref(), e.user_agent.as_deref()),
         detail: serde_json::to_string_pretty(&e.detail).unwrap_or_else(|_| e.detail.to_string()),
