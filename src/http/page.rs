@@ -16,15 +16,41 @@ use crate::error::Error;
 struct MessagePage<'a> {
     heading: &'a str,
     message: &'a str,
+    /// Links back to the console and to sign out: on admin pages only (`with_admin_links`), never on an end
+    /// user's.
+    admin: bool,
+}
+
+/// What a message page said, kept on its response so the admin UI can render it again with its links.
+#[derive(Clone)]
+struct Message {
+    heading: String,
+    message: String,
+}
+
+fn render_message(status: StatusCode, heading: &str, message: &str, admin: bool) -> Response {
+    match (MessagePage { heading, message, admin }).render() {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(_) => (status, message.to_owned()).into_response(),
+    }
 }
 
 /// A full page with a heading and a sentence, for errors and dead ends.
 pub fn message_page(status: StatusCode, heading: &str, message: &str) -> Response {
-    let page = MessagePage { heading, message };
-    match page.render() {
-        Ok(html) => (status, Html(html)).into_response(),
-        Err(_) => (status, message.to_owned()).into_response(),
-    }
+    let mut response = render_message(status, heading, message, false);
+    response.extensions_mut().insert(Message { heading: heading.to_owned(), message: message.to_owned() });
+    response
+}
+
+/// A layer for the admin UI's routes: its message pages get the links back to the console and to sign out (a
+/// tenant admin whose tenant cannot open must still be able to leave).
+pub async fn with_admin_links(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let response = next.run(req).await;
+    let Some(said) = response.extensions().get::<Message>().cloned() else { return response };
+    let (mut parts, _) = response.into_parts();
+    let page = render_message(parts.status, &said.heading, &said.message, true);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, page.into_body())
 }
 
 pub fn not_found_page() -> Response {

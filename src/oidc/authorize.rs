@@ -94,15 +94,14 @@ fn page_params(method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> 
 /// A suspended tenant's authorize request from a registered client with an exact redirect URI goes back to the
 /// client with `error=temporarily_unavailable` (RFC 6749 §4.1.2.1), so the application can say so itself; any other
 /// request gets the tenant's "temporarily unavailable" page (`identity::pages::tenant_unavailable`).
-async fn suspended_redirect(app: &App, uri: &Uri, params: &Params) -> Result<Option<Response>, PageError> {
+async fn suspended_redirect(app: &App, uri: &Uri, params: &Params) -> Option<Response> {
     let slug = uri.path().strip_prefix("/t/").and_then(|rest| rest.split('/').next()).unwrap_or("");
-    let Some(slug) = TenantSlug::from_path_segment(slug) else { return Ok(None) };
-    let (Some(client_id), Some(redirect_uri)) = (params.get("client_id"), params.get("redirect_uri")) else {
-        return Ok(None);
-    };
-    let Some(client) = app.oidc.client(app, &slug, client_id).await? else { return Ok(None) };
+    let slug = TenantSlug::from_path_segment(slug)?;
+    let (client_id, redirect_uri) = (params.get("client_id")?, params.get("redirect_uri")?);
+    // A failed lookup is not the client's to hear about: the tenant's page stands.
+    let client = app.oidc.client(app, &slug, client_id).await.ok().flatten()?;
     if !client.redirect_uri_matches(redirect_uri) {
-        return Ok(None);
+        return None;
     }
     let iss = crate::oidc::state::issuer(app, slug.as_str());
     let mut pairs = vec![
@@ -113,7 +112,7 @@ async fn suspended_redirect(app: &App, uri: &Uri, params: &Params) -> Result<Opt
         pairs.push(("state", state));
     }
     pairs.push(("iss", iss.as_str()));
-    Ok(Some(redirect_with(redirect_uri, &pairs)))
+    Some(redirect_with(redirect_uri, &pairs))
 }
 
 async fn authorize(
@@ -128,13 +127,14 @@ async fn authorize(
         Ok(ctx) => ctx,
         Err(Error::TenantSuspended) => {
             let redirect = match page_params(&method, &uri, &headers, &body) {
-                Ok(params) => suspended_redirect(&app, &uri, &params).await?,
+                Ok(params) => suspended_redirect(&app, &uri, &params).await,
                 Err(_) => None,
             };
             // The error's own answer: the hosted layer turns it into the tenant's page for browsers.
             return Ok(redirect.unwrap_or_else(|| Error::TenantSuspended.into_response()));
         }
-        Err(err) => return Err(err.into()),
+        // The extractor's own answer (JSON with its code), which the hosted layer shows browsers as a page.
+        Err(err) => return Ok(err.into_response()),
     };
     let visit = Visit::new(&app, ctx, &headers).await?;
     let params = match page_params(&method, &uri, &headers, &body) {

@@ -490,6 +490,16 @@ async fn audit_csv(
         let text = errors.all().iter().map(|(_, m)| m.as_str()).collect::<Vec<_>>().join(" ");
         return Ok(message_page(StatusCode::BAD_REQUEST, "That filter did not work", &text));
     }
+    // One export per tenant at a time, and two per node: a tenant cannot take every slot.
+    let Some(tenant_turn) = TenantTurn::take(tenant.slug.as_str()) else {
+        let mut busy = message_page(
+            StatusCode::TOO_MANY_REQUESTS,
+            "An export of this tenant is running",
+            "This tenant's audit log is being exported already. Try again when that download has finished.",
+        );
+        busy.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("60"));
+        return Ok(busy);
+    };
     let Ok(permit) = EXPORTS.clone().try_acquire_owned() else {
         let mut busy = message_page(
             StatusCode::TOO_MANY_REQUESTS,
@@ -504,22 +514,30 @@ async fn audit_csv(
     // The rows go out a chunk at a time: one short read per chunk, so neither a connection nor the whole file is
     // held while the client downloads; a client that goes away stops the export at its next chunk.
     tokio::spawn(async move {
-        let _permit = permit;
+        let _turn = (permit, tenant_turn);
         let deadline = tokio::time::Instant::now() + CSV_TIME_BUDGET;
+        // A client that stops reading holds the send: the deadline covers it too.
+        let send = |item| tokio::time::timeout_at(deadline, tx.send(item));
         let mut chunk =
             Chunk { filter: Filter { cursor: None, after: None, ..filter }, names, written: 0, header: true };
-        while tokio::time::Instant::now() < deadline {
+        loop {
+            if tokio::time::Instant::now() >= deadline {
+                // Cut short: the body fails, so no one takes a partial file for the whole log.
+                tracing::warn!("audit export stopped at its time budget");
+                let _ = send(Err(std::io::Error::other("the export ran out of time"))).await;
+                return;
+            }
             let pool = db.pool.clone();
             let read = db::with_conn(&pool, move |conn| export_chunk(conn, chunk)).await;
             let (bytes, next) = match read {
                 Ok(done) => done,
                 Err(err) => {
                     tracing::warn!(error = %err, "audit export stopped");
-                    let _ = tx.send(Err(std::io::Error::other(err.to_string()))).await;
+                    let _ = send(Err(std::io::Error::other(err.to_string()))).await;
                     return;
                 }
             };
-            if tx.send(Ok(bytes)).await.is_err() {
+            if !matches!(send(Ok(bytes)).await, Ok(Ok(()))) {
                 return;
             }
             match next {
@@ -543,6 +561,26 @@ async fn audit_csv(
         body,
     )
         .into_response())
+}
+
+/// The tenants whose audit log is being exported (one export per tenant at a time).
+static EXPORTING: std::sync::LazyLock<std::sync::Mutex<std::collections::HashSet<String>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// A tenant's turn to export, given back when dropped.
+struct TenantTurn(String);
+
+impl TenantTurn {
+    fn take(slug: &str) -> Option<TenantTurn> {
+        let mut running = EXPORTING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        running.insert(slug.to_owned()).then(|| TenantTurn(slug.to_owned()))
+    }
+}
+
+impl Drop for TenantTurn {
+    fn drop(&mut self) {
+        EXPORTING.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&self.0);
+    }
 }
 
 /// Where an export stands: the filter with its cursor, the names it has, the rows written so far.
@@ -590,6 +628,13 @@ fn export_chunk(conn: &Connection, mut chunk: Chunk) -> Result<(Vec<u8>, Option<
         out.write_record(&record).map_err(io)?;
     }
     chunk.written += entries.len();
+    if chunk.written >= CSV_MAX_ROWS && next.is_some() {
+        // Said in the file itself: the rest is there, but not in this export.
+        let mut note = [""; 12].map(str::to_owned);
+        note[2] = "truncated".to_owned();
+        note[3] = format!("This export stops at {CSV_MAX_ROWS} rows; narrow the dates for the older entries.");
+        out.write_record(&note).map_err(io)?;
+    }
     let bytes = out.into_inner().map_err(|e| Error::internal(format!("write CSV: {e}")))?;
     let more = match next {
         Some(cursor) if chunk.written < CSV_MAX_ROWS => {
@@ -604,6 +649,16 @@ fn export_chunk(conn: &Connection, mut chunk: Chunk) -> Result<(Vec<u8>, Option<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_export_per_tenant_at_a_time() {
+        let first = TenantTurn::take("exportco").expect("free");
+        assert!(TenantTurn::take("exportco").is_none(), "a second export of the same tenant waits");
+        let other = TenantTurn::take("otherco");
+        assert!(other.is_some(), "another tenant's export may run");
+        drop(first);
+        assert!(TenantTurn::take("exportco").is_some(), "the turn comes back when the export ends");
+    }
 
     #[test]
     fn days_are_utc_and_checked() {

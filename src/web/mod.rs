@@ -62,6 +62,7 @@ pub fn router() -> Router<AppState> {
         .merge(tenant_overview::router())
         .merge(tenant_actions::router())
         .merge(api_docs::router())
+        .layer(axum::middleware::from_fn(crate::http::page::with_admin_links))
         .merge(assets::router())
 }
 

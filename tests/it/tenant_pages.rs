@@ -102,10 +102,21 @@ async fn suspended_and_unknown_tenants_show_browsers_a_page() {
     let r = get(&app, "/t/nobody-here/login", "application/json", "en").await;
     assert_eq!(r.status(), 404);
     assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "tenant_not_found");
+    // The authorize endpoint answers the same way (its handler reads the tenant itself).
+    let r = get(&app, "/t/nobody-here/oauth2/authorize?client_id=x", BROWSER, "en").await;
+    assert_eq!(r.status(), 404);
+    assert!(r.text().await.unwrap().contains("Not found"));
+    let r = get(&app, "/t/nobody-here/oauth2/authorize?client_id=x", "application/json", "en").await;
+    assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "tenant_not_found");
 
     // Resumed: the sign-in page is back.
     app.admin(Method::POST, "/admin/api/v1/tenants/pauseco/resume").send().await.unwrap();
     assert_eq!(get(&app, "/t/pauseco/login", BROWSER, "en").await.status(), 200);
+    // An end user's error page (a form without its CSRF token) never points at the admin console.
+    let r = app.client.post(app.url("/t/pauseco/login")).form(&[("email", "a@example.com")]).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    let html = r.text().await.unwrap();
+    assert!(!html.contains("href=\"/admin\"") && !html.contains("/admin/logout"), "{html}");
     app.stop().await;
 }
 
@@ -379,8 +390,12 @@ async fn suspended_tenants_seen_by_clients_encoded_paths_and_their_admins() {
         .unwrap();
     assert_eq!(r.status(), 200, "an operator may");
 
-    // Sign-out by a link: a page with the session's form; without a session, the sign-in page.
+    // Sign-out by a link: an admin error page offers it, and it leads to a page with the session's form; without
+    // a session, to the sign-in page.
     let ui = signed_in(&app, EMAIL).await;
+    let r = ui.get(app.url("/admin/tenants/no-such-tenant/users")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(r.text().await.unwrap().contains("href=\"/admin/logout\""));
     let r = ui.get(app.url("/admin/logout")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let html = r.text().await.unwrap();
