@@ -44,6 +44,15 @@ pub enum Error {
     /// A fail-closed pricing plugin failed, so the cart cannot be priced now (the message names the plugin).
     #[error("prices cannot be computed right now: {0}")]
     PricingUnavailable(String),
+    /// An `Idempotency-Key` already answered another request.
+    #[error("this Idempotency-Key was used for another request; use a new key for a new checkout")]
+    IdempotencyConflict,
+    /// The price moved since the buyer saw it (the checkout's answer carries the new `quote` too).
+    #[error("{0}")]
+    PriceChanged(String),
+    /// An order status change the order's graph does not have.
+    #[error("{0}")]
+    InvalidTransition(String),
     /// A change that would send stored credentials somewhere new without the caller presenting them again.
     #[error("{0}")]
     PasswordRequired(&'static str),
@@ -101,6 +110,9 @@ pub const CODES: &[&str] = &[
     "conflict",
     "unprocessable",
     "out_of_stock",
+    "price_changed",
+    "idempotency_conflict",
+    "invalid_transition",
     "discount_invalid",
     "pricing_unavailable",
     "password_required",
@@ -144,6 +156,9 @@ impl Error {
             Error::OutOfStock(_) => (StatusCode::CONFLICT, "out_of_stock"),
             Error::DiscountInvalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "discount_invalid"),
             Error::PricingUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "pricing_unavailable"),
+            Error::IdempotencyConflict => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_conflict"),
+            Error::PriceChanged(_) => (StatusCode::CONFLICT, "price_changed"),
+            Error::InvalidTransition(_) => (StatusCode::CONFLICT, "invalid_transition"),
             Error::PasswordRequired(_) => (StatusCode::UNPROCESSABLE_ENTITY, "password_required"),
             Error::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
             Error::InvalidToken => (StatusCode::BAD_REQUEST, "invalid_token"),
@@ -240,6 +255,9 @@ mod tests {
             Error::OutOfStock(String::new()),
             Error::DiscountInvalid(String::new()),
             Error::PricingUnavailable(String::new()),
+            Error::IdempotencyConflict,
+            Error::PriceChanged(String::new()),
+            Error::InvalidTransition(String::new()),
             Error::PasswordRequired(""),
             Error::InvalidCredentials,
             Error::InvalidToken,

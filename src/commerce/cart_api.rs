@@ -50,7 +50,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// The per-IP limit of cart writes.
-fn limit(app: &AppState, headers: &HeaderMap, peer: SocketAddr) -> Result<()> {
+pub(super) fn limit(app: &AppState, headers: &HeaderMap, peer: SocketAddr) -> Result<()> {
     use governor::clock::{Clock, DefaultClock};
     let ip = client_ip(headers, peer.ip(), app.config.trust_proxy);
     app.store_limiter.check_key(&ip).map_err(|not_until| {
@@ -63,7 +63,7 @@ fn limit(app: &AppState, headers: &HeaderMap, peer: SocketAddr) -> Result<()> {
 /// `account:read` (reads) or `account:write` (writes) of a first-party client, else the request fails with 401 or
 /// 403; a session cookie counts when its session is active (a stale cookie is anonymous). The outcome is kept, not
 /// raised, so the error answer carries CORS like every cart answer.
-pub struct Customer(Result<Option<String>>);
+pub struct Customer(pub(super) Result<Option<String>>);
 
 impl axum::extract::FromRequestParts<AppState> for Customer {
     type Rejection = std::convert::Infallible;
@@ -117,6 +117,8 @@ async fn change(
         .write(move |tx| {
             let now = crate::now_unix();
             let key = CartKey { id: &id, customer: who.as_deref() };
+            // Unpaid orders past their time give their stock back before a cart asks for it.
+            super::orders::expire_due(tx, &tenant, now)?;
             f(tx, &tenant, &key, now)?;
             carts::view(tx, &tenant, &key, now)
         })
@@ -135,7 +137,7 @@ async fn priced(app: &AppState, ctx: &TenantCtx, draft: Result<carts::Draft>) ->
 }
 
 /// A cart answer, success or error, with CORS (a storefront must be able to read `out_of_stock`).
-fn answer(tenant: &crate::control::Tenant, headers: &HeaderMap, result: Result<Response>) -> Response {
+pub(super) fn answer(tenant: &crate::control::Tenant, headers: &HeaderMap, result: Result<Response>) -> Response {
     super::store_api::cors(tenant, headers, result.unwrap_or_else(IntoResponse::into_response))
 }
 

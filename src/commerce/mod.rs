@@ -48,9 +48,13 @@ pub mod cart_api;
 pub mod carts;
 pub mod catalog;
 pub mod categories;
+pub mod checkout;
 pub mod imports;
 pub mod inventory;
 pub mod money;
+pub mod order_admin_api;
+pub mod order_api;
+pub mod orders;
 pub mod pricing;
 pub mod quoting;
 pub mod rules;
@@ -146,6 +150,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(admin_api::router())
         .merge(store_api::router())
         .merge(cart_api::router())
+        .merge(order_api::router())
+        .merge(order_admin_api::router())
         .merge(sandbox::router())
 }
 

@@ -22,6 +22,8 @@ pub struct CommerceSettings {
     pub cart_ttl_days: u32,
     /// Origins (`https://shop.example`) whose pages may call the storefront API from a browser.
     pub allowed_origins: Vec<String>,
+    /// Minutes an unpaid order holds its stock; then it is cancelled and the units go back.
+    pub pending_ttl_minutes: u32,
 }
 
 impl Default for CommerceSettings {
@@ -34,6 +36,7 @@ impl Default for CommerceSettings {
             show_stock_counts: true,
             cart_ttl_days: 30,
             allowed_origins: Vec::new(),
+            pending_ttl_minutes: 30,
         }
     }
 }
@@ -51,6 +54,9 @@ impl CommerceSettings {
         }
         if !(1..=365).contains(&self.cart_ttl_days) {
             return Err(Error::validation("settings.commerce.cart_ttl_days must be 1-365"));
+        }
+        if !(5..=10_080).contains(&self.pending_ttl_minutes) {
+            return Err(Error::validation("settings.commerce.pending_ttl_minutes must be 5-10080 (a week)"));
         }
         if self.allowed_origins.len() > 20 {
             return Err(Error::validation("settings.commerce.allowed_origins takes at most 20 origins"));

@@ -50,6 +50,7 @@ pub const TENANT: &[Migration] = &[
     Migration { version: 9, name: "carts", sql: include_str!("../../migrations/tenant/0009_carts.sql") },
     Migration { version: 10, name: "cart_owners", sql: include_str!("../../migrations/tenant/0010_cart_owners.sql") },
     Migration { version: 11, name: "time_indexes", sql: include_str!("../../migrations/tenant/0011_time_indexes.sql") },
+    Migration { version: 12, name: "orders", sql: include_str!("../../migrations/tenant/0012_orders.sql") },
 ];
 
 /// The highest version in `set`.

@@ -36,6 +36,12 @@ pub enum Event {
     /// A tracked variant's stock fell to the store's `low_stock_threshold` or below.
     #[serde(rename = "inventory.low")]
     InventoryLow { sku: String, variant_id: String, product_id: String, stock: i64, threshold: i64 },
+    /// A checkout made an order (`pending_payment`).
+    #[serde(rename = "order.created")]
+    OrderCreated { order_id: String, number: String, email: String, currency: String, total: i64 },
+    /// An order moved from one status to another.
+    #[serde(rename = "order.status_changed")]
+    OrderStatusChanged { order_id: String, number: String, from: String, to: String },
 }
 
 /// Every event type and what it means: shown by the admin API and UI, and the set subscriptions are checked
@@ -53,6 +59,8 @@ pub const CATALOGUE: &[(&str, &str)] = &[
     ("product.updated", "a product or its variants changed"),
     ("product.deleted", "a product was deleted"),
     ("inventory.low", "a tracked variant's stock fell to the store's low-stock threshold or below"),
+    ("order.created", "a checkout made an order (pending payment)"),
+    ("order.status_changed", "an order was paid, cancelled or changed status otherwise"),
 ];
 
 impl Event {
@@ -71,6 +79,8 @@ impl Event {
             Event::ProductUpdated { .. } => "product.updated",
             Event::ProductDeleted { .. } => "product.deleted",
             Event::InventoryLow { .. } => "inventory.low",
+            Event::OrderCreated { .. } => "order.created",
+            Event::OrderStatusChanged { .. } => "order.status_changed",
         }
     }
 
@@ -116,6 +126,19 @@ mod tests {
                 product_id: "p".into(),
                 stock: 1,
                 threshold: 5,
+            },
+            Event::OrderCreated {
+                order_id: "o".into(),
+                number: "#1001".into(),
+                email: "a@b.c".into(),
+                currency: "EUR".into(),
+                total: 100,
+            },
+            Event::OrderStatusChanged {
+                order_id: "o".into(),
+                number: "#1001".into(),
+                from: "a".into(),
+                to: "b".into(),
             },
         ];
         assert_eq!(events.len(), CATALOGUE.len());

@@ -6,6 +6,7 @@ mod admin_ui;
 mod audit_ui;
 mod axe;
 mod binary;
+mod checkout;
 mod commerce;
 mod control;
 mod dashboards;

@@ -63,7 +63,7 @@ async fn pricing_plugin(app: &TestApp, slug: &str, name: &str, settings: Value, 
 }
 
 /// A cart of `slug` holding `lines`; answers its id.
-async fn cart(app: &TestApp, client: &Client, slug: &str, lines: &[(&str, u32)]) -> String {
+pub(crate) async fn cart(app: &TestApp, client: &Client, slug: &str, lines: &[(&str, u32)]) -> String {
     let r = client.post(app.url(&format!("/t/{slug}/api/v1/carts"))).send().await.unwrap();
     assert_eq!(r.status(), 201);
     let id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
