@@ -74,6 +74,11 @@ pub fn offset_of(raw: Option<&str>) -> u64 {
     raw.and_then(|o| o.trim().parse().ok()).unwrap_or(0)
 }
 
+/// A searchable, sortable list's own address with its search and sort (what its paging links add `offset` to).
+pub fn list_base(path: &str, text: &str, sort: &Sort) -> String {
+    with_query(path, &super::ui::query_pairs(&[("q", text), ("sort", sort.key), ("dir", sort.dir())]))
+}
+
 /// `path?query`, or `path` alone for an empty query.
 pub fn with_query(path: &str, query: &str) -> String {
     if query.is_empty() { path.to_owned() } else { format!("{path}?{query}") }

@@ -12,8 +12,8 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::lists::{Sort, SortHeader, offset_of, with_query};
-use super::ui::{Paging, When, query_pairs};
+use super::lists::{Sort, SortHeader, list_base, offset_of};
+use super::ui::{Paging, When};
 use super::{Chrome, CsrfForm, CsrfOnly, UiSession};
 use crate::app::AppState;
 use crate::control::tables::Tenant;
@@ -218,12 +218,10 @@ async fn render_clients(
     }
     let path = format!("/admin/tenants/{}/clients", tenant.slug);
     let search = [("q", text.as_str())];
-    let base = with_query(&path, &query_pairs(&[("q", text.as_str()), ("sort", sort.key), ("dir", sort.dir())]));
+    let base = list_base(&path, &text, &sort);
     let paging = Paging::new(list.len() as u64, offset_of(q.offset.as_deref()), CLIENTS_PAGE, &base);
-    let rows = list
-        .iter()
-        .skip(usize::try_from(paging.offset).unwrap_or(usize::MAX))
-        .take(usize::try_from(paging.limit).unwrap_or(usize::MAX))
+    let rows = paging
+        .window(&list)
         .map(|c| ClientRow {
             id: c.client_id.clone(),
             name: c.name.clone(),

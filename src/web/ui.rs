@@ -148,6 +148,12 @@ impl Paging {
         }
     }
 
+    /// This page's items out of the whole list (for lists filtered and sorted in memory).
+    pub fn window<T>(&self, items: impl IntoIterator<Item = T>) -> impl Iterator<Item = T> {
+        let skip = usize::try_from(self.offset).unwrap_or(usize::MAX);
+        items.into_iter().skip(skip).take(usize::try_from(self.limit).unwrap_or(usize::MAX))
+    }
+
     /// Whether there is more than one page (the links are worth showing).
     pub fn several(&self) -> bool {
         self.prev.is_some() || self.next.is_some()

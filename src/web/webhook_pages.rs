@@ -19,8 +19,8 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::email_pages::{OutboxRow, outbox_rows};
-use super::lists::{Sort, SortHeader, offset_of, with_query};
-use super::ui::{FieldErrors, Paging, When, query_pairs};
+use super::lists::{Sort, SortHeader, list_base, offset_of};
+use super::ui::{FieldErrors, Paging, When};
 use super::{Chrome, CsrfForm, CsrfOnly, UiSession};
 use crate::app::{App, AppState};
 use crate::control::tables::Tenant;
@@ -245,12 +245,10 @@ async fn render_list(
     }
     let path = format!("/admin/tenants/{}/webhooks", tenant.slug);
     let search = [("q", text.as_str())];
-    let base = with_query(&path, &query_pairs(&[("q", text.as_str()), ("sort", sort.key), ("dir", sort.dir())]));
+    let base = list_base(&path, &text, &sort);
     let paging = Paging::new(hooks.len() as u64, offset_of(q.offset.as_deref()), LIST_PAGE, &base);
-    let rows = hooks
-        .into_iter()
-        .skip(usize::try_from(paging.offset).unwrap_or(usize::MAX))
-        .take(usize::try_from(paging.limit).unwrap_or(usize::MAX))
+    let rows = paging
+        .window(hooks)
         .map(|h| WebhookRow {
             failing: failing.contains(&h.id),
             created: When::at(h.created_at),
