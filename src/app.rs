@@ -119,6 +119,8 @@ impl App {
         let per_minute = NonZeroU32::new(config.admin_login_per_minute).unwrap_or(NonZeroU32::MIN);
         let auth_per_minute = NonZeroU32::new(config.auth_per_minute).unwrap_or(NonZeroU32::MIN);
         let store_per_minute = NonZeroU32::new(config.store_per_minute).unwrap_or(NonZeroU32::MIN);
+        let store = crate::commerce::Store::new(config.pricing_cache_mb, &config.stripe_api_base);
+        tenants.set_on_commit(store.on_commit());
         Ok(App {
             node_id,
             control,
@@ -138,7 +140,7 @@ impl App {
             webhook_client: crate::webhooks::client(config.webhook_allow_private, config.webhook_timeout)?,
             oidc,
             plugins,
-            store: crate::commerce::Store::new(config.pricing_cache_mb),
+            store,
             config,
         })
     }
@@ -178,7 +180,8 @@ pub async fn run_with_routes(
     let housekeeping = tokio::spawn(housekeeping(app.clone()));
     let sampler = tokio::spawn(crate::telemetry::pulse::run(app.clone()));
     let (stop_outbox, outbox_stopped) = tokio::sync::watch::channel(false);
-    let dispatcher = tokio::spawn(crate::email::dispatcher::run(app.clone(), outbox_stopped));
+    let dispatcher = tokio::spawn(crate::email::dispatcher::run(app.clone(), outbox_stopped.clone()));
+    let expiry = tokio::spawn(crate::commerce::expiry::run(app.clone(), outbox_stopped));
     if app.config.mail.mode == crate::config::MailMode::Dev {
         tracing::warn!("GATEHOUSE_MAIL_MODE=dev: no mail is sent; every message is kept in its tenant's dev mailbox");
     } else if !app.mailer.has_global() {
@@ -198,6 +201,8 @@ pub async fn run_with_routes(
         () = shutdown => {
             tracing::info!(grace_secs = grace.as_secs(), "shutting down: draining in-flight requests and deliveries");
             stop.notify_one();
+            // Open event streams end now, so their connections let the drain finish.
+            app.store.live.close();
             let _ = stop_outbox.send(true);
             let deadline = tokio::time::Instant::now() + grace;
             match tokio::time::timeout_at(deadline, &mut server).await {
@@ -214,6 +219,7 @@ pub async fn run_with_routes(
     }
     housekeeping.abort();
     sampler.abort();
+    expiry.abort();
     app.tenants.close_all();
     tracing::info!("stopped");
     Ok(())

@@ -50,6 +50,12 @@ pub enum Error {
     /// The price moved since the buyer saw it (the checkout's answer carries the new `quote` too).
     #[error("{0}")]
     PriceChanged(String),
+    /// The payment provider could not be reached or refused the call (the message says which and why).
+    #[error("{0}")]
+    PaymentUnavailable(String),
+    /// A provider or carrier webhook whose signature does not verify.
+    #[error("{0}")]
+    InvalidSignature(&'static str),
     /// An order status change the order's graph does not have.
     #[error("{0}")]
     InvalidTransition(String),
@@ -115,6 +121,8 @@ pub const CODES: &[&str] = &[
     "invalid_transition",
     "discount_invalid",
     "pricing_unavailable",
+    "payment_unavailable",
+    "invalid_signature",
     "password_required",
     "invalid_credentials",
     "invalid_token",
@@ -159,6 +167,8 @@ impl Error {
             Error::IdempotencyConflict => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_conflict"),
             Error::PriceChanged(_) => (StatusCode::CONFLICT, "price_changed"),
             Error::InvalidTransition(_) => (StatusCode::CONFLICT, "invalid_transition"),
+            Error::PaymentUnavailable(_) => (StatusCode::BAD_GATEWAY, "payment_unavailable"),
+            Error::InvalidSignature(_) => (StatusCode::BAD_REQUEST, "invalid_signature"),
             Error::PasswordRequired(_) => (StatusCode::UNPROCESSABLE_ENTITY, "password_required"),
             Error::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
             Error::InvalidToken => (StatusCode::BAD_REQUEST, "invalid_token"),
@@ -182,7 +192,10 @@ impl Error {
     pub fn public_message(&self) -> String {
         let (status, _) = self.status_and_code();
         if status.is_server_error()
-            && !matches!(self, Error::Timeout | Error::NotReady(_) | Error::PricingUnavailable(_))
+            && !matches!(
+                self,
+                Error::Timeout | Error::NotReady(_) | Error::PricingUnavailable(_) | Error::PaymentUnavailable(_)
+            )
         {
             "internal error; the server log has the details under this request's id".to_owned()
         } else {
@@ -258,6 +271,8 @@ mod tests {
             Error::IdempotencyConflict,
             Error::PriceChanged(String::new()),
             Error::InvalidTransition(String::new()),
+            Error::PaymentUnavailable(String::new()),
+            Error::InvalidSignature(""),
             Error::PasswordRequired(""),
             Error::InvalidCredentials,
             Error::InvalidToken,

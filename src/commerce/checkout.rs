@@ -49,7 +49,7 @@ pub struct Address {
 
 impl Address {
     /// Checks every field (`{what}.{field}` names the one that is wrong) and upper-cases the country.
-    fn checked(mut self, what: &str) -> Result<Address> {
+    pub(crate) fn checked(mut self, what: &str) -> Result<Address> {
         let text = |field: &str, value: &str, required: bool| -> Result<()> {
             let length = value.trim().chars().count();
             if (required && length == 0) || length > 200 || value.chars().any(char::is_control) {
@@ -82,7 +82,8 @@ pub struct CheckoutRequest {
     pub shipping_address: Address,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub billing_address: Option<Address>,
-    /// `manual` (bank transfer, cash on delivery: an admin marks the order paid).
+    /// `manual` (bank transfer, cash on delivery: an admin marks the order paid) or `stripe` (when the store set
+    /// up its Stripe keys; the answer carries the PaymentIntent's `client_secret`).
     pub payment_method: String,
     /// The total the buyer was shown (minor units); give this or `quote_id`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -124,6 +125,10 @@ pub struct OrderView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub billing_address: Option<Address>,
     pub payment_method: String,
+    /// `pending`, `unavailable`, `requires_payment`, `succeeded` or `failed`.
+    pub payment_status: String,
+    /// Minor units refunded so far.
+    pub refunded_total: i64,
     #[serde(with = "crate::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
@@ -133,8 +138,13 @@ pub struct OrderView {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct PaymentView {
     pub method: String,
-    /// `pending` until the order is paid.
+    /// `pending` (manual: until an admin marks the order paid), `requires_payment` (stripe: pay with
+    /// `client_secret`), `unavailable` (the provider could not be reached; `POST …/orders/{id}/payment` asks
+    /// again), `succeeded` or `failed` (declined; the buyer may try again with the same `client_secret`).
     pub status: String,
+    /// Stripe's PaymentIntent client secret, for Stripe.js.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
 }
 
 /// The checkout's answer.
@@ -192,8 +202,8 @@ fn check(key: &str, body: CheckoutRequest) -> Result<CheckoutRequest> {
     if !ok {
         return Err(Error::Unprocessable("email must be an email address".into()));
     }
-    if body.payment_method != "manual" {
-        return Err(Error::Unprocessable("payment_method must be manual (card payments are not set up here)".into()));
+    if !matches!(body.payment_method.as_str(), "manual" | "stripe") {
+        return Err(Error::Unprocessable("payment_method must be manual or stripe".into()));
     }
     if body.expected_total.is_some() == body.quote_id.is_some() {
         return Err(Error::Unprocessable("give exactly one of expected_total and quote_id".into()));
@@ -223,13 +233,16 @@ pub async fn checkout(
         crate::db::with_conn(&db.pool, move |conn| stored(conn, &k, &h, crate::now_unix()))
     };
     if let Some((status, answer)) = earlier().await? {
-        return Ok(Outcome::Answer(status, answer));
+        return replayed(app, tenant, db, status, answer).await;
+    }
+    if body.payment_method == "stripe" && super::payments::stripe_secrets(app, &tenant.slug).await?.is_none() {
+        return Err(Error::Unprocessable("payment_method stripe is not set up for this store".into()));
     }
     // The quote the buyer is held to, with the plugins, outside the write.
     let (draft, quote) = match priced(app, tenant, db, &cart_id, customer.as_deref()).await {
         // A duplicate whose first request has just turned the cart into the order answers as the first did.
         Err(Error::NotFound(what)) => match earlier().await? {
-            Some((status, answer)) => return Ok(Outcome::Answer(status, answer)),
+            Some((status, answer)) => return replayed(app, tenant, db, status, answer).await,
             None => return Err(Error::NotFound(what)),
         },
         other => other?,
@@ -276,7 +289,7 @@ pub async fn checkout(
                 customer: customer.as_deref(),
                 now,
             };
-            let answer = order.write(tx, &draft, &quote, &body, &token)?;
+            let answer = order.write(tx, &draft, &quote, &body, &token, &key)?;
             let answer = serde_json::to_value(&answer).map_err(Error::internal)?;
             tx.execute("DELETE FROM idempotency_keys WHERE created_at <= ?1", [now - IDEMPOTENCY_SECS])?;
             tx.execute(
@@ -287,7 +300,7 @@ pub async fn checkout(
         })
         .await;
     match written {
-        Ok(Some((status, answer))) => Ok(Outcome::Answer(status, answer)),
+        Ok(Some((status, answer))) => replayed(app, tenant, db, status, answer).await,
         Ok(None) => Err(Error::internal("checkout wrote nothing")),
         Err(Error::Conflict(why)) if why.starts_with(PRICE_MOVED) => {
             // The cart moved while this request waited for the write: the answer carries the quote as it is now.
@@ -296,6 +309,18 @@ pub async fn checkout(
         }
         Err(err) => Err(err),
     }
+}
+
+/// A checkout's answer, first or stored: a card payment not set up yet is asked of the provider now (once per
+/// order, whichever request gets there first), and the answer carries it.
+async fn replayed(app: &App, tenant: &Tenant, db: &TenantDb, status: u16, mut answer: Value) -> Result<Outcome> {
+    let unsettled = answer["payment"]["method"] == "stripe"
+        && matches!(answer["payment"]["status"].as_str(), Some("pending" | "unavailable"));
+    if unsettled && let Some(id) = answer["order"]["id"].as_str().map(str::to_owned) {
+        let payment = super::payment_api::ensure(app, tenant, db, &id).await?;
+        answer["payment"] = serde_json::to_value(payment).map_err(Error::internal)?;
+    }
+    Ok(Outcome::Answer(status, answer))
 }
 
 /// The cart and its quote (with the tenant's pricing plugins) as they are now.
@@ -338,6 +363,7 @@ impl Pending<'_> {
         quote: &Quote,
         body: &CheckoutRequest,
         token: &str,
+        idempotency_key: &str,
     ) -> Result<CheckoutAnswer> {
         let key = CartKey { id: self.cart_id, customer: self.customer };
         // The cart as it is now: any change of its lines, prices or codes since the quote moves the price.
@@ -348,6 +374,7 @@ impl Pending<'_> {
             return Err(Error::Conflict(format!("{PRICE_MOVED}the cart's prices or codes changed")));
         }
         let id = uuid::Uuid::now_v7().to_string();
+        let expires_at = self.now + i64::from(self.tenant.settings.commerce.pending_ttl_minutes) * 60;
         let number: i64 =
             tx.query_row("SELECT COALESCE(MAX(number) + 1, ?1) FROM orders", [FIRST_NUMBER], |r| r.get(0))?;
         let label = format!("#{number}");
@@ -357,9 +384,10 @@ impl Pending<'_> {
         tx.execute(
             "INSERT INTO orders (id, number, status, email, customer_id, currency, subtotal, discount_total,
                                  shipping_total, tax_total, fee_total, total, pricing, shipping_address,
-                                 billing_address, payment_method, token_hash, created_at, updated_at, expires_at)
+                                 billing_address, payment_method, token_hash, created_at, updated_at, expires_at,
+                                 idempotency_key)
              VALUES (?1, ?2, 'pending_payment', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-                     ?17, ?18)",
+                     ?17, ?18, ?19)",
             params![
                 id,
                 number,
@@ -378,9 +406,11 @@ impl Pending<'_> {
                 body.payment_method,
                 crate::crypto::hash_token(token),
                 self.now,
-                self.now + i64::from(self.tenant.settings.commerce.pending_ttl_minutes) * 60,
+                expires_at,
+                idempotency_key,
             ],
         )?;
+        tx.touch_expiry(expires_at);
         let mut lines = Vec::with_capacity(quote.lines.len());
         for (position, line) in quote.lines.iter().enumerate() {
             let (variant_id, product_id): (String, String) =
@@ -412,11 +442,15 @@ impl Pending<'_> {
                 total,
             });
         }
-        tx.execute(
-            "INSERT INTO order_events (order_id, kind, to_status, detail, actor, at)
-             VALUES (?1, 'created', 'pending_payment', ?2, ?3, ?4)",
-            params![id, json!({"number": number}).to_string(), self.actor(), self.now],
-        )?;
+        let actor = self.actor();
+        let created = super::orders::Timeline {
+            order: &id,
+            kind: "created",
+            from: None,
+            to: Some("pending_payment"),
+            actor: &actor,
+        };
+        created.write(tx, &json!({"number": number}), self.now)?;
         tx.execute("DELETE FROM carts WHERE id_hash = ?1", [crate::crypto::hash_token(self.cart_id)])?;
         let amounts = OrderAmounts {
             lines: lines.iter().map(|l| (l.title.clone(), l.quantity, l.total)).collect(),
@@ -456,10 +490,12 @@ impl Pending<'_> {
                 shipping_address: body.shipping_address.clone(),
                 billing_address: body.billing_address.clone(),
                 payment_method: body.payment_method.clone(),
+                payment_status: "pending".into(),
+                refunded_total: 0,
                 created_at: self.now,
             },
             order_token: token.to_owned(),
-            payment: PaymentView { method: body.payment_method.clone(), status: "pending".into() },
+            payment: PaymentView { method: body.payment_method.clone(), status: "pending".into(), client_secret: None },
         })
     }
 
@@ -479,7 +515,12 @@ impl Pending<'_> {
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )?;
             if track && !backorder && stock < i64::from(line.quantity) {
-                short.push(format!("{} ({} left)", line.sku, stock.max(0)));
+                // The count only where the store shows counts anyway.
+                if self.tenant.settings.commerce.show_stock_counts {
+                    short.push(format!("{} ({} left)", line.sku, stock.max(0)));
+                } else {
+                    short.push(line.sku.clone());
+                }
             } else if track {
                 tracked.push((line.sku.clone(), i64::from(line.quantity), product_id));
             }
@@ -562,7 +603,7 @@ fn load(conn: &Connection, id: &str) -> Result<(OrderView, Option<String>, Strin
         .query_row(
             "SELECT number, status, email, customer_id, currency, subtotal, discount_total, shipping_total,
                     tax_total, fee_total, total, shipping_address, billing_address, payment_method, token_hash,
-                    created_at
+                    created_at, payment_status, refunded_total
              FROM orders WHERE id = ?1",
             [id],
             |r| {
@@ -578,14 +619,18 @@ fn load(conn: &Connection, id: &str) -> Result<(OrderView, Option<String>, Strin
                         [r.get::<_, i64>(5)?, r.get(6)?, r.get(7)?, r.get(8)?, r.get(9)?, r.get(10)?],
                     ),
                     (r.get::<_, String>(11)?, r.get::<_, Option<String>>(12)?, r.get::<_, String>(13)?),
-                    (r.get::<_, String>(14)?, r.get::<_, i64>(15)?),
+                    (r.get::<_, String>(14)?, r.get::<_, i64>(15)?, r.get::<_, String>(16)?, r.get::<_, i64>(17)?),
                 ))
             },
         )
         .optional()?
         .ok_or(Error::NotFound("order"))?;
-    let ((number, status, email, owner), (currency, amounts), (shipping, billing, method), (token_hash, created_at)) =
-        row;
+    let (
+        (number, status, email, owner),
+        (currency, amounts),
+        (shipping, billing, method),
+        (token_hash, created_at, payment_status, refunded_total),
+    ) = row;
     let mut stmt = conn.prepare_cached(
         "SELECT sku, title, quantity, unit_price, total FROM order_lines WHERE order_id = ?1 ORDER BY position",
     )?;
@@ -617,6 +662,8 @@ fn load(conn: &Connection, id: &str) -> Result<(OrderView, Option<String>, Strin
         shipping_address: address(&shipping)?,
         billing_address: billing.as_deref().map(address).transpose()?,
         payment_method: method,
+        payment_status,
+        refunded_total,
         created_at,
     };
     Ok((view, owner, token_hash))

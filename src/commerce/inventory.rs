@@ -120,6 +120,7 @@ pub fn record(
     )?;
     let id = tx.last_insert_rowid();
     tx.execute("UPDATE variants SET stock = ?2, updated_at = ?3 WHERE id = ?1", params![variant_id, after, ctx.now])?;
+    tx.touch_sku(sku);
     let threshold = i64::from(ctx.low_stock_threshold);
     if tracked && stock > threshold && after <= threshold {
         enqueue_event(

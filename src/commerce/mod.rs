@@ -49,14 +49,22 @@ pub mod carts;
 pub mod catalog;
 pub mod categories;
 pub mod checkout;
+pub mod expiry;
+pub mod fulfilment;
 pub mod imports;
 pub mod inventory;
+pub mod live;
+pub mod me_api;
 pub mod money;
 pub mod order_admin_api;
 pub mod order_api;
+pub mod order_search;
 pub mod orders;
+pub mod payment_api;
+pub mod payments;
 pub mod pricing;
 pub mod quoting;
+pub mod refunds;
 pub mod rules;
 pub mod sandbox;
 pub mod search;
@@ -91,16 +99,23 @@ pub struct Store {
     /// randomness and no I/O, so the same call answers the same (`quoting`). Bounded by bytes
     /// (`GATEHOUSE_PRICING_CACHE_MB`), kept 10 minutes; `None` when set to 0.
     pub pricing_cache: Option<moka::sync::Cache<[u8; 32], Arc<quoting::Answer>>>,
+    /// The payment providers' HTTP client and base URLs.
+    pub payments: payments::Providers,
+    /// Stores with unpaid orders and when the first of them expires: fed by checkouts, rebuilt by the start-up
+    /// scan, drained by `expiry::run` (idle stores' files are not opened to look).
+    pub expiries: Arc<crate::email::outbox::Wakeups>,
+    /// Live order and stock events per store, for the storefront's event streams.
+    pub live: live::Hubs,
 }
 
 impl Default for Store {
     fn default() -> Self {
-        Self::new(32)
+        Self::new(32, "https://api.stripe.com")
     }
 }
 
 impl Store {
-    pub fn new(pricing_cache_mb: u32) -> Self {
+    pub fn new(pricing_cache_mb: u32, stripe_base: &str) -> Self {
         let pricing_cache = (pricing_cache_mb > 0).then(|| {
             moka::sync::Cache::builder()
                 .max_capacity(u64::from(pricing_cache_mb) << 20)
@@ -110,6 +125,9 @@ impl Store {
         });
         Self {
             pricing_cache,
+            payments: payments::Providers::new(stripe_base),
+            expiries: Arc::default(),
+            live: live::Hubs::default(),
             imports: Mutex::default(),
             boot: uuid::Uuid::now_v7().to_string(),
             search_cache: moka::sync::Cache::builder()
@@ -120,6 +138,18 @@ impl Store {
                 .time_to_live(std::time::Duration::from_secs(300))
                 .build(),
         }
+    }
+
+    /// What the tenant registry tells after each committed write: live streams hear of orders and stock, the
+    /// expiry list of new unpaid orders.
+    pub fn on_commit(&self) -> crate::db::registry::OnCommit {
+        let (live, expiries) = (self.live.clone(), self.expiries.clone());
+        Box::new(move |slug, touched| {
+            if let Some(at) = touched.expires_at {
+                expiries.schedule(slug, at * 1000);
+            }
+            live.publish(slug, &touched);
+        })
     }
 
     /// How many imports run on this node now.
@@ -152,6 +182,9 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(cart_api::router())
         .merge(order_api::router())
         .merge(order_admin_api::router())
+        .merge(payment_api::router())
+        .merge(me_api::router())
+        .merge(live::router())
         .merge(sandbox::router())
 }
 

@@ -36,8 +36,12 @@ pub fn allowed(from: &str, to: &str) -> bool {
     )
 }
 
+/// Unpaid orders one `expire_due` call cancels at most.
+pub const EXPIRE_BATCH: usize = 50;
+
 /// Moves order `id` to `to` (`invalid_transition` when the graph has no such edge), with `detail` on its timeline
-/// event; answers the status it came from.
+/// event; answers the status it came from. A cancelled order's units go back to stock and its discount-code uses
+/// are returned; the status mail of a fulfilled or delivered order links the latest shipment's tracking page.
 pub fn transition(
     tx: &TenantTx<'_>,
     tenant: &Tenant,
@@ -60,14 +64,16 @@ pub fn transition(
         "UPDATE orders SET status = ?2, updated_at = ?3, expires_at = NULL WHERE id = ?1",
         params![id, to, now],
     )?;
-    tx.execute(
-        "INSERT INTO order_events (order_id, kind, from_status, to_status, detail, actor, at)
-         VALUES (?1, 'status_changed', ?2, ?3, ?4, ?5, ?6)",
-        params![id, from, to, detail.to_string(), origin.actor, now],
-    )?;
+    let event = Timeline { order: id, kind: "status_changed", from: Some(&from), to: Some(to), actor: &origin.actor };
+    event.write(tx, &detail, now)?;
     let label = format!("#{number}");
     if to == "cancelled" {
-        restock(tx, tenant, id, &label, now, &origin.actor)?;
+        restock(tx, tenant, id, MovementKind::Cancel, &format!("order {label} cancelled"), now)?;
+        tx.execute(
+            "UPDATE discount_codes SET used = MAX(used - 1, 0) WHERE code IN (SELECT code FROM order_codes WHERE order_id = ?1)",
+            [id],
+        )?;
+        tx.execute("DELETE FROM order_codes WHERE order_id = ?1", [id])?;
     }
     audit::record(
         tx,
@@ -76,8 +82,19 @@ pub fn transition(
         origin,
         json!({"action": "order_status_changed", "order": id, "number": label, "from": from, "to": to}),
     )?;
+    let tracking: Option<String> = if matches!(to, "fulfilled" | "delivered") {
+        tx.query_row(
+            "SELECT tracking_url FROM shipments WHERE order_id = ?1 AND tracking_url IS NOT NULL
+             ORDER BY created_at DESC, rowid DESC LIMIT 1",
+            [id],
+            |r| r.get(0),
+        )
+        .optional()?
+    } else {
+        None
+    };
     let amounts = OrderAmounts { lines: Vec::new(), subtotal: None, discount: None, tax: None, shipping: None, total };
-    let summary = OrderSummary::priced(&label, &currency, &amounts, None);
+    let summary = OrderSummary::priced(&label, &currency, &amounts, None).tracked(tracking);
     enqueue_email(tx, EmailKind::OrderStatus { to: email, name: None, order: summary, status: to.to_owned() })?;
     enqueue_event(
         tx,
@@ -86,29 +103,82 @@ pub fn transition(
     Ok(from)
 }
 
-/// Gives a cancelled order's units back: exactly what its checkout took, from its own ledger movements (`cancel`
-/// movements; a variant deleted since is skipped).
-fn restock(tx: &TenantTx<'_>, tenant: &Tenant, id: &str, label: &str, now: i64, actor: &str) -> Result<()> {
-    let taken: Vec<(String, i64)> = {
+/// Marks a `manual` order paid with the payment's `reference` (a bank transfer's, a receipt number); card orders
+/// are marked paid by their provider's webhook.
+pub fn mark_paid(
+    tx: &TenantTx<'_>,
+    tenant: &Tenant,
+    id: &str,
+    reference: &str,
+    origin: &Origin,
+    now: i64,
+) -> Result<()> {
+    let reference = reference.trim();
+    if reference.is_empty() || reference.chars().count() > 200 || reference.chars().any(char::is_control) {
+        return Err(Error::validation("reference must be 1-200 characters without control characters"));
+    }
+    let method: String = tx
+        .query_row("SELECT payment_method FROM orders WHERE id = ?1", [id], |r| r.get(0))
+        .optional()?
+        .ok_or(Error::NotFound("order"))?;
+    if method != "manual" {
+        return Err(Error::InvalidTransition(format!("a {method} order is marked paid by its provider")));
+    }
+    tx.execute(
+        "UPDATE orders SET payment_status = 'succeeded', payment_ref = ?2 WHERE id = ?1 AND status = 'pending_payment'",
+        params![id, reference],
+    )?;
+    transition(tx, tenant, id, "paid", origin, json!({ "reference": reference }), now)?;
+    Ok(())
+}
+
+/// One entry of an order's timeline, about to be written.
+pub struct Timeline<'a> {
+    pub order: &'a str,
+    /// `created`, `status_changed`, `shipment_updated`, `refund` or `payment`.
+    pub kind: &'a str,
+    pub from: Option<&'a str>,
+    pub to: Option<&'a str>,
+    pub actor: &'a str,
+}
+
+impl Timeline<'_> {
+    /// Appends the entry; the order's live streams hear of it once the transaction commits.
+    pub fn write(&self, tx: &TenantTx<'_>, detail: &Value, now: i64) -> Result<()> {
+        tx.execute(
+            "INSERT INTO order_events (order_id, kind, from_status, to_status, detail, actor, at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![self.order, self.kind, self.from, self.to, detail.to_string(), self.actor, now],
+        )?;
+        tx.touch_order(self.order);
+        Ok(())
+    }
+}
+
+/// Gives back every unit the order still holds: what its checkout took less what was returned since, from its
+/// own ledger movements (actor `order:{id}`; a variant deleted since is skipped). Answers the units returned.
+pub fn restock(
+    tx: &TenantTx<'_>,
+    tenant: &Tenant,
+    id: &str,
+    kind: MovementKind,
+    reason: &str,
+    now: i64,
+) -> Result<i64> {
+    let actor = format!("order:{id}");
+    let held: Vec<(String, i64)> = {
         let mut stmt = tx.prepare_cached(
             "SELECT v.sku, -SUM(m.delta) FROM inventory_movements m JOIN variants v ON v.id = m.variant_id
-             WHERE m.actor = ?1 AND m.kind = 'order' GROUP BY m.variant_id HAVING SUM(m.delta) < 0",
+             WHERE m.actor = ?1 GROUP BY m.variant_id HAVING SUM(m.delta) < 0",
         )?;
-        stmt.query_map([format!("order:{id}")], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?
+        stmt.query_map([&actor], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?
     };
-    let ctx =
-        WriteCtx { actor: actor.to_owned(), now, low_stock_threshold: tenant.settings.commerce.low_stock_threshold };
+    let ctx = WriteCtx { actor, now, low_stock_threshold: tenant.settings.commerce.low_stock_threshold };
     let mut products = Vec::new();
-    for (sku, quantity) in taken {
-        let movement = inventory::record(
-            tx,
-            &sku,
-            quantity,
-            MovementKind::Cancel,
-            &format!("order {label} cancelled"),
-            &ctx,
-            false,
-        )?;
+    let mut units = 0;
+    for (sku, quantity) in held {
+        let movement = inventory::record(tx, &sku, quantity, kind, reason, &ctx, false)?;
+        units += quantity;
         products.push(tx.query_row("SELECT product_id FROM variants WHERE id = ?1", [&movement.variant_id], |r| {
             r.get::<_, String>(0)
         })?);
@@ -118,19 +188,19 @@ fn restock(tx: &TenantTx<'_>, tenant: &Tenant, id: &str, label: &str, now: i64, 
     for product in products {
         catalog::refresh(tx, &product)?;
     }
-    Ok(())
+    Ok(units)
 }
 
-/// Cancels (at most 50 of) the unpaid orders whose time is up, giving their stock back. Run by every cart write and
-/// checkout before they look at stock, so an order left unpaid never keeps the next buyer from buying (one indexed
-/// read when nothing is due). The storefront's stock counts catch up at the next such write; a due list that needs
-/// no visitor comes with the rest of the order lifecycle.
+/// Cancels (at most `EXPIRE_BATCH` of) the unpaid orders whose time is up, giving their stock back. Run by the
+/// expiry task (`expiry.rs`) when a store's first expiry is due, and by every cart write and checkout before they
+/// look at stock, so an order left unpaid never keeps the next buyer from buying (one indexed read when nothing
+/// is due).
 pub fn expire_due(tx: &TenantTx<'_>, tenant: &Tenant, now: i64) -> Result<usize> {
     let due: Vec<String> = {
         let mut stmt = tx.prepare_cached(
-            "SELECT id FROM orders WHERE expires_at <= ?1 AND status = 'pending_payment' ORDER BY expires_at LIMIT 50",
+            "SELECT id FROM orders WHERE expires_at <= ?1 AND status = 'pending_payment' ORDER BY expires_at LIMIT ?2",
         )?;
-        stmt.query_map([now], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?
+        stmt.query_map(params![now, EXPIRE_BATCH as i64], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?
     };
     let origin = Origin { actor: "system".into(), ..Default::default() };
     for id in &due {
@@ -151,40 +221,6 @@ pub struct OrderListItem {
     #[serde(with = "crate::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
-}
-
-/// Orders newest first, filtered by status and part of the email; `cursor` is the last number seen.
-pub fn list(
-    conn: &Connection,
-    status: Option<&str>,
-    email: Option<&str>,
-    cursor: Option<i64>,
-    limit: u32,
-) -> Result<(Vec<OrderListItem>, Option<String>)> {
-    let pattern = email.map(|e| format!("%{}%", e.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")));
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, number, status, email, currency, total, created_at FROM orders
-         WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR email LIKE ?2 ESCAPE '\\')
-           AND (?3 IS NULL OR number < ?3)
-         ORDER BY number DESC LIMIT ?4",
-    )?;
-    let items: Vec<OrderListItem> = stmt
-        .query_map(params![status, pattern, cursor, limit], |r| {
-            Ok(OrderListItem {
-                id: r.get(0)?,
-                number: format!("#{}", r.get::<_, i64>(1)?),
-                status: r.get(2)?,
-                email: r.get(3)?,
-                currency: r.get(4)?,
-                total: r.get(5)?,
-                created_at: r.get(6)?,
-            })
-        })?
-        .collect::<rusqlite::Result<_>>()?;
-    let next = (items.len() == limit as usize)
-        .then(|| items.last().map(|o| o.number.trim_start_matches('#').to_owned()))
-        .flatten();
-    Ok((items, next))
 }
 
 /// One entry of an order's timeline.

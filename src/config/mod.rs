@@ -94,6 +94,8 @@ pub struct Config {
     pub store_per_minute: u32,
     /// MiB of pricing plugins' answers kept for identical calls (0: none).
     pub pricing_cache_mb: u32,
+    /// Stripe's API base URL, without a trailing slash.
+    pub stripe_api_base: String,
 }
 
 /// Where mail goes: `Smtp` sends through the tenant's transport, else `GATEHOUSE_SMTP_URL`, else (with a warning)
@@ -402,6 +404,10 @@ impl Config {
         let import_max_bytes = env.number("GATEHOUSE_IMPORT_MAX_BYTES");
         let store_per_minute = env.number("GATEHOUSE_STORE_PER_MINUTE");
         let pricing_cache_mb = env.number("GATEHOUSE_PRICING_CACHE_MB");
+        let stripe_api_base = env.value("GATEHOUSE_STRIPE_API_BASE", 0).trim().trim_end_matches('/').to_owned();
+        if reqwest::Url::parse(&stripe_api_base).map_or(true, |u| !matches!(u.scheme(), "http" | "https")) {
+            env.refuse("GATEHOUSE_STRIPE_API_BASE", "an http(s) URL", &stripe_api_base);
+        }
 
         if !env.problems.is_empty() {
             let mut problems = env.problems;
@@ -438,6 +444,7 @@ impl Config {
             import_max_bytes,
             store_per_minute,
             pricing_cache_mb,
+            stripe_api_base,
         })
     }
 

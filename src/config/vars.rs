@@ -125,6 +125,12 @@ pub const VARS: &[Var] = &[
         help: "memory for pricing plugins' answers, reused for the same cart and plugin version and config (0: off)",
     },
     Var {
+        name: "GATEHOUSE_STRIPE_API_BASE",
+        default: Fallback::Value("https://api.stripe.com"),
+        rule: Rule::Text,
+        help: "where Stripe's REST API is reached (tests and Stripe's mock servers point it elsewhere)",
+    },
+    Var {
         name: "GATEHOUSE_IMPORT_MAX_BYTES",
         default: Fallback::Value("33554432"),
         rule: whole(1024, 256 << 20),

@@ -78,6 +78,7 @@ const SECRET_KEYS: &[&str] = &[
     "token_hash",
     "secret_hash",
     "password_sealed",
+    "secrets_sealed",
     "private_sealed",
     "id_hash",
     "csrf_token",

@@ -366,6 +366,21 @@ pub fn apply(tx: &Connection, mutation: &Mutation) -> Result<Option<u64>> {
         Mutation::PurgeExpiredSessions { now } => {
             tx.execute("DELETE FROM admin_sessions WHERE expires_at <= ?1", [now])?;
         }
+        Mutation::SetTenantIntegration { slug, kind, integration: None } => {
+            tx.execute("DELETE FROM tenant_integrations WHERE slug = ?1 AND kind = ?2", params![slug.as_str(), kind])?;
+        }
+        Mutation::SetTenantIntegration { slug, kind, integration: Some(i) } => {
+            let exists: bool =
+                tx.query_row("SELECT EXISTS(SELECT 1 FROM tenants WHERE slug = ?1)", [slug.as_str()], |r| r.get(0))?;
+            if !exists {
+                return Err(Error::TenantNotFound);
+            }
+            tx.execute(
+                "INSERT OR REPLACE INTO tenant_integrations (slug, kind, config, secrets_sealed, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![slug.as_str(), kind, i.config.to_string(), i.secrets_sealed, i.updated_at],
+            )?;
+        }
         Mutation::SetTenantSmtp { slug, smtp: None } => {
             tx.execute("DELETE FROM tenant_smtp WHERE slug = ?1", [slug.as_str()])?;
         }

@@ -111,6 +111,13 @@ pub enum Mutation {
         slug: TenantSlug,
         smtp: Option<SmtpRecord>,
     },
+    /// Sets (or with `None` removes) one of a tenant's integrations (`stripe`, `carrier`); its secrets are
+    /// already sealed.
+    SetTenantIntegration {
+        slug: TenantSlug,
+        kind: String,
+        integration: Option<Integration>,
+    },
     /// Creates or replaces an OAuth client (its secret hash included).
     PutOAuthClient {
         slug: TenantSlug,
@@ -202,6 +209,16 @@ pub enum Outcome {
     },
 }
 
+/// A tenant's integration with an outside service, as the control plane keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Integration {
+    /// What may be shown again (a publishable key).
+    pub config: serde_json::Value,
+    /// The secrets as one JSON object, sealed with the context `integration:{kind}:{slug}`.
+    pub secrets_sealed: String,
+    pub updated_at: i64,
+}
+
 impl Mutation {
     /// The tenant whose cached control-plane record this mutation changes, if any.
     pub fn touched_tenant(&self) -> Option<&TenantSlug> {
@@ -235,6 +252,7 @@ impl Mutation {
             Mutation::DeleteAdminSession { .. } => "delete_admin_session",
             Mutation::PurgeExpiredSessions { .. } => "purge_expired_sessions",
             Mutation::SetTenantSmtp { .. } => "set_tenant_smtp",
+            Mutation::SetTenantIntegration { .. } => "set_tenant_integration",
             Mutation::PutOAuthClient { .. } => "put_oauth_client",
             Mutation::DeleteOAuthClient { .. } => "delete_oauth_client",
             Mutation::AddSigningKey { .. } => "add_signing_key",

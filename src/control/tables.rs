@@ -272,6 +272,27 @@ pub fn tenant_smtp(conn: &Connection, slug: &TenantSlug) -> Result<Option<crate:
         .optional()?)
 }
 
+/// One of a tenant's integrations (`stripe`, `carrier`), if set.
+pub fn tenant_integration(
+    conn: &Connection,
+    slug: &TenantSlug,
+    kind: &str,
+) -> Result<Option<crate::control::mutation::Integration>> {
+    Ok(conn
+        .query_row(
+            "SELECT config, secrets_sealed, updated_at FROM tenant_integrations WHERE slug = ?1 AND kind = ?2",
+            rusqlite::params![slug.as_str(), kind],
+            |r| {
+                Ok(crate::control::mutation::Integration {
+                    config: serde_json::from_str(&r.get::<_, String>(0)?).unwrap_or_default(),
+                    secrets_sealed: r.get(1)?,
+                    updated_at: r.get(2)?,
+                })
+            },
+        )
+        .optional()?)
+}
+
 /// Slugs of tenants with their own SMTP settings (the admin dashboard's fallback warning).
 pub fn tenants_with_smtp(conn: &Connection) -> Result<Vec<String>> {
     let mut stmt = conn.prepare_cached("SELECT slug FROM tenant_smtp")?;

@@ -28,6 +28,7 @@ pub const CONTROL: &[Migration] = &[
     Migration { version: 6, name: "smtp_guarded", sql: include_str!("../../migrations/control/0006_smtp_guarded.sql") },
     Migration { version: 7, name: "control_log", sql: include_str!("../../migrations/control/0007_control_log.sql") },
     Migration { version: 8, name: "replicable", sql: include_str!("../../migrations/control/0008_replicable.sql") },
+    Migration { version: 9, name: "integrations", sql: include_str!("../../migrations/control/0009_integrations.sql") },
 ];
 
 pub const TENANT: &[Migration] = &[
@@ -51,6 +52,7 @@ pub const TENANT: &[Migration] = &[
     Migration { version: 10, name: "cart_owners", sql: include_str!("../../migrations/tenant/0010_cart_owners.sql") },
     Migration { version: 11, name: "time_indexes", sql: include_str!("../../migrations/tenant/0011_time_indexes.sql") },
     Migration { version: 12, name: "orders", sql: include_str!("../../migrations/tenant/0012_orders.sql") },
+    Migration { version: 13, name: "fulfilment", sql: include_str!("../../migrations/tenant/0013_fulfilment.sql") },
 ];
 
 /// The highest version in `set`.

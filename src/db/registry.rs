@@ -16,7 +16,7 @@ use moka::sync::Cache;
 use scheduled_thread_pool::ScheduledThreadPool;
 
 use crate::db::{self, Pool, migrate};
-use crate::email::outbox::{TenantTx, Wakeups};
+use crate::email::outbox::{TenantTx, Touched, Wakeups};
 use crate::error::{Error, Result};
 use crate::telemetry::Metrics;
 use crate::tenants::TenantSlug;
@@ -30,6 +30,7 @@ pub struct TenantDb {
     pub slug: TenantSlug,
     pub pool: Pool,
     wakeups: Arc<Wakeups>,
+    on_commit: Arc<std::sync::OnceLock<OnCommit>>,
     /// Writers of this file take turns here instead of in SQLite's busy handler, which sleeps (1 ms, 2 ms, 5 ms …)
     /// when it finds the file locked.
     writer: Arc<tokio::sync::Mutex<()>>,
@@ -49,15 +50,24 @@ impl TenantDb {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let tx = TenantTx::new(tx, slug);
             let value = f(&tx)?;
-            let counts = tx.commit()?;
+            let committed = tx.commit()?;
             drop(turn);
-            Ok((value, counts))
+            Ok((value, committed))
         })
         .await??;
+        let (counts, touched) = counts;
         self.wakeups.enqueued(&self.slug, counts);
+        if !touched.is_empty()
+            && let Some(listener) = self.on_commit.get()
+        {
+            listener(&self.slug, touched);
+        }
         Ok(value)
     }
 }
+
+/// Told what a committed tenant write touched (orders, stock, expiries): the live streams and the expiry list.
+pub type OnCommit = Box<dyn Fn(&TenantSlug, Touched) + Send + Sync>;
 
 pub struct TenantRegistry {
     tenants_dir: PathBuf,
@@ -65,9 +75,15 @@ pub struct TenantRegistry {
     scheduler: Arc<ScheduledThreadPool>,
     metrics: Arc<Metrics>,
     wakeups: Arc<Wakeups>,
+    on_commit: Arc<std::sync::OnceLock<OnCommit>>,
 }
 
 impl TenantRegistry {
+    /// Sets the listener told what each committed write touched (once; later calls are ignored).
+    pub fn set_on_commit(&self, listener: OnCommit) {
+        let _ = self.on_commit.set(listener);
+    }
+
     pub fn new(
         data_dir: &Path,
         capacity: u64,
@@ -86,6 +102,7 @@ impl TenantRegistry {
             scheduler: db::scheduler("tenant-pool-{}"),
             metrics,
             wakeups,
+            on_commit: Arc::default(),
         })
     }
 
@@ -131,6 +148,7 @@ impl TenantRegistry {
             slug: slug.clone(),
             pool,
             wakeups: self.wakeups.clone(),
+            on_commit: self.on_commit.clone(),
             writer: Arc::new(tokio::sync::Mutex::new(())),
         })
     }

@@ -161,7 +161,8 @@ fn until(at: i64, now: i64) -> Duration {
 }
 
 /// Start-up scan: every tenant file is opened once with a plain connection (not a pool), rows left `sending` by
-/// a crash go back to `pending`, and tenants with pending rows are scheduled.
+/// a crash go back to `pending`, and tenants with pending rows are scheduled; so are stores with unpaid orders
+/// (`commerce::expiry`).
 async fn recover_all(app: &AppState) -> Result<()> {
     let app = app.clone();
     tokio::task::spawn_blocking(move || -> Result<()> {
@@ -178,6 +179,9 @@ async fn recover_all(app: &AppState) -> Result<()> {
                     Ok(0) => {}
                     Ok(n) => tracing::warn!(tenant = %slug, imports = n, "catalog imports interrupted by a restart marked failed"),
                     Err(err) => tracing::warn!(tenant = %slug, error = %err, "could not mark interrupted catalog imports"),
+                }
+                if let Some(at) = crate::commerce::expiry::scan(&conn) {
+                    app.store.expiries.schedule(slug, at * 1000);
                 }
                 outbox::recover(&conn)
             });

@@ -78,6 +78,9 @@ pub struct OrderSummary {
     pub total: String,
     /// Where the customer can see the order.
     pub url: Option<String>,
+    /// Where the parcel can be followed (status mails of shipped orders).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracking_url: Option<String>,
 }
 
 /// An order's amounts in minor units of its currency, for `OrderSummary::priced`.
@@ -113,7 +116,13 @@ impl OrderSummary {
             shipping: amounts.shipping.map(format),
             total: format(amounts.total),
             url,
+            tracking_url: None,
         }
+    }
+
+    /// The same order with the parcel's tracking page.
+    pub fn tracked(self, tracking_url: Option<String>) -> Self {
+        OrderSummary { tracking_url, ..self }
     }
 }
 

@@ -65,22 +65,60 @@ pub struct TenantTx<'conn> {
     tx: Transaction<'conn>,
     slug: TenantSlug,
     enqueued: Cell<[i64; 2]>,
+    touched: std::cell::RefCell<Touched>,
+}
+
+/// What a committed transaction changed that someone outside it waits for: orders whose timeline grew, SKUs
+/// whose stock moved (the live event streams), and the earliest new order expiry (the expiry due list).
+#[derive(Debug, Default, Clone)]
+pub struct Touched {
+    pub orders: Vec<String>,
+    pub skus: Vec<String>,
+    pub expires_at: Option<i64>,
+}
+
+impl Touched {
+    pub fn is_empty(&self) -> bool {
+        self.orders.is_empty() && self.skus.is_empty() && self.expires_at.is_none()
+    }
 }
 
 impl<'conn> TenantTx<'conn> {
     pub fn new(tx: Transaction<'conn>, slug: TenantSlug) -> Self {
-        Self { tx, slug, enqueued: Cell::new([0, 0]) }
+        Self { tx, slug, enqueued: Cell::new([0, 0]), touched: Default::default() }
     }
 
     pub fn slug(&self) -> &TenantSlug {
         &self.slug
     }
 
-    /// Commits, returning how many rows of each kind were enqueued.
-    pub fn commit(self) -> Result<[i64; 2]> {
+    /// Commits, returning how many rows of each kind were enqueued and what it touched.
+    pub fn commit(self) -> Result<([i64; 2], Touched)> {
         let counts = self.enqueued.get();
         self.tx.commit()?;
-        Ok(counts)
+        Ok((counts, self.touched.into_inner()))
+    }
+
+    /// Order `id`'s timeline grew in this transaction.
+    pub fn touch_order(&self, id: &str) {
+        let mut touched = self.touched.borrow_mut();
+        if !touched.orders.iter().any(|o| o == id) {
+            touched.orders.push(id.to_owned());
+        }
+    }
+
+    /// `sku`'s stock moved in this transaction.
+    pub fn touch_sku(&self, sku: &str) {
+        let mut touched = self.touched.borrow_mut();
+        if !touched.skus.iter().any(|s| s == sku) {
+            touched.skus.push(sku.to_owned());
+        }
+    }
+
+    /// An unpaid order now expires at `at` (unix seconds).
+    pub fn touch_expiry(&self, at: i64) {
+        let mut touched = self.touched.borrow_mut();
+        touched.expires_at = Some(touched.expires_at.map_or(at, |e| e.min(at)));
     }
 
     fn count(&self, kind: Kind) {

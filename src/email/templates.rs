@@ -112,6 +112,7 @@ pub struct View {
     link: String,
     reset_link: String,
     reset_label: String,
+    track_label: String,
     order: OrderSummary,
     labels: OrderLabels,
     totals: Vec<(String, String)>,
@@ -173,6 +174,7 @@ pub fn render(catalog: &Catalog, kind: &EmailKind, brand: &Brand, locale: &str) 
         link: String::new(),
         reset_link: String::new(),
         reset_label: String::new(),
+        track_label: String::new(),
         order: OrderSummary::default(),
         labels: OrderLabels {
             item: t("order.item", &[]),
@@ -221,6 +223,7 @@ pub fn render(catalog: &Catalog, kind: &EmailKind, brand: &Brand, locale: &str) 
             };
             view.intro = t(&key("intro"), &[("number", &order.number), ("status", status)]);
             view.button = t("order.button", &[]);
+            view.track_label = t("order.track", &[]);
             for (label, value) in [
                 ("order.subtotal", &order.subtotal),
                 ("order.discount", &order.discount),

@@ -166,6 +166,7 @@ pub const TYPES: &[&str] = &[
     "token_reuse",
     "plugin_denied",
     "plugin_failed",
+    "payment_event",
 ];
 
 const COLUMNS: &str = "id, at, type, user_id, actor, ip, user_agent, request_id, detail";
@@ -356,6 +357,7 @@ pub fn label(kind: &str) -> &'static str {
         "token_reuse" => "Token reused",
         "plugin_denied" => "Plugin refused",
         "plugin_failed" => "Plugin failed",
+        "payment_event" => "Payment provider event",
         _ => "Other event",
     }
 }
@@ -547,6 +549,13 @@ pub fn summary(kind: &str, detail: &Value) -> String {
             _ => format!("Token used twice by {}", client(detail)),
         },
         "plugin_denied" | "plugin_failed" => plugin_summary(kind, detail),
+        "payment_event" => {
+            let what = text(detail, "outcome").unwrap_or("received").replace('_', " ");
+            match text(detail, "event_type") {
+                Some(event) => format!("Payment event {event}: {what}"),
+                None => format!("Payment: {what}"),
+            }
+        }
         other => match label(other) {
             "Other event" => capitalized(&other.replace('_', " ")),
             known => known.to_owned(),

@@ -8,20 +8,18 @@
 //! Paging is by id (`before` an id, or `after` one when going back), so new entries never shift a page.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
 
 use askama::Template;
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use rusqlite::Connection;
 use serde::Deserialize;
 use serde_json::Value;
-use tokio::sync::{Semaphore, mpsc};
 
+use super::csv_export;
 use super::ui::{FieldErrors, When, query_pairs};
 use super::{Chrome, UiSession};
 use crate::app::AppState;
@@ -137,7 +135,7 @@ fn day(field: &str, raw: &str, errors: &mut FieldErrors) -> Option<i64> {
     start
 }
 
-fn parse_day(raw: &str) -> Option<i64> {
+pub(super) fn parse_day(raw: &str) -> Option<i64> {
     let shape = raw.len() == 10
         && raw.bytes().enumerate().all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
     if !shape {
@@ -258,7 +256,7 @@ fn from_label(ip: Option<&str>, user_agent: Option<&str>) -> String {
 }
 
 /// `1,234`.
-fn thousands(n: u64) -> String {
+pub(super) fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
@@ -472,12 +470,6 @@ async fn audit_page(
 
 // ---- CSV ----
 
-/// CSV exports running on this node at once: each holds a tenant connection per chunk and a little memory, and
-/// more would only compete for the same disk.
-static EXPORTS: std::sync::LazyLock<Arc<Semaphore>> = std::sync::LazyLock::new(|| Arc::new(Semaphore::new(2)));
-/// How long one export may run before it stops (the file then ends early, without its last rows).
-const CSV_TIME_BUDGET: Duration = Duration::from_secs(300);
-
 async fn audit_csv(
     State(app): State<AppState>,
     session: UiSession,
@@ -491,96 +483,14 @@ async fn audit_csv(
         return Ok(message_page(StatusCode::BAD_REQUEST, "That filter did not work", &text));
     }
     // One export per tenant at a time, and two per node: a tenant cannot take every slot.
-    let Some(tenant_turn) = TenantTurn::take(tenant.slug.as_str()) else {
-        let mut busy = message_page(
-            StatusCode::TOO_MANY_REQUESTS,
-            "An export of this tenant is running",
-            "This tenant's audit log is being exported already. Try again when that download has finished.",
-        );
-        busy.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("60"));
-        return Ok(busy);
-    };
-    let Ok(permit) = EXPORTS.clone().try_acquire_owned() else {
-        let mut busy = message_page(
-            StatusCode::TOO_MANY_REQUESTS,
-            "Another export is running",
-            "Two audit exports are already running on this server. Try again in a minute.",
-        );
-        busy.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("60"));
-        return Ok(busy);
+    let turn = match csv_export::turn(&format!("audit:{}", tenant.slug), "This tenant's audit log entries") {
+        Ok(turn) => turn,
+        Err(busy) => return Ok(*busy),
     };
     let names = Names::load(&app, &tenant.slug, &session.actor.scope).await?;
-    let (tx, rx) = mpsc::channel::<Result<Vec<u8>, std::io::Error>>(2);
-    // The rows go out a chunk at a time: one short read per chunk, so neither a connection nor the whole file is
-    // held while the client downloads; a client that goes away stops the export at its next chunk.
-    tokio::spawn(async move {
-        let _turn = (permit, tenant_turn);
-        let deadline = tokio::time::Instant::now() + CSV_TIME_BUDGET;
-        // A client that stops reading holds the send: the deadline covers it too.
-        let send = |item| tokio::time::timeout_at(deadline, tx.send(item));
-        let mut chunk =
-            Chunk { filter: Filter { cursor: None, after: None, ..filter }, names, written: 0, header: true };
-        loop {
-            if tokio::time::Instant::now() >= deadline {
-                // Cut short: the body fails, so no one takes a partial file for the whole log.
-                tracing::warn!("audit export stopped at its time budget");
-                let _ = send(Err(std::io::Error::other("the export ran out of time"))).await;
-                return;
-            }
-            let pool = db.pool.clone();
-            let read = db::with_conn(&pool, move |conn| export_chunk(conn, chunk)).await;
-            let (bytes, next) = match read {
-                Ok(done) => done,
-                Err(err) => {
-                    tracing::warn!(error = %err, "audit export stopped");
-                    let _ = send(Err(std::io::Error::other(err.to_string()))).await;
-                    return;
-                }
-            };
-            if !matches!(send(Ok(bytes)).await, Ok(Ok(()))) {
-                return;
-            }
-            match next {
-                Some(more) => chunk = more,
-                None => return,
-            }
-        }
-    });
-    let body = axum::body::Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    }));
-    let now = crate::format_time(crate::now_unix());
-    let date = now.get(..10).unwrap_or("export");
-    let file = format!("attachment; filename=\"audit-{}-{date}.csv\"", tenant.slug);
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
-            (header::CONTENT_DISPOSITION, file),
-            (header::CACHE_CONTROL, "no-store".to_owned()),
-        ],
-        body,
-    )
-        .into_response())
-}
-
-/// The tenants whose audit log is being exported (one export per tenant at a time).
-static EXPORTING: std::sync::LazyLock<std::sync::Mutex<std::collections::HashSet<String>>> =
-    std::sync::LazyLock::new(Default::default);
-
-/// A tenant's turn to export, given back when dropped.
-struct TenantTurn(String);
-
-impl TenantTurn {
-    fn take(slug: &str) -> Option<TenantTurn> {
-        let mut running = EXPORTING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        running.insert(slug.to_owned()).then(|| TenantTurn(slug.to_owned()))
-    }
-}
-
-impl Drop for TenantTurn {
-    fn drop(&mut self) {
-        EXPORTING.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&self.0);
-    }
+    let first = Chunk { filter: Filter { cursor: None, after: None, ..filter }, names, written: 0, header: true };
+    let file = csv_export::filename("audit", tenant.slug.as_str());
+    Ok(csv_export::download(turn, db, first, export_chunk, "audit", file))
 }
 
 /// Where an export stands: the filter with its cursor, the names it has, the rows written so far.
@@ -592,7 +502,7 @@ struct Chunk {
 }
 
 /// Text a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, tab or CR first) gets a leading `'`.
-fn safe_cell(text: String) -> String {
+pub(super) fn safe_cell(text: String) -> String {
     if text.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{text}") } else { text }
 }
 
@@ -649,16 +559,6 @@ fn export_chunk(conn: &Connection, mut chunk: Chunk) -> Result<(Vec<u8>, Option<
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn one_export_per_tenant_at_a_time() {
-        let first = TenantTurn::take("exportco").expect("free");
-        assert!(TenantTurn::take("exportco").is_none(), "a second export of the same tenant waits");
-        let other = TenantTurn::take("otherco");
-        assert!(other.is_some(), "another tenant's export may run");
-        drop(first);
-        assert!(TenantTurn::take("exportco").is_some(), "the turn comes back when the export ends");
-    }
 
     #[test]
     fn days_are_utc_and_checked() {

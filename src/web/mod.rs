@@ -8,12 +8,15 @@
 mod api_docs;
 mod assets;
 mod audit_pages;
+mod csv_export;
 mod email_pages;
 mod identity_pages;
 mod key_pages;
 mod lists;
 mod node_plots;
 mod oauth_pages;
+mod order_detail_pages;
+mod order_pages;
 mod pages;
 pub mod plot;
 mod plugin_pages;
@@ -57,6 +60,8 @@ pub fn router() -> Router<AppState> {
         .merge(key_pages::router())
         .merge(plugin_pages::router())
         .merge(store_pages::router())
+        .merge(order_pages::router())
+        .merge(order_detail_pages::router())
         .merge(store_setup_pages::router())
         .merge(store_rules_pages::router())
         .merge(tenant_overview::router())
@@ -94,6 +99,7 @@ pub fn section(tab: &str) -> Option<(&'static str, &'static str)> {
         "webhooks" => ("webhooks", "Webhooks"),
         "plugins" => ("plugins", "Plugins"),
         "products" => ("store/products", "Products"),
+        "orders" => ("store/orders", "Orders"),
         "categories" => ("store/categories", "Categories"),
         "import" => ("store/import", "Import"),
         "rules" => ("store/rules", "Pricing rules"),

@@ -42,6 +42,19 @@ pub enum Event {
     /// An order moved from one status to another.
     #[serde(rename = "order.status_changed")]
     OrderStatusChanged { order_id: String, number: String, from: String, to: String },
+    /// Some or all of an order's lines were shipped.
+    #[serde(rename = "shipment.created")]
+    ShipmentCreated {
+        order_id: String,
+        number: String,
+        shipment_id: String,
+        carrier: String,
+        tracking_number: String,
+        tracking_url: Option<String>,
+    },
+    /// A shipment's tracking status changed (admin or carrier webhook).
+    #[serde(rename = "shipment.updated")]
+    ShipmentUpdated { order_id: String, number: String, shipment_id: String, status: String },
 }
 
 /// Every event type and what it means: shown by the admin API and UI, and the set subscriptions are checked
@@ -61,6 +74,8 @@ pub const CATALOGUE: &[(&str, &str)] = &[
     ("inventory.low", "a tracked variant's stock fell to the store's low-stock threshold or below"),
     ("order.created", "a checkout made an order (pending payment)"),
     ("order.status_changed", "an order was paid, cancelled or changed status otherwise"),
+    ("shipment.created", "some or all of an order's lines were shipped"),
+    ("shipment.updated", "a shipment's tracking status changed"),
 ];
 
 impl Event {
@@ -81,6 +96,8 @@ impl Event {
             Event::InventoryLow { .. } => "inventory.low",
             Event::OrderCreated { .. } => "order.created",
             Event::OrderStatusChanged { .. } => "order.status_changed",
+            Event::ShipmentCreated { .. } => "shipment.created",
+            Event::ShipmentUpdated { .. } => "shipment.updated",
         }
     }
 
@@ -139,6 +156,20 @@ mod tests {
                 number: "#1001".into(),
                 from: "a".into(),
                 to: "b".into(),
+            },
+            Event::ShipmentCreated {
+                order_id: "o".into(),
+                number: "#1001".into(),
+                shipment_id: "s".into(),
+                carrier: "DHL".into(),
+                tracking_number: "1Z".into(),
+                tracking_url: None,
+            },
+            Event::ShipmentUpdated {
+                order_id: "o".into(),
+                number: "#1001".into(),
+                shipment_id: "s".into(),
+                status: "in_transit".into(),
             },
         ];
         assert_eq!(events.len(), CATALOGUE.len());

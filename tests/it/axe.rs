@@ -208,6 +208,28 @@ async fn every_admin_page_passes_axe_in_light_and_dark() {
     pages.push(format!("{t}/store/products/{product}"));
     pages.push(format!("{t}/store/inventory/MUG-1"));
     pages.push(format!("{t}/plugins/pricing-demo"));
+    // An order, shipped, so its page shows every part (lines, payment, shipment, timeline, the refund form).
+    let buyer = reqwest::Client::new();
+    let cart = crate::pricing::cart(&app, &buyer, "acme", &[("MUG-1", 1)]).await;
+    let r = buyer.put(app.url(&format!("/t/acme/api/v1/carts/{cart}/shipping"))).json(&json!({"country": "GB"})).send();
+    assert_eq!(r.await.unwrap().status(), 200);
+    let mut body = crate::checkout::request(1200);
+    body["email"] = json!("buyer@example.com");
+    let r = buyer
+        .post(app.url(&format!("/t/acme/api/v1/carts/{cart}/checkout")))
+        .header("idempotency-key", "axe-order")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let order = r.json::<Value>().await.unwrap()["order"]["id"].as_str().unwrap().to_owned();
+    let orders = "/admin/api/v1/tenants/acme/orders";
+    ok(&app, Method::POST, &format!("{orders}/{order}/mark-paid"), json!({"reference": "R-1"})).await;
+    let shipment = json!({"carrier": "DHL", "tracking_number": "T-1", "tracking_url": "https://track.example/T-1"});
+    ok(&app, Method::POST, &format!("{orders}/{order}/shipments"), shipment).await;
+    pages.push(format!("{t}/store/orders"));
+    pages.push(format!("{t}/store/orders/{order}"));
     let found = audit(&driver, &browser, &app, &pages).await;
     browser.close().await.unwrap();
     judge(&found);

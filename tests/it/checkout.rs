@@ -10,14 +10,14 @@ use serde_json::{Value, json};
 use crate::pricing::cart as new_cart;
 use crate::support::{TestApp, spawn_with};
 
-async fn ok(app: &TestApp, method: Method, path: &str, body: Value) -> Value {
+pub(crate) async fn ok(app: &TestApp, method: Method, path: &str, body: Value) -> Value {
     let (status, answer) = app.json(method.clone(), path, Some(body)).await;
     assert!(status.is_success(), "{method} {path}: {status} {answer}");
     answer
 }
 
 /// A store with `skus` (each at `stock` units, 1000 minor units) and the store limit out of the way.
-async fn store(skus: &[&str], stock: i64) -> TestApp {
+pub(crate) async fn store(skus: &[&str], stock: i64) -> TestApp {
     let app = spawn_with(|c| c.store_per_minute = 100_000, axum::Router::new()).await;
     app.create_tenant("shop").await;
     for sku in skus {
@@ -34,7 +34,7 @@ async fn store(skus: &[&str], stock: i64) -> TestApp {
 }
 
 /// A cart of `lines` shipping to Great Britain (checkout holds the address to the cart's destination).
-async fn cart(app: &TestApp, client: &Client, slug: &str, lines: &[(&str, u32)]) -> String {
+pub(crate) async fn cart(app: &TestApp, client: &Client, slug: &str, lines: &[(&str, u32)]) -> String {
     let id = new_cart(app, client, slug, lines).await;
     let r = client
         .put(app.url(&format!("/t/{slug}/api/v1/carts/{id}/shipping")))
@@ -46,15 +46,21 @@ async fn cart(app: &TestApp, client: &Client, slug: &str, lines: &[(&str, u32)])
     id
 }
 
-fn address() -> Value {
+pub(crate) fn address() -> Value {
     json!({"name": "Ada Lovelace", "line1": "1 Analytical St", "city": "London", "postal_code": "N1 9GU", "country": "gb"})
 }
 
-fn request(total: i64) -> Value {
+pub(crate) fn request(total: i64) -> Value {
     json!({"email": "ada@example.com", "shipping_address": address(), "payment_method": "manual", "expected_total": total})
 }
 
-async fn checkout(app: &TestApp, client: &Client, cart: &str, key: &str, body: &Value) -> (StatusCode, Value) {
+pub(crate) async fn checkout(
+    app: &TestApp,
+    client: &Client,
+    cart: &str,
+    key: &str,
+    body: &Value,
+) -> (StatusCode, Value) {
     let mut r = client.post(app.url(&format!("/t/shop/api/v1/carts/{cart}/checkout"))).json(body);
     if !key.is_empty() {
         r = r.header("idempotency-key", key);
@@ -63,11 +69,11 @@ async fn checkout(app: &TestApp, client: &Client, cart: &str, key: &str, body: &
     (r.status(), r.json().await.unwrap_or(Value::Null))
 }
 
-fn tenant_db(app: &TestApp) -> rusqlite::Connection {
+pub(crate) fn tenant_db(app: &TestApp) -> rusqlite::Connection {
     rusqlite::Connection::open(app.data_dir.join("tenants/shop.db")).unwrap()
 }
 
-fn count(db: &rusqlite::Connection, sql: &str) -> i64 {
+pub(crate) fn count(db: &rusqlite::Connection, sql: &str) -> i64 {
     db.query_row(sql, [], |r| r.get(0)).unwrap()
 }
 

@@ -15,6 +15,8 @@ mod http_stack;
 mod identity;
 mod oidc;
 mod openapi;
+mod orders;
+mod orders_ui;
 mod plugins;
 mod pricing;
 mod security;

@@ -88,6 +88,8 @@ const PLAIN_ROUTE_FILES: &[&str] = &[
     "src/web/identity_pages.rs",
     "src/web/key_pages.rs",
     "src/web/oauth_pages.rs",
+    "src/web/order_detail_pages.rs",
+    "src/web/order_pages.rs",
     "src/web/pages.rs",
     "src/web/plugin_pages.rs",
     "src/web/store_pages.rs",

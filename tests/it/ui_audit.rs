@@ -229,6 +229,7 @@ async fn tenant_tabs_are_grouped_and_a_skip_link_comes_first() {
         "/mailbox",
         "/webhooks",
         "/store/products",
+        "/store/orders",
         "/store/categories",
         "/store/import",
         "/store/rules",
