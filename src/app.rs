@@ -182,6 +182,7 @@ pub async fn run_with_routes(
     let (stop_outbox, outbox_stopped) = tokio::sync::watch::channel(false);
     let dispatcher = tokio::spawn(crate::email::dispatcher::run(app.clone(), outbox_stopped.clone()));
     let expiry = tokio::spawn(crate::commerce::expiry::run(app.clone(), outbox_stopped));
+    let intents = tokio::spawn(crate::commerce::payments::cancel_intents(app.clone()));
     if app.config.mail.mode == crate::config::MailMode::Dev {
         tracing::warn!("GATEHOUSE_MAIL_MODE=dev: no mail is sent; every message is kept in its tenant's dev mailbox");
     } else if !app.mailer.has_global() {
@@ -220,6 +221,7 @@ pub async fn run_with_routes(
     housekeeping.abort();
     sampler.abort();
     expiry.abort();
+    intents.abort();
     app.tenants.close_all();
     tracing::info!("stopped");
     Ok(())

@@ -11,8 +11,12 @@ ALTER TABLE orders ADD COLUMN client_secret TEXT;
 ALTER TABLE orders ADD COLUMN refunded_total INTEGER NOT NULL DEFAULT 0;
 -- The checkout's Idempotency-Key, so the stored answer can carry the payment once the provider gave one.
 ALTER TABLE orders ADD COLUMN idempotency_key TEXT;
+-- The tenant overview counts orders per hour and day.
+CREATE INDEX orders_created ON orders (created_at);
 CREATE UNIQUE INDEX orders_stripe_payment ON orders (payment_ref) WHERE payment_method = 'stripe' AND payment_ref IS NOT NULL;
 
+-- A refund is `pending` from before the provider is asked until its answer is recorded (its amount counts as
+-- taken meanwhile, so a provider event arriving in between adds nothing), then `done`.
 CREATE TABLE refunds (
     id           TEXT PRIMARY KEY,
     order_id     TEXT NOT NULL REFERENCES orders (id),
@@ -21,6 +25,9 @@ CREATE TABLE refunds (
     reason       TEXT,
     -- The provider's refund id (`re_…`); NULL for manual refunds.
     provider_ref TEXT UNIQUE,
+    state        TEXT NOT NULL DEFAULT 'done' CHECK (state IN ('pending', 'done')),
+    -- Part of a cancellation: the order is cancelled, not moved to refunded.
+    for_cancel   INTEGER NOT NULL DEFAULT 0,
     actor        TEXT NOT NULL,
     created_at   INTEGER NOT NULL
 );

@@ -11,8 +11,10 @@
 //! One in-process hub per tenant (`Hubs`), made when the first stream opens and dropped with its last one: a
 //! committed write tells it which orders and SKUs it touched (`TenantTx::touch_*`, via the registry's commit
 //! listener), and each stream re-reads what it needs from the tenant file, so nothing is lost when a stream
-//! lags. A comment line goes out every 15 s. Streams per client IP and per tenant are limited (429 beyond), and
-//! every stream ends at shutdown (`Hubs::close`).
+//! lags. A comment line goes out every 15 s. Opening a stream counts against the storefront's per-IP limit;
+//! open streams are limited per client (an IPv6 client is its /64), per tenant and kind, and per node (429
+//! beyond); a stream ends after an hour (clients reconnect with `Last-Event-ID`) and at shutdown (`Hubs::close`).
+//! Buyers see each entry's facts (`shown`), not the admins' notes or references.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -31,7 +33,7 @@ use tokio::sync::{broadcast, watch};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::cart_api::{Customer, answer};
+use super::cart_api::{Customer, answer, limit};
 use super::checkout;
 use crate::app::AppState;
 use crate::db;
@@ -41,10 +43,15 @@ use crate::http::extract::{TenantCtx, client_ip};
 use crate::http::openapi::ApiErrors;
 use crate::tenants::TenantSlug;
 
-/// Open streams one client IP may hold on this node.
+/// Open streams one client may hold on this node (an IPv6 client is its /64).
 pub const STREAMS_PER_IP: usize = 32;
-/// Open streams one tenant may have on this node.
+/// Open streams of each kind (order, stock) one tenant may have on this node: anonymous stock streams cannot
+/// take the places of buyers following their orders.
 pub const STREAMS_PER_TENANT: usize = 5_000;
+/// Open streams on this node.
+pub const STREAMS_PER_NODE: usize = 20_000;
+/// A stream ends after this long; `EventSource` reconnects by itself (with `Last-Event-ID`).
+const MAX_LIFETIME: Duration = Duration::from_secs(3600);
 /// How often an idle stream sends a comment (keeps proxies from closing it).
 const HEARTBEAT: Duration = Duration::from_secs(15);
 /// SKUs one stock stream may follow.
@@ -57,11 +64,32 @@ enum Signal {
     Stock(Arc<str>),
 }
 
+/// What a stream follows (each kind has its own places per tenant).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Kind {
+    Order,
+    Stock,
+}
+
 #[derive(Default)]
 struct Inner {
     hubs: HashMap<TenantSlug, broadcast::Sender<Signal>>,
-    per_tenant: HashMap<TenantSlug, usize>,
+    per_tenant: HashMap<(TenantSlug, Kind), usize>,
     per_ip: HashMap<IpAddr, usize>,
+    total: usize,
+}
+
+/// The address a client's streams count against: an IPv6 client is its /64 (one subscriber's prefix).
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+            let mut octets = v6.octets();
+            octets[8..].fill(0);
+            IpAddr::V6(std::net::Ipv6Addr::from(octets))
+        }
+        IpAddr::V6(v6) => IpAddr::V4(v6.to_ipv4_mapped().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED)),
+        v4 => v4,
+    }
 }
 
 /// Every tenant's hub, the stream counts, and the shutdown signal.
@@ -97,48 +125,58 @@ impl Hubs {
 
     /// Open streams on this node.
     pub fn open_streams(&self) -> usize {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).per_tenant.values().sum()
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).total
     }
 
-    /// A new stream of `slug` for `ip`, within the limits.
-    fn open(&self, slug: &TenantSlug, ip: IpAddr) -> Result<Subscription> {
+    /// A new stream of `kind` in `slug` for the client at `ip`, within the limits.
+    fn open(&self, slug: &TenantSlug, kind: Kind, ip: IpAddr) -> Result<Subscription> {
         if *self.stop.borrow() {
             return Err(Error::NotReady("the server is shutting down".into()));
         }
+        let ip = client_key(ip);
+        let key = (slug.clone(), kind);
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let tenant_count = state.per_tenant.get(slug).copied().unwrap_or(0);
+        let tenant_count = state.per_tenant.get(&key).copied().unwrap_or(0);
         let ip_count = state.per_ip.get(&ip).copied().unwrap_or(0);
-        if tenant_count >= STREAMS_PER_TENANT || ip_count >= STREAMS_PER_IP {
+        if tenant_count >= STREAMS_PER_TENANT || ip_count >= STREAMS_PER_IP || state.total >= STREAMS_PER_NODE {
             return Err(Error::RateLimited { retry_after_secs: 30 });
         }
-        *state.per_tenant.entry(slug.clone()).or_default() += 1;
+        *state.per_tenant.entry(key.clone()).or_default() += 1;
         *state.per_ip.entry(ip).or_default() += 1;
+        state.total += 1;
         let rx = state.hubs.entry(slug.clone()).or_insert_with(|| broadcast::channel(256).0).subscribe();
         metrics::gauge!("gatehouse_live_streams").increment(1.0);
-        Ok(Subscription { hubs: self.clone(), slug: slug.clone(), ip, rx, stop: self.stop.subscribe() })
+        let until = tokio::time::Instant::now() + MAX_LIFETIME;
+        Ok(Subscription { hubs: self.clone(), key, ip, rx, stop: self.stop.subscribe(), until })
     }
 }
 
 /// One open stream's place in its hub; dropping it gives the place back (and the hub, with its last stream).
 struct Subscription {
     hubs: Hubs,
-    slug: TenantSlug,
+    key: (TenantSlug, Kind),
     ip: IpAddr,
     rx: broadcast::Receiver<Signal>,
     stop: watch::Receiver<bool>,
+    /// When the stream ends by itself.
+    until: tokio::time::Instant,
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
         let mut state = self.hubs.state.lock().unwrap_or_else(|e| e.into_inner());
-        let left = state.per_tenant.get_mut(&self.slug).map(|n| {
+        let left = state.per_tenant.get_mut(&self.key).map(|n| {
             *n -= 1;
             *n
         });
         if left == Some(0) {
-            state.per_tenant.remove(&self.slug);
-            state.hubs.remove(&self.slug);
+            state.per_tenant.remove(&self.key);
+            let slug = &self.key.0;
+            if !state.per_tenant.keys().any(|(s, _)| s == slug) {
+                state.hubs.remove(slug);
+            }
         }
+        state.total -= 1;
         if let Some(n) = state.per_ip.get_mut(&self.ip) {
             *n -= 1;
             if *n == 0 {
@@ -150,13 +188,14 @@ impl Drop for Subscription {
 }
 
 impl Subscription {
-    /// The next signal, or `None` at shutdown. A lagging receiver gets `None` for the signal it missed and
-    /// re-reads (`Some(None)`).
+    /// The next signal, or `None` at shutdown or the end of the stream's lifetime. A lagging receiver gets
+    /// `None` for the signal it missed and re-reads (`Some(None)`).
     async fn next(&mut self) -> Option<Option<Signal>> {
         if *self.stop.borrow() {
             return None;
         }
         tokio::select! {
+            () = tokio::time::sleep_until(self.until) => None,
             got = self.rx.recv() => match got {
                 Ok(signal) => Some(Some(signal)),
                 Err(broadcast::error::RecvError::Lagged(_)) => Some(None),
@@ -205,12 +244,13 @@ async fn order_events(
     Query(q): Query<TokenQuery>,
 ) -> Response {
     let result = async {
+        limit(&app, &headers, peer)?;
         let who = customer.0?;
         let after = last_event_id(&headers)?;
         let (order, pool) = (id.clone(), ctx.db.pool.clone());
         db::with_conn(&pool, move |conn| checkout::find_for(conn, &order, who.as_deref(), q.token.as_deref())).await?;
         let ip = client_ip(&headers, peer.ip(), app.config.trust_proxy);
-        let subscription = app.store.live.open(&ctx.tenant.slug, ip)?;
+        let subscription = app.store.live.open(&ctx.tenant.slug, Kind::Order, ip)?;
         Ok(stream_response(order_stream(subscription, ctx.db.pool.clone(), id, after)))
     }
     .await;
@@ -293,10 +333,8 @@ fn timeline_after(conn: &rusqlite::Connection, order: &str, after: i64) -> Resul
     let mut events = Vec::new();
     for row in rows {
         let (id, kind, from, to, detail, at) = row?;
-        let mut data = serde_json::from_str::<Value>(&detail).unwrap_or_else(|_| json!({}));
-        if !data.is_object() {
-            data = json!({});
-        }
+        let detail = serde_json::from_str::<Value>(&detail).unwrap_or_else(|_| json!({}));
+        let mut data = shown(&kind, &detail);
         data["from"] = json!(from);
         data["to"] = json!(to);
         data["at"] = json!(crate::format_time(at));
@@ -305,6 +343,25 @@ fn timeline_after(conn: &rusqlite::Connection, order: &str, after: i64) -> Resul
         events.push((id, event));
     }
     Ok(events)
+}
+
+/// What a buyer sees of a timeline entry's detail: the facts about their order, never the admins' notes and
+/// references or a provider's error text.
+fn shown(kind: &str, detail: &Value) -> Value {
+    let fields: &[&str] = match kind {
+        "created" => &["number"],
+        "shipment_updated" => &["shipment_id", "status", "carrier", "tracking_number", "tracking_url"],
+        "refund" => &["amount", "refunded_total"],
+        "payment" => &["status"],
+        _ => &[],
+    };
+    let mut data = json!({});
+    for field in fields {
+        if let Some(value) = detail.get(*field).filter(|v| !v.is_null()) {
+            data[*field] = value.clone();
+        }
+    }
+    data
 }
 
 #[derive(Deserialize)]
@@ -337,6 +394,7 @@ async fn stock_events(
     Query(q): Query<StockQuery>,
 ) -> Response {
     let result = async {
+        limit(&app, &headers, peer)?;
         let mut skus: Vec<String> = q
             .sku
             .as_deref()
@@ -358,7 +416,7 @@ async fn stock_events(
             return Err(Error::NotFound("sku"));
         }
         let ip = client_ip(&headers, peer.ip(), app.config.trust_proxy);
-        let subscription = app.store.live.open(&ctx.tenant.slug, ip)?;
+        let subscription = app.store.live.open(&ctx.tenant.slug, Kind::Stock, ip)?;
         let show = ctx.tenant.settings.commerce.show_stock_counts;
         Ok(stream_response(stock_stream(subscription, ctx.db.pool.clone(), skus, show)))
     }
@@ -417,4 +475,34 @@ fn levels(conn: &rusqlite::Connection, skus: &[String], show: bool) -> Result<Ve
         events.push(Event::default().event("stock").data(data.to_string()));
     }
     Ok(events)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_clients_count_by_their_64_and_mapped_ipv4_as_ipv4() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(client_key(a), client_key(b));
+        assert_ne!(client_key(a), client_key(other));
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(client_key(mapped), "192.0.2.7".parse::<IpAddr>().unwrap());
+        assert_eq!(client_key("192.0.2.7".parse().unwrap()), "192.0.2.7".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn buyers_see_facts_not_notes() {
+        let paid = json!({"reference": "BANK-1"});
+        assert_eq!(shown("status_changed", &paid), json!({}));
+        let refund =
+            json!({"amount": 5, "refunded_total": 5, "reason": "damaged, customer rude", "provider_ref": "re_1"});
+        assert_eq!(shown("refund", &refund), json!({"amount": 5, "refunded_total": 5}));
+        let failed = json!({"status": "unavailable", "error": "Stripe answered 401: Invalid API Key sk_live_…"});
+        assert_eq!(shown("payment", &failed), json!({"status": "unavailable"}));
+        let tracked = json!({"shipment_id": "s", "status": "in_transit", "note": "back door code 1234"});
+        assert_eq!(shown("shipment_updated", &tracked), json!({"shipment_id": "s", "status": "in_transit"}));
+    }
 }

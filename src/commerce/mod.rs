@@ -106,6 +106,9 @@ pub struct Store {
     pub expiries: Arc<crate::email::outbox::Wakeups>,
     /// Live order and stock events per store, for the storefront's event streams.
     pub live: live::Hubs,
+    /// Card payments of orders cancelled unpaid, to cancel at the provider (`payments::cancel_intents` drains it).
+    pub open_intents: tokio::sync::mpsc::UnboundedSender<(crate::tenants::TenantSlug, String)>,
+    pub open_intents_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<(crate::tenants::TenantSlug, String)>>>,
 }
 
 impl Default for Store {
@@ -123,7 +126,10 @@ impl Store {
                 .time_to_live(std::time::Duration::from_secs(600))
                 .build()
         });
+        let (open_intents, open_intents_rx) = tokio::sync::mpsc::unbounded_channel();
         Self {
+            open_intents,
+            open_intents_rx: Mutex::new(Some(open_intents_rx)),
             pricing_cache,
             payments: payments::Providers::new(stripe_base),
             expiries: Arc::default(),
@@ -143,10 +149,13 @@ impl Store {
     /// What the tenant registry tells after each committed write: live streams hear of orders and stock, the
     /// expiry list of new unpaid orders.
     pub fn on_commit(&self) -> crate::db::registry::OnCommit {
-        let (live, expiries) = (self.live.clone(), self.expiries.clone());
+        let (live, expiries, intents) = (self.live.clone(), self.expiries.clone(), self.open_intents.clone());
         Box::new(move |slug, touched| {
             if let Some(at) = touched.expires_at {
                 expiries.schedule(slug, at * 1000);
+            }
+            for intent in &touched.cancelled_intents {
+                let _ = intents.send((slug.clone(), intent.clone()));
             }
             live.publish(slug, &touched);
         })

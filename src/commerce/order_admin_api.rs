@@ -355,6 +355,9 @@ async fn set_carrier_secret(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CarrierUpdate {
+    /// The carrier's id of this update, 1-100 characters: an update is applied once (a replay answers the
+    /// shipment as it is).
+    pub event_id: String,
     pub tracking_number: String,
     /// `in_transit`, `out_for_delivery`, `delivered` or `failed_attempt`.
     pub status: String,
@@ -363,7 +366,8 @@ pub struct CarrierUpdate {
 }
 
 /// A carrier's signed tracking update (`Gatehouse-Signature: t=…,v1=…`, HMAC-SHA256 of `t.body` with the secret
-/// from `PUT …/shipping/webhook`); the shipment is found by its tracking number.
+/// from `PUT …/shipping/webhook`, five minutes' tolerance); the shipment is found by its tracking number, and each
+/// `event_id` is applied once.
 #[utoipa::path(
     post,
     path = "/t/{slug}/shipping/webhook",
@@ -395,6 +399,10 @@ async fn carrier_webhook(
     payments::verify_signature(signature, &body, secret["secret"].as_str().unwrap_or_default(), crate::now_unix())?;
     let update: CarrierUpdate =
         serde_json::from_slice(&body).map_err(|e| Error::validation(format!("the update is not valid: {e}")))?;
+    let event_id = update.event_id.trim().to_owned();
+    if event_id.is_empty() || event_id.chars().count() > 100 || event_id.chars().any(char::is_control) {
+        return Err(Error::validation("event_id must be 1-100 characters without control characters"));
+    }
     let number = update.tracking_number.clone();
     let (order, shipment) = db::with_conn(&ctx.db.pool, move |conn| fulfilment::by_tracking_number(conn, &number))
         .await?
@@ -404,7 +412,21 @@ async fn carrier_webhook(
     let tracking = TrackingUpdate { status: update.status, note: update.note };
     let shipment = ctx
         .db
-        .write(move |tx| fulfilment::track(tx, &tenant, &order, &shipment, tracking, &origin, crate::now_unix()))
+        .write(move |tx| {
+            let now = crate::now_unix();
+            let first = tx.execute(
+                "INSERT OR IGNORE INTO provider_events (provider, event_id, kind, outcome, received_at)
+                 VALUES ('carrier', ?1, ?2, 'applied', ?3)",
+                rusqlite::params![event_id, tracking.status, now],
+            )?;
+            if first == 0 {
+                return fulfilment::of_order(tx, &order)?
+                    .into_iter()
+                    .find(|s| s.id == shipment)
+                    .ok_or(Error::NotFound("shipment"));
+            }
+            fulfilment::track(tx, &tenant, &order, &shipment, tracking, &origin, now)
+        })
         .await?;
     Ok(Json(shipment))
 }

@@ -74,6 +74,18 @@ pub fn transition(
             [id],
         )?;
         tx.execute("DELETE FROM order_codes WHERE order_id = ?1", [id])?;
+        // A card payment still open must not be paid any more (the buyer's client secret stops working).
+        let open: Option<String> = tx
+            .query_row(
+                "SELECT payment_ref FROM orders WHERE id = ?1 AND payment_method = 'stripe'
+                   AND payment_ref IS NOT NULL AND payment_status NOT IN ('succeeded')",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(intent) = open {
+            tx.touch_cancelled_intent(&intent);
+        }
     }
     audit::record(
         tx,

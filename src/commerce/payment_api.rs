@@ -12,7 +12,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use rusqlite::{OptionalExtension, params};
@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::cart_api::{Customer, answer};
+use super::cart_api::{Customer, answer, limit};
 use super::checkout::{self, PaymentView};
 use super::orders::{self, Timeline};
 use super::payments::{self, PayableOrder, StripeKeys, StripeView};
@@ -171,6 +171,7 @@ struct TokenQuery {
 )]
 async fn retry_payment(
     State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     ctx: TenantCtx,
     headers: HeaderMap,
     customer: Customer,
@@ -178,6 +179,7 @@ async fn retry_payment(
     Query(q): Query<TokenQuery>,
 ) -> Response {
     let result = async {
+        limit(&app, &headers, peer)?;
         let who = customer.0?;
         let order = id.clone();
         crate::db::with_conn(&ctx.db.pool, move |conn| {
@@ -258,19 +260,30 @@ async fn stripe_webhook(
                     ctx.db
                         .write(move |tx| {
                             let origin = Origin { actor: "provider:stripe".into(), ..Default::default() };
-                            let refund = Refund {
+                            let why = Refund {
                                 amount,
                                 restock: false,
                                 reason: Some("paid after the order was cancelled"),
-                                provider_ref: Some(&refund.id),
-                                move_status: false,
+                                for_cancel: true,
                             };
-                            refunds::record(tx, &tenant, &order, &refund, &origin, crate::now_unix())
+                            refunds::record_external(tx, &tenant, &order, &why, &refund.id, &origin, crate::now_unix())
                         })
                         .await?;
                 }
                 Err(err) => {
-                    tracing::error!(tenant = %ctx.tenant.slug, %order, error = %err, "a late payment could not be refunded; refund it in Stripe")
+                    // Forget the event, so Stripe's next delivery of it tries the refund again.
+                    tracing::error!(tenant = %ctx.tenant.slug, %order, error = %err, "a late payment could not be refunded yet");
+                    let event = event["id"].as_str().unwrap_or_default().to_owned();
+                    ctx.db
+                        .write(move |tx| {
+                            tx.execute(
+                                "DELETE FROM provider_events WHERE provider = 'stripe' AND event_id = ?1",
+                                [&event],
+                            )?;
+                            Ok(())
+                        })
+                        .await?;
+                    return Err(err);
                 }
             }
             "paid_after_cancel_refunded"
@@ -392,30 +405,47 @@ fn on_order(
             Ok(Handled::Done("failed"))
         }
         _ => {
-            // charge.refunded: every refund Stripe lists that is not recorded yet (made in Stripe's dashboard);
-            // without the list, the difference between Stripe's refunded amount and ours.
+            // charge.refunded: each refund Stripe lists is ours (our refund id in its metadata: recorded now if its
+            // answer has not been yet) or made in Stripe's dashboard (recorded now, once). Without the list, what
+            // Stripe refunded beyond what is recorded and being recorded here.
             let mut recorded = false;
             let listed = object["refunds"]["data"].as_array().cloned().unwrap_or_default();
             for item in &listed {
-                let (Some(id), Some(amount)) = (item["id"].as_str(), item["amount"].as_i64()) else { continue };
+                let (Some(reference), Some(amount)) = (item["id"].as_str(), item["amount"].as_i64()) else { continue };
                 if amount <= 0 {
                     continue;
                 }
-                let refund = Refund { amount, restock: false, reason: None, provider_ref: Some(id), move_status: true };
-                recorded |= refunds::record(tx, tenant, order, &refund, origin, now)?;
+                if let Some(ours) = item["metadata"]["refund_id"].as_str() {
+                    let pending: bool = tx.query_row(
+                        "SELECT EXISTS(SELECT 1 FROM refunds WHERE id = ?1 AND order_id = ?2 AND state = 'pending')",
+                        params![ours, order],
+                        |r| r.get(0),
+                    )?;
+                    if pending {
+                        recorded |= refunds::complete(tx, tenant, ours, Some(reference), origin, now)?;
+                        continue;
+                    }
+                }
+                let refund = Refund { amount, restock: false, reason: None, for_cancel: status == "cancelled" };
+                recorded |= refunds::record_external(tx, tenant, order, &refund, reference, origin, now)?;
             }
             let stripe_total = object["amount_refunded"].as_i64().unwrap_or(0);
-            let ours: i64 = tx.query_row("SELECT refunded_total FROM orders WHERE id = ?1", [order], |r| r.get(0))?;
-            if listed.is_empty() && stripe_total > ours.max(refunded) {
+            let (ours, in_flight): (i64, i64) = tx.query_row(
+                "SELECT refunded_total, (SELECT COALESCE(SUM(amount), 0) FROM refunds
+                                         WHERE order_id = ?1 AND state = 'pending')
+                 FROM orders WHERE id = ?1",
+                [order],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            if listed.is_empty() && stripe_total > ours.max(refunded) + in_flight {
                 let reference = format!("{}:{stripe_total}", object["id"].as_str().unwrap_or("charge"));
                 let refund = Refund {
-                    amount: stripe_total - ours,
+                    amount: stripe_total - ours - in_flight,
                     restock: false,
                     reason: None,
-                    provider_ref: Some(&reference),
-                    move_status: true,
+                    for_cancel: status == "cancelled",
                 };
-                recorded |= refunds::record(tx, tenant, order, &refund, origin, now)?;
+                recorded |= refunds::record_external(tx, tenant, order, &refund, &reference, origin, now)?;
             }
             Ok(Handled::Done(if recorded { "refunded" } else { "already_recorded" }))
         }

@@ -193,6 +193,33 @@ pub async fn refund(
     call(app, secret_key, "/v1/refunds", &form, idempotency_key).await
 }
 
+/// Cancels a PaymentIntent (its client secret can no longer pay).
+pub async fn cancel_intent(app: &App, secret_key: &str, intent: &str) -> Result<Intent> {
+    if !intent.starts_with("pi_") || !intent.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Err(Error::internal(format!("not a PaymentIntent id: {intent}")));
+    }
+    let key = format!("gatehouse-cancel-{intent}");
+    call(app, secret_key, &format!("/v1/payment_intents/{intent}/cancel"), &[], &key).await
+}
+
+/// Works off the card payments of orders cancelled unpaid (`Store::open_intents`): each is cancelled at Stripe,
+/// so its client secret cannot be used to pay (or to try stolen cards) any more. A failure is logged; a payment
+/// that still arrives for a cancelled order is refunded by the webhook.
+pub async fn cancel_intents(app: crate::app::AppState) {
+    let taken = app.store.open_intents_rx.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let Some(mut queue) = taken else { return };
+    while let Some((slug, intent)) = queue.recv().await {
+        let outcome = match stripe_secrets(&app, &slug).await {
+            Ok(Some(secrets)) => cancel_intent(&app, &secrets.secret_key, &intent).await.map(drop),
+            Ok(None) => Err(Error::PaymentUnavailable("Stripe is not set up any more".into())),
+            Err(err) => Err(err),
+        };
+        if let Err(err) = outcome {
+            tracing::warn!(tenant = %slug, %intent, error = %err, "a cancelled order's payment could not be cancelled at Stripe");
+        }
+    }
+}
+
 /// What a PaymentIntent is made from.
 pub struct PayableOrder {
     pub id: String,

@@ -1,14 +1,15 @@
 //! Refunds and cancellations that give money back.
 //!
-//! - `record` writes one refund in the caller's transaction: the row (a provider refund id is recorded once, so
-//!   the provider's `charge.refunded` for a refund made here changes nothing), the order's `refunded_total`, the
-//!   `refund` timeline entry, the units back to stock when asked, and the move to `refunded` (all of the total)
-//!   or `partially_refunded`.
-//! - `refund` is the admin's action: a `manual` order's refund is recorded at once (the merchant pays it back
-//!   themselves); a `stripe` order's goes through `POST /v1/refunds` first, outside any transaction, and is
-//!   recorded with Stripe's refund id once Stripe took it.
-//! - `cancel` is the admin's cancel: a paid order is refunded in full through its provider, then cancelled (its
-//!   stock and discount-code uses go back).
+//! - A refund is held first (`begin`: a `pending` row within what is left of the total, so two refunds at once
+//!   cannot pass the total and a provider event arriving meanwhile adds nothing), then the provider is asked
+//!   (outside any transaction; `manual` orders have none: the merchant pays back themselves), then it is
+//!   recorded (`complete`: the order's `refunded_total`, the `refund` timeline entry, the units back to stock
+//!   when asked, and the move to `refunded` or `partially_refunded`), or dropped when the provider refused
+//!   (`abandon`). A provider refund id is recorded once: the provider's event for a refund made here (matched by
+//!   our refund id in its metadata, or by its id) changes nothing more; one made in the provider's dashboard is
+//!   recorded from the event (`record_external`).
+//! - `refund` is the admin's action; `cancel` the admin's cancel: a paid order is refunded in full through its
+//!   provider and cancelled in the transaction that records it (its stock and discount-code uses go back).
 
 use std::sync::Arc;
 
@@ -45,63 +46,137 @@ pub struct Refund<'a> {
     pub amount: i64,
     pub restock: bool,
     pub reason: Option<&'a str>,
-    /// The provider's refund id; `None` for a manual refund.
-    pub provider_ref: Option<&'a str>,
-    /// Move the order to `refunded` / `partially_refunded` (not when the refund belongs to a cancellation).
-    pub move_status: bool,
+    /// Part of a cancellation: the order is cancelled, not moved to `refunded` / `partially_refunded`.
+    pub for_cancel: bool,
 }
 
-/// Records `refund` of order `id`; `false` when the provider's refund id was recorded already.
-pub fn record(
+/// A pending refund older than this was abandoned (a crash between asking the provider and recording its answer):
+/// it no longer holds its amount.
+const PENDING_SECS: i64 = 600;
+
+/// What is left to refund of order `id`: its total less what was refunded and what is being refunded now.
+fn left(tx: &TenantTx<'_>, id: &str, now: i64) -> Result<i64> {
+    tx.query_row(
+        "SELECT total - refunded_total - (SELECT COALESCE(SUM(amount), 0) FROM refunds
+                                          WHERE order_id = ?1 AND state = 'pending' AND created_at > ?2)
+         FROM orders WHERE id = ?1",
+        params![id, now - PENDING_SECS],
+        |r| r.get(0),
+    )
+    .optional()?
+    .ok_or(Error::NotFound("order"))
+}
+
+/// Opens a refund of order `id` within what is left (`pending`: its amount is held until `complete` or `abandon`);
+/// answers the refund's id.
+pub fn begin(tx: &TenantTx<'_>, id: &str, refund: &Refund<'_>, actor: &str, now: i64) -> Result<String> {
+    tx.execute(
+        "DELETE FROM refunds WHERE order_id = ?1 AND state = 'pending' AND created_at <= ?2",
+        params![id, now - PENDING_SECS],
+    )?;
+    let left = left(tx, id, now)?;
+    if refund.amount < 1 || refund.amount > left {
+        return Err(Error::validation(format!("amount must be 1 to {left} (what is left of the total)")));
+    }
+    let refund_id = uuid::Uuid::now_v7().to_string();
+    tx.execute(
+        "INSERT INTO refunds (id, order_id, amount, restock, reason, state, for_cancel, actor, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7, ?8)",
+        params![refund_id, id, refund.amount, refund.restock, refund.reason, refund.for_cancel, actor, now],
+    )?;
+    Ok(refund_id)
+}
+
+/// Drops a pending refund the provider did not make.
+pub fn abandon(tx: &TenantTx<'_>, refund_id: &str) -> Result<()> {
+    tx.execute("DELETE FROM refunds WHERE id = ?1 AND state = 'pending'", [refund_id])?;
+    Ok(())
+}
+
+/// Records pending refund `refund_id` as made (with the provider's refund id): the order's `refunded_total`, the
+/// `refund` timeline entry, the units back when asked, and the move to `refunded` or `partially_refunded` (not for
+/// a cancellation's). `false` when it was recorded already (the provider's event came first).
+pub fn complete(
+    tx: &TenantTx<'_>,
+    tenant: &Tenant,
+    refund_id: &str,
+    provider_ref: Option<&str>,
+    origin: &Origin,
+    now: i64,
+) -> Result<bool> {
+    let row: Option<(String, i64, bool, Option<String>, String, bool)> = tx
+        .query_row(
+            "SELECT order_id, amount, restock, reason, state, for_cancel FROM refunds WHERE id = ?1",
+            [refund_id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+        )
+        .optional()?;
+    let Some((id, amount, restock, reason, state, for_cancel)) = row else { return Ok(false) };
+    if state == "done" {
+        return Ok(false);
+    }
+    if let Some(reference) = provider_ref {
+        let known: bool =
+            tx.query_row("SELECT EXISTS(SELECT 1 FROM refunds WHERE provider_ref = ?1)", [reference], |r| r.get(0))?;
+        if known {
+            // Recorded from the provider's event under its own row: this one was the same refund.
+            abandon(tx, refund_id)?;
+            return Ok(false);
+        }
+    }
+    tx.execute("UPDATE refunds SET state = 'done', provider_ref = ?2 WHERE id = ?1", params![refund_id, provider_ref])?;
+    let (status, total, refunded, number): (String, i64, i64, i64) =
+        tx.query_row("SELECT status, total, refunded_total, number FROM orders WHERE id = ?1", [&id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?;
+    let refunded = refunded + amount;
+    if refunded > total {
+        return Err(Error::Conflict(format!("refunds would exceed the order's total ({total})")));
+    }
+    tx.execute("UPDATE orders SET refunded_total = ?2, updated_at = ?3 WHERE id = ?1", params![id, refunded, now])?;
+    let mut units = 0;
+    if restock {
+        let why = format!("order #{number} refunded");
+        units = orders::restock(tx, tenant, &id, super::inventory::MovementKind::Return, &why, now)?;
+    }
+    let detail = json!({
+        "refund_id": refund_id,
+        "amount": amount,
+        "refunded_total": refunded,
+        "restocked_units": units,
+        "reason": reason,
+        "provider_ref": provider_ref,
+    });
+    Timeline { order: &id, kind: "refund", from: None, to: None, actor: &origin.actor }.write(tx, &detail, now)?;
+    if !for_cancel {
+        let to = if refunded >= total { "refunded" } else { "partially_refunded" };
+        if orders::allowed(&status, to) {
+            orders::transition(tx, tenant, &id, to, origin, json!({"refund_id": refund_id}), now)?;
+        }
+    }
+    Ok(true)
+}
+
+/// A refund the provider reports that was not made here (in its dashboard), recorded at once up to what is left;
+/// `false` when its id is known or nothing is left.
+pub fn record_external(
     tx: &TenantTx<'_>,
     tenant: &Tenant,
     id: &str,
     refund: &Refund<'_>,
+    provider_ref: &str,
     origin: &Origin,
     now: i64,
 ) -> Result<bool> {
-    if let Some(reference) = refund.provider_ref {
-        let known: bool =
-            tx.query_row("SELECT EXISTS(SELECT 1 FROM refunds WHERE provider_ref = ?1)", [reference], |r| r.get(0))?;
-        if known {
-            return Ok(false);
-        }
+    let known: bool =
+        tx.query_row("SELECT EXISTS(SELECT 1 FROM refunds WHERE provider_ref = ?1)", [provider_ref], |r| r.get(0))?;
+    let left = left(tx, id, now)?;
+    if known || left <= 0 {
+        return Ok(false);
     }
-    let (status, total, refunded, number): (String, i64, i64, i64) = tx
-        .query_row("SELECT status, total, refunded_total, number FROM orders WHERE id = ?1", [id], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-        })
-        .optional()?
-        .ok_or(Error::NotFound("order"))?;
-    let refunded = (refunded + refund.amount).min(total);
-    let refund_id = uuid::Uuid::now_v7().to_string();
-    tx.execute(
-        "INSERT INTO refunds (id, order_id, amount, restock, reason, provider_ref, actor, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![refund_id, id, refund.amount, refund.restock, refund.reason, refund.provider_ref, origin.actor, now],
-    )?;
-    tx.execute("UPDATE orders SET refunded_total = ?2, updated_at = ?3 WHERE id = ?1", params![id, refunded, now])?;
-    let mut units = 0;
-    if refund.restock {
-        let reason = format!("order #{number} refunded");
-        units = orders::restock(tx, tenant, id, super::inventory::MovementKind::Return, &reason, now)?;
-    }
-    let detail = json!({
-        "refund_id": refund_id,
-        "amount": refund.amount,
-        "refunded_total": refunded,
-        "restocked_units": units,
-        "reason": refund.reason,
-        "provider_ref": refund.provider_ref,
-    });
-    Timeline { order: id, kind: "refund", from: None, to: None, actor: &origin.actor }.write(tx, &detail, now)?;
-    if refund.move_status {
-        let to = if refunded >= total { "refunded" } else { "partially_refunded" };
-        if orders::allowed(&status, to) {
-            orders::transition(tx, tenant, id, to, origin, json!({"refund_id": refund_id}), now)?;
-        }
-    }
-    Ok(true)
+    let clamped = Refund { amount: refund.amount.min(left), ..*refund };
+    let refund_id = begin(tx, id, &clamped, &origin.actor, now)?;
+    complete(tx, tenant, &refund_id, Some(provider_ref), origin, now)
 }
 
 /// What the admin's refund needs to know of the order first.
@@ -110,15 +185,26 @@ struct Refundable {
     method: String,
     payment_ref: Option<String>,
     left: i64,
+    shipped: bool,
 }
 
 async fn refundable(db: &TenantDb, id: &str) -> Result<Refundable> {
     let id = id.to_owned();
     crate::db::with_conn(&db.pool, move |conn| {
         conn.query_row(
-            "SELECT status, payment_method, payment_ref, total - refunded_total FROM orders WHERE id = ?1",
+            "SELECT status, payment_method, payment_ref, total - refunded_total,
+                    EXISTS(SELECT 1 FROM shipments WHERE order_id = ?1)
+             FROM orders WHERE id = ?1",
             [&id],
-            |r| Ok(Refundable { status: r.get(0)?, method: r.get(1)?, payment_ref: r.get(2)?, left: r.get(3)? }),
+            |r| {
+                Ok(Refundable {
+                    status: r.get(0)?,
+                    method: r.get(1)?,
+                    payment_ref: r.get(2)?,
+                    left: r.get(3)?,
+                    shipped: r.get(4)?,
+                })
+            },
         )
         .optional()?
         .ok_or(Error::NotFound("order"))
@@ -144,14 +230,15 @@ async fn pay_back(
     let secrets = payments::stripe_secrets(app, &tenant.slug)
         .await?
         .ok_or_else(|| Error::PaymentUnavailable("Stripe is not set up for this store any more".into()))?;
-    let answer = payments::refund(app, &secrets.secret_key, intent, amount, idempotency_key, idempotency_key).await?;
+    let refund_id = idempotency_key.trim_start_matches("gatehouse-refund-");
+    let answer = payments::refund(app, &secrets.secret_key, intent, amount, idempotency_key, refund_id).await?;
     if answer.status == "failed" || answer.status == "canceled" {
         return Err(Error::PaymentUnavailable(format!("Stripe did not make the refund (status {})", answer.status)));
     }
     Ok(Some(answer.id))
 }
 
-/// The admin's refund of order `id`.
+/// The admin's refund of order `id`: held as pending, asked of the provider, then recorded.
 pub async fn refund(
     app: &App,
     tenant: &Arc<Tenant>,
@@ -168,53 +255,73 @@ pub async fn refund(
     if !matches!(found.status.as_str(), "paid" | "fulfilled" | "delivered" | "partially_refunded") {
         return Err(Error::InvalidTransition(format!("an order that is {} cannot be refunded", found.status)));
     }
-    if body.amount < 1 || body.amount > found.left {
-        return Err(Error::validation(format!("amount must be 1 to {} (what is left of the total)", found.left)));
-    }
-    let key = format!("gatehouse-refund-{}", uuid::Uuid::now_v7());
-    let provider_ref = pay_back(app, tenant, &found, body.amount, &key).await?;
+    let refund = Refund { amount: body.amount, restock: body.restock, reason: reason.as_deref(), for_cancel: false };
+    settle(app, tenant, db, &found, id, &refund, origin, None).await?
+}
+
+/// A step run in the transaction that records a refund (order id, origin, now).
+type Then = fn(&TenantTx<'_>, &Tenant, &str, &Origin, i64) -> Result<()>;
+
+/// Holds `refund` of order `id` as pending, asks the provider (stripe orders), and records it, running `then` in
+/// the recording transaction (a cancellation's status change). The outer error is the provider's or the hold's:
+/// nothing was refunded. The inner one is `then`'s: the refund stands.
+#[allow(clippy::too_many_arguments)] // the refund's parts; each caller names them once
+async fn settle(
+    app: &App,
+    tenant: &Arc<Tenant>,
+    db: &TenantDb,
+    found: &Refundable,
+    id: String,
+    refund: &Refund<'_>,
+    origin: Origin,
+    then: Option<Then>,
+) -> Result<Result<()>> {
+    let (order, actor) = (id.clone(), origin.actor.clone());
+    let (amount, restock, reason, for_cancel) =
+        (refund.amount, refund.restock, refund.reason.map(str::to_owned), refund.for_cancel);
+    let refund_id = db
+        .write(move |tx| {
+            let refund = Refund { amount, restock, reason: reason.as_deref(), for_cancel };
+            begin(tx, &order, &refund, &actor, crate::now_unix())
+        })
+        .await?;
+    let provider_ref = match pay_back(app, tenant, found, amount, &format!("gatehouse-refund-{refund_id}")).await {
+        Ok(reference) => reference,
+        Err(err) => {
+            let pending = refund_id.clone();
+            db.write(move |tx| abandon(tx, &pending)).await?;
+            return Err(err);
+        }
+    };
     let tenant = tenant.clone();
     db.write(move |tx| {
-        let refund = Refund {
-            amount: body.amount,
-            restock: body.restock,
-            reason: reason.as_deref(),
-            provider_ref: provider_ref.as_deref(),
-            move_status: true,
-        };
-        record(tx, &tenant, &id, &refund, &origin, crate::now_unix()).map(drop)
+        let now = crate::now_unix();
+        complete(tx, &tenant, &refund_id, provider_ref.as_deref(), &origin, now)?;
+        Ok(match then {
+            Some(step) => step(tx, &tenant, &id, &origin, now),
+            None => Ok(()),
+        })
     })
     .await
 }
 
 /// The admin's cancel of order `id`: unpaid, it is cancelled; paid, its whole total goes back through its
-/// provider first.
+/// provider first. A paid order with shipments is refunded instead (its shipped units are not stock).
 pub async fn cancel(app: &App, tenant: &Arc<Tenant>, db: &TenantDb, id: String, origin: Origin) -> Result<()> {
     let found = refundable(db, &id).await?;
-    let provider_ref = if found.status == "paid" && found.left > 0 {
-        pay_back(app, tenant, &found, found.left, &format!("gatehouse-cancel-{id}")).await?
-    } else {
-        None
-    };
-    let (tenant, paid) = (tenant.clone(), found.status == "paid");
+    if found.status == "paid" && found.shipped {
+        return Err(Error::InvalidTransition("a paid order with shipments is refunded, not cancelled".into()));
+    }
+    if found.status == "paid" && found.left > 0 {
+        let refund = Refund { amount: found.left, restock: false, reason: Some("order cancelled"), for_cancel: true };
+        let cancel_now: Then = |tx, tenant, id, origin, now| {
+            orders::transition(tx, tenant, id, "cancelled", origin, json!({}), now).map(drop)
+        };
+        return settle(app, tenant, db, &found, id, &refund, origin, Some(cancel_now)).await?;
+    }
+    let tenant = tenant.clone();
     db.write(move |tx| {
-        let now = crate::now_unix();
-        orders::transition(tx, &tenant, &id, "cancelled", &origin, json!({}), now)?;
-        if paid {
-            let left: i64 =
-                tx.query_row("SELECT total - refunded_total FROM orders WHERE id = ?1", [&id], |r| r.get(0))?;
-            if left > 0 {
-                let refund = Refund {
-                    amount: left,
-                    restock: false,
-                    reason: Some("order cancelled"),
-                    provider_ref: provider_ref.as_deref(),
-                    move_status: false,
-                };
-                record(tx, &tenant, &id, &refund, &origin, now)?;
-            }
-        }
-        Ok(())
+        orders::transition(tx, &tenant, &id, "cancelled", &origin, json!({}), crate::now_unix()).map(drop)
     })
     .await
 }

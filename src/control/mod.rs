@@ -217,6 +217,12 @@ impl ControlStore {
         let found = self.read(move |conn| tables::get_tenant(conn, &key)).await?.map(Arc::new);
         if self.applied.load(std::sync::atomic::Ordering::SeqCst) == epoch {
             self.tenants.insert(slug.clone(), found.clone());
+            // A mutation may have been applied between the check and the insert: its invalidation could have run
+            // before the insert, leaving this (older) record cached. Writers count before they invalidate, so a
+            // count that moved means drop it; one that did not means their invalidation comes after the insert.
+            if self.applied.load(std::sync::atomic::Ordering::SeqCst) != epoch {
+                self.tenants.invalidate(slug);
+            }
         }
         Ok(found)
     }

@@ -75,11 +75,13 @@ pub struct Touched {
     pub orders: Vec<String>,
     pub skus: Vec<String>,
     pub expires_at: Option<i64>,
+    /// Card payments (Stripe PaymentIntents) of orders cancelled unpaid: they are cancelled at the provider too.
+    pub cancelled_intents: Vec<String>,
 }
 
 impl Touched {
     pub fn is_empty(&self) -> bool {
-        self.orders.is_empty() && self.skus.is_empty() && self.expires_at.is_none()
+        self.orders.is_empty() && self.skus.is_empty() && self.expires_at.is_none() && self.cancelled_intents.is_empty()
     }
 }
 
@@ -113,6 +115,11 @@ impl<'conn> TenantTx<'conn> {
         if !touched.skus.iter().any(|s| s == sku) {
             touched.skus.push(sku.to_owned());
         }
+    }
+
+    /// An unpaid order's card payment `intent` is to be cancelled at its provider.
+    pub fn touch_cancelled_intent(&self, intent: &str) {
+        self.touched.borrow_mut().cancelled_intents.push(intent.to_owned());
     }
 
     /// An unpaid order now expires at `at` (unix seconds).

@@ -328,6 +328,9 @@ struct Trends {
     outbox_dead: Vec<i64>,
     /// Messages waiting at the end of each bucket (the last: now).
     outbox_waiting: Vec<i64>,
+    /// Orders placed in each bucket, and how many of those are cancelled now.
+    orders_placed: Vec<i64>,
+    orders_cancelled: Vec<i64>,
 }
 
 /// Runs `sql`, whose rows are (bucket index, a, b) for the buckets `b` (parameters: ?1 start, ?2 end, ?3 step),
@@ -398,9 +401,15 @@ fn trends(conn: &Connection, range: PlotRange, now: i64) -> Result<Trends> {
     )?;
     let waiting_now: i64 =
         conn.query_row("SELECT COUNT(*) FROM outbox WHERE status IN ('pending', 'sending')", [], |r| r.get(0))?;
-    // ORDERS HOOK: when the store has an orders table (a later commerce issue), count its rows per bucket here
-    // with `per_bucket` over an indexed created_at, add them to `Trends` and an "Orders" plot to `trend_plots`.
+    let (orders_placed, orders_cancelled) = per_bucket(
+        conn,
+        "SELECT (created_at - ?1) / ?3, COUNT(*), SUM(status = 'cancelled') FROM orders
+         WHERE created_at >= ?1 AND created_at < ?2 GROUP BY 1",
+        &b,
+    )?;
     Ok(Trends {
+        orders_placed,
+        orders_cancelled,
         buckets: b,
         logins_ok,
         logins_failed,
@@ -411,7 +420,7 @@ fn trends(conn: &Connection, range: PlotRange, now: i64) -> Result<Trends> {
     })
 }
 
-/// The overview's plots: sign-ins and new users as bars, the outbox as lines.
+/// The overview's plots: sign-ins, new users and orders as bars, the outbox as lines.
 fn trend_plots(t: &Trends) -> Vec<Plot> {
     let b = t.buckets;
     let (span, per) = match b.range {
@@ -445,6 +454,16 @@ fn trend_plots(t: &Trends) -> Vec<Plot> {
             ],
         ),
         figure("users", "New users", per, Kind::Bars, vec![count_series("new users", Style::Accent, &t.new_users)]),
+        figure(
+            "orders",
+            "Orders",
+            per,
+            Kind::Bars,
+            vec![
+                count_series("placed", Style::Accent, &t.orders_placed),
+                count_series("cancelled since", Style::Danger, &t.orders_cancelled),
+            ],
+        ),
         figure(
             "outbox",
             "Outbox",

@@ -4,7 +4,7 @@
 //! these tests read.
 
 use reqwest::{Client, Method, StatusCode};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::admin_ui::{EMAIL, PASSWORD, app_with_operator, jar, signed_in};
 use crate::support::{TestApp, create_user};
@@ -12,7 +12,7 @@ use crate::support::{TestApp, create_user};
 /// The node dashboard's plots, by id.
 const NODE_PLOTS: [&str; 6] = ["requests", "latency", "signins", "tokens", "outbox", "plugins"];
 /// The tenant overview's plots, by id.
-const TENANT_PLOTS: [&str; 3] = ["signins", "users", "outbox"];
+const TENANT_PLOTS: [&str; 4] = ["signins", "users", "orders", "outbox"];
 
 async fn page(ui: &Client, app: &TestApp, path: &str) -> (StatusCode, String) {
     let r = ui.get(app.url(path)).send().await.unwrap();
@@ -136,6 +136,31 @@ async fn the_tenant_overview_counts_sign_ins_and_new_users_per_hour() {
     assert_eq!(api_login(&app, "trendco", "ann@example.com", "wrong").await, 401);
     assert_eq!(api_login(&app, "trendco", "bob@example.com", "wrong again").await, 401);
     assert_eq!(api_login(&app, "trendco", "ann@example.com", PASSWORD).await, 200);
+    // Two orders, one of them cancelled.
+    let (status, _) = app
+        .json(
+            Method::POST,
+            "/admin/api/v1/tenants/trendco/products",
+            Some(json!({"title": "Cup", "handle": "cup", "status": "active",
+                        "variants": [{"sku": "CUP", "price": 500, "stock": 10}]})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let buyer = Client::new();
+    for key in ["trend-1", "trend-2"] {
+        let cart = crate::pricing::cart(&app, &buyer, "trendco", &[("CUP", 1)]).await;
+        let r = buyer.put(app.url(&format!("/t/trendco/api/v1/carts/{cart}/shipping"))).json(&json!({"country": "GB"}));
+        assert_eq!(r.send().await.unwrap().status(), 200);
+        let mut body = crate::checkout::request(500);
+        body["email"] = json!("ann@example.com");
+        let r = buyer.post(app.url(&format!("/t/trendco/api/v1/carts/{cart}/checkout"))).header("idempotency-key", key);
+        let placed: Value = r.json(&body).send().await.unwrap().json().await.unwrap();
+        if key == "trend-2" {
+            let id = placed["order"]["id"].as_str().unwrap();
+            let path = format!("/admin/api/v1/tenants/trendco/orders/{id}/cancel");
+            assert_eq!(app.json(Method::POST, &path, Some(json!({}))).await.0, 200);
+        }
+    }
     let ui = signed_in(&app, EMAIL).await;
 
     let (status, html) = page(&ui, &app, "/admin/tenants/trendco").await;
@@ -148,6 +173,8 @@ async fn the_tenant_overview_counts_sign_ins_and_new_users_per_hour() {
     assert_eq!((column_sum(&sign_ins, 1), column_sum(&sign_ins, 2)), (1.0, 2.0), "{sign_ins:?}");
     let users = table_rows(&html, "users");
     assert_eq!(column_sum(&users, 1), 2.0, "{users:?}");
+    let orders = table_rows(&html, "orders");
+    assert_eq!((column_sum(&orders, 1), column_sum(&orders, 2)), (2.0, 1.0), "placed, cancelled: {orders:?}");
     if same_hour {
         // All of it in the current hour's bucket, the last row.
         let latest = sign_ins.last().unwrap();

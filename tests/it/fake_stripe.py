@@ -9,6 +9,7 @@ Stripe API subset (needs `Authorization: Bearer sk_...`, form-encoded bodies,
 honours `Idempotency-Key` on POST per key + path):
   POST /v1/payment_intents      amount, currency, metadata[...]
   GET  /v1/payment_intents/{id}
+  POST /v1/payment_intents/{id}/cancel   (a succeeded intent cannot be cancelled)
   POST /v1/refunds              payment_intent, amount (optional), metadata[...]
 
 Webhook events are only QUEUED by the API and control endpoints; nothing is
@@ -146,6 +147,16 @@ def route_api(method, path, form):
         intent = S.intents.get(m.group(1))
         if intent is None:
             return err(404, f"No such payment_intent: '{m.group(1)}'", param="id", code="resource_missing")
+        return 200, intent
+    m = re.fullmatch(r"/v1/payment_intents/([^/]+)/cancel", path)
+    if method == "POST" and m:
+        intent = S.intents.get(m.group(1))
+        if intent is None:
+            return err(404, f"No such payment_intent: '{m.group(1)}'", param="id", code="resource_missing")
+        if intent["status"] == "succeeded":
+            return err(400, "You cannot cancel this PaymentIntent because it has a status of succeeded.",
+                       code="payment_intent_unexpected_state")
+        intent["status"] = "canceled"
         return 200, intent
     if method == "POST" and path == "/v1/refunds":
         return create_refund(form)
