@@ -602,6 +602,19 @@ fn set_categories(tx: &TenantTx<'_>, product_id: &str, ids: &[String]) -> Result
     Ok(())
 }
 
+/// After stock moved (an order, a cancel, a restock): the product's `in_stock`, written only when it changes. Its
+/// prices and search row do not depend on stock, so a sale does not rewrite them.
+pub fn refresh_stock(conn: &Connection, product_id: &str) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE products SET in_stock = (EXISTS (SELECT 1 FROM variants WHERE product_id = ?1
+                                                AND (track_inventory = 0 OR allow_backorder = 1 OR stock > 0)))
+         WHERE id = ?1 AND in_stock IS NOT (EXISTS (SELECT 1 FROM variants WHERE product_id = ?1
+                                                    AND (track_inventory = 0 OR allow_backorder = 1 OR stock > 0)))",
+    )?
+    .execute([product_id])?;
+    Ok(())
+}
+
 /// Rewrites the product's summary columns and its search row from its variants.
 pub fn refresh(conn: &Connection, product_id: &str) -> Result<()> {
     conn.execute(

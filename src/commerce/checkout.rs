@@ -541,7 +541,7 @@ impl Pending<'_> {
         products.sort_unstable();
         products.dedup();
         for product in products {
-            catalog::refresh(tx, &product)?;
+            catalog::refresh_stock(tx, &product)?;
         }
         Ok(())
     }

@@ -28,7 +28,7 @@ const ERROR_RECHECK_MS: i64 = 30_000;
 /// before orders existed has none.
 pub fn scan(conn: &Connection) -> Option<i64> {
     conn.query_row(
-        "SELECT MIN(expires_at) FROM orders WHERE status = 'pending_payment' AND expires_at IS NOT NULL",
+        "SELECT MIN(expires_at) FROM orders WHERE +status = 'pending_payment' AND expires_at IS NOT NULL",
         [],
         |r| r.get::<_, Option<i64>>(0),
     )

@@ -214,6 +214,8 @@ struct TenantWork {
     app: AppState,
     slug: TenantSlug,
     pool: db::Pool,
+    /// The tenant's file: writes take its writer turn (`TenantDb::locked`).
+    db: db::registry::TenantDb,
     brand: Brand,
     locale: String,
     /// Where this drain's mail goes, or why the tenant's settings cannot be used (the rows' last error).
@@ -279,6 +281,7 @@ async fn drain_tenant(
         app: app.clone(),
         slug: slug.clone(),
         pool: db.pool.clone(),
+        db: db.clone(),
         brand: Brand {
             name: display_name,
             color: tenant.settings.branding.primary_color.clone().unwrap_or_else(|| "#1f6feb".into()),
@@ -307,7 +310,7 @@ async fn worker(work: Arc<TenantWork>, db: db::registry::TenantDb, stop: watch::
         if *stop.borrow() {
             return Ok(());
         }
-        let Some(row) = db::with_conn(&work.pool, |conn| outbox::claim_next(conn, outbox::now_ms())).await? else {
+        let Some(row) = db.locked(|conn| outbox::claim_next(conn, outbox::now_ms())).await? else {
             return Ok(());
         };
         work.handled.fetch_add(1, Ordering::Relaxed);
@@ -323,7 +326,7 @@ async fn worker(work: Arc<TenantWork>, db: db::registry::TenantDb, stop: watch::
         match outcome {
             Ok(response) => {
                 let id = row.id.clone();
-                db::with_conn(&work.pool, move |conn| outbox::mark_sent(conn, &id, &response)).await?;
+                db.locked(move |conn| outbox::mark_sent(conn, &id, &response)).await?;
                 work.app.outbox.settled(row.kind);
                 metrics.record(|| metrics::counter!("gatehouse_outbox_sent_total", "kind" => kind).increment(1));
                 metrics.pulse.outbox_sent();
@@ -382,7 +385,7 @@ async fn send_email(work: &TenantWork, row: &Claimed) -> Outcome {
         Route::Mailbox { .. } => {
             let stored =
                 (row.id.clone(), message_id, row.topic.clone(), from.to_string(), email.to().to_owned(), rendered);
-            match db::with_conn(&work.pool, move |conn| store_in_mailbox(conn, stored)).await {
+            match work.db.locked(move |conn| store_in_mailbox(conn, stored)).await {
                 Ok(()) => Ok(Response::default()),
                 Err(err) => failed(format!("dev mailbox: {err}")),
             }

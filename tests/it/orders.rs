@@ -362,12 +362,16 @@ async fn stripe_payments_end_to_end_against_a_stripe_compatible_process() {
     assert_eq!(detail["status"], "pending_payment", "nothing changed");
     stripe.control(&format!("intents/{intent}/succeed"), json!({})).await;
     assert_eq!(stripe.deliver("stale", 1).await, [400], "an old signature is refused");
-    stripe.control(&format!("intents/{intent}/succeed"), json!({})).await;
+    let succeeded = stripe.control(&format!("intents/{intent}/succeed"), json!({})).await;
     assert_eq!(stripe.deliver("multi", 2).await, [200, 200], "one of several v1 matches; the second is a duplicate");
     let (_, detail) = app.json(Method::GET, &format!("{ORDERS}/{order_id}"), None).await;
     assert_eq!((detail["status"].as_str(), detail["payment_status"].as_str()), (Some("paid"), Some("succeeded")));
     let paid_events = detail["events"].as_array().unwrap().iter().filter(|e| e["to"] == "paid").count();
     assert_eq!(paid_events, 1, "paid once: {detail}");
+    // The same event again, late and freshly signed: answered 200 as a duplicate, nothing changes.
+    let late = stripe.control("redeliver", json!({"event_id": succeeded["event_id"], "signature": "good"})).await;
+    assert_eq!(late["deliveries"][0]["status"], 200, "{late}");
+    assert!(late["deliveries"][0]["body"].as_str().unwrap().contains("duplicate"), "{late}");
 
     // Amount mismatch: audited, not paid.
     let id2 = cart(&app, &client, "shop", &[("LAMP", 1)]).await;
