@@ -53,6 +53,9 @@ pub enum Error {
     /// The payment provider could not be reached or refused the call (the message says which and why).
     #[error("{0}")]
     PaymentUnavailable(String),
+    /// The payment provider answered and refused (a bad request, a refund it will not make): nothing was done.
+    #[error("{0}")]
+    PaymentRefused(String),
     /// A provider or carrier webhook whose signature does not verify.
     #[error("{0}")]
     InvalidSignature(&'static str),
@@ -122,6 +125,7 @@ pub const CODES: &[&str] = &[
     "discount_invalid",
     "pricing_unavailable",
     "payment_unavailable",
+    "payment_refused",
     "invalid_signature",
     "password_required",
     "invalid_credentials",
@@ -168,6 +172,7 @@ impl Error {
             Error::PriceChanged(_) => (StatusCode::CONFLICT, "price_changed"),
             Error::InvalidTransition(_) => (StatusCode::CONFLICT, "invalid_transition"),
             Error::PaymentUnavailable(_) => (StatusCode::BAD_GATEWAY, "payment_unavailable"),
+            Error::PaymentRefused(_) => (StatusCode::UNPROCESSABLE_ENTITY, "payment_refused"),
             Error::InvalidSignature(_) => (StatusCode::BAD_REQUEST, "invalid_signature"),
             Error::PasswordRequired(_) => (StatusCode::UNPROCESSABLE_ENTITY, "password_required"),
             Error::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
@@ -272,6 +277,7 @@ mod tests {
             Error::PriceChanged(String::new()),
             Error::InvalidTransition(String::new()),
             Error::PaymentUnavailable(String::new()),
+            Error::PaymentRefused(String::new()),
             Error::InvalidSignature(""),
             Error::PasswordRequired(""),
             Error::InvalidCredentials,

@@ -91,25 +91,37 @@ pub async fn ensure(app: &App, tenant: &Tenant, db: &TenantDb, id: &str) -> Resu
             let secret = intent.client_secret.clone();
             let answer = view("requires_payment".into(), secret.clone());
             let stored = serde_json::to_value(&answer).map_err(Error::internal)?;
-            db.write(move |tx| {
-                let set = tx.execute(
-                    "UPDATE orders SET payment_status = 'requires_payment', payment_ref = ?2, client_secret = ?3
-                     WHERE id = ?1 AND payment_ref IS NULL",
-                    params![order, intent.id, secret],
-                )?;
-                if set == 1 {
-                    let detail = json!({"status": "requires_payment", "provider": "stripe", "intent": intent.id});
-                    Timeline { order: &order, kind: "payment", from: None, to: None, actor: "system" }.write(
-                        tx,
-                        &detail,
-                        crate::now_unix(),
+            let refused = db
+                .write(move |tx| {
+                    let set = tx.execute(
+                        "UPDATE orders SET payment_status = 'requires_payment', payment_ref = ?2, client_secret = ?3
+                     WHERE id = ?1 AND payment_ref IS NULL AND status = 'pending_payment'",
+                        params![order, intent.id, secret],
                     )?;
-                    store_payment(tx, &order, &stored)?;
-                }
-                Ok(())
-            })
-            .await?;
-            Ok(answer)
+                    let status: String =
+                        tx.query_row("SELECT status FROM orders WHERE id = ?1", [&order], |r| r.get(0))?;
+                    if set == 0 && status != "pending_payment" {
+                        // Cancelled or expired while Stripe was asked: this intent must not be paid (committed, so the
+                        // cancellation reaches Stripe).
+                        tx.touch_cancelled_intent(&intent.id);
+                        return Ok(Some(status));
+                    }
+                    if set == 1 {
+                        let detail = json!({"status": "requires_payment", "provider": "stripe", "intent": intent.id});
+                        Timeline { order: &order, kind: "payment", from: None, to: None, actor: "system" }.write(
+                            tx,
+                            &detail,
+                            crate::now_unix(),
+                        )?;
+                        store_payment(tx, &order, &stored)?;
+                    }
+                    Ok(None)
+                })
+                .await?;
+            match refused {
+                Some(status) => Err(Error::InvalidTransition(format!("the order is {status}; it cannot be paid"))),
+                None => Ok(answer),
+            }
         }
         Err(err) => {
             tracing::warn!(tenant = %tenant.slug, order = %id, error = %err, "payment could not be set up");

@@ -259,7 +259,14 @@ async fn call<T: serde::de::DeserializeOwned>(
                     .ok()
                     .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
                     .unwrap_or_else(|| "no message".into());
-                Err(Error::PaymentUnavailable(format!("Stripe answered {}: {}", status.as_u16(), short(&message))))
+                let text = format!("Stripe answered {}: {}", status.as_u16(), short(&message));
+                // A 4xx is Stripe deciding (nothing was done); 409 and 429 ask to try again, like a 5xx, and
+                // after a 5xx or no answer the call may or may not have taken effect.
+                if status.is_client_error() && !matches!(status.as_u16(), 409 | 429) {
+                    Err(Error::PaymentRefused(text))
+                } else {
+                    Err(Error::PaymentUnavailable(text))
+                }
             }
         }
     };

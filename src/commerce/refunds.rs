@@ -50,17 +50,13 @@ pub struct Refund<'a> {
     pub for_cancel: bool,
 }
 
-/// A pending refund older than this was abandoned (a crash between asking the provider and recording its answer):
-/// it no longer holds its amount.
-const PENDING_SECS: i64 = 600;
-
 /// What is left to refund of order `id`: its total less what was refunded and what is being refunded now.
-fn left(tx: &TenantTx<'_>, id: &str, now: i64) -> Result<i64> {
+fn left(tx: &TenantTx<'_>, id: &str) -> Result<i64> {
     tx.query_row(
         "SELECT total - refunded_total - (SELECT COALESCE(SUM(amount), 0) FROM refunds
-                                          WHERE order_id = ?1 AND state = 'pending' AND created_at > ?2)
+                                          WHERE order_id = ?1 AND state = 'pending')
          FROM orders WHERE id = ?1",
-        params![id, now - PENDING_SECS],
+        [id],
         |r| r.get(0),
     )
     .optional()?
@@ -70,11 +66,7 @@ fn left(tx: &TenantTx<'_>, id: &str, now: i64) -> Result<i64> {
 /// Opens a refund of order `id` within what is left (`pending`: its amount is held until `complete` or `abandon`);
 /// answers the refund's id.
 pub fn begin(tx: &TenantTx<'_>, id: &str, refund: &Refund<'_>, actor: &str, now: i64) -> Result<String> {
-    tx.execute(
-        "DELETE FROM refunds WHERE order_id = ?1 AND state = 'pending' AND created_at <= ?2",
-        params![id, now - PENDING_SECS],
-    )?;
-    let left = left(tx, id, now)?;
+    let left = left(tx, id)?;
     if refund.amount < 1 || refund.amount > left {
         return Err(Error::validation(format!("amount must be 1 to {left} (what is left of the total)")));
     }
@@ -170,7 +162,7 @@ pub fn record_external(
 ) -> Result<bool> {
     let known: bool =
         tx.query_row("SELECT EXISTS(SELECT 1 FROM refunds WHERE provider_ref = ?1)", [provider_ref], |r| r.get(0))?;
-    let left = left(tx, id, now)?;
+    let left = left(tx, id)?;
     if known || left <= 0 {
         return Ok(false);
     }
@@ -233,7 +225,7 @@ async fn pay_back(
     let refund_id = idempotency_key.trim_start_matches("gatehouse-refund-");
     let answer = payments::refund(app, &secrets.secret_key, intent, amount, idempotency_key, refund_id).await?;
     if answer.status == "failed" || answer.status == "canceled" {
-        return Err(Error::PaymentUnavailable(format!("Stripe did not make the refund (status {})", answer.status)));
+        return Err(Error::PaymentRefused(format!("Stripe did not make the refund (status {})", answer.status)));
     }
     Ok(Some(answer.id))
 }
@@ -251,6 +243,7 @@ pub async fn refund(
     if reason.as_deref().is_some_and(|r| r.chars().count() > 200 || r.chars().any(char::is_control)) {
         return Err(Error::validation("reason must be at most 200 characters without control characters"));
     }
+    resume(app, tenant, db, &id, &origin).await?;
     let found = refundable(db, &id).await?;
     if !matches!(found.status.as_str(), "paid" | "fulfilled" | "delivered" | "partially_refunded") {
         return Err(Error::InvalidTransition(format!("an order that is {} cannot be refunded", found.status)));
@@ -259,12 +252,49 @@ pub async fn refund(
     settle(app, tenant, db, &found, id, &refund, origin, None).await?
 }
 
+/// Settles the refunds of order `id` still held from an earlier attempt whose provider call had no clear answer
+/// (a timeout, a 5xx, a crash): each is sent again under its own idempotency key, so the provider makes it at
+/// most once, then recorded, or dropped when the provider refuses it.
+async fn resume(app: &App, tenant: &Arc<Tenant>, db: &TenantDb, id: &str, origin: &Origin) -> Result<()> {
+    let order = id.to_owned();
+    let held: Vec<(String, i64)> = crate::db::with_conn(&db.pool, move |conn| {
+        let mut stmt =
+            conn.prepare_cached("SELECT id, amount FROM refunds WHERE order_id = ?1 AND state = 'pending'")?;
+        Ok(stmt.query_map([&order], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?)
+    })
+    .await?;
+    if held.is_empty() {
+        return Ok(());
+    }
+    let found = refundable(db, id).await?;
+    for (refund_id, amount) in held {
+        let answer = pay_back(app, tenant, &found, amount, &format!("gatehouse-refund-{refund_id}")).await;
+        let (tenant, origin) = (tenant.clone(), origin.clone());
+        match answer {
+            Ok(provider_ref) => {
+                db.write(move |tx| {
+                    complete(tx, &tenant, &refund_id, provider_ref.as_deref(), &origin, crate::now_unix()).map(drop)
+                })
+                .await?
+            }
+            Err(Error::PaymentRefused(why)) => {
+                tracing::warn!(tenant = %tenant.slug, order = %id, %why, "a held refund was refused; released");
+                db.write(move |tx| abandon(tx, &refund_id)).await?;
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(())
+}
+
 /// A step run in the transaction that records a refund (order id, origin, now).
 type Then = fn(&TenantTx<'_>, &Tenant, &str, &Origin, i64) -> Result<()>;
 
 /// Holds `refund` of order `id` as pending, asks the provider (stripe orders), and records it, running `then` in
-/// the recording transaction (a cancellation's status change). The outer error is the provider's or the hold's:
-/// nothing was refunded. The inner one is `then`'s: the refund stands.
+/// the recording transaction (a cancellation's status change, inside a savepoint: if it fails, the refund still
+/// stands and the step's error is answered). The outer error is the hold's or the provider's. A refusal releases
+/// the hold; no clear answer keeps it, to be sent again with the same key by the next refund or cancel of the
+/// order (`resume`), so the money goes back at most once.
 #[allow(clippy::too_many_arguments)] // the refund's parts; each caller names them once
 async fn settle(
     app: &App,
@@ -287,20 +317,30 @@ async fn settle(
         .await?;
     let provider_ref = match pay_back(app, tenant, found, amount, &format!("gatehouse-refund-{refund_id}")).await {
         Ok(reference) => reference,
-        Err(err) => {
+        Err(Error::PaymentRefused(why)) => {
             let pending = refund_id.clone();
             db.write(move |tx| abandon(tx, &pending)).await?;
-            return Err(err);
+            return Err(Error::PaymentRefused(why));
+        }
+        Err(err) => {
+            return Err(Error::PaymentUnavailable(format!(
+                "{err}; the refund is held and is sent again (at most once) with the next refund or cancel of this order"
+            )));
         }
     };
     let tenant = tenant.clone();
     db.write(move |tx| {
         let now = crate::now_unix();
         complete(tx, &tenant, &refund_id, provider_ref.as_deref(), &origin, now)?;
-        Ok(match then {
-            Some(step) => step(tx, &tenant, &id, &origin, now),
-            None => Ok(()),
-        })
+        let Some(step) = then else { return Ok(Ok(())) };
+        tx.execute_batch("SAVEPOINT refund_step")?;
+        let stepped = step(tx, &tenant, &id, &origin, now);
+        tx.execute_batch(if stepped.is_ok() {
+            "RELEASE refund_step"
+        } else {
+            "ROLLBACK TO refund_step; RELEASE refund_step"
+        })?;
+        Ok(stepped)
     })
     .await
 }
@@ -308,20 +348,36 @@ async fn settle(
 /// The admin's cancel of order `id`: unpaid, it is cancelled; paid, its whole total goes back through its
 /// provider first. A paid order with shipments is refunded instead (its shipped units are not stock).
 pub async fn cancel(app: &App, tenant: &Arc<Tenant>, db: &TenantDb, id: String, origin: Origin) -> Result<()> {
+    resume(app, tenant, db, &id, &origin).await?;
     let found = refundable(db, &id).await?;
     if found.status == "paid" && found.shipped {
         return Err(Error::InvalidTransition("a paid order with shipments is refunded, not cancelled".into()));
     }
     if found.status == "paid" && found.left > 0 {
         let refund = Refund { amount: found.left, restock: false, reason: Some("order cancelled"), for_cancel: true };
-        let cancel_now: Then = |tx, tenant, id, origin, now| {
-            orders::transition(tx, tenant, id, "cancelled", origin, json!({}), now).map(drop)
-        };
-        return settle(app, tenant, db, &found, id, &refund, origin, Some(cancel_now)).await?;
+        return settle(app, tenant, db, &found, id, &refund, origin, Some(cancel_refunded)).await?;
     }
     let tenant = tenant.clone();
     db.write(move |tx| {
         orders::transition(tx, &tenant, &id, "cancelled", &origin, json!({}), crate::now_unix()).map(drop)
     })
     .await
+}
+
+/// The status step of a cancel whose refund was just recorded: cancelled, unless the order was shipped meanwhile
+/// (then it is `refunded`: its money went back and its units are with the buyer; the answer shows the status).
+fn cancel_refunded(tx: &TenantTx<'_>, tenant: &Tenant, id: &str, origin: &Origin, now: i64) -> Result<()> {
+    let (status, shipped): (String, bool) = tx.query_row(
+        "SELECT status, EXISTS(SELECT 1 FROM shipments WHERE order_id = ?1) FROM orders WHERE id = ?1",
+        [id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    if orders::allowed(&status, "cancelled") && !shipped {
+        return orders::transition(tx, tenant, id, "cancelled", origin, json!({}), now).map(drop);
+    }
+    if orders::allowed(&status, "refunded") {
+        let detail = json!({"reason": "shipped while it was being cancelled: refunded instead"});
+        return orders::transition(tx, tenant, id, "refunded", origin, detail, now).map(drop);
+    }
+    Err(Error::InvalidTransition(format!("the order was {status} meanwhile: its total is refunded, not cancelled")))
 }
