@@ -18,10 +18,12 @@
 //! - `webhooks`   webhook subscriptions, the event catalogue, signed deliveries, the SSRF guard
 //! - `commerce`   each tenant's store: money, catalog, inventory ledger, search, CSV import/export, storefront API
 //! - `web`        the embedded admin UI (pages, the API reference)
+//! - `backup`     Litestream-compatible replicas: the LTX codec so far
 //! - `cli`        the command line
 
 pub mod admin;
 pub mod app;
+pub mod backup;
 pub mod cli;
 pub mod commerce;
 pub mod config;

@@ -5,6 +5,7 @@ mod admin_lists;
 mod admin_ui;
 mod audit_ui;
 mod axe;
+mod backup;
 mod binary;
 mod checkout;
 mod commerce;
