@@ -10,6 +10,7 @@
 //!
 //! Search lives in `search.rs` and categories in `categories.rs` (re-exported here: callers name `catalog::`).
 
+pub use super::search::{refresh, refresh_stock};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use rusqlite::types::Value as SqlValue;
@@ -599,52 +600,6 @@ fn set_categories(tx: &TenantTx<'_>, product_id: &str, ids: &[String]) -> Result
     for id in ids {
         stmt.execute(params![product_id, id])?;
     }
-    Ok(())
-}
-
-/// After stock moved (an order, a cancel, a restock): the product's `in_stock`, written only when it changes. Its
-/// prices and search row do not depend on stock, so a sale does not rewrite them.
-pub fn refresh_stock(conn: &Connection, product_id: &str) -> Result<()> {
-    conn.prepare_cached(
-        "UPDATE products SET in_stock = (EXISTS (SELECT 1 FROM variants WHERE product_id = ?1
-                                                AND (track_inventory = 0 OR allow_backorder = 1 OR stock > 0)))
-         WHERE id = ?1 AND in_stock IS NOT (EXISTS (SELECT 1 FROM variants WHERE product_id = ?1
-                                                    AND (track_inventory = 0 OR allow_backorder = 1 OR stock > 0)))",
-    )?
-    .execute([product_id])?;
-    Ok(())
-}
-
-/// Rewrites the product's summary columns and its search row from its variants.
-pub fn refresh(conn: &Connection, product_id: &str) -> Result<()> {
-    conn.execute(
-        "UPDATE products SET
-            min_price = COALESCE((SELECT MIN(price) FROM variants WHERE product_id = ?1), 0),
-            max_price = COALESCE((SELECT MAX(price) FROM variants WHERE product_id = ?1), 0),
-            in_stock = EXISTS (SELECT 1 FROM variants WHERE product_id = ?1
-                               AND (track_inventory = 0 OR allow_backorder = 1 OR stock > 0))
-         WHERE id = ?1",
-        [product_id],
-    )?;
-    let (seq, title, description): (i64, String, String) =
-        conn.query_row("SELECT seq, title, description FROM products WHERE id = ?1", [product_id], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })?;
-    let mut stmt =
-        conn.prepare_cached("SELECT sku, option_values FROM variants WHERE product_id = ?1 ORDER BY position")?;
-    let mut skus = Vec::new();
-    let mut options = Vec::new();
-    for row in stmt.query_map([product_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
-        let (sku, values) = row?;
-        skus.push(sku);
-        let values: BTreeMap<String, String> = serde_json::from_str(&values).unwrap_or_default();
-        options.extend(values.into_values());
-    }
-    conn.execute("DELETE FROM product_search WHERE rowid = ?1", [seq])?;
-    conn.execute(
-        "INSERT INTO product_search (rowid, title, description, skus, options) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![seq, title, description, skus.join(" "), options.join(" ")],
-    )?;
     Ok(())
 }
 

@@ -1,10 +1,13 @@
 //! Catalog search: FTS5 (bm25, words quoted, the last one a prefix) joined with the product rows, filters
 //! (category subtree, price range over variants, in stock, status), sorts (relevance, price, newest) and cursor
-//! pages.
+//! pages. Also the product rows search reads, kept current by the catalog's writes: `refresh` (summary columns
+//! and the search row) and `refresh_stock` (`in_stock` after a stock movement).
 
 use rusqlite::params_from_iter;
 use rusqlite::types::Value as SqlValue;
-use rusqlite::{Connection, OptionalExtension};
+use std::collections::BTreeMap;
+
+use rusqlite::{Connection, OptionalExtension, params};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
@@ -169,6 +172,52 @@ pub fn version(conn: &Connection) -> Result<i64> {
     let value: Option<String> =
         conn.query_row("SELECT value FROM tenant_meta WHERE key = 'catalog_version'", [], |r| r.get(0)).optional()?;
     Ok(value.and_then(|v| v.parse().ok()).unwrap_or(0))
+}
+
+/// After stock moved (an order, a cancel, a restock): the product's `in_stock`, written only when it changes. Its
+/// prices and search row do not depend on stock, so a sale does not rewrite them.
+pub fn refresh_stock(conn: &Connection, product_id: &str) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE products SET in_stock = (EXISTS (SELECT 1 FROM variants WHERE product_id = ?1
+                                                AND (track_inventory = 0 OR allow_backorder = 1 OR stock > 0)))
+         WHERE id = ?1 AND in_stock IS NOT (EXISTS (SELECT 1 FROM variants WHERE product_id = ?1
+                                                    AND (track_inventory = 0 OR allow_backorder = 1 OR stock > 0)))",
+    )?
+    .execute([product_id])?;
+    Ok(())
+}
+
+/// Rewrites the product's summary columns and its search row from its variants.
+pub fn refresh(conn: &Connection, product_id: &str) -> Result<()> {
+    conn.execute(
+        "UPDATE products SET
+            min_price = COALESCE((SELECT MIN(price) FROM variants WHERE product_id = ?1), 0),
+            max_price = COALESCE((SELECT MAX(price) FROM variants WHERE product_id = ?1), 0),
+            in_stock = EXISTS (SELECT 1 FROM variants WHERE product_id = ?1
+                               AND (track_inventory = 0 OR allow_backorder = 1 OR stock > 0))
+         WHERE id = ?1",
+        [product_id],
+    )?;
+    let (seq, title, description): (i64, String, String) =
+        conn.query_row("SELECT seq, title, description FROM products WHERE id = ?1", [product_id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+    let mut stmt =
+        conn.prepare_cached("SELECT sku, option_values FROM variants WHERE product_id = ?1 ORDER BY position")?;
+    let mut skus = Vec::new();
+    let mut options = Vec::new();
+    for row in stmt.query_map([product_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
+        let (sku, values) = row?;
+        skus.push(sku);
+        let values: BTreeMap<String, String> = serde_json::from_str(&values).unwrap_or_default();
+        options.extend(values.into_values());
+    }
+    conn.execute("DELETE FROM product_search WHERE rowid = ?1", [seq])?;
+    conn.execute(
+        "INSERT INTO product_search (rowid, title, description, skus, options) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![seq, title, description, skus.join(" "), options.join(" ")],
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -153,7 +153,7 @@ impl ControlStore {
         };
         let (outcome, refusal) = match result {
             Ok(assigned) => (Outcome::Applied { assigned }, None),
-            Err(err) => match refusal(err) {
+            Err(err) => match mutation::refusal(err) {
                 Ok((code, refused)) => {
                     (Outcome::Refused { code: code.to_owned(), message: refused.to_string() }, Some(refused))
                 }
@@ -230,26 +230,6 @@ impl ControlStore {
     /// `SELECT 1` on a read connection: the readiness probe.
     pub async fn ping(&self) -> Result<()> {
         self.read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?)).await
-    }
-}
-
-/// Sorts an error met while applying an entry: a business refusal (the same on every node: an outcome; its code
-/// and the error the proposer gets) or this node failing (storage, a bug: `Err`). Only the refusals `apply` can
-/// decide from the state are listed; a constraint violation is the state refusing too.
-fn refusal(err: Error) -> std::result::Result<(&'static str, Error), Error> {
-    match err {
-        Error::Sqlite(rusqlite::Error::SqliteFailure(e, ref message))
-            if e.code == rusqlite::ErrorCode::ConstraintViolation =>
-        {
-            let what = message.clone().unwrap_or_else(|| "a constraint".into());
-            Ok(("conflict", Error::Conflict(format!("refused by the control plane: {what}"))))
-        }
-        refused @ (Error::BadRequest(_)
-        | Error::Validation(_)
-        | Error::NotFound(_)
-        | Error::TenantNotFound
-        | Error::Conflict(_)) => Ok((refused.status_and_code().1, refused)),
-        failure => Err(failure),
     }
 }
 

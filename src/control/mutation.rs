@@ -6,6 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::Error;
+
 /// Largest piece of a blob one `PutBlobChunk` carries (its entry, base64 and all, stays under 1 MiB).
 pub const CHUNK_BYTES: usize = 512 * 1024;
 /// Largest blob (`total` × `CHUNK_BYTES`), checked when a chunk is applied.
@@ -262,5 +264,25 @@ impl Mutation {
             Mutation::SetPluginActive { .. } => "set_plugin_active",
             Mutation::DeletePlugin { .. } => "delete_plugin",
         }
+    }
+}
+
+/// Sorts an error met while applying an entry: a business refusal (the same on every node: an outcome; its code
+/// and the error the proposer gets) or this node failing (storage, a bug: `Err`). Only the refusals `apply` can
+/// decide from the state are listed; a constraint violation is the state refusing too.
+pub(super) fn refusal(err: Error) -> std::result::Result<(&'static str, Error), Error> {
+    match err {
+        Error::Sqlite(rusqlite::Error::SqliteFailure(e, ref message))
+            if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            let what = message.clone().unwrap_or_else(|| "a constraint".into());
+            Ok(("conflict", Error::Conflict(format!("refused by the control plane: {what}"))))
+        }
+        refused @ (Error::BadRequest(_)
+        | Error::Validation(_)
+        | Error::NotFound(_)
+        | Error::TenantNotFound
+        | Error::Conflict(_)) => Ok((refused.status_and_code().1, refused)),
+        failure => Err(failure),
     }
 }
