@@ -22,7 +22,6 @@ use crate::db::registry::TenantRegistry;
 use crate::email::outbox::Wakeups;
 use crate::email::smtp::Mailer;
 use crate::email::templates::Catalog;
-use crate::error::Error;
 use crate::telemetry::Metrics;
 
 pub type AppState = Arc<App>;
@@ -59,13 +58,38 @@ pub struct App {
     pub plugins: Arc<crate::plugins::Plugins>,
     /// The stores' live state (running CSV imports); the catalog itself is in the tenant files.
     pub store: crate::commerce::Store,
+    /// Continuous backups (`None`: `GATEHOUSE_BACKUP_URL` unset, or an offline command).
+    pub backup: Option<Arc<crate::backup::Backup>>,
 }
 
 impl App {
     /// Opens the data dir: master key, control plane (migrated, key checked), tenant registry; then first-run
     /// bootstrap.
     pub async fn build(config: Config) -> anyhow::Result<App> {
-        let app = Self::open(config)?;
+        // Backups track every connection to a replicated file, so the tracker is registered before any is opened.
+        let tracker = match &config.backup {
+            Some(_) => {
+                std::fs::create_dir_all(&config.data_dir)
+                    .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+                Some(crate::backup::tracker::Tracker::register(&config.data_dir))
+            }
+            None => None,
+        };
+        let mut app = match Self::open(config) {
+            Ok(app) => app,
+            Err(err) => {
+                tracker.inspect(|t| t.unregister());
+                return Err(err);
+            }
+        };
+        match (tracker, app.config.backup.clone()) {
+            (Some(tracker), Some(backup)) => {
+                let labels = app.config.metrics_tenant_labels;
+                app.backup =
+                    Some(crate::backup::Backup::open(backup, tracker, app.node_id, app.metrics.clone(), labels)?);
+            }
+            _ => tracing::warn!("GATEHOUSE_BACKUP_URL is not set: backups are off; a lost disk loses every tenant"),
+        }
         let effects = crate::tenants::effects::TenantEffects {
             node: app.node_id,
             registry: app.tenants.clone(),
@@ -141,6 +165,7 @@ impl App {
             oidc,
             plugins,
             store,
+            backup: None,
             config,
         })
     }
@@ -183,6 +208,8 @@ pub async fn run_with_routes(
     let dispatcher = tokio::spawn(crate::email::dispatcher::run(app.clone(), outbox_stopped.clone()));
     let expiry = tokio::spawn(crate::commerce::expiry::run(app.clone(), outbox_stopped));
     let intents = tokio::spawn(crate::commerce::payments::cancel_intents(app.clone()));
+    let (stop_backup, backup_stopped) = tokio::sync::watch::channel(false);
+    let backup = app.backup.clone().map(|backup| tokio::spawn(backup.run(app.control.clone(), backup_stopped)));
     if app.config.mail.mode == crate::config::MailMode::Dev {
         tracing::warn!("GATEHOUSE_MAIL_MODE=dev: no mail is sent; every message is kept in its tenant's dev mailbox");
     } else if !app.mailer.has_global() {
@@ -216,6 +243,13 @@ pub async fn run_with_routes(
             if tokio::time::timeout_at(deadline, dispatcher).await.is_err() {
                 tracing::warn!("grace period over; outbox deliveries still in flight are retried at the next start");
             }
+            // The last backup pass: every dirty database captured, checkpointed and uploaded within the grace.
+            let _ = stop_backup.send(true);
+            if let Some(backup) = backup
+                && tokio::time::timeout_at(deadline, backup).await.is_err()
+            {
+                tracing::warn!("grace period over; spooled backup files are uploaded at the next start");
+            }
         }
     }
     housekeeping.abort();
@@ -223,6 +257,9 @@ pub async fn run_with_routes(
     expiry.abort();
     intents.abort();
     app.tenants.close_all();
+    if let Some(backup) = &app.backup {
+        backup.tracker.unregister();
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -241,18 +278,37 @@ async fn housekeeping(app: AppState) {
             Ok(Err(err)) => tracing::warn!(error = %err, "making missing signing keys failed"),
             Err(err) => tracing::warn!(error = %err, "making missing signing keys failed"),
         }
-        if let Err(err) = app.control.apply(Mutation::PurgeExpiredSessions { now: crate::now_unix() }).await {
-            let err: Error = err;
-            tracing::warn!(error = %err, "purging expired admin sessions failed");
-        }
-        if let Err(err) = app.control.apply(Mutation::PurgeSigningKeys { now: crate::now_unix() }).await {
-            let err: Error = err;
-            tracing::warn!(error = %err, "retiring expired signing keys failed");
-        }
-        // Chunks of an upload whose proposer stopped half-way; a finished upload consumed its own.
-        if let Err(err) = app.control.apply(Mutation::PurgeBlobChunks { before: crate::now_unix() - 3600 }).await {
-            let err: Error = err;
-            tracing::warn!(error = %err, "purging abandoned blob chunks failed");
+        // Each purge is proposed only when it has something to remove: an idle node writes nothing to the log.
+        let now = crate::now_unix();
+        let purges = [
+            (
+                "SELECT EXISTS(SELECT 1 FROM admin_sessions WHERE expires_at <= ?1)",
+                now,
+                Mutation::PurgeExpiredSessions { now },
+            ),
+            (
+                "SELECT EXISTS(SELECT 1 FROM signing_keys WHERE expires_at IS NOT NULL AND expires_at <= ?1)",
+                now,
+                Mutation::PurgeSigningKeys { now },
+            ),
+            // Chunks of an upload whose proposer stopped half-way; a finished upload consumed its own.
+            (
+                "SELECT EXISTS(SELECT 1 FROM blob_chunks WHERE created_at < ?1)",
+                now - 3600,
+                Mutation::PurgeBlobChunks { before: now - 3600 },
+            ),
+        ];
+        for (due_sql, at, mutation) in purges {
+            let due = app.control.read(move |c| Ok(c.query_row(due_sql, [at], |r| r.get::<_, bool>(0))?)).await;
+            let kind = mutation.kind();
+            let result = match due {
+                Ok(false) => continue,
+                Ok(true) => app.control.apply(mutation).await.map(|_| ()),
+                Err(err) => Err(err),
+            };
+            if let Err(err) = result {
+                tracing::warn!(error = %err, purge = kind, "housekeeping purge failed");
+            }
         }
         crate::oidc::store::purge_open_tenants(&app).await;
     }

@@ -18,7 +18,7 @@
 //! - `webhooks`   webhook subscriptions, the event catalogue, signed deliveries, the SSRF guard
 //! - `commerce`   each tenant's store: money, catalog, inventory ledger, search, CSV import/export, storefront API
 //! - `web`        the embedded admin UI (pages, the API reference)
-//! - `backup`     Litestream-compatible replicas: the LTX codec so far
+//! - `backup`     continuous Litestream-compatible replicas of every database to S3
 //! - `cli`        the command line
 
 pub mod admin;

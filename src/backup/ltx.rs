@@ -91,6 +91,11 @@ fn ltx(message: impl Into<String>) -> Error {
     Error::Internal(format!("LTX: {}", message.into()))
 }
 
+/// The header of an LTX file (checked as the encoder checks its own).
+pub fn decode_header(bytes: &[u8]) -> Result<Header> {
+    Header::decode(bytes)
+}
+
 /// The page SQLite reserves for its lock byte in databases over 1 GiB; never stored.
 pub fn lock_pgno(page_size: u32) -> u32 {
     0x4000_0000 / page_size + 1

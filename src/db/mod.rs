@@ -30,7 +30,9 @@ pub fn configure(conn: &Connection) -> rusqlite::Result<()> {
     }
     conn.execute_batch(&format!(
         "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA busy_timeout={BUSY_TIMEOUT_MS};"
-    ))
+    ))?;
+    // A replicated file (backups on) gets no automatic checkpoints and the backup's commit hook.
+    crate::backup::tracker::configure(conn)
 }
 
 /// Opens one configured connection (the control-plane writer, offline commands).

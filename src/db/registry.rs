@@ -32,7 +32,8 @@ pub struct TenantDb {
     wakeups: Arc<Wakeups>,
     on_commit: Arc<std::sync::OnceLock<OnCommit>>,
     /// Writers of this file take turns here instead of in SQLite's busy handler, which sleeps (1 ms, 2 ms, 5 ms …)
-    /// when it finds the file locked.
+    /// when it finds the file locked. With backups on it is the backup's lock of the file (it outlives this pool,
+    /// and the backup's captures and checkpoints take it too).
     writer: Arc<tokio::sync::Mutex<()>>,
 }
 
@@ -167,7 +168,7 @@ impl TenantRegistry {
             pool,
             wakeups: self.wakeups.clone(),
             on_commit: self.on_commit.clone(),
-            writer: Arc::new(tokio::sync::Mutex::new(())),
+            writer: crate::backup::tracker::writer_lock(&self.path(slug)),
         })
     }
 
@@ -244,6 +245,8 @@ impl TenantRegistry {
             return Err(Error::internal(format!("archive {} exists; not overwriting it", target.display())));
         }
         self.pools.invalidate(slug);
+        // Commits since the last backup sync go to the replica before the file leaves.
+        crate::backup::before_archive(&source);
         // Fold the WAL into the main file so the archive is one self-contained file in the common case.
         if let Ok(conn) = db::open_connection(&source) {
             let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));

@@ -58,6 +58,9 @@ struct ReadinessChecks {
     control_db: &'static str,
     /// The data directory is writable.
     data_dir: &'static str,
+    /// Continuous backups: `off`, `ok`, or `degraded: …` (the bucket does not answer, uploads stalled). A
+    /// degraded backup does not make the node unready: writes go on and are spooled.
+    backup: String,
 }
 
 /// Readiness: control.db answers and the data directory is writable; 503 `not_ready` otherwise.
@@ -78,7 +81,8 @@ async fn readyz(State(app): State<AppState>) -> Result<Json<Readiness>> {
     })
     .await?
     .map_err(|e| Error::NotReady(format!("data dir is not writable: {e}")))?;
-    Ok(Json(Readiness { status: "ready", checks: ReadinessChecks { control_db: "ok", data_dir: "ok" } }))
+    let backup = app.backup.as_ref().map_or(crate::backup::Health::Off, |b| b.health()).to_string();
+    Ok(Json(Readiness { status: "ready", checks: ReadinessChecks { control_db: "ok", data_dir: "ok", backup } }))
 }
 
 /// Prometheus metrics (text exposition format 0.0.4).
@@ -126,6 +130,9 @@ async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> Result<impl
             metrics::gauge!("gatehouse_outbox_pending", "kind" => kind.as_str()).set(app.outbox.pending(kind) as f64);
         }
         metrics::gauge!("gatehouse_outbox_tenants_waiting").set(app.outbox.waiting() as f64);
+        if let Some(backup) = &app.backup {
+            metrics::gauge!("gatehouse_backup_lag_seconds").set(backup.lag().as_secs_f64());
+        }
     });
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], app.metrics.render()))
 }

@@ -264,6 +264,8 @@ struct DashboardPage {
     public_url: String,
     scope: String,
     mail_warning: Option<String>,
+    /// Backups off, or degraded (the bucket does not answer, uploads stalled).
+    backup_warning: Option<String>,
     /// `hour` or `day`: the plots' window.
     range: &'static str,
     plots: Vec<super::plot::Plot>,
@@ -303,6 +305,11 @@ async fn dashboard(State(app): State<AppState>, session: UiSession, Query(q): Qu
         public_url: app.config.public_url.clone(),
         scope: session.actor.scope.to_string(),
         mail_warning: mail_warning(&app, &session).await?,
+        backup_warning: match app.backup.as_ref().map(|b| b.health()) {
+            None => Some("Backups are off (no GATEHOUSE_BACKUP_URL): a lost disk loses every tenant.".into()),
+            Some(crate::backup::Health::Degraded(why)) => Some(format!("Backups are degraded: {why}")),
+            Some(_) => None,
+        },
         range: window.as_str(),
         plots: super::node_plots::plots(&app, window),
     })

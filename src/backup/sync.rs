@@ -1,0 +1,549 @@
+//! The sync task: it sleeps until a commit hook fires (idle databases cost nothing), then once per interval
+//! captures every dirty file into the spool, checkpoints files whose WAL grew long or went quiet, and uploads the
+//! spool in TXID order per replica root. Errors never reach writers: they are logged, counted, shown by
+//! `/readyz`, and retried on the next pass.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_util::StreamExt;
+
+use crate::backup::capture::{self, CHECKPOINT_FRAMES, Spooled};
+use crate::backup::position::Position;
+use crate::backup::tracker::DbKey;
+use crate::backup::{Backup, Queued, levels, s3};
+use crate::control::ControlStore;
+use crate::error::{Error, Result};
+
+/// A file whose WAL holds captured frames is checkpointed after this many intervals without a commit.
+const IDLE_CHECKPOINT_INTERVALS: u32 = 10;
+/// Replica roots uploaded at once.
+const UPLOADS_AT_ONCE: usize = 4;
+
+impl Backup {
+    /// Runs until `stop` turns true, then does a final sync (capture, checkpoint, upload) and returns.
+    pub async fn run(self: Arc<Self>, control: Arc<ControlStore>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let remote = s3::Remote::new(&self.config).await;
+        if let Err(err) = remote.probe().await {
+            tracing::error!(error = %err, "backup: the bucket does not answer; writes go on and are spooled until it does");
+            self.state().last_error = Some(err.to_string());
+        }
+        let _ = self.remote.set(remote);
+        self.take_up_files(&control).await;
+        // Uploads run beside captures, so a bucket that hangs never stops the spool from taking new commits.
+        let mut uploading: Option<tokio::task::JoinHandle<()>> = None;
+        loop {
+            let waiting = { !self.state().queue.is_empty() || !self.state().unckpt.is_empty() };
+            if !waiting {
+                // Asleep until a commit, or until the next compaction of files already uploaded falls due.
+                let compaction = self.next_compaction();
+                tokio::select! {
+                    () = self.tracker.wake.notified() => {}
+                    _ = stop.changed() => {}
+                    () = sleep_until(compaction) => {}
+                }
+            }
+            if *stop.borrow() {
+                break;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(self.config.interval) => {}
+                _ = stop.changed() => {}
+            }
+            self.pass(&control, false).await;
+            if uploading.as_ref().is_none_or(|task| task.is_finished()) {
+                let backup = self.clone();
+                uploading = Some(tokio::spawn(async move { backup.upload().await }));
+            }
+        }
+        if let Some(task) = uploading {
+            let _ = task.await;
+        }
+        self.pass(&control, true).await;
+        self.clone().upload().await;
+        self.report();
+        let left = self.state().queue.values().map(|files| files.len()).sum::<usize>();
+        if left > 0 {
+            tracing::warn!(files = left, "backup: files still spooled at shutdown are uploaded at the next start");
+        }
+        self.tracker.unregister();
+    }
+
+    /// Start-up: logs the replica roots and marks dirty every database that changed since its position (or has
+    /// none yet). Only file metadata is read here: no database is opened.
+    async fn take_up_files(&self, control: &Arc<ControlStore>) {
+        let slugs = match control.read(crate::control::tables::all_tenant_slugs).await {
+            Ok(slugs) => slugs,
+            Err(err) => {
+                tracing::error!(error = %err, "backup: cannot list tenants");
+                Vec::new()
+            }
+        };
+        let known: std::collections::HashMap<DbKey, Position> =
+            self.positions.all().unwrap_or_default().into_iter().collect();
+        let keys = std::iter::once(DbKey::Control).chain(slugs.into_iter().map(DbKey::Tenant));
+        let mut roots = Vec::new();
+        for key in keys {
+            let path = key.path(&self.data_dir);
+            let changed = match known.get(&key) {
+                None => true,
+                Some(pos) => {
+                    roots.push(pos.root.clone());
+                    let wal_len = std::fs::metadata(super::wal::wal_path(&path)).map_or(0, |m| m.len());
+                    // A WAL of another length than the cursor's (longer: commits after the last capture; shorter:
+                    // restarted after a checkpoint) may hold commits not captured.
+                    capture::stat(&path) != (pos.db_size, pos.db_mtime_ns) || wal_len != pos.wal_offset
+                }
+            };
+            if changed {
+                self.tracker.mark(&key);
+            }
+        }
+        let remote = self.remote.get().map(|r| r.url("")).unwrap_or_default();
+        let shown: Vec<&str> = roots.iter().take(100).map(String::as_str).collect();
+        tracing::info!(
+            url = %remote.trim_end_matches('/'),
+            interval_ms = self.config.interval.as_millis() as u64,
+            roots = ?shown,
+            more = roots.len().saturating_sub(shown.len()),
+            "backups on: control at nodes/{}/control/<generation>, tenants at tenants/<slug>/<incarnation>",
+            self.node_id
+        );
+    }
+
+    /// One pass: capture the dirty files, checkpoint, upload, report.
+    pub(crate) async fn pass(self: &Arc<Self>, control: &Arc<ControlStore>, last: bool) {
+        for (key, since) in self.tracker.take_dirty() {
+            if let Err(err) = self.capture_one(control, &key, since).await {
+                tracing::warn!(db = %key, error = %err, "backup: capture failed; retried next pass");
+                self.count("capture");
+                self.state().last_error = Some(format!("capture of {key}: {err}"));
+                self.tracker.restore_dirty(key, since);
+            }
+        }
+        self.checkpoint_quiet(last).await;
+        self.compact().await;
+        self.trim_spool();
+        self.report();
+    }
+
+    /// The position of `key`, made when it has none: tenants replicate under their incarnation (continuing after
+    /// the highest TXID already there, should backup.db have been lost); control.db under a new generation.
+    async fn position(&self, control: &Arc<ControlStore>, key: &DbKey) -> Result<Option<Position>> {
+        let root = match key {
+            DbKey::Control => match self.positions.get(key)? {
+                Some(pos) => return Ok(Some(pos)),
+                None => format!("nodes/{}/control/{}", self.node_id, uuid::Uuid::now_v7()),
+            },
+            DbKey::Tenant(slug) => match control.tenant(slug).await? {
+                Some(tenant) => format!("tenants/{slug}/{}", tenant.incarnation.as_deref().unwrap_or("legacy")),
+                None => return Ok(None),
+            },
+        };
+        // A position of an older tenant of this slug (archived while no backup ran) is not this tenant's.
+        if let Some(pos) = self.positions.get(key)? {
+            if pos.root == root {
+                return Ok(Some(pos));
+            }
+            self.positions.delete(key)?;
+        }
+        let remote = self.remote.get().ok_or_else(|| Error::internal("the bucket client is not ready"))?;
+        let base = if matches!(key, DbKey::Tenant(_)) { remote.max_txid(&root).await? } else { 0 };
+        tracing::info!(db = %key, root = %remote.url(&root), "backup: new replica root");
+        Ok(Some(Position { root, txid: base, uploaded: base, need_image: true, ..Position::default() }))
+    }
+
+    async fn capture_one(self: &Arc<Self>, control: &Arc<ControlStore>, key: &DbKey, since: Instant) -> Result<()> {
+        let Some(pos) = self.position(control, key).await? else { return Ok(()) };
+        self.positions.put(key, &pos)?;
+        let locks = self.tracker.locks(key);
+        let _turn = locks.writer.clone().lock_owned().await;
+        let backup = self.clone();
+        let key = key.clone();
+        tokio::task::spawn_blocking(move || backup.capture_blocking(&key, true, since).map(drop)).await?
+    }
+
+    /// Captures `key` into the spool and moves its position (blocking). `may_checkpoint`: checkpoint afterwards
+    /// when the WAL holds many frames (the caller holds the writer turn).
+    /// `since`: the first commit this capture takes (the lag of its file runs from there).
+    pub(crate) fn capture_blocking(
+        &self,
+        key: &DbKey,
+        may_checkpoint: bool,
+        since: Instant,
+    ) -> Result<Option<Spooled>> {
+        let locks = self.tracker.locks(key);
+        let _one = locks.capture.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(mut pos) = self.positions.get(key)? else { return Ok(None) };
+        let path = key.path(&self.data_dir);
+        let now_ms =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        let due = crate::now_unix() - pos.snapshot_at >= self.config.snapshot_interval.as_secs() as i64;
+        let started = Instant::now();
+        let image = due && pos.txid > 0;
+        let file = capture::capture(&path, &mut pos, image, &self.spool, now_ms)?;
+        self.positions.put(key, &pos)?;
+        if let Some(file) = &file {
+            self.metrics.record(|| {
+                metrics::histogram!("gatehouse_backup_capture_seconds").record(started.elapsed().as_secs_f64());
+            });
+            self.enqueue(key.clone(), file.clone(), Some(since));
+            self.state().unckpt.insert(key.clone(), Instant::now());
+        }
+        if may_checkpoint && capture::captured_frames(&pos) >= CHECKPOINT_FRAMES {
+            capture::checkpoint(&path, &mut pos)?;
+            self.positions.put(key, &pos)?;
+            self.metrics.record(|| metrics::counter!("gatehouse_backup_checkpoints_total").increment(1));
+            self.state().unckpt.remove(key);
+        }
+        Ok(file)
+    }
+
+    /// Checkpoints files captured and quiet since (all of them on the last pass), under their writer turn.
+    async fn checkpoint_quiet(self: &Arc<Self>, all: bool) {
+        let due: Vec<DbKey> = {
+            let state = self.state();
+            let quiet = self.config.interval * IDLE_CHECKPOINT_INTERVALS;
+            state.unckpt.iter().filter(|(_, at)| all || at.elapsed() >= quiet).map(|(k, _)| k.clone()).collect()
+        };
+        for key in due {
+            let locks = self.tracker.locks(&key);
+            let _turn = locks.writer.clone().lock_owned().await;
+            let backup = self.clone();
+            let k = key.clone();
+            let done = tokio::task::spawn_blocking(move || -> Result<()> {
+                // Capture first: a commit since the last pass must not be checkpointed uncaptured.
+                backup.capture_blocking(&k, false, Instant::now())?;
+                let locks = backup.tracker.locks(&k);
+                let _one = locks.capture.lock().unwrap_or_else(|e| e.into_inner());
+                let Some(mut pos) = backup.positions.get(&k)? else { return Ok(()) };
+                capture::checkpoint(&k.path(&backup.data_dir), &mut pos)?;
+                backup.positions.put(&k, &pos)
+            })
+            .await
+            .map_err(Error::from)
+            .and_then(|r| r);
+            match done {
+                Ok(()) => {
+                    self.metrics.record(|| metrics::counter!("gatehouse_backup_checkpoints_total").increment(1));
+                    self.state().unckpt.remove(&key);
+                }
+                Err(err) => {
+                    tracing::warn!(db = %key, error = %err, "backup: checkpoint failed; retried next pass");
+                    self.count("checkpoint");
+                }
+            }
+        }
+    }
+
+    /// Keeps the spool under `GATEHOUSE_BACKUP_MAX_SPOOL_MB`: while it is over, the replica root with the oldest
+    /// unsent file loses all its unsent files (a gap, recorded) and its next capture is a full image, so the
+    /// replica restores again once that image is uploaded.
+    fn trim_spool(&self) {
+        loop {
+            let dropped = {
+                let mut state = self.state();
+                if state.spool_bytes <= self.config.max_spool_bytes {
+                    return;
+                }
+                let oldest = state
+                    .queue
+                    .iter()
+                    .filter_map(|(root, files)| {
+                        files.values().map(|q| q.since).min().map(|since| (since, root.clone()))
+                    })
+                    .min();
+                let Some((_, root)) = oldest else { return };
+                let files = state.queue.remove(&root).unwrap_or_default();
+                state.spool_bytes -= files.values().map(|q| q.file.bytes).sum::<u64>();
+                files
+            };
+            let Some(first) = dropped.values().next() else { continue };
+            let (key, root, after) =
+                (first.key.clone(), first.file.root.clone(), first.file.min_txid.saturating_sub(1));
+            for queued in dropped.values() {
+                let _ = self.spool.remove(&queued.file);
+            }
+            let locks = self.tracker.locks(&key);
+            let _one = locks.capture.lock().unwrap_or_else(|e| e.into_inner());
+            if let Ok(Some(mut pos)) = self.positions.get(&key)
+                && pos.root == root
+            {
+                pos.need_image = true;
+                let _ = self.positions.put(&key, &pos);
+            }
+            let _ = self.positions.record_gap(&key, &root, after, "spool over GATEHOUSE_BACKUP_MAX_SPOOL_MB");
+            self.count("spool_full");
+            tracing::error!(db = %key, root, after_txid = after, files = dropped.len(),
+                "backup: the spool is full; unsent files were dropped (a point-in-time gap) and a full image follows");
+            self.tracker.mark(&key);
+        }
+    }
+
+    /// Uploads every root's spooled files in order; a root whose upload fails waits for the next pass.
+    async fn upload(self: Arc<Self>) {
+        let Some(remote) = self.remote.get() else { return };
+        let roots: Vec<Vec<Queued>> = self
+            .state()
+            .queue
+            .values()
+            .map(|files| files.values().cloned().collect())
+            .filter(|f: &Vec<Queued>| !f.is_empty())
+            .collect();
+        if roots.is_empty() {
+            return;
+        }
+        let results: Vec<Result<()>> = futures_util::stream::iter(roots)
+            .map(|files| self.upload_root(remote, files))
+            .buffer_unordered(UPLOADS_AT_ONCE)
+            .collect()
+            .await;
+        let failed = results.into_iter().find_map(|r| r.err());
+        let mut state = self.state();
+        match failed {
+            Some(err) => {
+                if state.last_error.is_none() {
+                    tracing::error!(error = %err, "backup: upload failed; writes go on, files stay spooled and are retried");
+                }
+                state.last_error = Some(err.to_string());
+            }
+            None => {
+                if state.last_error.take().is_some() {
+                    tracing::info!("backup: uploads work again");
+                }
+            }
+        }
+    }
+
+    async fn upload_root(&self, remote: &s3::Remote, files: Vec<Queued>) -> Result<()> {
+        let root = files.first().map(|q| q.file.root.clone());
+        self.upload_files(remote, files).await?;
+        if let Some(root) = root {
+            self.retain(remote, &root).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes what retention no longer needs from `root` (at most once per L1 interval).
+    async fn retain(&self, remote: &s3::Remote, root: &str) -> Result<()> {
+        {
+            let mut state = self.state();
+            if state.retained.get(root).is_some_and(|at| at.elapsed() < self.config.levels[0]) {
+                return Ok(());
+            }
+            state.retained.insert(root.to_owned(), Instant::now());
+        }
+        let now_ms = crate::backup::capture::now_ms();
+        let l0 = self.config.levels[0] * levels::L0_KEPT_INTERVALS;
+        for (level, min, max) in levels::expired(&self.positions.objects(root)?, now_ms, self.config.retention, l0) {
+            let key = Spooled { root: root.to_owned(), level, min_txid: min, max_txid: max, bytes: 0 }.key();
+            if let Err(err) = remote.delete(&key).await {
+                self.count("retention");
+                return Err(err);
+            }
+            self.positions.deleted(root, level, (min, max))?;
+            self.metrics.record(|| metrics::counter!("gatehouse_backup_deletes_total").increment(1));
+        }
+        Ok(())
+    }
+
+    /// Merges, for every root and level whose interval has passed, the run of local files of the level below
+    /// into one file of that level (queued for upload like any other).
+    async fn compact(self: &Arc<Self>) {
+        let due: Vec<(String, u8, Vec<Spooled>)> = {
+            let mut state = self.state();
+            let mut due = Vec::new();
+            let roots: Vec<String> = state.local.keys().cloned().collect();
+            for root in roots {
+                for level in 1..=3u8 {
+                    let below: Vec<Spooled> =
+                        state.local[&root].range((level - 1, 0)..(level, 0)).map(|(_, f)| f.clone()).collect();
+                    if below.is_empty() {
+                        continue;
+                    }
+                    let last = state.compacted.entry((root.clone(), level)).or_insert_with(Instant::now);
+                    if last.elapsed() < self.config.levels[usize::from(level) - 1] {
+                        continue;
+                    }
+                    *last = Instant::now();
+                    let run = levels::contiguous_run(&below);
+                    if !run.is_empty() {
+                        due.push((root.clone(), level, run));
+                    }
+                }
+            }
+            due
+        };
+        for (root, level, run) in due {
+            let backup = self.clone();
+            let merged = tokio::task::spawn_blocking(move || -> Result<(Spooled, Vec<Spooled>)> {
+                let file = levels::merge(&backup.local, &backup.spool, &root, level, &run)?;
+                Ok((file, run))
+            })
+            .await
+            .map_err(Error::from)
+            .and_then(|r| r);
+            match merged {
+                Ok((file, inputs)) => {
+                    let Some(key) = super::root_key(&file.root) else { continue };
+                    self.enqueue(key, file, None);
+                    let mut state = self.state();
+                    for input in &inputs {
+                        let _ = self.local.remove(input);
+                        if let Some(files) = state.local.get_mut(&input.root) {
+                            files.remove(&(input.level, input.min_txid));
+                        }
+                    }
+                    state.local.retain(|_, files| !files.is_empty());
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, level, "backup: compaction failed; retried at the next interval");
+                    self.count("compaction");
+                }
+            }
+        }
+    }
+
+    /// When the next compaction falls due (`None`: no local file waits for one).
+    fn next_compaction(&self) -> Option<Instant> {
+        let state = self.state();
+        let mut next: Option<Instant> = None;
+        for (root, files) in &state.local {
+            for level in 1..=3u8 {
+                if files.range((level - 1, 0)..(level, 0)).next().is_none() {
+                    continue;
+                }
+                let interval = self.config.levels[usize::from(level) - 1];
+                let due = state.compacted.get(&(root.clone(), level)).map_or_else(Instant::now, |at| *at + interval);
+                next = Some(next.map_or(due, |n: Instant| n.min(due)));
+            }
+        }
+        next
+    }
+
+    async fn upload_files(&self, remote: &s3::Remote, files: Vec<Queued>) -> Result<()> {
+        for queued in files {
+            let path = self.spool.path(&queued.file);
+            let body = tokio::fs::read(&path).await.map_err(Error::internal)?;
+            let header = super::ltx::decode_header(&body)?;
+            let started = Instant::now();
+            let put = remote.put(&queued.file.key(), body, header.timestamp_ms).await;
+            self.metrics.record(|| {
+                metrics::histogram!("gatehouse_backup_upload_seconds").record(started.elapsed().as_secs_f64());
+            });
+            if let Err(err) = put {
+                self.count("upload");
+                return Err(err);
+            }
+            let file = &queued.file;
+            self.positions.uploaded(&file.root, file.level, (file.min_txid, file.max_txid), header.timestamp_ms)?;
+            // L0-L2 files stay until the next level takes them in; L3 and snapshots are only in the bucket.
+            let keep = file.level < 3;
+            if keep {
+                let to = self.local.path(file);
+                if let Some(dir) = to.parent() {
+                    std::fs::create_dir_all(dir).map_err(Error::internal)?;
+                }
+                std::fs::rename(&path, &to).map_err(Error::internal)?;
+            } else {
+                self.spool.remove(file)?;
+            }
+            let mut state = self.state();
+            if keep {
+                state.local.entry(file.root.clone()).or_default().insert((file.level, file.min_txid), file.clone());
+            }
+            if let Some(root) = state.queue.get_mut(&queued.file.root) {
+                root.remove(&(queued.file.max_txid, queued.file.level));
+                if root.is_empty() {
+                    state.queue.remove(&queued.file.root);
+                }
+            }
+            state.spool_bytes = state.spool_bytes.saturating_sub(queued.file.bytes);
+            state.last_upload = Some(Instant::now());
+            drop(state);
+            self.metrics.record(|| {
+                metrics::counter!("gatehouse_backup_uploads_total").increment(1);
+                metrics::counter!("gatehouse_backup_upload_bytes_total").increment(queued.file.bytes);
+            });
+        }
+        Ok(())
+    }
+
+    fn count(&self, stage: &'static str) {
+        self.metrics.record(|| metrics::counter!("gatehouse_backup_errors_total", "stage" => stage).increment(1));
+    }
+
+    /// Updates the gauges and the stall detector: commits older than three intervals and no upload for as long.
+    fn report(&self) {
+        let lag = self.lag();
+        let stall_after = self.stall_after();
+        let mut state = self.state();
+        let pending = !state.queue.is_empty();
+        if !pending && self.tracker.oldest_dirty().is_none() {
+            state.last_synced_unix = crate::now_unix();
+        }
+        let quiet = state.last_upload.is_none_or(|at| at.elapsed() >= stall_after);
+        let stalled = lag >= stall_after && quiet;
+        if stalled && !state.stalled {
+            tracing::error!(lag_secs = lag.as_secs(), "backup: stalled: commits are not reaching the bucket");
+        }
+        state.stalled = stalled;
+        let (spool, synced) = (state.spool_bytes, state.last_synced_unix);
+        // Per database: the oldest commit not uploaded (queued files, then commits not captured yet).
+        let mut oldest: std::collections::HashMap<DbKey, Instant> = std::collections::HashMap::new();
+        for queued in state.queue.values().flat_map(|files| files.values()) {
+            if let Some(since) = queued.since {
+                let at = oldest.entry(queued.key.clone()).or_insert(since);
+                *at = (*at).min(since);
+            }
+        }
+        let active: Vec<DbKey> = state.unckpt.keys().cloned().collect();
+        drop(state);
+        for (key, since) in self.tracker.dirty() {
+            let at = oldest.entry(key).or_insert(since);
+            *at = (*at).min(since);
+        }
+        // WAL bytes of the files with work pending: what checkpoints are holding back.
+        let mut keys: Vec<&DbKey> = active.iter().chain(oldest.keys()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let wal_bytes: u64 = keys
+            .iter()
+            .map(|key| std::fs::metadata(super::wal::wal_path(&key.path(&self.data_dir))).map_or(0, |m| m.len()))
+            .sum();
+        let per_db: Vec<(String, f64)> = if self.per_db_metrics {
+            let mut lags: Vec<(String, f64)> =
+                oldest.iter().map(|(key, at)| (key.to_string(), at.elapsed().as_secs_f64())).collect();
+            // Databases caught up since the last report read 0.
+            let mut shown = self.state().lag_series.clone();
+            for (db, _) in &lags {
+                shown.remove(db);
+            }
+            lags.extend(shown.into_iter().map(|db| (db, 0.0)));
+            self.state().lag_series = oldest.keys().map(ToString::to_string).collect();
+            lags
+        } else {
+            Vec::new()
+        };
+        self.metrics.record(|| {
+            metrics::gauge!("gatehouse_backup_lag_seconds").set(lag.as_secs_f64());
+            metrics::gauge!("gatehouse_backup_spool_bytes").set(spool as f64);
+            metrics::gauge!("gatehouse_backup_wal_bytes").set(wal_bytes as f64);
+            for (db, lag) in per_db {
+                metrics::gauge!("gatehouse_backup_db_lag_seconds", "db" => db).set(lag);
+            }
+            metrics::gauge!("gatehouse_backup_stalled").set(if stalled { 1.0 } else { 0.0 });
+            if synced > 0 {
+                metrics::gauge!("gatehouse_backup_last_sync_timestamp").set(synced as f64);
+            }
+        });
+    }
+}
+
+/// Sleeps until `at`, or forever without one.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
