@@ -68,6 +68,8 @@ impl Spool {
         let mut out = File::create(&temp).map_err(|e| io(&temp, e))?;
         out.write_all(bytes).and_then(|()| out.sync_all()).map_err(|e| io(&temp, e))?;
         std::fs::rename(&temp, &path).map_err(|e| io(&path, e))?;
+        // The rename is durable only once the directory is.
+        File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io(dir, e))?;
         Ok(file)
     }
 
@@ -128,8 +130,13 @@ enum Start {
     NoWal,
 }
 
-fn start(pos: &Position, header: Option<&wal::WalHeader>) -> Start {
+fn start(pos: &Position, header: Option<&wal::WalHeader>, db_stat: (u64, i64), wal_path: &Path) -> Start {
     if pos.need_image || pos.txid == 0 {
+        return Start::Image;
+    }
+    // The main file changes only by our checkpoints, which record it: any other change (another program
+    // checkpointed it, it was replaced) may hold commits no WAL frame shows us any more.
+    if pos.db_size != 0 && db_stat != (pos.db_size, pos.db_mtime_ns) {
         return Start::Image;
     }
     let Some(h) = header else {
@@ -141,7 +148,15 @@ fn start(pos: &Position, header: Option<&wal::WalHeader>) -> Start {
     }
     let same = (h.salt1, h.salt2) == pos.salts;
     if pos.wal_offset >= WAL_HEADER_SIZE && same {
-        return Start::From(Cursor { offset: pos.wal_offset, checksum: pos.checksum });
+        // The last frame captured must still be there, unchanged (a WAL that lost frames in a power cut and was
+        // written again under the same salts would otherwise stop every read at the cursor, silently).
+        let intact = pos.wal_offset == WAL_HEADER_SIZE
+            || wal::frame_checksum_before(wal_path, pos.wal_offset, pos.page_size) == Some(pos.checksum);
+        return if intact {
+            Start::From(Cursor { offset: pos.wal_offset, checksum: pos.checksum })
+        } else {
+            Start::Image
+        };
     }
     // Our checkpoint let the WAL restart once (salt1 is one higher), or no WAL existed when the cursor was taken.
     let restarted = pos.may_restart && (h.salt1 == pos.salts.0.wrapping_add(1) || pos.wal_offset == 0);
@@ -159,7 +174,7 @@ pub fn capture(db_path: &Path, pos: &mut Position, image: bool, spool: &Spool, n
     };
     let wal_path = wal::wal_path(db_path);
     let header = wal::read_header(&wal_path)?;
-    let cursor = match start(pos, header.as_ref()) {
+    let cursor = match start(pos, header.as_ref(), stat(db_path), &wal_path) {
         Start::Image => None,
         Start::NoWal if !image => return Ok(None),
         Start::NoWal => None,
@@ -225,6 +240,7 @@ fn write_image(
     now_ms: i64,
 ) -> Result<Option<Spooled>> {
     let wal_path = wal::wal_path(db_path);
+    let db_stat = stat(db_path);
     let shape = wal::db_shape(db)?;
     let (frames, end) = match header {
         Some(h) => {
@@ -276,6 +292,7 @@ fn write_image(
     }
     pos.need_image = false;
     pos.snapshot_at = now_ms / 1000;
+    (pos.db_size, pos.db_mtime_ns) = db_stat;
     Ok(Some(file))
 }
 
@@ -288,9 +305,9 @@ pub fn captured_frames(pos: &Position) -> u64 {
 }
 
 /// Checkpoints a database whose frames are all captured (`RESTART`, waiting at most 50 ms for readers), so the
-/// WAL starts over at the next write. SQLite answers how many frames the WAL held: more than were captured
-/// means a writer slipped in between capture and checkpoint, and those frames are now only in the main file, so
-/// the next capture writes a full image. Records the main file's size and time.
+/// WAL starts over at the next write. SQLite answers how many frames the WAL held: any other number than were
+/// captured means a writer slipped in between capture and checkpoint (those frames are now only in the main
+/// file) or frames were lost, so the next capture writes a full image. Records the main file's size and time.
 pub fn checkpoint(db_path: &Path, pos: &mut Position) -> Result<()> {
     use rusqlite::OpenFlags;
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -304,7 +321,9 @@ pub fn checkpoint(db_path: &Path, pos: &mut Position) -> Result<()> {
     let (_busy, log, _done): (i64, i64, i64) =
         conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
     drop(conn);
-    if log > 0 && log as u64 > captured_frames(pos) {
+    // The WAL held other frames than were captured: more (a writer slipped in; those are now only in the main
+    // file) or fewer (frames lost under the cursor). Either way the next capture is a full image.
+    if log >= 0 && log as u64 != captured_frames(pos) {
         pos.need_image = true;
     }
     pos.may_restart = true;

@@ -71,15 +71,19 @@ pub fn expired(
     let snapshots: Vec<&(u8, u64, u64, i64)> = objects.iter().filter(|o| o.0 == SNAPSHOT_LEVEL).collect();
     let Some(newest) = snapshots.iter().map(|o| o.2).max() else { return Vec::new() };
     let horizon = now_ms - retention.as_millis() as i64;
-    let kept = |o: &(u8, u64, u64, i64)| o.2 == newest || o.3 >= horizon;
+    // The newest snapshot made before the window starts is kept too: a restore to any point in the window
+    // starts from it.
+    let base = snapshots.iter().filter(|o| o.3 < horizon).map(|o| o.2).max();
+    let kept = |o: &(u8, u64, u64, i64)| o.2 == newest || o.3 >= horizon || Some(o.2) == base;
     let oldest_kept = snapshots.iter().filter(|o| kept(o)).map(|o| o.2).min().unwrap_or(newest);
-    let l1_max = objects.iter().filter(|o| o.0 == 1).map(|o| o.2).max().unwrap_or(0);
+    let l1: Vec<(u64, u64)> = objects.iter().filter(|o| o.0 == 1).map(|o| (o.1, o.2)).collect();
+    let covered = |o: &(u8, u64, u64, i64)| l1.iter().any(|(min, max)| *min <= o.1 && o.2 <= *max);
     let l0_horizon = now_ms - l0_retention.as_millis() as i64;
     objects
         .iter()
         .filter(|o| match o.0 {
             SNAPSHOT_LEVEL => !kept(o),
-            0 => o.2 < oldest_kept || (o.2 <= l1_max && o.3 < l0_horizon),
+            0 => o.2 < oldest_kept || (covered(o) && o.3 < l0_horizon),
             _ => o.2 < oldest_kept,
         })
         .map(|o| (o.0, o.1, o.2))
@@ -106,19 +110,23 @@ mod tests {
         let hour = 3_600_000;
         let now = 100 * hour;
         let objects = vec![
-            (9, 1, 10, now - 50 * hour),  // old snapshot: goes
+            (9, 1, 5, now - 60 * hour),   // older than the window, with a newer one before it: goes
+            (9, 1, 10, now - 50 * hour),  // the newest before the window: the base of restores into it, kept
             (9, 1, 40, now - 2 * hour),   // kept (within 24 h)
             (9, 1, 90, now - hour),       // newest
-            (0, 11, 11, now - 49 * hour), // below the oldest kept snapshot: goes
+            (0, 6, 6, now - 55 * hour),   // below the oldest kept snapshot: goes
             (0, 41, 41, now - 2 * hour),  // covered by L1 and older than 5 min: goes
             (0, 95, 95, now - 1000),      // covered but young: stays
             (0, 96, 96, now - hour),      // not covered by L1: stays
-            (1, 11, 30, now - 49 * hour), // below the oldest kept snapshot: goes
+            (0, 99, 99, now - hour),      // below the highest L1 TXID but not inside an L1 file: stays
+            (1, 6, 9, now - 55 * hour),   // below the oldest kept snapshot: goes
+            (1, 11, 30, now - 49 * hour), // needed from the base snapshot on: stays
             (1, 41, 95, now - 1000),      // stays
+            (1, 100, 120, now - 1000),    // stays
         ];
         let (day, five) = (Duration::from_secs(24 * 3600), Duration::from_secs(300));
         let gone = expired(&objects, now, day, five);
-        assert_eq!(gone, vec![(9, 1, 10), (0, 11, 11), (0, 41, 41), (1, 11, 30)]);
+        assert_eq!(gone, vec![(9, 1, 5), (0, 6, 6), (0, 41, 41), (1, 6, 9)]);
         // The newest snapshot stays however old it is.
         let old = vec![(9, 1, 5, 0), (0, 6, 6, 0)];
         assert!(expired(&old, now, Duration::from_secs(3600), five).is_empty());

@@ -139,9 +139,14 @@ pub(crate) struct State {
     pub local: BTreeMap<String, BTreeMap<(u8, u64), Spooled>>,
     /// When each (root, level) last took in the level below.
     pub compacted: HashMap<(String, u8), Instant>,
+    /// Files looked at once more because their WAL was longer than the cursor after a capture.
+    pub rechecked: std::collections::HashSet<DbKey>,
     /// When retention last ran per root.
     pub retained: HashMap<String, Instant>,
-    pub last_error: Option<String>,
+    /// The last upload round failed (cleared by one that succeeds).
+    pub upload_error: Option<String>,
+    /// The last pass could not capture some database (cleared by a pass that captures all).
+    pub capture_error: Option<String>,
     pub last_upload: Option<Instant>,
     pub stalled: bool,
     /// Unix seconds of the last pass that left nothing unsent.
@@ -229,21 +234,40 @@ impl Backup {
 
     pub(crate) fn enqueue(&self, key: DbKey, file: Spooled, since: Option<Instant>) {
         let mut state = self.state();
-        state.spool_bytes += file.bytes;
+        let bytes = file.bytes;
         let root = state.queue.entry(file.root.clone()).or_default();
-        root.insert((file.max_txid, file.level), Queued { file, key, since });
+        let replaced = root.insert((file.max_txid, file.level), Queued { file, key, since });
+        state.spool_bytes = state.spool_bytes - replaced.map_or(0, |q| q.file.bytes) + bytes;
     }
 
-    /// Off, ok, or degraded with the reason (an upload error, a stall).
+    /// Off, ok, or degraded with the reason (uploads fail, a capture fails, a stall). The reason is short and
+    /// generic (`/readyz` is public); the log has the details.
     pub fn health(&self) -> Health {
-        let state = self.state();
-        match (&state.last_error, state.stalled) {
-            (Some(error), _) => Health::Degraded(error.clone()),
-            (None, true) => {
-                Health::Degraded(format!("stalled: commits older than {:?} are not uploaded", self.stall_after()))
-            }
-            (None, false) => Health::Ok,
+        let (upload, capture) = {
+            let state = self.state();
+            (state.upload_error.is_some(), state.capture_error.is_some())
+        };
+        if upload {
+            return Health::Degraded("uploads to the bucket fail; commits are spooled (see the log)".into());
         }
+        if capture {
+            return Health::Degraded("a database cannot be captured (see the log)".into());
+        }
+        match self.stalled() {
+            Some(lag) => {
+                Health::Degraded(format!("stalled: the oldest commit not uploaded is {} s old", lag.as_secs()))
+            }
+            None => Health::Ok,
+        }
+    }
+
+    /// `Some(lag)` when commits wait longer than three intervals and nothing was uploaded for as long, or wait
+    /// thirty intervals whatever else is uploaded (one database stuck while others flow).
+    pub(crate) fn stalled(&self) -> Option<Duration> {
+        let lag = self.lag();
+        let stall_after = self.stall_after();
+        let quiet = self.state().last_upload.is_none_or(|at| at.elapsed() >= stall_after);
+        (lag >= stall_after && (quiet || lag >= stall_after * 10)).then_some(lag)
     }
 
     /// Seconds since the oldest commit not yet uploaded (0 when every commit is in the bucket).
@@ -260,18 +284,32 @@ impl Backup {
     }
 
     /// The final capture of a file about to be archived or replaced (blocking; its pool is closed already):
-    /// commits since the last sync go into the spool and are uploaded to the old replica root.
-    pub fn capture_before_archive(self: &Arc<Self>, key: &DbKey) {
-        if let Err(err) = self.capture_blocking(key, false, Instant::now()) {
+    /// commits since the last sync go into the spool and are uploaded to the old replica root, and the position
+    /// is forgotten (a new tenant of the slug replicates under its own incarnation). Answers the file's writer
+    /// turn, which the caller holds until the file has moved, so no write lands between this capture and the move.
+    pub fn capture_before_archive(self: &Arc<Self>, key: &DbKey) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        let writer = self.tracker.locks(key).writer.clone();
+        // A blocking wait that never panics whatever thread this runs on; a writer holds the turn for
+        // milliseconds, so five seconds without it means something is stuck, and archiving goes on.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let turn = loop {
+            match writer.clone().try_lock_owned() {
+                Ok(turn) => break Some(turn),
+                Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(1)),
+                Err(_) => break None,
+            }
+        };
+        if let Err(err) = self.capture_blocking(key, false, Instant::now(), None) {
             tracing::warn!(db = %key, error = %err, "backup: the final capture before archiving failed");
         }
-        // A new tenant of this slug replicates under its own incarnation, from a position of its own.
+        let locks = self.tracker.locks(key);
+        let _one = locks.capture.lock().unwrap_or_else(|e| e.into_inner());
         if let Err(err) = self.positions.delete(key) {
             tracing::warn!(db = %key, error = %err, "backup: cannot forget the archived file's position");
         }
         self.state().unckpt.remove(key);
-        self.tracker.forget(key);
         self.tracker.wake.notify_one();
+        turn
     }
 }
 
@@ -285,13 +323,11 @@ pub(crate) fn root_key(root: &str) -> Option<DbKey> {
     }
 }
 
-/// The final capture of `path` before it is archived, when it is a replicated file of a running server.
-pub fn before_archive(path: &Path) {
-    if let Some((tracker, key)) = tracker::for_path(path)
-        && let Some(backup) = tracker.backup()
-    {
-        backup.capture_before_archive(&key);
-    }
+/// The final capture of `path` before it is archived, when it is a replicated file of a running server; the
+/// answer (the file's writer turn) is held until the file has moved.
+pub fn before_archive(path: &Path) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+    let (tracker, key) = tracker::for_path(path)?;
+    tracker.backup()?.capture_before_archive(&key)
 }
 
 #[cfg(test)]

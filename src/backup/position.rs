@@ -43,6 +43,8 @@ pub struct Position {
 
 pub struct Positions {
     conn: Mutex<Connection>,
+    /// When this backup.db was made (unix ms): replica roots made later cannot hold files from before it.
+    created_ms: i64,
 }
 
 const SCHEMA: &str = "
@@ -63,6 +65,10 @@ CREATE TABLE IF NOT EXISTS positions (
     snapshot_at INTEGER NOT NULL,
     db_size INTEGER NOT NULL,
     db_mtime_ns INTEGER NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
 ) STRICT;
 CREATE TABLE IF NOT EXISTS objects (
     root TEXT NOT NULL,
@@ -109,8 +115,19 @@ const COLUMNS: &str = "db, root, txid, uploaded, page_size, commit_pages, wal_of
 impl Positions {
     pub fn open(data_dir: &Path) -> Result<Positions> {
         let conn = crate::db::open_connection(&data_dir.join("backup.db"))?;
+        // A position must never fall behind a TXID already uploaded: its commits are durable at once.
+        conn.execute_batch("PRAGMA synchronous=FULL;")?;
         conn.execute_batch(SCHEMA)?;
-        Ok(Positions { conn: Mutex::new(conn) })
+        conn.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('created_ms', ?1)",
+            [crate::backup::capture::now_ms()],
+        )?;
+        let created_ms = conn.query_row("SELECT value FROM meta WHERE key = 'created_ms'", [], |r| r.get(0))?;
+        Ok(Positions { conn: Mutex::new(conn), created_ms })
+    }
+
+    pub fn created_ms(&self) -> i64 {
+        self.created_ms
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {

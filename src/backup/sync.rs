@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use futures_util::StreamExt;
 
-use crate::backup::capture::{self, CHECKPOINT_FRAMES, Spooled};
+use crate::backup::capture::{self, CHECKPOINT_FRAMES, SNAPSHOT_LEVEL, Spooled};
 use crate::backup::position::Position;
 use crate::backup::tracker::DbKey;
 use crate::backup::{Backup, Queued, levels, s3};
@@ -26,7 +26,7 @@ impl Backup {
         let remote = s3::Remote::new(&self.config).await;
         if let Err(err) = remote.probe().await {
             tracing::error!(error = %err, "backup: the bucket does not answer; writes go on and are spooled until it does");
-            self.state().last_error = Some(err.to_string());
+            self.state().upload_error = Some(err.to_string());
         }
         let _ = self.remote.set(remote);
         self.take_up_files(&control).await;
@@ -113,14 +113,16 @@ impl Backup {
 
     /// One pass: capture the dirty files, checkpoint, upload, report.
     pub(crate) async fn pass(self: &Arc<Self>, control: &Arc<ControlStore>, last: bool) {
+        let mut failed = None;
         for (key, since) in self.tracker.take_dirty() {
             if let Err(err) = self.capture_one(control, &key, since).await {
                 tracing::warn!(db = %key, error = %err, "backup: capture failed; retried next pass");
                 self.count("capture");
-                self.state().last_error = Some(format!("capture of {key}: {err}"));
+                failed = Some(format!("capture of {key}: {err}"));
                 self.tracker.restore_dirty(key, since);
             }
         }
+        self.state().capture_error = failed;
         self.checkpoint_quiet(last).await;
         self.compact().await;
         self.trim_spool();
@@ -129,52 +131,87 @@ impl Backup {
 
     /// The position of `key`, made when it has none: tenants replicate under their incarnation (continuing after
     /// the highest TXID already there, should backup.db have been lost); control.db under a new generation.
-    async fn position(&self, control: &Arc<ControlStore>, key: &DbKey) -> Result<Option<Position>> {
-        let root = match key {
+    async fn position(&self, control: &Arc<ControlStore>, key: &DbKey) -> Result<Option<(Position, bool)>> {
+        let (root, made_ms) = match key {
             DbKey::Control => match self.positions.get(key)? {
-                Some(pos) => return Ok(Some(pos)),
-                None => format!("nodes/{}/control/{}", self.node_id, uuid::Uuid::now_v7()),
+                Some(pos) => return Ok(Some((pos, false))),
+                None => (format!("nodes/{}/control/{}", self.node_id, uuid::Uuid::now_v7()), Some(i64::MAX)),
             },
             DbKey::Tenant(slug) => match control.tenant(slug).await? {
-                Some(tenant) => format!("tenants/{slug}/{}", tenant.incarnation.as_deref().unwrap_or("legacy")),
+                // Incarnations are UUIDv7s made by CreateTenant; anything else (a tenant from before
+                // incarnations) replicates under `legacy`, and never reaches a path unchecked.
+                Some(tenant) => match tenant.incarnation.as_deref().and_then(|i| uuid::Uuid::parse_str(i).ok()) {
+                    Some(id) => {
+                        let made = id.get_timestamp().map(|t| {
+                            let (secs, nanos) = t.to_unix();
+                            secs as i64 * 1000 + i64::from(nanos / 1_000_000)
+                        });
+                        (format!("tenants/{slug}/{}", id.hyphenated()), made)
+                    }
+                    None => (format!("tenants/{slug}/legacy"), None),
+                },
                 None => return Ok(None),
             },
         };
         // A position of an older tenant of this slug (archived while no backup ran) is not this tenant's.
         if let Some(pos) = self.positions.get(key)? {
             if pos.root == root {
-                return Ok(Some(pos));
+                return Ok(Some((pos, false)));
             }
             self.positions.delete(key)?;
         }
         let remote = self.remote.get().ok_or_else(|| Error::internal("the bucket client is not ready"))?;
-        let base = if matches!(key, DbKey::Tenant(_)) { remote.max_txid(&root).await? } else { 0 };
-        tracing::info!(db = %key, root = %remote.url(&root), "backup: new replica root");
-        Ok(Some(Position { root, txid: base, uploaded: base, need_image: true, ..Position::default() }))
+        // A root made after this node's backup.db cannot hold files yet; an older one may (backup.db was lost),
+        // and then this replica continues after the highest TXID there.
+        let fresh = made_ms.is_some_and(|made| made > self.positions.created_ms());
+        let base = if fresh { 0 } else { remote.max_txid(&root).await? };
+        tracing::info!(db = %key, root = %remote.url(&root), after_txid = base, "backup: new replica root");
+        Ok(Some((Position { root, txid: base, uploaded: base, need_image: true, ..Position::default() }, true)))
     }
 
     async fn capture_one(self: &Arc<Self>, control: &Arc<ControlStore>, key: &DbKey, since: Instant) -> Result<()> {
-        let Some(pos) = self.position(control, key).await? else { return Ok(()) };
-        self.positions.put(key, &pos)?;
+        let Some((pos, fresh)) = self.position(control, key).await? else { return Ok(()) };
         let locks = self.tracker.locks(key);
         let _turn = locks.writer.clone().lock_owned().await;
         let backup = self.clone();
         let key = key.clone();
-        tokio::task::spawn_blocking(move || backup.capture_blocking(&key, true, since).map(drop)).await?
+        let fresh = fresh.then_some(pos);
+        let k = key.clone();
+        tokio::task::spawn_blocking(move || backup.capture_blocking(&k, true, since, fresh)).await??;
+        // The commit hook fires before the commit frame is written: a writer that does not take the writer turn
+        // (control.db's) may still be writing it. A WAL longer than the cursor is looked at once more next pass.
+        let wal_len = std::fs::metadata(super::wal::wal_path(&key.path(&self.data_dir))).map_or(0, |m| m.len());
+        let behind = self.positions.get(&key)?.is_some_and(|p| wal_len > p.wal_offset.max(super::wal::WAL_HEADER_SIZE));
+        let again = {
+            let mut state = self.state();
+            if behind {
+                state.rechecked.insert(key.clone())
+            } else {
+                state.rechecked.remove(&key);
+                false
+            }
+        };
+        if again {
+            self.tracker.restore_dirty(key, since);
+        }
+        Ok(())
     }
 
     /// Captures `key` into the spool and moves its position (blocking). `may_checkpoint`: checkpoint afterwards
     /// when the WAL holds many frames (the caller holds the writer turn).
     /// `since`: the first commit this capture takes (the lag of its file runs from there).
+    /// `fresh`: the position of a database replicated for the first time (used when it still has none; a
+    /// position deleted meanwhile by an archive is never brought back).
     pub(crate) fn capture_blocking(
         &self,
         key: &DbKey,
         may_checkpoint: bool,
         since: Instant,
+        fresh: Option<Position>,
     ) -> Result<Option<Spooled>> {
         let locks = self.tracker.locks(key);
         let _one = locks.capture.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(mut pos) = self.positions.get(key)? else { return Ok(None) };
+        let Some(mut pos) = self.positions.get(key)?.or(fresh) else { return Ok(None) };
         let path = key.path(&self.data_dir);
         let now_ms =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
@@ -213,7 +250,7 @@ impl Backup {
             let k = key.clone();
             let done = tokio::task::spawn_blocking(move || -> Result<()> {
                 // Capture first: a commit since the last pass must not be checkpointed uncaptured.
-                backup.capture_blocking(&k, false, Instant::now())?;
+                backup.capture_blocking(&k, false, Instant::now(), None)?;
                 let locks = backup.tracker.locks(&k);
                 let _one = locks.capture.lock().unwrap_or_else(|e| e.into_inner());
                 let Some(mut pos) = backup.positions.get(&k)? else { return Ok(()) };
@@ -236,36 +273,68 @@ impl Backup {
         }
     }
 
-    /// Keeps the spool under `GATEHOUSE_BACKUP_MAX_SPOOL_MB`: while it is over, the replica root with the oldest
-    /// unsent file loses all its unsent files (a gap, recorded) and its next capture is a full image, so the
-    /// replica restores again once that image is uploaded.
+    /// Keeps the spool's unsent L0 files under `GATEHOUSE_BACKUP_MAX_SPOOL_MB`: while they are over, the replica
+    /// root with the oldest unsent commit loses its unsent L0 files and snapshots (a gap, recorded) and its next
+    /// capture is a full image, so the replica restores again once that image is uploaded. That image is not
+    /// counted against the cap (a database larger than the cap still gets one), and each root keeps at most one
+    /// unsent image after a trim.
     fn trim_spool(&self) {
+        let mut tried = std::collections::HashSet::new();
         loop {
-            let dropped = {
-                let mut state = self.state();
-                if state.spool_bytes <= self.config.max_spool_bytes {
+            let choice = {
+                let state = self.state();
+                // The cap is on the incremental stream (L0); the one image a trimmed root gets is on top of it.
+                let l0: u64 = state
+                    .queue
+                    .values()
+                    .flat_map(|f| f.values())
+                    .filter(|q| q.file.level == 0)
+                    .map(|q| q.file.bytes)
+                    .sum();
+                if l0 <= self.config.max_spool_bytes {
                     return;
                 }
-                let oldest = state
+                state
                     .queue
                     .iter()
+                    .filter(|(root, _)| !tried.contains(*root))
                     .filter_map(|(root, files)| {
-                        files.values().map(|q| q.since).min().map(|since| (since, root.clone()))
+                        let oldest = files.values().filter(|q| q.file.level == 0).filter_map(|q| q.since).min()?;
+                        let key = files.values().next()?.key.clone();
+                        Some((oldest, root.clone(), key))
                     })
-                    .min();
-                let Some((_, root)) = oldest else { return };
-                let files = state.queue.remove(&root).unwrap_or_default();
-                state.spool_bytes -= files.values().map(|q| q.file.bytes).sum::<u64>();
-                files
+                    .min()
             };
-            let Some(first) = dropped.values().next() else { continue };
-            let (key, root, after) =
-                (first.key.clone(), first.file.root.clone(), first.file.min_txid.saturating_sub(1));
-            for queued in dropped.values() {
-                let _ = self.spool.remove(&queued.file);
-            }
+            let Some((_, root, key)) = choice else { return };
+            tried.insert(root.clone());
+            // No capture of this file runs while its queue is cut and its position marked.
             let locks = self.tracker.locks(&key);
             let _one = locks.capture.lock().unwrap_or_else(|e| e.into_inner());
+            let dropped: Vec<Queued> = {
+                let mut state = self.state();
+                let Some(files) = state.queue.get_mut(&root) else { continue };
+                // Its unsent L0 files, and its unsent snapshots: all are before the gap, and the image that
+                // follows holds everything they do.
+                let gone: Vec<(u64, u8)> = files
+                    .iter()
+                    .filter(|(_, q)| q.file.level == 0 || q.file.level == SNAPSHOT_LEVEL)
+                    .map(|(k, _)| *k)
+                    .collect();
+                let dropped: Vec<Queued> = gone.iter().filter_map(|k| files.remove(k)).collect();
+                if files.is_empty() {
+                    state.queue.remove(&root);
+                }
+                state.spool_bytes -= dropped.iter().map(|q| q.file.bytes).sum::<u64>();
+                dropped
+            };
+            let Some(after) =
+                dropped.iter().filter(|q| q.file.level == 0).map(|q| q.file.min_txid.saturating_sub(1)).min()
+            else {
+                continue;
+            };
+            for queued in &dropped {
+                let _ = self.spool.remove(&queued.file);
+            }
             if let Ok(Some(mut pos)) = self.positions.get(&key)
                 && pos.root == root
             {
@@ -276,7 +345,9 @@ impl Backup {
             self.count("spool_full");
             tracing::error!(db = %key, root, after_txid = after, files = dropped.len(),
                 "backup: the spool is full; unsent files were dropped (a point-in-time gap) and a full image follows");
-            self.tracker.mark(&key);
+            let since = dropped.iter().filter_map(|q| q.since).min().unwrap_or_else(Instant::now);
+            self.tracker.restore_dirty(key, since);
+            self.tracker.wake.notify_one();
         }
     }
 
@@ -302,13 +373,13 @@ impl Backup {
         let mut state = self.state();
         match failed {
             Some(err) => {
-                if state.last_error.is_none() {
+                if state.upload_error.is_none() {
                     tracing::error!(error = %err, "backup: upload failed; writes go on, files stay spooled and are retried");
                 }
-                state.last_error = Some(err.to_string());
+                state.upload_error = Some(err.to_string());
             }
             None => {
-                if state.last_error.take().is_some() {
+                if state.upload_error.take().is_some() {
                     tracing::info!("backup: uploads work again");
                 }
             }
@@ -473,17 +544,16 @@ impl Backup {
         self.metrics.record(|| metrics::counter!("gatehouse_backup_errors_total", "stage" => stage).increment(1));
     }
 
-    /// Updates the gauges and the stall detector: commits older than three intervals and no upload for as long.
+    /// Updates the gauges, and logs a stall once when it begins (`Backup::stalled`).
     fn report(&self) {
         let lag = self.lag();
-        let stall_after = self.stall_after();
+        let stall = self.stalled();
+        let stalled = stall.is_some();
         let mut state = self.state();
         let pending = !state.queue.is_empty();
         if !pending && self.tracker.oldest_dirty().is_none() {
             state.last_synced_unix = crate::now_unix();
         }
-        let quiet = state.last_upload.is_none_or(|at| at.elapsed() >= stall_after);
-        let stalled = lag >= stall_after && quiet;
         if stalled && !state.stalled {
             tracing::error!(lag_secs = lag.as_secs(), "backup: stalled: commits are not reaching the bucket");
         }

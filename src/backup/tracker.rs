@@ -151,11 +151,6 @@ impl Tracker {
         self.files.lock().unwrap_or_else(|e| e.into_inner()).entry(key.clone()).or_default().clone()
     }
 
-    /// Forgets the locks of a file that is gone (archived): a new tenant of that slug gets new ones.
-    pub fn forget(&self, key: &DbKey) {
-        self.files.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
-    }
-
     fn key_of(&self, file: &Path) -> Option<DbKey> {
         let parent = file.parent()?;
         let name = file.file_name()?.to_str()?;

@@ -157,6 +157,17 @@ pub fn read_frames(wal: &Path, header: &WalHeader, from: Cursor) -> Result<(Fram
     Ok((frames, cursor))
 }
 
+/// The cumulative checksum stored in the frame that ends at `end` (`None`: no such frame).
+pub fn frame_checksum_before(wal: &Path, end: u64, page_size: u32) -> Option<(u32, u32)> {
+    let frame = FRAME_HEADER_SIZE + u64::from(page_size);
+    let start = end.checked_sub(frame).filter(|s| *s >= WAL_HEADER_SIZE)?;
+    let file = File::open(wal).ok()?;
+    let mut head = [0u8; FRAME_HEADER_SIZE as usize];
+    file.read_exact_at(&mut head, start).ok()?;
+    let word = |at: usize| u32::from_be_bytes([head[at], head[at + 1], head[at + 2], head[at + 3]]);
+    Some((word(16), word(20)))
+}
+
 /// Reads one page's bytes at `offset` of `file`.
 pub fn read_at(file: &File, offset: u64, page_size: u32) -> std::io::Result<Vec<u8>> {
     let mut page = vec![0u8; page_size as usize];
@@ -216,6 +227,11 @@ mod tests {
         assert!(frames.count >= 51, "at least a frame per commit: {}", frames.count);
         assert_eq!(end.offset, std::fs::metadata(&wal).unwrap().len());
         assert!(frames.commit.unwrap() >= 3);
+        assert_eq!(
+            frame_checksum_before(&wal, end.offset, 4096),
+            Some(end.checksum),
+            "the last frame holds the cursor"
+        );
         // Nothing new after the end; a cursor with a wrong seed reads nothing.
         assert_eq!(read_frames(&wal, &header, end).unwrap().0.count, 0);
         let wrong = Cursor { offset: WAL_HEADER_SIZE, checksum: (1, 2) };

@@ -245,8 +245,8 @@ impl TenantRegistry {
             return Err(Error::internal(format!("archive {} exists; not overwriting it", target.display())));
         }
         self.pools.invalidate(slug);
-        // Commits since the last backup sync go to the replica before the file leaves.
-        crate::backup::before_archive(&source);
+        // Commits since the last backup sync go to the replica before the file leaves; no write lands after.
+        let _turn = crate::backup::before_archive(&source);
         // Fold the WAL into the main file so the archive is one self-contained file in the common case.
         if let Ok(conn) = db::open_connection(&source) {
             let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
