@@ -299,7 +299,7 @@ impl Backup {
                 Err(_) => break None,
             }
         };
-        if let Err(err) = self.capture_blocking(key, false, Instant::now(), None) {
+        if let Err(err) = self.capture_blocking(key, Instant::now(), None) {
             tracing::warn!(db = %key, error = %err, "backup: the final capture before archiving failed");
         }
         let locks = self.tracker.locks(key);

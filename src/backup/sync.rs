@@ -17,6 +17,8 @@ use crate::error::{Error, Result};
 
 /// A file whose WAL holds captured frames is checkpointed after this many intervals without a commit.
 const IDLE_CHECKPOINT_INTERVALS: u32 = 10;
+/// Files captured at once.
+const CAPTURES_AT_ONCE: usize = 4;
 /// Replica roots uploaded at once.
 const UPLOADS_AT_ONCE: usize = 4;
 
@@ -113,16 +115,20 @@ impl Backup {
 
     /// One pass: capture the dirty files, checkpoint, upload, report.
     pub(crate) async fn pass(self: &Arc<Self>, control: &Arc<ControlStore>, last: bool) {
-        let mut failed = None;
-        for (key, since) in self.tracker.take_dirty() {
-            if let Err(err) = self.capture_one(control, &key, since).await {
+        // Files are captured a few at once, so one file's fsyncs do not hold up the next.
+        let results: Vec<Option<String>> = futures_util::stream::iter(self.tracker.take_dirty())
+            .map(|(key, since)| async move {
+                let err = self.capture_one(control, &key, since).await.err()?;
                 tracing::warn!(db = %key, error = %err, "backup: capture failed; retried next pass");
                 self.count("capture");
-                failed = Some(format!("capture of {key}: {err}"));
+                let failed = format!("capture of {key}: {err}");
                 self.tracker.restore_dirty(key, since);
-            }
-        }
-        self.state().capture_error = failed;
+                Some(failed)
+            })
+            .buffer_unordered(CAPTURES_AT_ONCE)
+            .collect()
+            .await;
+        self.state().capture_error = results.into_iter().flatten().next();
         self.checkpoint_quiet(last).await;
         self.compact().await;
         self.trim_spool();
@@ -171,13 +177,17 @@ impl Backup {
 
     async fn capture_one(self: &Arc<Self>, control: &Arc<ControlStore>, key: &DbKey, since: Instant) -> Result<()> {
         let Some((pos, fresh)) = self.position(control, key).await? else { return Ok(()) };
-        let locks = self.tracker.locks(key);
-        let _turn = locks.writer.clone().lock_owned().await;
+        // Reading committed frames needs no writer turn (frames are checked as they are read), so writers go on
+        // while the file is encoded, fsynced and recorded; only a checkpoint takes their turn.
         let backup = self.clone();
         let key = key.clone();
         let fresh = fresh.then_some(pos);
         let k = key.clone();
-        tokio::task::spawn_blocking(move || backup.capture_blocking(&k, true, since, fresh)).await??;
+        tokio::task::spawn_blocking(move || backup.capture_blocking(&k, since, fresh)).await??;
+        let frames = self.positions.get(&key)?.map_or(0, |p| capture::captured_frames(&p));
+        if frames >= CHECKPOINT_FRAMES {
+            self.checkpoint_now(&key).await?;
+        }
         // The commit hook fires before the commit frame is written: a writer that does not take the writer turn
         // (control.db's) may still be writing it. A WAL longer than the cursor is looked at once more next pass.
         let wal_len = std::fs::metadata(super::wal::wal_path(&key.path(&self.data_dir))).map_or(0, |m| m.len());
@@ -197,15 +207,13 @@ impl Backup {
         Ok(())
     }
 
-    /// Captures `key` into the spool and moves its position (blocking). `may_checkpoint`: checkpoint afterwards
-    /// when the WAL holds many frames (the caller holds the writer turn).
+    /// Captures `key` into the spool and moves its position (blocking).
     /// `since`: the first commit this capture takes (the lag of its file runs from there).
     /// `fresh`: the position of a database replicated for the first time (used when it still has none; a
     /// position deleted meanwhile by an archive is never brought back).
     pub(crate) fn capture_blocking(
         &self,
         key: &DbKey,
-        may_checkpoint: bool,
         since: Instant,
         fresh: Option<Position>,
     ) -> Result<Option<Spooled>> {
@@ -227,12 +235,6 @@ impl Backup {
             self.enqueue(key.clone(), file.clone(), Some(since));
             self.state().unckpt.insert(key.clone(), Instant::now());
         }
-        if may_checkpoint && capture::captured_frames(&pos) >= CHECKPOINT_FRAMES {
-            capture::checkpoint(&path, &mut pos)?;
-            self.positions.put(key, &pos)?;
-            self.metrics.record(|| metrics::counter!("gatehouse_backup_checkpoints_total").increment(1));
-            self.state().unckpt.remove(key);
-        }
         Ok(file)
     }
 
@@ -244,33 +246,32 @@ impl Backup {
             state.unckpt.iter().filter(|(_, at)| all || at.elapsed() >= quiet).map(|(k, _)| k.clone()).collect()
         };
         for key in due {
-            let locks = self.tracker.locks(&key);
-            let _turn = locks.writer.clone().lock_owned().await;
-            let backup = self.clone();
-            let k = key.clone();
-            let done = tokio::task::spawn_blocking(move || -> Result<()> {
-                // Capture first: a commit since the last pass must not be checkpointed uncaptured.
-                backup.capture_blocking(&k, false, Instant::now(), None)?;
-                let locks = backup.tracker.locks(&k);
-                let _one = locks.capture.lock().unwrap_or_else(|e| e.into_inner());
-                let Some(mut pos) = backup.positions.get(&k)? else { return Ok(()) };
-                capture::checkpoint(&k.path(&backup.data_dir), &mut pos)?;
-                backup.positions.put(&k, &pos)
-            })
-            .await
-            .map_err(Error::from)
-            .and_then(|r| r);
-            match done {
-                Ok(()) => {
-                    self.metrics.record(|| metrics::counter!("gatehouse_backup_checkpoints_total").increment(1));
-                    self.state().unckpt.remove(&key);
-                }
-                Err(err) => {
-                    tracing::warn!(db = %key, error = %err, "backup: checkpoint failed; retried next pass");
-                    self.count("checkpoint");
-                }
+            if let Err(err) = self.checkpoint_now(&key).await {
+                tracing::warn!(db = %key, error = %err, "backup: checkpoint failed; retried next pass");
+                self.count("checkpoint");
             }
         }
+    }
+
+    /// Checkpoints `key` under its writer turn, after capturing what was committed since the last capture (a
+    /// commit must never be checkpointed uncaptured).
+    async fn checkpoint_now(self: &Arc<Self>, key: &DbKey) -> Result<()> {
+        let locks = self.tracker.locks(key);
+        let _turn = locks.writer.clone().lock_owned().await;
+        let backup = self.clone();
+        let k = key.clone();
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            backup.capture_blocking(&k, Instant::now(), None)?;
+            let locks = backup.tracker.locks(&k);
+            let _one = locks.capture.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(mut pos) = backup.positions.get(&k)? else { return Ok(()) };
+            capture::checkpoint(&k.path(&backup.data_dir), &mut pos)?;
+            backup.positions.put(&k, &pos)
+        })
+        .await??;
+        self.metrics.record(|| metrics::counter!("gatehouse_backup_checkpoints_total").increment(1));
+        self.state().unckpt.remove(key);
+        Ok(())
     }
 
     /// Keeps the spool's unsent L0 files under `GATEHOUSE_BACKUP_MAX_SPOOL_MB`: while they are over, the replica

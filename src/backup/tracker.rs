@@ -9,8 +9,9 @@
 //! behave as SQLite's defaults.
 //!
 //! The writer lock of a file lives here, keyed by the file, so it outlives a tenant pool's eviction: every write
-//! path of a tenant takes it (`TenantDb::write`, `TenantDb::locked`) and the backup holds it while it captures
-//! and checkpoints, so a checkpoint never meets a writer.
+//! path of a tenant takes it (`TenantDb::write`, `TenantDb::locked`) and the backup holds it while it
+//! checkpoints (and for an archive's final capture), so a checkpoint never meets a writer. Plain captures do not
+//! take it: committed frames are checked as they are read, so writers go on meanwhile.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -58,8 +59,8 @@ impl DbKey {
 /// Locks of one replicated file.
 #[derive(Default)]
 pub struct FileLocks {
-    /// The writer turn: tenant writes queue here (not in SQLite's sleeping busy handler); captures and
-    /// checkpoints take it too.
+    /// The writer turn: tenant writes queue here (not in SQLite's sleeping busy handler); checkpoints take it
+    /// too.
     pub writer: Arc<tokio::sync::Mutex<()>>,
     /// One capture of this file at a time (the sync task, a final capture before an archive).
     pub capture: Mutex<()>,

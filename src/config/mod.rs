@@ -608,6 +608,27 @@ mod tests {
     }
 
     #[test]
+    fn backups_are_off_without_a_url_and_a_bad_value_names_its_variable() {
+        assert!(config(&[]).unwrap().backup.is_none());
+        let c = config(&[
+            ("GATEHOUSE_BACKUP_URL", "s3://my-bucket/site/"),
+            ("GATEHOUSE_S3_ENDPOINT", "http://127.0.0.1:9000"),
+            ("GATEHOUSE_BACKUP_INTERVAL", "500ms"),
+        ])
+        .unwrap();
+        let backup = c.backup.unwrap();
+        assert_eq!((backup.bucket.as_str(), backup.prefix.as_str()), ("my-bucket", "site"));
+        assert_eq!(backup.interval, Duration::from_millis(500));
+        assert_eq!(backup.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(refused(&[("GATEHOUSE_BACKUP_URL", "https://x/y")]), ["GATEHOUSE_BACKUP_URL"]);
+        let slow = [("GATEHOUSE_BACKUP_URL", "s3://ok-bucket"), ("GATEHOUSE_BACKUP_INTERVAL", "fast")];
+        assert_eq!(refused(&slow), ["GATEHOUSE_BACKUP_INTERVAL"]);
+        assert_eq!(refused(&[("GATEHOUSE_S3_PATH_STYLE", "maybe")]), ["GATEHOUSE_S3_PATH_STYLE"]);
+        assert_eq!(refused(&[("GATEHOUSE_S3_ENDPOINT", "ftp://x")]), ["GATEHOUSE_S3_ENDPOINT"]);
+        assert_eq!(refused(&[("GATEHOUSE_BACKUP_LEVELS", "1h,5m,30s")]), ["GATEHOUSE_BACKUP_LEVELS"]);
+    }
+
+    #[test]
     fn every_table_entry_is_read() {
         let read = RefCell::new(HashSet::new());
         Config::from_lookup(|name| {

@@ -269,9 +269,13 @@ async fn an_outage_spools_then_catches_up_and_a_kill_resumes_without_a_gap() {
 
     // The bucket hangs: writes go on, the lag and the spool grow, /readyz stays 200 and says why.
     moto.signal("STOP");
-    for round in 0..6 {
-        users(&server, "acme", &format!("outage{round}"), 15).await;
-        tokio::time::sleep(Duration::from_millis(1_500)).await;
+    // About 20 s: longer than an upload attempt's time limit, so uploads fail as well as hang.
+    let outage = std::time::Instant::now();
+    let mut round = 0;
+    while outage.elapsed() < Duration::from_secs(20) {
+        users(&server, "acme", &format!("outage{round}"), 10).await;
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        round += 1;
     }
     let text = reqwest::get(format!("{}/metrics", server.base)).await.unwrap().text().await.unwrap();
     assert!(metric_value(&text, "gatehouse_backup_lag_seconds").unwrap() >= 5.0, "{text}");
