@@ -304,7 +304,7 @@ pub fn captured_frames(pos: &Position) -> u64 {
     (pos.wal_offset - WAL_HEADER_SIZE) / (24 + u64::from(pos.page_size))
 }
 
-/// Checkpoints a database whose frames are all captured (`RESTART`, waiting at most 50 ms for readers), so the
+/// Checkpoints a database whose frames are all captured (`RESTART` without waiting for readers), so the
 /// WAL starts over at the next write. SQLite answers how many frames the WAL held: any other number than were
 /// captured means a writer slipped in between capture and checkpoint (those frames are now only in the main
 /// file) or frames were lost, so the next capture writes a full image. Records the main file's size and time.
@@ -317,7 +317,9 @@ pub fn checkpoint(db_path: &Path, pos: &mut Position) -> Result<()> {
         Err(e) => return Err(e.into()),
     };
     conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
-    conn.busy_timeout(std::time::Duration::from_millis(50))?;
+    // No waiting at all: with readers or a writer about, RESTART does what PASSIVE would and answers busy, and
+    // the WAL restarts at a later write (this runs under the writer turn, which writers wait on).
+    conn.busy_timeout(std::time::Duration::ZERO)?;
     let (_busy, log, _done): (i64, i64, i64) =
         conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
     drop(conn);

@@ -184,8 +184,9 @@ pub fn for_path(path: &Path) -> Option<(Arc<Tracker>, DbKey)> {
 pub fn configure(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
     let Some(path) = conn.path().filter(|p| !p.is_empty()) else { return Ok(()) };
     let Some((tracker, key)) = for_path(Path::new(path)) else { return Ok(()) };
-    // journal_size_limit=0: when a checkpoint lets the WAL restart, its first commit truncates the file.
-    conn.execute_batch("PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit=0;")?;
+    // journal_size_limit: when a checkpoint lets the WAL restart, its first commit truncates the file to 4 MiB
+    // (about the 1,000 frames after which the backup checkpoints), so a busy file's WAL is reused in place.
+    conn.execute_batch("PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit=4194304;")?;
     conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
     conn.commit_hook(Some(move || {
         tracker.mark(&key);
