@@ -221,6 +221,18 @@ impl From<tokio::task::JoinError> for Error {
 pub struct ErrorCode(pub &'static str);
 
 /// The JSON error body, for code outside `Error` that must answer in the same shape.
+/// `text` followed by the causes of `err`, each after ": " (clients' own texts are often terse, such as
+/// "error sending request" or "dispatch failure"; the causes say what happened).
+pub fn with_causes(mut text: String, err: &dyn std::error::Error) -> String {
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 pub fn error_body(code: &str, message: &str) -> serde_json::Value {
     json!({ "error": { "code": code, "message": message } })
 }

@@ -18,15 +18,7 @@ pub struct Remote {
 }
 
 fn s3_error(what: &str, e: impl std::error::Error) -> Error {
-    // The SDK's Display is terse ("dispatch failure"); its source chain says what happened.
-    let mut message = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    Error::Internal(format!("S3 {what}: {message}"))
+    Error::Internal(format!("S3 {what}: {}", crate::error::with_causes(e.to_string(), &e)))
 }
 
 impl Remote {

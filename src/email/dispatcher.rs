@@ -400,16 +400,7 @@ async fn send_email(work: &TenantWork, row: &Claimed) -> Outcome {
                     status_code: Some(reply.code().into()),
                     body: Some(reply.message().collect::<Vec<_>>().join(" ")),
                 }),
-                Err(err) => {
-                    let mut text = err.to_string();
-                    let mut source = std::error::Error::source(&err);
-                    while let Some(cause) = source {
-                        text.push_str(": ");
-                        text.push_str(&cause.to_string());
-                        source = cause.source();
-                    }
-                    failed(text)
-                }
+                Err(err) => failed(crate::error::with_causes(err.to_string(), &err)),
             }
         }
     }

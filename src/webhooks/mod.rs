@@ -322,14 +322,8 @@ pub async fn deliver(
 
 /// The error text of a failed request, with its causes (reqwest's own text is often just "error sending request").
 fn describe(err: &reqwest::Error) -> String {
-    let mut text = if err.is_timeout() { "the receiver did not answer in time".to_owned() } else { err.to_string() };
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    let text = if err.is_timeout() { "the receiver did not answer in time".to_owned() } else { err.to_string() };
+    crate::error::with_causes(text, err)
 }
 
 /// Checks event names against the catalogue; at least one, no duplicates.
