@@ -8,7 +8,7 @@
 //! server's CPU time over the phase and the bytes uploaded per committed write.
 //!
 //! Environment: GATEHOUSE_BENCH_OFF_URL, GATEHOUSE_BENCH_OFF_PID, GATEHOUSE_BENCH_ON_URL, GATEHOUSE_BENCH_ON_PID,
-//! GATEHOUSE_BENCH_TOKEN.
+//! GATEHOUSE_BENCH_TOKEN, and optionally GATEHOUSE_BENCH_S3_PID (the S3 server's CPU is reported).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -66,8 +66,10 @@ impl Server {
         }
     }
 
-    /// Carts made by `clients` connections for `secs`, unpaced: writes per second.
-    async fn throughput(&self, clients: usize, secs: u64) -> f64 {
+    /// Carts made by `clients` connections for `secs`, unpaced: (writes per second, the server's CPU seconds
+    /// per 1,000 writes, the S3 server's CPU seconds over the phase).
+    async fn throughput(&self, clients: usize, secs: u64, s3_pid: &str) -> (f64, f64, f64) {
+        let (cpu, s3_cpu) = (cpu_secs(&self.pid), cpu_secs(s3_pid));
         let done = Arc::new(AtomicUsize::new(0));
         let deadline = Instant::now() + Duration::from_secs(secs);
         let mut set = tokio::task::JoinSet::new();
@@ -83,7 +85,8 @@ impl Server {
             });
         }
         while set.join_next().await.is_some() {}
-        done.load(Ordering::Relaxed) as f64 / secs as f64
+        let writes = done.load(Ordering::Relaxed) as f64;
+        (writes / secs as f64, (cpu_secs(&self.pid) - cpu) * 1000.0 / writes.max(1.0), cpu_secs(s3_pid) - s3_cpu)
     }
 
     /// `rate` writes per second for `secs` over `tenants` tenants (round robin), sampling the backup lag every
@@ -148,17 +151,37 @@ async fn main() {
     for server in [&off, &on] {
         server.tenants(&token, 100).await;
     }
-    // Throughput, alternating so drift on the machine lands on both.
-    let (mut t_off, mut t_on) = (0.0, 0.0);
-    for _ in 0..2 {
-        t_off += off.throughput(16, 8).await;
-        t_on += on.throughput(16, 8).await;
+    // Throughput, alternating so drift on the machine lands on both. The S3 stand-in (moto, Python) runs on the
+    // same cores, so its CPU is shown beside the ratio, and the server's CPU per write is the cost on its own.
+    let s3_pid = std::env::var("GATEHOUSE_BENCH_S3_PID").unwrap_or_default();
+    const ROUNDS: usize = 3;
+    let (mut off_sum, mut on_sum) = ((0.0, 0.0, 0.0), (0.0, 0.0, 0.0));
+    for _ in 0..ROUNDS {
+        for (server, sum) in [(&off, &mut off_sum), (&on, &mut on_sum)] {
+            let (rate, cpu, s3) = server.throughput(16, 8, &s3_pid).await;
+            *sum = (sum.0 + rate / ROUNDS as f64, sum.1 + cpu / ROUNDS as f64, sum.2 + s3);
+        }
     }
     println!(
-        "write throughput (16 clients, carts on one tenant): off {:.0}/s, on {:.0}/s: on/off = {:.1} %",
-        t_off / 2.0,
-        t_on / 2.0,
-        100.0 * t_on / t_off
+        "write throughput (16 clients, carts on one tenant, {ROUNDS} alternating rounds of 8 s): off {:.0}/s, \
+         on {:.0}/s: on/off = {:.1} %; server CPU per 1,000 writes off {:.3} s, on {:.3} s ({:.1} %); \
+         S3 server CPU {:.2} s over the on rounds ({:.2} s over the off rounds)",
+        off_sum.0,
+        on_sum.0,
+        100.0 * on_sum.0 / off_sum.0,
+        off_sum.1,
+        on_sum.1,
+        100.0 * on_sum.1 / off_sum.1,
+        on_sum.2,
+        off_sum.2
+    );
+    let (held, checkpoints) = (
+        on.metric("gatehouse_backup_checkpoint_turn_seconds_sum").await,
+        on.metric("gatehouse_backup_checkpoint_turn_seconds_count").await,
+    );
+    println!(
+        "checkpoints so far: {checkpoints:.0}, writer turn held {:.1} ms each on average",
+        1000.0 * held / checkpoints.max(1.0)
     );
     for (label, tenants) in [("one tenant", 1), ("100 tenants", 100)] {
         let (_, w_off, cpu_off, _) = off.steady(500, 15, tenants, false).await;

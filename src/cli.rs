@@ -42,6 +42,9 @@ enum Command {
     /// List or rotate a tenant's token signing keys through a running server's admin API.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Restore databases from the backup bucket (see also the admin API for a live tenant).
+    #[command(subcommand)]
+    Restore(crate::backup::command::RestoreCommand),
     /// Exit 0 when the local server answers /healthz (for container health checks).
     Healthcheck {
         /// Base URL to probe; defaults to http://127.0.0.1:$PORT.
@@ -215,9 +218,22 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let needs_config = matches!(cli.command, Command::Serve | Command::Migrate | Command::Admin(_));
+    let needs_config =
+        matches!(cli.command, Command::Serve | Command::Migrate | Command::Admin(_) | Command::Restore(_));
+    // `restore db --from URL` reads that replica with serve's S3 settings.
+    let from = match &cli.command {
+        Command::Restore(cmd) => cmd.from_url().map(str::to_owned),
+        _ => None,
+    };
     let config = if needs_config {
-        match Config::from_env() {
+        let loaded = match from {
+            Some(url) => Config::from_lookup(move |name| match name {
+                "GATEHOUSE_BACKUP_URL" => Some(url.clone()),
+                _ => std::env::var(name).ok(),
+            }),
+            None => Config::from_env(),
+        };
+        match loaded {
             Ok(config) => Some(config),
             Err(err) => {
                 eprintln!("{err}");
@@ -253,6 +269,7 @@ async fn dispatch(command: Command, config: Option<Config>) -> anyhow::Result<()
         }
         Command::Plugin(cmd) => plugin(cmd).await,
         Command::Keys(cmd) => keys(cmd).await,
+        Command::Restore(cmd) => crate::backup::command::run(cmd, config.expect("restore reads config")).await,
         Command::Healthcheck { url } => healthcheck(url).await,
         Command::Version => {
             println!("gatehouse {}", env!("CARGO_PKG_VERSION"));
@@ -263,6 +280,8 @@ async fn dispatch(command: Command, config: Option<Config>) -> anyhow::Result<()
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     crate::telemetry::init_logging(&config);
+    // Held until the process exits: an offline restore refuses to run beside this server.
+    let _lock = crate::backup::DataLock::acquire(&config.data_dir)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;

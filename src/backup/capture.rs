@@ -203,11 +203,12 @@ pub fn capture(db_path: &Path, pos: &mut Position, image: bool, spool: &Spool, n
             let mut pages: Vec<u32> = frames.pages.keys().copied().collect();
             pages.extend((pos.commit + 1..=commit).filter(|p| !frames.pages.contains_key(p)));
             pages.sort_unstable();
+            let mut data = vec![0u8; h.page_size as usize];
             for pgno in pages.into_iter().filter(|p| *p != lock && *p <= commit) {
-                let data = match frames.pages.get(&pgno) {
-                    Some(at) => wal::read_at(&wal_file, *at, h.page_size).map_err(|e| io(&wal_path, e))?,
-                    None => wal::db_page(&db, pgno, h.page_size)?,
-                };
+                match frames.pages.get(&pgno) {
+                    Some(at) => wal::read_at(&wal_file, *at, &mut data).map_err(|e| io(&wal_path, e))?,
+                    None => wal::db_page(&db, pgno, &mut data)?,
+                }
                 encoder.page(pgno, &data)?;
             }
             let file = spool.write(&pos.root, 0, &ltx_header, &encoder.finish()?)?;
@@ -265,11 +266,12 @@ fn write_image(
     };
     let mut encoder = Encoder::new(ltx_header)?;
     let lock = ltx::lock_pgno(page_size);
+    let mut data = vec![0u8; page_size as usize];
     for pgno in (1..=commit).filter(|p| *p != lock) {
-        let data = match (frames.pages.get(&pgno), &wal_file) {
-            (Some(at), Some(wal_file)) => wal::read_at(wal_file, *at, page_size).map_err(|e| io(&wal_path, e))?,
-            _ => wal::db_page(db, pgno, page_size)?,
-        };
+        match (frames.pages.get(&pgno), &wal_file) {
+            (Some(at), Some(wal_file)) => wal::read_at(wal_file, *at, &mut data).map_err(|e| io(&wal_path, e))?,
+            _ => wal::db_page(db, pgno, &mut data)?,
+        }
         encoder.page(pgno, &data)?;
     }
     let file = spool.write(&pos.root, SNAPSHOT_LEVEL, &ltx_header, &encoder.finish()?)?;

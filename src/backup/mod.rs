@@ -6,17 +6,21 @@
 //!   file dirty; the per-file writer lock.
 //! - `wal`, `capture`: reading committed WAL frames into the next LTX file in the local spool; checkpoints.
 //! - `ltx`: the LTX v3 codec. `position`: `data/backup.db`. `s3`: the bucket.
-//! - `sync`: the task that sleeps until a commit, captures dirty files once per interval, checkpoints, uploads
-//!   the spool in order, and reports lag, errors and stalls.
+//! - `sync`: the task that sleeps until a commit, captures dirty files an interval after their first uncaptured
+//!   commit, checkpoints, uploads each spooled file as it lands, and reports lag, errors and stalls.
+//! - `restore`: planning (newest snapshot, then the furthest-reaching chain; by TXID or commit time) and applying
+//!   a replica root to a new file. `command`: `gatehouse restore db|control|all`.
 //!
 //! Invariants: TXIDs of a root are contiguous from its newest snapshot on; a spool file is durable before the
 //! position moves past it and is deleted only once uploaded; the backup alone checkpoints replicated files, and
 //! only frames it has captured (a checkpoint that finds more makes the next capture a full image).
 
 pub mod capture;
+pub mod command;
 pub mod levels;
 pub mod ltx;
 pub mod position;
+pub mod restore;
 pub mod s3;
 pub mod sync;
 pub mod tracker;
@@ -28,6 +32,35 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::backup::capture::{Spool, Spooled};
+
+/// The data dir's lock (`data/.lock`): `serve` holds it while it runs, and offline restores take it, so a restore
+/// never replaces a file under a running server. The OS drops it when the holder exits, however it exits.
+pub struct DataLock {
+    _file: std::fs::File,
+}
+
+impl DataLock {
+    pub fn acquire(data_dir: &Path) -> anyhow::Result<DataLock> {
+        use anyhow::Context;
+        std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
+        let path = data_dir.join(".lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => Ok(DataLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+                "{} is held: a gatehouse server (or a restore) is using {}; stop it first",
+                path.display(),
+                data_dir.display()
+            ),
+            Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("cannot lock {}", path.display())),
+        }
+    }
+}
 use crate::backup::position::Positions;
 use crate::backup::tracker::{DbKey, Tracker};
 use crate::error::Result;
@@ -135,6 +168,8 @@ pub(crate) struct State {
     pub spool_bytes: u64,
     /// Databases with captured frames not checkpointed yet, and when they were last captured.
     pub unckpt: HashMap<DbKey, Instant>,
+    /// Files taken from the dirty set and being captured, with their first uncaptured commit (still lag).
+    pub capturing: HashMap<DbKey, Instant>,
     /// Uploaded files kept for the next level's merge, per root: (level, min TXID) → file.
     pub local: BTreeMap<String, BTreeMap<(u8, u64), Spooled>>,
     /// When each (root, level) last took in the level below.
@@ -167,6 +202,8 @@ pub struct Backup {
     pub(crate) local: Spool,
     pub(crate) state: Mutex<State>,
     pub(crate) remote: tokio::sync::OnceCell<s3::Remote>,
+    /// Wakes the uploader: a file was queued.
+    pub(crate) queued: tokio::sync::Notify,
     pub(crate) metrics: Arc<Metrics>,
     /// Per-database lag series too (`GATEHOUSE_METRICS_TENANT_LABELS`).
     pub(crate) per_db_metrics: bool,
@@ -196,6 +233,7 @@ impl Backup {
             tracker,
             state: Mutex::default(),
             remote: tokio::sync::OnceCell::new(),
+            queued: tokio::sync::Notify::new(),
             metrics,
             per_db_metrics,
         });
@@ -238,6 +276,8 @@ impl Backup {
         let root = state.queue.entry(file.root.clone()).or_default();
         let replaced = root.insert((file.max_txid, file.level), Queued { file, key, since });
         state.spool_bytes = state.spool_bytes - replaced.map_or(0, |q| q.file.bytes) + bytes;
+        drop(state);
+        self.queued.notify_one();
     }
 
     /// Off, ok, or degraded with the reason (uploads fail, a capture fails, a stall). The reason is short and
@@ -272,8 +312,12 @@ impl Backup {
 
     /// Seconds since the oldest commit not yet uploaded (0 when every commit is in the bucket).
     pub fn lag(&self) -> Duration {
-        let oldest_queued = self.state().queue.values().flat_map(|files| files.values().filter_map(|q| q.since)).min();
-        match [oldest_queued, self.tracker.oldest_dirty()].into_iter().flatten().min() {
+        let (oldest_queued, oldest_capturing) = {
+            let state = self.state();
+            let queued = state.queue.values().flat_map(|files| files.values().filter_map(|q| q.since)).min();
+            (queued, state.capturing.values().min().copied())
+        };
+        match [oldest_queued, oldest_capturing, self.tracker.oldest_dirty()].into_iter().flatten().min() {
             Some(oldest) => oldest.elapsed(),
             None => Duration::ZERO,
         }

@@ -1,7 +1,7 @@
-//! The sync task: it sleeps until a commit hook fires (idle databases cost nothing), then once per interval
-//! captures every dirty file into the spool, checkpoints files whose WAL grew long or went quiet, and uploads the
-//! spool in TXID order per replica root. Errors never reach writers: they are logged, counted, shown by
-//! `/readyz`, and retried on the next pass.
+//! The sync task: it sleeps until a commit hook fires (idle databases cost nothing); one interval after the
+//! oldest commit not captured yet it captures every dirty file into the spool and checkpoints files whose WAL grew
+//! long or went quiet. A separate uploader sends each spooled file as soon as it lands, in TXID order per replica
+//! root. Errors never reach writers: they are logged, counted, shown by `/readyz`, and retried.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -20,7 +20,7 @@ const IDLE_CHECKPOINT_INTERVALS: u32 = 10;
 /// Files captured at once.
 const CAPTURES_AT_ONCE: usize = 4;
 /// Replica roots uploaded at once.
-const UPLOADS_AT_ONCE: usize = 4;
+const UPLOADS_AT_ONCE: usize = 8;
 
 impl Backup {
     /// Runs until `stop` turns true, then does a final sync (capture, checkpoint, upload) and returns.
@@ -32,11 +32,13 @@ impl Backup {
         }
         let _ = self.remote.set(remote);
         self.take_up_files(&control).await;
-        // Uploads run beside captures, so a bucket that hangs never stops the spool from taking new commits.
-        let mut uploading: Option<tokio::task::JoinHandle<()>> = None;
+        // Uploads run beside captures, so a bucket that hangs never stops the spool from taking new commits, and
+        // a file goes up as soon as it is spooled.
+        let uploader = tokio::spawn(self.clone().upload_loop(stop.clone()));
+        let mut last_pass = Instant::now();
         loop {
             let waiting = { !self.state().queue.is_empty() || !self.state().unckpt.is_empty() };
-            if !waiting {
+            if !waiting && self.tracker.oldest_dirty().is_none() {
                 // Asleep until a commit, or until the next compaction of files already uploaded falls due.
                 let compaction = self.next_compaction();
                 tokio::select! {
@@ -48,19 +50,22 @@ impl Backup {
             if *stop.borrow() {
                 break;
             }
+            // A commit is captured one interval after it was made, whatever the last pass took (passes run on the
+            // oldest uncaptured commit's clock); a failing capture is retried at most twice an interval.
+            let interval = self.config.interval;
+            let due = self.tracker.oldest_dirty().map_or(Instant::now() + interval, |at| at + interval);
+            let due = due.max(last_pass + interval / 2);
             tokio::select! {
-                () = tokio::time::sleep(self.config.interval) => {}
+                () = tokio::time::sleep_until(due.into()) => {}
                 _ = stop.changed() => {}
             }
-            self.pass(&control, false).await;
-            if uploading.as_ref().is_none_or(|task| task.is_finished()) {
-                let backup = self.clone();
-                uploading = Some(tokio::spawn(async move { backup.upload().await }));
+            if *stop.borrow() {
+                break;
             }
+            last_pass = Instant::now();
+            self.pass(&control, false).await;
         }
-        if let Some(task) = uploading {
-            let _ = task.await;
-        }
+        let _ = uploader.await;
         self.pass(&control, true).await;
         self.clone().upload().await;
         self.report();
@@ -116,14 +121,22 @@ impl Backup {
     /// One pass: capture the dirty files, checkpoint, upload, report.
     pub(crate) async fn pass(self: &Arc<Self>, control: &Arc<ControlStore>, last: bool) {
         // Files are captured a few at once, so one file's fsyncs do not hold up the next.
-        let results: Vec<Option<String>> = futures_util::stream::iter(self.tracker.take_dirty())
+        // Until a file's capture is queued (or put back as dirty), its commits still count as lag.
+        let dirty = self.tracker.take_dirty();
+        self.state().capturing.extend(dirty.iter().map(|(key, since)| (key.clone(), *since)));
+        let results: Vec<Option<String>> = futures_util::stream::iter(dirty)
             .map(|(key, since)| async move {
-                let err = self.capture_one(control, &key, since).await.err()?;
-                tracing::warn!(db = %key, error = %err, "backup: capture failed; retried next pass");
-                self.count("capture");
-                let failed = format!("capture of {key}: {err}");
-                self.tracker.restore_dirty(key, since);
-                Some(failed)
+                let failed = match self.capture_one(control, &key, since).await {
+                    Ok(()) => None,
+                    Err(err) => {
+                        tracing::warn!(db = %key, error = %err, "backup: capture failed; retried next pass");
+                        self.count("capture");
+                        self.tracker.restore_dirty(key.clone(), since);
+                        Some(format!("capture of {key}: {err}"))
+                    }
+                };
+                self.state().capturing.remove(&key);
+                failed
             })
             .buffer_unordered(CAPTURES_AT_ONCE)
             .collect()
@@ -258,6 +271,7 @@ impl Backup {
     async fn checkpoint_now(self: &Arc<Self>, key: &DbKey) -> Result<()> {
         let locks = self.tracker.locks(key);
         let _turn = locks.writer.clone().lock_owned().await;
+        let held = Instant::now();
         let backup = self.clone();
         let k = key.clone();
         tokio::task::spawn_blocking(move || -> Result<()> {
@@ -269,7 +283,10 @@ impl Backup {
             backup.positions.put(&k, &pos)
         })
         .await??;
-        self.metrics.record(|| metrics::counter!("gatehouse_backup_checkpoints_total").increment(1));
+        self.metrics.record(|| {
+            metrics::counter!("gatehouse_backup_checkpoints_total").increment(1);
+            metrics::histogram!("gatehouse_backup_checkpoint_turn_seconds").record(held.elapsed().as_secs_f64());
+        });
         self.state().unckpt.remove(key);
         Ok(())
     }
@@ -352,9 +369,33 @@ impl Backup {
         }
     }
 
-    /// Uploads every root's spooled files in order; a root whose upload fails waits for the next pass.
-    async fn upload(self: Arc<Self>) {
-        let Some(remote) = self.remote.get() else { return };
+    /// Uploads whatever is queued, as soon as it is queued, until `stop`; after a failure it waits an interval.
+    async fn upload_loop(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            // A file queued while a round runs leaves a permit, so no wake is lost.
+            tokio::select! {
+                () = self.queued.notified() => {}
+                _ = stop.changed() => {}
+            }
+            if *stop.borrow() {
+                return;
+            }
+            while !self.clone().upload().await {
+                tokio::select! {
+                    () = tokio::time::sleep(self.config.interval) => {}
+                    _ = stop.changed() => {}
+                }
+                if *stop.borrow() {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Uploads every root's spooled files in order (a few roots at once): false when an upload failed (those
+    /// files stay queued).
+    async fn upload(self: Arc<Self>) -> bool {
+        let Some(remote) = self.remote.get() else { return false };
         let roots: Vec<Vec<Queued>> = self
             .state()
             .queue
@@ -363,7 +404,7 @@ impl Backup {
             .filter(|f: &Vec<Queued>| !f.is_empty())
             .collect();
         if roots.is_empty() {
-            return;
+            return true;
         }
         let results: Vec<Result<()>> = futures_util::stream::iter(roots)
             .map(|files| self.upload_root(remote, files))
@@ -371,6 +412,7 @@ impl Backup {
             .collect()
             .await;
         let failed = results.into_iter().find_map(|r| r.err());
+        let ok = failed.is_none();
         let mut state = self.state();
         match failed {
             Some(err) => {
@@ -385,6 +427,7 @@ impl Backup {
                 }
             }
         }
+        ok
     }
 
     async fn upload_root(&self, remote: &s3::Remote, files: Vec<Queued>) -> Result<()> {
@@ -560,7 +603,7 @@ impl Backup {
         }
         state.stalled = stalled;
         let (spool, synced) = (state.spool_bytes, state.last_synced_unix);
-        // Per database: the oldest commit not uploaded (queued files, then commits not captured yet).
+        // Per database: the oldest commit not uploaded (queued files, files being captured, commits not captured).
         let mut oldest: std::collections::HashMap<DbKey, Instant> = std::collections::HashMap::new();
         for queued in state.queue.values().flat_map(|files| files.values()) {
             if let Some(since) = queued.since {
@@ -569,8 +612,9 @@ impl Backup {
             }
         }
         let active: Vec<DbKey> = state.unckpt.keys().cloned().collect();
+        let capturing: Vec<(DbKey, Instant)> = state.capturing.iter().map(|(k, at)| (k.clone(), *at)).collect();
         drop(state);
-        for (key, since) in self.tracker.dirty() {
+        for (key, since) in self.tracker.dirty().into_iter().chain(capturing) {
             let at = oldest.entry(key).or_insert(since);
             *at = (*at).min(since);
         }

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{ErrorKind, Read, Seek, SeekFrom};
+use std::io::{ErrorKind, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -17,6 +17,8 @@ pub const WAL_HEADER_SIZE: u64 = 32;
 const FRAME_HEADER_SIZE: u64 = 24;
 const MAGIC_LE: u32 = 0x377f_0682;
 const MAGIC_BE: u32 = 0x377f_0683;
+/// Bytes of WAL read at a time.
+const READ_CHUNK: u64 = 1 << 20;
 
 /// The WAL header fields a reader follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,44 +116,56 @@ fn checksum(big_endian: bool, seed: (u32, u32), data: &[u8]) -> (u32, u32) {
 /// checksum does not follow, or that is cut short ends the read; frames after the last commit frame are left for
 /// the next read). Returns them with the cursor after the last commit frame.
 pub fn read_frames(wal: &Path, header: &WalHeader, from: Cursor) -> Result<(Frames, Cursor)> {
-    let mut file = File::open(wal).map_err(|e| corrupt(wal, e))?;
+    let file = File::open(wal).map_err(|e| corrupt(wal, e))?;
     let len = file.metadata().map_err(|e| corrupt(wal, e))?.len();
     let mut frames = Frames::default();
     let mut cursor = from;
-    if from.offset >= len {
-        return Ok((frames, cursor));
-    }
-    file.seek(SeekFrom::Start(from.offset)).map_err(|e| corrupt(wal, e))?;
-    let mut rest = Vec::with_capacity((len - from.offset) as usize);
-    file.read_to_end(&mut rest).map_err(|e| corrupt(wal, e))?;
-    let frame_size = (FRAME_HEADER_SIZE + u64::from(header.page_size)) as usize;
+    let frame_size = FRAME_HEADER_SIZE + u64::from(header.page_size);
+    // Read in chunks of whole frames into one buffer: a WAL that grew by many megabytes between two syncs is
+    // never held in memory at once.
+    let per_chunk = (READ_CHUNK / frame_size).max(1);
+    let mut buf = vec![0u8; (per_chunk * frame_size) as usize];
     let mut pending: Vec<(u32, u64)> = Vec::new();
     let mut running = from.checksum;
     let mut read = 0u64;
-    for (i, frame) in rest.chunks_exact(frame_size).enumerate() {
-        let word = |at: usize| u32::from_be_bytes([frame[at], frame[at + 1], frame[at + 2], frame[at + 3]]);
-        if (word(8), word(12)) != (header.salt1, header.salt2) {
-            break;
+    let mut at = from.offset;
+    'chunks: while at + frame_size <= len {
+        let n = ((len - at) / frame_size).min(per_chunk);
+        let chunk = &mut buf[..(n * frame_size) as usize];
+        match file.read_exact_at(chunk, at) {
+            Ok(()) => {}
+            // Cut short under us (a restart truncated it): what was read so far stands.
+            Err(e) if e.kind() == ErrorKind::UnexpectedEof => break,
+            Err(e) => return Err(corrupt(wal, e)),
         }
-        let sum = checksum(header.big_endian, running, &frame[..8]);
-        let sum = checksum(header.big_endian, sum, &frame[FRAME_HEADER_SIZE as usize..]);
-        if sum != (word(16), word(20)) {
-            break;
-        }
-        running = sum;
-        let at = from.offset + (i * frame_size) as u64;
-        pending.push((word(0), at + FRAME_HEADER_SIZE));
-        read += 1;
-        let commit = word(4);
-        if commit != 0 {
-            for (pgno, data_at) in pending.drain(..) {
-                frames.pages.insert(pgno, data_at);
+        for frame in chunk.chunks_exact(frame_size as usize) {
+            let word = |at: usize| u32::from_be_bytes([frame[at], frame[at + 1], frame[at + 2], frame[at + 3]]);
+            if (word(8), word(12)) != (header.salt1, header.salt2) {
+                break 'chunks;
             }
-            frames.pages.retain(|pgno, _| *pgno <= commit);
-            frames.commit = Some(commit);
-            frames.count += read;
-            read = 0;
-            cursor = Cursor { offset: at + frame_size as u64, checksum: running };
+            let sum = checksum(header.big_endian, running, &frame[..8]);
+            let sum = checksum(header.big_endian, sum, &frame[FRAME_HEADER_SIZE as usize..]);
+            if sum != (word(16), word(20)) {
+                break 'chunks;
+            }
+            running = sum;
+            pending.push((word(0), at + FRAME_HEADER_SIZE));
+            read += 1;
+            at += frame_size;
+            let commit = word(4);
+            if commit != 0 {
+                for (pgno, data_at) in pending.drain(..) {
+                    frames.pages.insert(pgno, data_at);
+                }
+                // Pages past the end of a database that shrank are dropped (rare: a check, not a walk, per commit).
+                if frames.pages.last_key_value().is_some_and(|(pgno, _)| *pgno > commit) {
+                    frames.pages.split_off(&(commit + 1));
+                }
+                frames.commit = Some(commit);
+                frames.count += read;
+                read = 0;
+                cursor = Cursor { offset: at, checksum: running };
+            }
         }
     }
     Ok((frames, cursor))
@@ -168,11 +182,9 @@ pub fn frame_checksum_before(wal: &Path, end: u64, page_size: u32) -> Option<(u3
     Some((word(16), word(20)))
 }
 
-/// Reads one page's bytes at `offset` of `file`.
-pub fn read_at(file: &File, offset: u64, page_size: u32) -> std::io::Result<Vec<u8>> {
-    let mut page = vec![0u8; page_size as usize];
-    file.read_exact_at(&mut page, offset)?;
-    Ok(page)
+/// Reads one page's bytes at `offset` of `file` into `page`.
+pub fn read_at(file: &File, offset: u64, page: &mut [u8]) -> std::io::Result<()> {
+    file.read_exact_at(page, offset)
 }
 
 /// The main file's page size and its size in pages (from the header when it is valid, else the file length).
@@ -196,12 +208,16 @@ pub fn db_shape(db: &File) -> Result<Option<(u32, u32)>> {
     Ok(Some((page_size, pages)))
 }
 
-/// A page of the main file, or zeros past its end (a page the database grew into that no frame wrote).
-pub fn db_page(db: &File, pgno: u32, page_size: u32) -> Result<Vec<u8>> {
-    let offset = u64::from(pgno - 1) * u64::from(page_size);
-    match read_at(db, offset, page_size) {
-        Ok(page) => Ok(page),
-        Err(e) if e.kind() == ErrorKind::UnexpectedEof => Ok(vec![0u8; page_size as usize]),
+/// A page of the main file into `page` (its length is the page size), or zeros past its end (a page the
+/// database grew into that no frame wrote).
+pub fn db_page(db: &File, pgno: u32, page: &mut [u8]) -> Result<()> {
+    let offset = u64::from(pgno - 1) * page.len() as u64;
+    match read_at(db, offset, page) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::UnexpectedEof => {
+            page.fill(0);
+            Ok(())
+        }
         Err(e) => Err(Error::internal(e)),
     }
 }

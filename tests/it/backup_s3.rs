@@ -10,17 +10,17 @@ use serde_json::{Value, json};
 
 use crate::support::{BinServer, TOKEN, eventually, free_port, metric_value, require_tool};
 
-const BUCKET: &str = "gh-backups";
-const PREFIX: &str = "site/one";
+pub(crate) const BUCKET: &str = "gh-backups";
+pub(crate) const PREFIX: &str = "site/one";
 
 /// `moto_server` on a free port with the test bucket made.
-struct Moto {
+pub(crate) struct Moto {
     child: Child,
     port: u16,
 }
 
 impl Moto {
-    async fn start() -> Moto {
+    pub(crate) async fn start() -> Moto {
         let port = free_port();
         let child = Command::new("moto_server")
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
@@ -37,7 +37,7 @@ impl Moto {
         moto
     }
 
-    fn endpoint(&self) -> String {
+    pub(crate) fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
@@ -48,7 +48,7 @@ impl Moto {
     }
 
     /// The object keys under `prefix`.
-    async fn keys(&self, prefix: &str) -> Vec<String> {
+    pub(crate) async fn keys(&self, prefix: &str) -> Vec<String> {
         let url = format!("{}/{BUCKET}?list-type=2&max-keys=10000&prefix={prefix}", self.endpoint());
         let body = reqwest::get(url).await.unwrap().text().await.unwrap();
         body.split("<Key>")
@@ -59,7 +59,7 @@ impl Moto {
     }
 
     /// Restores the replica root `root` (under the prefix) into `out` with the real Litestream.
-    fn restore(&self, root: &str, out: &Path) {
+    pub(crate) fn restore(&self, root: &str, out: &Path) {
         let url = format!("s3://{BUCKET}/{PREFIX}/{root}?endpoint={}&region=us-east-1", self.endpoint());
         let done = Command::new("litestream")
             .env_remove("AWS_CA_BUNDLE")
@@ -82,11 +82,11 @@ impl Drop for Moto {
     }
 }
 
-fn tools() -> bool {
+pub(crate) fn tools() -> bool {
     require_tool("litestream") && require_tool("moto_server")
 }
 
-async fn serve(cwd: &Path, moto: &Moto, extra: &[(&str, &str)]) -> BinServer {
+pub(crate) async fn serve(cwd: &Path, moto: &Moto, extra: &[(&str, &str)]) -> BinServer {
     let endpoint = moto.endpoint();
     let url = format!("s3://{BUCKET}/{PREFIX}");
     let mut env = vec![
@@ -101,7 +101,7 @@ async fn serve(cwd: &Path, moto: &Moto, extra: &[(&str, &str)]) -> BinServer {
     BinServer::start(cwd, &env).await
 }
 
-async fn admin(server: &BinServer, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
+pub(crate) async fn admin(server: &BinServer, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
     let r = reqwest::Client::new()
         .request(method, format!("{}{path}", server.base))
         .bearer_auth(TOKEN)
@@ -114,7 +114,7 @@ async fn admin(server: &BinServer, method: reqwest::Method, path: &str, body: Va
 }
 
 /// Creates `n` users named `{tag}-{i}` in `slug`, eight at a time; each must succeed.
-async fn users(server: &BinServer, slug: &str, tag: &str, n: usize) {
+pub(crate) async fn users(server: &BinServer, slug: &str, tag: &str, n: usize) {
     futures_util::stream::iter(0..n)
         .map(|i| async move {
             let body = json!({"email": format!("{tag}-{i}@example.com"), "password": "correct horse battery", "name": format!("{tag} {i}")});
@@ -131,19 +131,19 @@ async fn lag(server: &BinServer) -> f64 {
     metric_value(&text, "gatehouse_backup_lag_seconds").unwrap_or(f64::MAX)
 }
 
-async fn caught_up(server: &BinServer) {
+pub(crate) async fn caught_up(server: &BinServer) {
     eventually(Duration::from_secs(60), "backup lag 0", || async { (lag(server).await == 0.0).then_some(()) }).await;
 }
 
 /// Stops the server with SIGTERM (its last backup pass runs) and waits for it.
-fn stop(mut server: BinServer) {
+pub(crate) fn stop(mut server: BinServer) {
     server.signal("TERM");
     let status = server.child.wait().unwrap();
     assert!(status.success(), "graceful stop: {status:?}");
 }
 
 /// Every table's rows of a database, sorted (compared row by row).
-fn tables(path: &Path) -> Vec<(String, Vec<String>)> {
+pub(crate) fn tables(path: &Path) -> Vec<(String, Vec<String>)> {
     let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
     let conn = rusqlite::Connection::open_with_flags(path, flags).unwrap();
     let ok: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
@@ -175,7 +175,7 @@ fn tables(path: &Path) -> Vec<(String, Vec<String>)> {
         .collect()
 }
 
-fn assert_same(live: &Path, restored: &Path) -> usize {
+pub(crate) fn assert_same(live: &Path, restored: &Path) -> usize {
     let (live, restored) = (tables(live), tables(restored));
     assert_eq!(live.len(), restored.len(), "the same tables");
     for ((name, a), (other, b)) in live.iter().zip(&restored) {
@@ -187,7 +187,7 @@ fn assert_same(live: &Path, restored: &Path) -> usize {
 }
 
 /// The replica roots in `backup.db`: (database, root).
-fn roots(data: &Path) -> Vec<(String, String)> {
+pub(crate) fn roots(data: &Path) -> Vec<(String, String)> {
     let conn =
         rusqlite::Connection::open_with_flags(data.join("backup.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .unwrap();
@@ -195,7 +195,7 @@ fn roots(data: &Path) -> Vec<(String, String)> {
     stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
 }
 
-fn live_path(data: &Path, db: &str) -> PathBuf {
+pub(crate) fn live_path(data: &Path, db: &str) -> PathBuf {
     if db == "control" { data.join("control.db") } else { data.join(format!("{db}.db")) }
 }
 

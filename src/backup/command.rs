@@ -1,0 +1,305 @@
+//! `gatehouse restore …`: restores from the bucket onto this machine, with the server stopped (`control`) or into
+//! a new place (`db`, `all`). The settings are `serve`'s (`GATEHOUSE_BACKUP_URL`, `GATEHOUSE_S3_*`, the AWS
+//! credential chain); `--from` names another replica URL, such as one the real `litestream replicate` wrote.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use futures_util::StreamExt;
+
+use crate::backup::restore::{self, Progress, Restored, Target};
+use crate::backup::s3::Remote;
+use crate::backup::{BackupConfig, DataLock};
+use crate::config::Config;
+
+/// Tenant files restored at once by `restore all`.
+const TENANTS_AT_ONCE: usize = 8;
+
+#[derive(Subcommand)]
+pub enum RestoreCommand {
+    /// Restore one replica root (one of ours, or any Litestream 0.5 replica) into a new file.
+    Db {
+        /// The replica root, s3://bucket/path (endpoint, region and credentials as for serve).
+        #[arg(long)]
+        from: String,
+        /// The file to write; it must not exist.
+        #[arg(long, short)]
+        output: PathBuf,
+        #[command(flatten)]
+        point: Point,
+    },
+    /// Restore this data dir's control.db from its replica; only while the server is stopped. The old file goes
+    /// to data/archive/, and the restored one replicates into a new generation.
+    Control {
+        #[command(flatten)]
+        point: Point,
+        /// This node's replica generation to restore from (default: the newest).
+        #[arg(long)]
+        generation: Option<String>,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Disaster recovery: restore control.db and every tenant it lists at that point into an empty directory.
+    All {
+        /// The new data directory (empty or absent).
+        #[arg(long)]
+        to: PathBuf,
+        /// The node whose control plane to restore (default: the only one in the bucket).
+        #[arg(long)]
+        node: Option<u64>,
+        #[command(flatten)]
+        point: Point,
+    },
+}
+
+impl RestoreCommand {
+    /// The replica URL the command reads instead of `GATEHOUSE_BACKUP_URL`, if any.
+    pub fn from_url(&self) -> Option<&str> {
+        match self {
+            RestoreCommand::Db { from, .. } => Some(from),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Args, Clone)]
+pub struct Point {
+    /// Restore the state committed at or before this time (RFC 3339, e.g. 2026-11-29T21:00:00Z), by the commit
+    /// times in the LTX headers.
+    #[arg(long, conflicts_with = "txid")]
+    timestamp: Option<String>,
+    /// Restore the state right after this TXID.
+    #[arg(long)]
+    txid: Option<u64>,
+}
+
+impl Point {
+    fn target(&self) -> anyhow::Result<Target> {
+        match (&self.timestamp, self.txid) {
+            (Some(text), _) => {
+                let at = time::OffsetDateTime::parse(text.trim(), &time::format_description::well_known::Rfc3339)
+                    .with_context(|| format!("--timestamp {text:?} is not an RFC 3339 time"))?;
+                Ok(Target::Time((at.unix_timestamp_nanos() / 1_000_000) as i64))
+            }
+            (None, Some(txid)) => Ok(Target::Txid(txid)),
+            (None, None) => Ok(Target::Latest),
+        }
+    }
+}
+
+fn backup_config(config: &Config) -> anyhow::Result<&BackupConfig> {
+    config.backup.as_ref().context("GATEHOUSE_BACKUP_URL is not set: there is no replica to restore from")
+}
+
+/// Runs a restore command.
+pub async fn run(command: RestoreCommand, config: Config) -> anyhow::Result<()> {
+    let remote = Remote::new(backup_config(&config)?).await;
+    match command {
+        RestoreCommand::Db { output, point, .. } => {
+            let done = restore::restore(&remote, "", point.target()?, &output, &reporter("")).await?;
+            report(&output, &done);
+            Ok(())
+        }
+        RestoreCommand::Control { point, generation, yes } => {
+            control(&config, &remote, point.target()?, generation, yes).await
+        }
+        RestoreCommand::All { to, node, point } => {
+            let target = point.target()?;
+            if matches!(target, Target::Txid(_)) {
+                bail!("a TXID names a point in one database; restore all takes --timestamp (or nothing: the latest)");
+            }
+            all(&remote, &to, node, target).await
+        }
+    }
+}
+
+/// Progress on stderr: a line per step on a terminal and off it (a bar needs a terminal; lines work for both).
+fn reporter(name: &str) -> impl Fn(Progress) + Sync + use<> {
+    let name = if name.is_empty() { String::new() } else { format!("{name}: ") };
+    move |p: Progress| {
+        if p.applying {
+            eprintln!("{name}applying {} files ({:.1} MB)", p.files, p.bytes as f64 / 1e6);
+        } else if p.files_done == p.files || p.files_done.is_multiple_of(10) {
+            eprintln!(
+                "{name}downloaded {}/{} files, {:.1}/{:.1} MB",
+                p.files_done,
+                p.files,
+                p.bytes_done as f64 / 1e6,
+                p.bytes as f64 / 1e6
+            );
+        }
+    }
+}
+
+fn report(path: &Path, done: &Restored) {
+    let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(done.timestamp_ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default();
+    println!(
+        "restored {} at TXID {} (committed {at}): {} files, {:.1} MB downloaded, {} pages, {:.1} MB database in {:.2} s",
+        path.display(),
+        done.txid,
+        done.files,
+        done.bytes as f64 / 1e6,
+        done.pages,
+        done.db_bytes as f64 / 1e6,
+        done.seconds
+    );
+}
+
+/// Asks on a terminal; scripts pass `--yes`.
+fn confirm(question: &str, yes: bool) -> anyhow::Result<()> {
+    if yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("{question}: pass --yes to confirm when not on a terminal");
+    }
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    if !matches!(line.trim(), "y" | "Y" | "yes") {
+        bail!("not confirmed; nothing changed");
+    }
+    Ok(())
+}
+
+/// The newest (or the named) control generation of `node` in the bucket.
+async fn control_root(remote: &Remote, node: u64, generation: Option<String>) -> anyhow::Result<String> {
+    let base = format!("nodes/{node}/control");
+    let generations = remote.children(&base).await?;
+    let chosen = match generation {
+        Some(g) if generations.contains(&g) => g,
+        Some(g) => bail!("generation {g} is not in {} (there: {})", remote.url(&base), generations.join(", ")),
+        // UUIDv7s sort by creation time.
+        None => {
+            generations.last().cloned().with_context(|| format!("no control replica under {}", remote.url(&base)))?
+        }
+    };
+    Ok(format!("{base}/{chosen}"))
+}
+
+async fn control(
+    config: &Config,
+    remote: &Remote,
+    target: Target,
+    generation: Option<String>,
+    yes: bool,
+) -> anyhow::Result<()> {
+    let data = &config.data_dir;
+    let _lock = DataLock::acquire(data)?;
+    let node = crate::tenants::effects::node_id(data)?;
+    let root = control_root(remote, node, generation).await?;
+    let current = data.join("control.db");
+    confirm(&format!("Replace {} with {}?", current.display(), remote.url(&root)), yes)?;
+    let staged = data.join("control.db.restored");
+    let _ = std::fs::remove_file(&staged);
+    let done = restore::restore(remote, &root, target, &staged, &reporter("control")).await?;
+    // In an order that leaves a usable control.db after a crash at any step:
+    // 1. the restored history diverges from the replica's tail, so it replicates into a new generation;
+    crate::backup::position::Positions::open(data)?.delete(&crate::backup::tracker::DbKey::Control)?;
+    // 2. the old file and its WAL are linked into the archive under a name of their own;
+    let archive = data.join("archive");
+    std::fs::create_dir_all(&archive)?;
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos();
+    for suffix in ["", "-wal"] {
+        let from = PathBuf::from(format!("{}{suffix}", current.display()));
+        if from.exists() {
+            std::fs::hard_link(&from, archive.join(format!("control-{stamp}.db{suffix}")))?;
+        }
+    }
+    std::fs::File::open(&archive).and_then(|d| d.sync_all())?;
+    // 3. the old WAL goes before the new file arrives (SQLite would replay it onto any file of that name);
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", current.display()));
+    }
+    // 4. the restored file replaces the old one in one step.
+    std::fs::rename(&staged, &current)?;
+    std::fs::File::open(data).and_then(|d| d.sync_all())?;
+    report(&current, &done);
+    Ok(())
+}
+
+/// Restores `nodes/{node}/control/<newest>` into `to/control.db`, then every tenant that control plane lists.
+async fn all(remote: &Remote, to: &Path, node: Option<u64>, target: Target) -> anyhow::Result<()> {
+    if to.exists() && std::fs::read_dir(to)?.next().is_some() {
+        bail!("{} is not empty; restore all writes a new data directory", to.display());
+    }
+    let node = match node {
+        Some(node) => node,
+        None => {
+            let nodes: Vec<u64> = remote.children("nodes").await?.iter().filter_map(|n| n.parse().ok()).collect();
+            match nodes.as_slice() {
+                [one] => *one,
+                [] => bail!("no control replica under {}", remote.url("nodes")),
+                many => bail!("several nodes replicate here ({many:?}): name one with --node"),
+            }
+        }
+    };
+    std::fs::create_dir_all(to.join("tenants"))?;
+    let root = control_root(remote, node, None).await?;
+    let control_path = to.join("control.db");
+    let done = restore::restore(remote, &root, target, &control_path, &reporter("control")).await?;
+    report(&control_path, &done);
+    std::fs::write(to.join("node_id"), format!("{node}\n"))?;
+    // The tenants of the restored control plane, each at the same point (a tenant's own chain decides what
+    // that point holds).
+    let tenants = {
+        let path = control_path.clone();
+        tokio::task::spawn_blocking(move || tenants_of(&path)).await??
+    };
+    let remote = Arc::new(remote);
+    let results: Vec<anyhow::Result<()>> = futures_util::stream::iter(tenants)
+        .map(|(slug, incarnation)| {
+            let remote = remote.clone();
+            let out = to.join("tenants").join(format!("{slug}.db"));
+            async move {
+                let root = format!("tenants/{slug}/{incarnation}");
+                let done = restore::restore(&remote, &root, target, &out, &|_| {})
+                    .await
+                    .with_context(|| format!("tenant {slug} from {}", remote.url(&root)))?;
+                report(&out, &done);
+                Ok(())
+            }
+        })
+        .buffer_unordered(TENANTS_AT_ONCE)
+        .collect()
+        .await;
+    let failed: Vec<String> = results.into_iter().filter_map(|r| r.err().map(|e| format!("{e:#}"))).collect();
+    if !failed.is_empty() {
+        bail!("{} tenants did not restore:\n  {}", failed.len(), failed.join("\n  "));
+    }
+    eprintln!(
+        "restored into {}; start it with GATEHOUSE_DATA_DIR={} and this node's master key (GATEHOUSE_MASTER_KEY \
+         or its key file)",
+        to.display(),
+        to.display()
+    );
+    Ok(())
+}
+
+/// The live tenants (slug, incarnation) a restored control.db lists.
+fn tenants_of(control: &Path) -> anyhow::Result<Vec<(String, String)>> {
+    let conn = rusqlite::Connection::open_with_flags(control, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let mut stmt = conn.prepare("SELECT slug, COALESCE(incarnation, 'legacy') FROM tenants ORDER BY slug")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+    let mut tenants = Vec::new();
+    for row in rows {
+        let (slug, incarnation) = row?;
+        // Both become paths: only what the server itself would have written is followed.
+        crate::tenants::TenantSlug::parse(&slug).map_err(|e| anyhow::anyhow!("tenant {slug:?}: {e}"))?;
+        // As the sync task names roots: a UUID incarnation, anything else `legacy`.
+        let incarnation = match uuid::Uuid::parse_str(&incarnation) {
+            Ok(id) => id.hyphenated().to_string(),
+            Err(_) => "legacy".to_owned(),
+        };
+        tenants.push((slug, incarnation));
+    }
+    Ok(tenants)
+}
