@@ -136,10 +136,7 @@ fn reporter(name: &str) -> impl Fn(Progress) + Sync + use<> {
 }
 
 fn report(path: &Path, done: &Restored) {
-    let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(done.timestamp_ms) * 1_000_000)
-        .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_default();
+    let at = restore::time_text(done.timestamp_ms);
     println!(
         "restored {} at TXID {} (committed {at}): {} files, {:.1} MB downloaded, {} pages, {:.1} MB database in {:.2} s",
         path.display(),

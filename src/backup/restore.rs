@@ -77,7 +77,8 @@ fn fail(message: impl Into<String>) -> Error {
     Error::Internal(message.into())
 }
 
-fn time_text(ms: i64) -> String {
+/// An LTX timestamp (ms) as RFC 3339, for messages.
+pub(crate) fn time_text(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
         .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
@@ -147,6 +148,15 @@ impl Stamps<'_> {
         Ok(at)
     }
 
+    /// The restore window: the oldest snapshot's time and the newest file's.
+    async fn window(&mut self, files: &[RemoteFile]) -> Result<Option<(i64, i64)>> {
+        let Some(first) = files.iter().filter(|f| f.level == SNAPSHOT_LEVEL).min_by_key(|f| f.max_txid) else {
+            return Ok(None);
+        };
+        let Some(last) = files.iter().max_by_key(|f| (f.max_txid, f.level)) else { return Ok(None) };
+        Ok(Some((self.of(first).await?, self.of(last).await?)))
+    }
+
     /// How many of `level` (sorted by TXID) were committed at or before `time`.
     async fn count_until(&mut self, level: &[RemoteFile], time: i64) -> Result<usize> {
         let (mut lo, mut hi) = (0, level.len());
@@ -160,16 +170,6 @@ impl Stamps<'_> {
         }
         Ok(lo)
     }
-}
-
-/// The restore window of `root`: the oldest snapshot's time and the newest file's.
-pub async fn window(remote: &Remote, root: &str, files: &[RemoteFile]) -> Result<Option<(i64, i64)>> {
-    let mut stamps = Stamps { remote, root, known: HashMap::new() };
-    let Some(first) = files.iter().filter(|f| f.level == SNAPSHOT_LEVEL).min_by_key(|f| f.max_txid) else {
-        return Ok(None);
-    };
-    let Some(last) = files.iter().max_by_key(|f| (f.max_txid, f.level)) else { return Ok(None) };
-    Ok(Some((stamps.of(first).await?, stamps.of(last).await?)))
 }
 
 /// Plans a restore of `root` to `target`.
@@ -207,7 +207,7 @@ pub async fn plan(remote: &Remote, root: &str, target: Target) -> Result<Plan> {
             }
             let within = |f: &RemoteFile| allowed.get(&f.level).is_some_and(|max| f.max_txid <= *max);
             if !files.iter().any(|f| f.level == SNAPSHOT_LEVEL && f.min_txid == 1 && within(f)) {
-                let shown = match window(remote, root, &files).await? {
+                let shown = match stamps.window(&files).await? {
                     Some((from, to)) => format!("{} to {}", time_text(from), time_text(to)),
                     None => "none (no snapshot)".to_owned(),
                 };
