@@ -32,6 +32,22 @@ async fn send_test(app: &TestApp, slug: &str, to: &str) -> String {
     r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
 }
 
+/// An SMTP outage: a listener that hangs up on every connection, so each attempt fails at once. It holds its port
+/// until aborted, so no other test's listener can take the port meanwhile (an attempt would then wait for a
+/// greeting until the SMTP timeout, as it would on a free port the client happened to connect to itself).
+async fn hang_up() -> (u16, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        loop {
+            if let Ok((conn, _)) = listener.accept().await {
+                drop(conn);
+            }
+        }
+    });
+    (port, task)
+}
+
 async fn outbox(app: &TestApp, slug: &str, query: &str) -> Vec<Value> {
     let r =
         app.admin(Method::GET, &format!("/admin/api/v1/tenants/{slug}/outbox?limit=200{query}")).send().await.unwrap();
@@ -95,7 +111,7 @@ async fn smtp_outage_keeps_mail_pending_then_delivers_each_once() {
     if !require_python_module("aiosmtpd") {
         return;
     }
-    let port = free_port();
+    let (port, outage) = hang_up().await;
     let app = spawn_with(|_| {}, Router::new()).await;
     app.create_tenant("acme").await;
     put_smtp(&app, "acme", &json!({ "host": "127.0.0.1", "port": port, "tls": "none", "from_email": "a@acme.test" }))
@@ -104,7 +120,7 @@ async fn smtp_outage_keeps_mail_pending_then_delivers_each_once() {
     for i in 0..5 {
         ids.insert(send_test(&app, "acme", &format!("user{i}@example.com")).await);
     }
-    // Nothing listens: every row stays pending with a growing attempt count and the error.
+    // Every attempt fails: every row stays pending with a growing attempt count and the error.
     eventually(WAIT, "two failed attempts on every row", || async {
         let items = outbox(&app, "acme", "").await;
         items.iter().all(|i| i["status"] == "pending" && i["attempts"].as_u64() >= Some(2)).then_some(())
@@ -116,6 +132,8 @@ async fn smtp_outage_keeps_mail_pending_then_delivers_each_once() {
     assert!(metric_value(&metrics, "gatehouse_outbox_failed_attempts_total{kind=\"email\"}").unwrap() >= 10.0);
     assert_eq!(metric_value(&metrics, "gatehouse_outbox_pending{kind=\"email\"}"), Some(5.0), "{metrics}");
 
+    outage.abort();
+    let _ = outage.await; // the port is free again
     let sink = SmtpSink::start(SinkOptions { port: Some(port), ..SinkOptions::default() }).await;
     let got = sink.wait_for(5, Duration::from_secs(60)).await;
     eventually(WAIT, "all rows sent", || async {
@@ -374,17 +392,14 @@ async fn idle_tenants_are_not_opened_by_the_dispatcher() {
     }
     let app = std::sync::Arc::into_inner(app).unwrap();
     app.create_tenant("busy").await;
-    put_smtp(
-        &app,
-        "busy",
-        &json!({ "host": "127.0.0.1", "port": free_port(), "tls": "none", "from_email": "a@busy.test" }),
-    )
-    .await;
+    let (port, _outage) = hang_up().await;
+    put_smtp(&app, "busy", &json!({ "host": "127.0.0.1", "port": port, "tls": "none", "from_email": "a@busy.test" }))
+        .await;
     send_test(&app, "busy", "ann@example.com").await;
     app.stop().await;
 
     let app = spawn_in(dir.path(), |_| {}, Router::new()).await.unwrap();
-    // The start-up scan finds the busy tenant's pending mail and the dispatcher tries it (nothing listens).
+    // The start-up scan finds the busy tenant's pending mail and the dispatcher tries it (the server hangs up).
     let pools = eventually(WAIT, "a new delivery attempt after the restart", || async {
         let metrics = app.metrics().await;
         let failed = metric_value(&metrics, "gatehouse_outbox_failed_attempts_total{kind=\"email\"}").unwrap_or(0.0);
