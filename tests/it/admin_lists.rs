@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::admin_ui::{EMAIL, PASSWORD, app_with_operator, signed_in, signed_in_browser, wait_text};
 use crate::identity::csrf_of;
-use crate::support::{TestApp, free_port, require_tool, spawn_with};
+use crate::support::{HangUp, TestApp, require_tool, spawn_with};
 
 async fn page(ui: &Client, app: &TestApp, path: &str) -> (StatusCode, String) {
     let r = ui.get(app.url(path)).send().await.unwrap();
@@ -251,7 +251,8 @@ async fn consequential_actions_need_the_confirmation_step() {
 async fn a_webhook_whose_deliveries_fail_is_marked_failing() {
     let app = app_with_operator().await;
     app.create_tenant("failco").await;
-    let closed = format!("http://127.0.0.1:{}/hook", free_port());
+    let down = HangUp::start().await;
+    let closed = format!("http://127.0.0.1:{}/hook", down.port);
     let failing = add_webhook(&app, "failco", &closed, &["webhook.ping"]).await;
     let quiet = add_webhook(&app, "failco", "https://quiet.example/hook", &["user.deleted"]).await;
     let r =

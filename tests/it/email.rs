@@ -9,8 +9,8 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::support::{
-    BinServer, SinkOptions, SmtpSink, TOKEN, TestApp, eventually, free_port, metric_value, require_python_module,
-    spawn_in, spawn_with,
+    BinServer, HangUp, SinkOptions, SmtpSink, TOKEN, TestApp, eventually, free_port, metric_value,
+    require_python_module, spawn_in, spawn_with,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -30,22 +30,6 @@ async fn send_test(app: &TestApp, slug: &str, to: &str) -> String {
         .unwrap();
     assert_eq!(r.status(), 202);
     r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
-}
-
-/// An SMTP outage: a listener that hangs up on every connection, so each attempt fails at once. It holds its port
-/// until aborted, so no other test's listener can take the port meanwhile (an attempt would then wait for a
-/// greeting until the SMTP timeout, as it would on a free port the client happened to connect to itself).
-async fn hang_up() -> (u16, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let task = tokio::spawn(async move {
-        loop {
-            if let Ok((conn, _)) = listener.accept().await {
-                drop(conn);
-            }
-        }
-    });
-    (port, task)
 }
 
 async fn outbox(app: &TestApp, slug: &str, query: &str) -> Vec<Value> {
@@ -111,7 +95,8 @@ async fn smtp_outage_keeps_mail_pending_then_delivers_each_once() {
     if !require_python_module("aiosmtpd") {
         return;
     }
-    let (port, outage) = hang_up().await;
+    let outage = HangUp::start().await;
+    let port = outage.port;
     let app = spawn_with(|_| {}, Router::new()).await;
     app.create_tenant("acme").await;
     put_smtp(&app, "acme", &json!({ "host": "127.0.0.1", "port": port, "tls": "none", "from_email": "a@acme.test" }))
@@ -132,8 +117,7 @@ async fn smtp_outage_keeps_mail_pending_then_delivers_each_once() {
     assert!(metric_value(&metrics, "gatehouse_outbox_failed_attempts_total{kind=\"email\"}").unwrap() >= 10.0);
     assert_eq!(metric_value(&metrics, "gatehouse_outbox_pending{kind=\"email\"}"), Some(5.0), "{metrics}");
 
-    outage.abort();
-    let _ = outage.await; // the port is free again
+    outage.stop().await;
     let sink = SmtpSink::start(SinkOptions { port: Some(port), ..SinkOptions::default() }).await;
     let got = sink.wait_for(5, Duration::from_secs(60)).await;
     eventually(WAIT, "all rows sent", || async {
@@ -392,9 +376,13 @@ async fn idle_tenants_are_not_opened_by_the_dispatcher() {
     }
     let app = std::sync::Arc::into_inner(app).unwrap();
     app.create_tenant("busy").await;
-    let (port, _outage) = hang_up().await;
-    put_smtp(&app, "busy", &json!({ "host": "127.0.0.1", "port": port, "tls": "none", "from_email": "a@busy.test" }))
-        .await;
+    let outage = HangUp::start().await;
+    put_smtp(
+        &app,
+        "busy",
+        &json!({ "host": "127.0.0.1", "port": outage.port, "tls": "none", "from_email": "a@busy.test" }),
+    )
+    .await;
     send_test(&app, "busy", "ann@example.com").await;
     app.stop().await;
 

@@ -198,6 +198,41 @@ pub fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// A destination that is down: a listener that hangs up on every connection, so each attempt fails at once. It
+/// holds its port until stopped or dropped, so no other test's listener can take the port meanwhile (an attempt
+/// would then wait for an answer until its timeout, as it would if the client happened to connect to itself).
+pub struct HangUp {
+    pub port: u16,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HangUp {
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            loop {
+                if let Ok((conn, _)) = listener.accept().await {
+                    drop(conn);
+                }
+            }
+        });
+        Self { port, task }
+    }
+
+    /// Closes the listener: the port is free again when this returns.
+    pub async fn stop(mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for HangUp {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_gatehouse")
 }

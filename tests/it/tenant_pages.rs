@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::admin_ui::{EMAIL, PASSWORD, app_with_operator, signed_in};
 use crate::identity::csrf_of;
-use crate::support::{TestApp, create_user, free_port, spawn_app};
+use crate::support::{HangUp, TestApp, create_user, spawn_app};
 
 /// What Chromium sends when it navigates.
 const BROWSER: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
@@ -254,7 +254,8 @@ async fn the_tenant_overview_shows_the_tenant_and_saves_its_settings() {
 async fn failing_webhooks_are_a_warning() {
     let app = app_with_operator().await;
     app.create_tenant("hookco").await;
-    let closed = format!("http://127.0.0.1:{}/hook", free_port());
+    let down = HangUp::start().await;
+    let closed = format!("http://127.0.0.1:{}/hook", down.port);
     let r = app
         .admin(Method::POST, "/admin/api/v1/tenants/hookco/webhooks")
         .json(&json!({ "url": closed, "events": ["*"] }))

@@ -318,7 +318,8 @@ async fn a_dead_email_raises_email_dead_for_subscribers() {
     let app = spawn_with(|c| c.outbox.max_attempts = 2, Router::new()).await;
     app.create_tenant("acme").await;
     let (_, secret) = create_webhook(&app, "acme", &receiver.url, &["email.dead"]).await;
-    let closed = crate::support::free_port();
+    let down = crate::support::HangUp::start().await;
+    let closed = down.port;
     let r = app
         .admin(Method::PUT, "/admin/api/v1/tenants/acme/smtp")
         .json(&json!({ "host": "127.0.0.1", "port": closed, "tls": "none", "from_email": "a@acme.test" }))
