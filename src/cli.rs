@@ -71,7 +71,7 @@ enum AdminCommand {
 }
 
 #[derive(Args)]
-struct Remote {
+pub struct Remote {
     /// Base URL of the running server.
     #[arg(long, env = "GATEHOUSE_URL", default_value = "http://127.0.0.1:8080")]
     url: String,
@@ -218,8 +218,11 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let needs_config =
-        matches!(cli.command, Command::Serve | Command::Migrate | Command::Admin(_) | Command::Restore(_));
+    let needs_config = match &cli.command {
+        Command::Serve | Command::Migrate | Command::Admin(_) => true,
+        Command::Restore(cmd) => cmd.needs_config(),
+        _ => false,
+    };
     // `restore db --from URL` reads that replica with serve's S3 settings.
     let from = match &cli.command {
         Command::Restore(cmd) => cmd.from_url().map(str::to_owned),
@@ -269,6 +272,9 @@ async fn dispatch(command: Command, config: Option<Config>) -> anyhow::Result<()
         }
         Command::Plugin(cmd) => plugin(cmd).await,
         Command::Keys(cmd) => keys(cmd).await,
+        Command::Restore(crate::backup::command::RestoreCommand::Tenant { slug, point, incarnation, yes, remote }) => {
+            restore_tenant(&remote, &slug, point.body(incarnation)?, yes).await
+        }
         Command::Restore(cmd) => crate::backup::command::run(cmd, config.expect("restore reads config")).await,
         Command::Healthcheck { url } => healthcheck(url).await,
         Command::Version => {
@@ -515,6 +521,68 @@ async fn keys(cmd: KeysCommand) -> anyhow::Result<()> {
 }
 
 /// One admin API call; an error response becomes an error naming its code and message.
+/// `gatehouse restore tenant`: starts the restore through the admin API, then follows it to its end.
+async fn restore_tenant(
+    remote: &Remote,
+    slug: &str,
+    body: crate::backup::api::RestoreBody,
+    yes: bool,
+) -> anyhow::Result<()> {
+    let point = match (&body.timestamp, body.txid) {
+        (Some(at), _) => format!("its state at {at}"),
+        (None, Some(txid)) => format!("its state at TXID {txid}"),
+        (None, None) => "the latest state in the bucket".to_owned(),
+    };
+    crate::backup::command::confirm(
+        &format!(
+            "Replace tenant {slug} on {} with {point}? It is unavailable meanwhile; its current file is archived",
+            remote.url
+        ),
+        yes,
+    )?;
+    let body = serde_json::json!({ "timestamp": body.timestamp, "txid": body.txid, "incarnation": body.incarnation });
+    let path = format!("/admin/api/v1/tenants/{slug}/restore");
+    let mut view = call(remote, reqwest::Method::POST, &path, Some(body)).await?;
+    let mut shown = String::new();
+    while view["phase"] != "done" && view["phase"] != "failed" {
+        let line = format!(
+            "{slug}: {} ({}/{} files, {:.1}/{:.1} MB)",
+            view["phase"].as_str().unwrap_or("?"),
+            view["files_done"],
+            view["files"],
+            view["bytes_done"].as_f64().unwrap_or(0.0) / 1e6,
+            view["bytes"].as_f64().unwrap_or(0.0) / 1e6
+        );
+        if line != shown {
+            eprintln!("{line}");
+            shown = line;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        view = call(remote, reqwest::Method::GET, &path, None).await?;
+    }
+    if view["phase"] == "failed" {
+        bail!(
+            "{}: {}",
+            view["error"]["code"].as_str().unwrap_or("error"),
+            view["error"]["message"].as_str().unwrap_or("")
+        );
+    }
+    let done = &view["outcome"];
+    println!(
+        "restored tenant {slug} to TXID {} (committed {}) from {}: {} files, {:.1} MB in {:.2} s; the old file is {}, \
+         and the tenant now replicates under incarnation {}",
+        done["txid"],
+        done["committed_at"].as_str().unwrap_or("?"),
+        view["root"].as_str().unwrap_or("?"),
+        done["files"],
+        done["bytes"].as_f64().unwrap_or(0.0) / 1e6,
+        done["seconds"].as_f64().unwrap_or(0.0),
+        done["archived_to"].as_str().unwrap_or("?"),
+        done["incarnation"].as_str().unwrap_or("?")
+    );
+    Ok(())
+}
+
 async fn call(remote: &Remote, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
     let url = format!("{}{path}", remote.url.trim_end_matches('/'));
     let mut request = reqwest::Client::new().request(method, &url).bearer_auth(&remote.token);

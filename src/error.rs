@@ -77,6 +77,15 @@ pub enum Error {
     PayloadTooLarge(usize),
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// A live restore found the tenant's database still in use after its bounded wait; nothing changed.
+    #[error("{0}")]
+    TenantBusy(String),
+    /// The replica has no state to restore at the point asked for (the message lists the window or the nearest).
+    #[error("{0}")]
+    NoRestorePoint(String),
+    /// A restore needs the backup bucket, and `GATEHOUSE_BACKUP_URL` is not set.
+    #[error("backups are off (GATEHOUSE_BACKUP_URL is not set): there is no replica to restore from")]
+    BackupsOff,
     #[error("too many requests, retry in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
     #[error("the request took too long")]
@@ -133,6 +142,9 @@ pub const CODES: &[&str] = &[
     "email_not_verified",
     "payload_too_large",
     "method_not_allowed",
+    "tenant_busy",
+    "no_restore_point",
+    "backups_off",
     "rate_limited",
     "timeout",
     "not_ready",
@@ -180,6 +192,9 @@ impl Error {
             Error::EmailNotVerified => (StatusCode::FORBIDDEN, "email_not_verified"),
             Error::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Error::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            Error::TenantBusy(_) => (StatusCode::CONFLICT, "tenant_busy"),
+            Error::NoRestorePoint(_) => (StatusCode::UNPROCESSABLE_ENTITY, "no_restore_point"),
+            Error::BackupsOff => (StatusCode::CONFLICT, "backups_off"),
             Error::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Error::Timeout => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
             Error::NotReady(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
@@ -297,6 +312,9 @@ mod tests {
             Error::EmailNotVerified,
             Error::PayloadTooLarge(0),
             Error::MethodNotAllowed,
+            Error::TenantBusy(String::new()),
+            Error::NoRestorePoint(String::new()),
+            Error::BackupsOff,
             Error::RateLimited { retry_after_secs: 1 },
             Error::Timeout,
             Error::NotReady(String::new()),

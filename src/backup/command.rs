@@ -43,6 +43,22 @@ pub enum RestoreCommand {
         #[arg(long)]
         yes: bool,
     },
+    /// Restore one tenant on a running server (through its admin API): the tenant answers "suspended" meanwhile,
+    /// its current file goes to data/archive/, and it replicates into a new incarnation afterwards.
+    Tenant {
+        /// The tenant's slug.
+        slug: String,
+        #[command(flatten)]
+        point: Point,
+        /// Restore from this earlier incarnation's replica root (default: the tenant's own).
+        #[arg(long)]
+        incarnation: Option<String>,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        remote: crate::cli::Remote,
+    },
     /// Disaster recovery: restore control.db and every tenant it lists at that point into an empty directory.
     All {
         /// The new data directory (empty or absent).
@@ -57,6 +73,11 @@ pub enum RestoreCommand {
 }
 
 impl RestoreCommand {
+    /// Whether the command reads serve's configuration (all but `tenant`, which asks a running server).
+    pub fn needs_config(&self) -> bool {
+        !matches!(self, RestoreCommand::Tenant { .. })
+    }
+
     /// The replica URL the command reads instead of `GATEHOUSE_BACKUP_URL`, if any.
     pub fn from_url(&self) -> Option<&str> {
         match self {
@@ -78,6 +99,13 @@ pub struct Point {
 }
 
 impl Point {
+    /// The admin API's body for this point.
+    pub fn body(&self, incarnation: Option<String>) -> anyhow::Result<crate::backup::api::RestoreBody> {
+        let body = crate::backup::api::RestoreBody { timestamp: self.timestamp.clone(), txid: self.txid, incarnation };
+        body.target().map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(body)
+    }
+
     fn target(&self) -> anyhow::Result<Target> {
         match (&self.timestamp, self.txid) {
             (Some(text), _) => {
@@ -107,6 +135,7 @@ pub async fn run(command: RestoreCommand, config: Config) -> anyhow::Result<()> 
         RestoreCommand::Control { point, generation, yes } => {
             control(&config, &remote, point.target()?, generation, yes).await
         }
+        RestoreCommand::Tenant { .. } => bail!("restore tenant goes through a running server's admin API"),
         RestoreCommand::All { to, node, point } => {
             let target = point.target()?;
             if matches!(target, Target::Txid(_)) {
@@ -150,7 +179,7 @@ fn report(path: &Path, done: &Restored) {
 }
 
 /// Asks on a terminal; scripts pass `--yes`.
-fn confirm(question: &str, yes: bool) -> anyhow::Result<()> {
+pub(crate) fn confirm(question: &str, yes: bool) -> anyhow::Result<()> {
     if yes {
         return Ok(());
     }

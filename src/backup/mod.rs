@@ -9,15 +9,19 @@
 //! - `sync`: the task that sleeps until a commit, captures dirty files an interval after their first uncaptured
 //!   commit, checkpoints, uploads each spooled file as it lands, and reports lag, errors and stalls.
 //! - `restore`: planning (newest snapshot, then the furthest-reaching chain; by TXID or commit time) and applying
-//!   a replica root to a new file. `command`: `gatehouse restore db|control|all`.
+//!   a replica root to a new file. `command`: `gatehouse restore db|control|all|tenant`.
+//! - `live`: restoring one tenant on a running server (close, rebuild, wait, swap through a `RestoreTenant`
+//!   entry, reopen); `api`: its admin API.
 //!
 //! Invariants: TXIDs of a root are contiguous from its newest snapshot on; a spool file is durable before the
 //! position moves past it and is deleted only once uploaded; the backup alone checkpoints replicated files, and
 //! only frames it has captured (a checkpoint that finds more makes the next capture a full image).
 
+pub mod api;
 pub mod capture;
 pub mod command;
 pub mod levels;
+pub mod live;
 pub mod ltx;
 pub mod position;
 pub mod restore;
@@ -186,6 +190,8 @@ pub(crate) struct State {
     pub stalled: bool,
     /// Unix seconds of the last pass that left nothing unsent.
     pub last_synced_unix: i64,
+    /// Files being moved away (archived or replaced by a restore): not captured until the move is done.
+    pub moving: std::collections::HashSet<DbKey>,
     /// Databases with a per-database lag series shown (set back to 0 once caught up).
     pub lag_series: std::collections::HashSet<String>,
 }
@@ -207,6 +213,8 @@ pub struct Backup {
     pub(crate) metrics: Arc<Metrics>,
     /// Per-database lag series too (`GATEHOUSE_METRICS_TENANT_LABELS`).
     pub(crate) per_db_metrics: bool,
+    /// Live tenant restores, running or the last per tenant.
+    pub restores: live::Restores,
 }
 
 impl Backup {
@@ -236,6 +244,7 @@ impl Backup {
             queued: tokio::sync::Notify::new(),
             metrics,
             per_db_metrics,
+            restores: live::Restores::default(),
         });
         backup.tracker.set_backup(&backup);
         backup.take_up_spool()?;
@@ -329,9 +338,10 @@ impl Backup {
 
     /// The final capture of a file about to be archived or replaced (blocking; its pool is closed already):
     /// commits since the last sync go into the spool and are uploaded to the old replica root, and the position
-    /// is forgotten (a new tenant of the slug replicates under its own incarnation). Answers the file's writer
-    /// turn, which the caller holds until the file has moved, so no write lands between this capture and the move.
-    pub fn capture_before_archive(self: &Arc<Self>, key: &DbKey) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+    /// is forgotten (the next file at the path replicates under its own incarnation). The answer holds the file's
+    /// writer turn and keeps captures off the path until dropped, so no write lands and nothing is captured
+    /// between this capture and the new file (or none) being in place; then the path is looked at afresh.
+    pub fn capture_before_archive(self: &Arc<Self>, key: &DbKey) -> Moving {
         let writer = self.tracker.locks(key).writer.clone();
         // A blocking wait that never panics whatever thread this runs on; a writer holds the turn for
         // milliseconds, so five seconds without it means something is stuck, and archiving goes on.
@@ -348,12 +358,28 @@ impl Backup {
         }
         let locks = self.tracker.locks(key);
         let _one = locks.capture.lock().unwrap_or_else(|e| e.into_inner());
+        self.state().moving.insert(key.clone());
         if let Err(err) = self.positions.delete(key) {
             tracing::warn!(db = %key, error = %err, "backup: cannot forget the archived file's position");
         }
         self.state().unckpt.remove(key);
-        self.tracker.wake.notify_one();
-        turn
+        Moving { _turn: turn, backup: self.clone(), key: key.clone() }
+    }
+}
+
+/// A replicated file being moved away (`capture_before_archive`): holds its writer turn and keeps captures off
+/// the path; dropping it lets the next capture look at whatever file is there then.
+pub struct Moving {
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+    backup: Arc<Backup>,
+    key: DbKey,
+}
+
+impl Drop for Moving {
+    fn drop(&mut self) {
+        self.backup.state().moving.remove(&self.key);
+        self.backup.tracker.mark(&self.key);
+        self.backup.tracker.wake.notify_one();
     }
 }
 
@@ -367,11 +393,11 @@ pub(crate) fn root_key(root: &str) -> Option<DbKey> {
     }
 }
 
-/// The final capture of `path` before it is archived, when it is a replicated file of a running server; the
-/// answer (the file's writer turn) is held until the file has moved.
-pub fn before_archive(path: &Path) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+/// The final capture of `path` before it is archived or replaced, when it is a replicated file of a running
+/// server; the answer is held until the file has moved (and its successor, if any, is in place).
+pub fn before_archive(path: &Path) -> Option<Moving> {
     let (tracker, key) = tracker::for_path(path)?;
-    tracker.backup()?.capture_before_archive(&key)
+    Some(tracker.backup()?.capture_before_archive(&key))
 }
 
 #[cfg(test)]

@@ -77,6 +77,11 @@ fn fail(message: impl Into<String>) -> Error {
     Error::Internal(message.into())
 }
 
+/// The replica holds no state for the point asked for (a client's error, not the server's).
+fn no_point(message: impl Into<String>) -> Error {
+    Error::NoRestorePoint(message.into())
+}
+
 /// An LTX timestamp (ms) as RFC 3339, for messages.
 pub(crate) fn time_text(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
@@ -93,7 +98,7 @@ pub fn chain(files: &[RemoteFile], allowed: impl Fn(&RemoteFile) -> bool, strict
         .iter()
         .filter(|f| f.level == SNAPSHOT_LEVEL && f.min_txid == 1 && allowed(f))
         .max_by_key(|f| f.max_txid)
-        .ok_or_else(|| fail("no snapshot at or before the target (no restore point)"))?;
+        .ok_or_else(|| no_point("no snapshot at or before the target (no restore point)"))?;
     let mut chosen = vec![snapshot.clone()];
     let mut current = snapshot.max_txid;
     loop {
@@ -122,7 +127,7 @@ pub fn chain(files: &[RemoteFile], allowed: impl Fn(&RemoteFile) -> bool, strict
             .filter(|f| f.level < SNAPSHOT_LEVEL && allowed(f) && f.min_txid > current.saturating_add(1))
             .min_by_key(|f| f.min_txid)
     {
-        return Err(fail(format!(
+        return Err(no_point(format!(
             "non-contiguous files: the chain ends at TXID {current} and level {} resumes at TXID {} (a gap)",
             after.level, after.min_txid
         )));
@@ -176,14 +181,14 @@ impl Stamps<'_> {
 pub async fn plan(remote: &Remote, root: &str, target: Target) -> Result<Plan> {
     let files = remote.list(root).await?;
     if files.is_empty() {
-        return Err(fail(format!("no LTX files under {}", remote.url(root))));
+        return Err(no_point(format!("no LTX files under {}", remote.url(root))));
     }
     match target {
         Target::Latest => chain(&files, |_| true, true),
         Target::Txid(txid) => {
             let plan = chain(&files, |f| f.max_txid <= txid, false)?;
             if plan.txid != txid {
-                return Err(fail(format!(
+                return Err(no_point(format!(
                     "TXID {txid} is not a restore point; the nearest at or before it is {} (compacted levels keep \
                      only their boundaries)",
                     plan.txid
@@ -211,7 +216,7 @@ pub async fn plan(remote: &Remote, root: &str, target: Target) -> Result<Plan> {
                     Some((from, to)) => format!("{} to {}", time_text(from), time_text(to)),
                     None => "none (no snapshot)".to_owned(),
                 };
-                return Err(fail(format!(
+                return Err(no_point(format!(
                     "{} is outside the restore window of {}: {shown}",
                     time_text(time),
                     remote.url(root)
@@ -270,10 +275,16 @@ async fn fetch_and_apply(
 ) -> Result<(u64, i64, u64)> {
     let mut state = Progress { files: plan.files.len(), bytes: plan.bytes(), ..Progress::default() };
     progress(state);
-    let mut downloads = futures_util::stream::iter(plan.files.iter().enumerate())
-        .map(|(i, file)| async move {
-            let path = work.join(format!("{i:06}.ltx"));
-            let size = remote.download(&remote.file_key(root, file), &path).await?;
+    // Owned keys and paths: the futures borrow nothing from the iterator, so a restore can run on a spawned task.
+    let jobs: Vec<(String, PathBuf)> = plan
+        .files
+        .iter()
+        .enumerate()
+        .map(|(i, file)| (remote.file_key(root, file), work.join(format!("{i:06}.ltx"))))
+        .collect();
+    let mut downloads = futures_util::stream::iter(jobs)
+        .map(|(key, path)| async move {
+            let size = remote.download(&key, &path).await?;
             Ok::<_, Error>((path, size))
         })
         .buffered(DOWNLOADS_AT_ONCE);

@@ -4,7 +4,7 @@
 //! root. Errors never reach writers: they are logged, counted, shown by `/readyz`, and retried.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 
@@ -188,6 +188,37 @@ impl Backup {
         Ok(Some((Position { root, txid: base, uploaded: base, need_image: true, ..Position::default() }, true)))
     }
 
+    /// Captures `key` now and waits (at most `within`) until every file of its replica root is in the bucket:
+    /// a live restore's "latest" then includes the last commit.
+    pub(crate) async fn flush(
+        self: &Arc<Self>,
+        control: &Arc<ControlStore>,
+        key: &DbKey,
+        within: Duration,
+    ) -> Result<()> {
+        self.capture_one(control, key, Instant::now()).await?;
+        let Some(root) = self.positions.get(key)?.map(|p| p.root) else { return Ok(()) };
+        let deadline = Instant::now() + within;
+        loop {
+            let (waiting, failing) = {
+                let state = self.state();
+                (state.queue.get(&root).is_some_and(|files| !files.is_empty()), state.upload_error.clone())
+            };
+            if !waiting {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::NotReady(format!(
+                    "the tenant's last commits are not in the bucket after {} s{}; nothing changed",
+                    within.as_secs(),
+                    failing.map(|e| format!(" ({e})")).unwrap_or_default()
+                )));
+            }
+            self.queued.notify_one();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     async fn capture_one(self: &Arc<Self>, control: &Arc<ControlStore>, key: &DbKey, since: Instant) -> Result<()> {
         let Some((pos, fresh)) = self.position(control, key).await? else { return Ok(()) };
         // Reading committed frames needs no writer turn (frames are checked as they are read), so writers go on
@@ -232,6 +263,10 @@ impl Backup {
     ) -> Result<Option<Spooled>> {
         let locks = self.tracker.locks(key);
         let _one = locks.capture.lock().unwrap_or_else(|e| e.into_inner());
+        // A file being moved away was captured for the last time; what comes next is looked at once it is in place.
+        if self.state().moving.contains(key) {
+            return Ok(None);
+        }
         let Some(mut pos) = self.positions.get(key)?.or(fresh) else { return Ok(None) };
         let path = key.path(&self.data_dir);
         let now_ms =

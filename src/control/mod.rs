@@ -306,6 +306,22 @@ pub fn apply(tx: &Connection, mutation: &Mutation) -> Result<Option<u64>> {
             tx.execute("DELETE FROM api_tokens WHERE scope = ?1", [format!("tenant:{slug}")])?;
             tx.execute("DELETE FROM tenants WHERE slug = ?1", [slug.as_str()])?;
         }
+        Mutation::RestoreTenant { slug, incarnation, previous, at, .. } => {
+            let current: Option<Option<String>> = tx
+                .query_row("SELECT incarnation FROM tenants WHERE slug = ?1", [slug.as_str()], |r| r.get(0))
+                .map(Some)
+                .or_else(none_if_no_rows)?;
+            let Some(current) = current else { return Err(Error::TenantNotFound) };
+            if current != *previous {
+                return Err(Error::Conflict(format!(
+                    "tenant {slug} was re-created or restored while this restore ran; nothing changed"
+                )));
+            }
+            tx.execute(
+                "UPDATE tenants SET incarnation = ?2, updated_at = ?3 WHERE slug = ?1",
+                params![slug.as_str(), incarnation, at],
+            )?;
+        }
         Mutation::CreateOperator { id, email, password_hash, scope, at } => {
             let exists: bool =
                 tx.query_row("SELECT EXISTS(SELECT 1 FROM operators WHERE email = ?1)", [email], |r| r.get(0))?;

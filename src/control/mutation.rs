@@ -67,6 +67,17 @@ pub enum Mutation {
         #[serde(default)]
         incarnation: Option<String>,
     },
+    /// Replaces a tenant's file by one a live restore staged (`restore/{slug}-{incarnation}.db`): the tenant's
+    /// incarnation becomes `incarnation` (the restored file replicates into a new root, its history having
+    /// diverged), and the home node's listener moves the file it replaces to `archive`. `previous` is the
+    /// incarnation the proposer saw: a tenant re-created or restored meanwhile refuses the entry.
+    RestoreTenant {
+        slug: TenantSlug,
+        incarnation: String,
+        previous: Option<String>,
+        archive: String,
+        at: i64,
+    },
     CreateOperator {
         id: String,
         email: String,
@@ -229,6 +240,7 @@ impl Mutation {
             | Mutation::UpdateTenant { slug, .. }
             | Mutation::SetTenantStatus { slug, .. }
             | Mutation::ArchiveTenant { slug, .. }
+            | Mutation::RestoreTenant { slug, .. }
             | Mutation::SetTenantSmtp { slug, .. } => Some(slug),
             _ => None,
         }
@@ -245,6 +257,7 @@ impl Mutation {
             Mutation::UpdateTenant { .. } => "update_tenant",
             Mutation::SetTenantStatus { .. } => "set_tenant_status",
             Mutation::ArchiveTenant { .. } => "archive_tenant",
+            Mutation::RestoreTenant { .. } => "restore_tenant",
             Mutation::CreateOperator { .. } => "create_operator",
             Mutation::DeleteOperator { .. } => "delete_operator",
             Mutation::CreateApiToken { .. } => "create_api_token",

@@ -91,6 +91,10 @@ pub type OnCommit = Box<dyn Fn(&TenantSlug, Touched) + Send + Sync>;
 pub struct TenantRegistry {
     tenants_dir: PathBuf,
     pools: Cache<TenantSlug, TenantDb>,
+    /// Tenants whose file is being replaced (a live restore): `get` answers `tenant_suspended` meanwhile.
+    closed: std::sync::Mutex<std::collections::HashSet<TenantSlug>>,
+    /// How many tenants are closed (so `get` skips the set's lock when none is).
+    closing: std::sync::atomic::AtomicUsize,
     scheduler: Arc<ScheduledThreadPool>,
     metrics: Arc<Metrics>,
     wakeups: Arc<Wakeups>,
@@ -118,6 +122,8 @@ impl TenantRegistry {
         Ok(Self {
             tenants_dir,
             pools: Cache::builder().max_capacity(capacity).time_to_idle(idle).build(),
+            closed: std::sync::Mutex::default(),
+            closing: std::sync::atomic::AtomicUsize::new(0),
             scheduler: db::scheduler("tenant-pool-{}"),
             metrics,
             wakeups,
@@ -129,8 +135,91 @@ impl TenantRegistry {
         self.tenants_dir.join(format!("{slug}.db"))
     }
 
+    fn closed(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<TenantSlug>> {
+        self.closed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn is_closed(&self, slug: &TenantSlug) -> bool {
+        // The hot path reads one atomic; the set is looked at only while some swap is under way.
+        self.closing.load(std::sync::atomic::Ordering::Acquire) > 0 && self.closed().contains(slug)
+    }
+
+    /// Closes the tenant for a file swap: `get` answers `tenant_suspended` until `reopen`, and the cached pool is
+    /// dropped. Answers that pool (if one was open), so the caller can wait for its checked-out connections;
+    /// `None` when the tenant is closed already (another swap is under way).
+    pub fn close(&self, slug: &TenantSlug) -> Option<Option<TenantDb>> {
+        if !self.closed().insert(slug.clone()) {
+            return None;
+        }
+        self.closing.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        let open = self.pools.get(slug);
+        self.pools.invalidate(slug);
+        Some(open)
+    }
+
+    pub fn reopen(&self, slug: &TenantSlug) {
+        self.pools.invalidate(slug);
+        if self.closed().remove(slug) {
+            self.closing.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        }
+    }
+
+    /// Where a live restore builds the tenant's next file, `restore/{slug}-{incarnation}.db` (the same file system
+    /// as `tenants/`, so the swap is a rename). `None` for an incarnation that is not a UUID.
+    pub fn staged_path(&self, slug: &TenantSlug, incarnation: &str) -> Option<PathBuf> {
+        let id = uuid::Uuid::parse_str(incarnation).ok()?;
+        Some(self.data_dir().join("restore").join(format!("{slug}-{}.db", id.hyphenated())))
+    }
+
+    /// Puts the file a restore staged for `incarnation` in place of the tenant's file, which moves to `archive`
+    /// (relative to the data dir, as `archive_as` takes it). Idempotent: without a staged file there is nothing
+    /// to do (done already, or this node is not the tenant's home). Answers whether it swapped.
+    pub fn swap_in(&self, slug: &TenantSlug, incarnation: &str, archive: &str) -> Result<bool> {
+        let Some(staged) = self.staged_path(slug, incarnation).filter(|p| p.exists()) else { return Ok(false) };
+        let target = crate::tenants::effects::archive_path(self.data_dir(), slug, archive)?;
+        let io = |e: std::io::Error| Error::internal(format!("restore tenant {slug}: {e}"));
+        // The writer turn and the backup's hold on the file last until the new file is in place.
+        let _moving = if self.path(slug).exists() { Some(self.move_out(slug, &target)?) } else { None };
+        std::fs::rename(&staged, self.path(slug)).map_err(io)?;
+        for dir in [&self.tenants_dir, &self.data_dir().join("restore")] {
+            std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+        }
+        self.pools.invalidate(slug);
+        tracing::info!(tenant = %slug, incarnation, archived = %archive, "a restored tenant file is in place");
+        Ok(true)
+    }
+
+    /// Removes what live restores left in `restore/` that no tenant will take: staged files of an incarnation
+    /// that is not `live(slug)`'s, and work dirs. Answers what it removed.
+    pub fn clean_staged(&self, live: impl Fn(&TenantSlug) -> Option<String>) -> Vec<String> {
+        let dir = self.data_dir().join("restore");
+        let mut removed = Vec::new();
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let wanted = name.strip_suffix(".db").and_then(|stem| {
+                // `{slug}-{uuid}`: a UUID is 36 characters.
+                let split = stem.len().checked_sub(37)?;
+                let (slug, id) = (stem.get(..split)?, stem.get(split + 1..)?);
+                let slug = TenantSlug::parse(slug).ok()?;
+                (live(&slug).as_deref() == Some(id)).then_some(())
+            });
+            if wanted.is_some() {
+                continue;
+            }
+            let path = entry.path();
+            let gone = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+            if gone.is_ok() {
+                removed.push(name);
+            }
+        }
+        removed
+    }
+
     /// The open pool of `slug`, opening and migrating its file on a miss. Blocking: call from the blocking pool.
     pub fn get(&self, slug: &TenantSlug) -> Result<TenantDb> {
+        if self.is_closed(slug) {
+            return Err(Error::TenantSuspended);
+        }
         if let Some(db) = self.pools.get(slug) {
             self.metrics.cache_lookup("tenant_pool", true);
             return Ok(db);
@@ -144,6 +233,9 @@ impl TenantRegistry {
 
     /// The tenant's pool when it is open already: no blocking, so callers can skip the blocking pool.
     pub fn cached(&self, slug: &TenantSlug) -> Option<TenantDb> {
+        if self.is_closed(slug) {
+            return None;
+        }
         let hit = self.pools.get(slug);
         if hit.is_some() {
             self.metrics.cache_lookup("tenant_pool", true);
@@ -241,25 +333,34 @@ impl TenantRegistry {
             tracing::warn!(tenant = %slug, file, "not archiving: the file there belongs to a newer tenant of this slug");
             return Ok(target);
         }
+        drop(self.move_out(slug, &target)?);
+        Ok(target)
+    }
+
+    /// Moves the tenant's file (with WAL and SHM) to `target` after the backup's final capture of it. The answer
+    /// holds the file's writer turn and keeps the backup off the path until dropped, so the caller can put a new
+    /// file there first.
+    fn move_out(&self, slug: &TenantSlug, target: &Path) -> Result<Option<crate::backup::Moving>> {
         if target.exists() {
             return Err(Error::internal(format!("archive {} exists; not overwriting it", target.display())));
         }
+        let source = self.path(slug);
         self.pools.invalidate(slug);
         // Commits since the last backup sync go to the replica before the file leaves; no write lands after.
-        let _turn = crate::backup::before_archive(&source);
+        let moving = crate::backup::before_archive(&source);
         // Fold the WAL into the main file so the archive is one self-contained file in the common case.
         if let Ok(conn) = db::open_connection(&source) {
             let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
         }
         let io = |e: std::io::Error| Error::internal(format!("archive tenant {slug}: {e}"));
-        std::fs::rename(&source, &target).map_err(io)?;
+        std::fs::rename(&source, target).map_err(io)?;
         for ext in ["-wal", "-shm"] {
             let side = PathBuf::from(format!("{}{ext}", source.display()));
             if side.exists() {
                 std::fs::rename(&side, format!("{}{ext}", target.display())).map_err(io)?;
             }
         }
-        Ok(target)
+        Ok(moving)
     }
 
     /// Applies pending migrations to every tenant file in `slugs`, returning what each got.

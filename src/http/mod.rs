@@ -41,6 +41,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .merge(crate::oidc::admin_api::router())
         .merge(crate::plugins::api::router())
         .merge(crate::control::api::router())
+        .merge(crate::backup::api::router())
         .merge(crate::commerce::router())
 }
 

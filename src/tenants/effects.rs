@@ -67,6 +67,10 @@ impl TenantEffects {
                 self.outbox.forget(slug);
                 self.registry.archive_as(slug, file, incarnation.as_deref())?;
             }
+            // Only the node holding the staged file (the tenant's home) swaps; elsewhere there is nothing to do.
+            Mutation::RestoreTenant { slug, incarnation, archive, .. } => {
+                self.registry.swap_in(slug, incarnation, archive)?;
+            }
             // Mail queued while suspended goes out now rather than at the dispatcher's next check.
             Mutation::SetTenantStatus { slug, status: TenantStatus::Active, .. }
                 if self.registry.path(slug).exists() =>
@@ -131,14 +135,29 @@ impl TenantEffects {
                 if path.exists() && !stray {
                     return Ok(false);
                 }
+                // A live restore whose entry committed before its file was swapped in: finish the swap.
+                if let Some(incarnation) = &tenant.incarnation
+                    && self.registry.swap_in(
+                        &tenant.slug,
+                        incarnation,
+                        &archive_name(&tenant.slug, crate::now_unix()),
+                    )?
+                {
+                    return Ok(true);
+                }
                 self.registry.create_file(&tenant.slug, tenant.incarnation.as_deref())?;
                 Ok(true)
             };
             match step() {
-                Ok(true) => done.push(format!("made the file of {}", tenant.slug)),
+                Ok(true) => done.push(format!("put the file of {} in place", tenant.slug)),
                 Ok(false) => {}
                 Err(err) => tracing::warn!(tenant = %tenant.slug, error = %err, "could not reconcile a tenant's file"),
             }
+        }
+        // What restores interrupted before their entry committed left behind (the tenant kept its file).
+        let live = |slug: &TenantSlug| tenants.iter().find(|t| t.slug == *slug).and_then(|t| t.incarnation.clone());
+        for name in self.registry.clean_staged(live) {
+            done.push(format!("removed restore/{name}, left by an interrupted restore"));
         }
         Ok(done)
     }

@@ -55,7 +55,7 @@ fn now_rfc3339() -> String {
 }
 
 /// moto, a temp dir and a server replicating into moto, with `slugs` created.
-async fn start(slugs: &[&str]) -> (Moto, tempfile::TempDir, BinServer) {
+pub(crate) async fn start(slugs: &[&str]) -> (Moto, tempfile::TempDir, BinServer) {
     let moto = Moto::start().await;
     let dir = tempfile::tempdir().unwrap();
     let server = serve(dir.path(), &moto, &[]).await;

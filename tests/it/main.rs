@@ -6,6 +6,7 @@ mod admin_ui;
 mod audit_ui;
 mod axe;
 mod backup;
+mod backup_live;
 mod backup_restore;
 mod backup_s3;
 mod binary;
