@@ -45,6 +45,9 @@ enum Command {
     /// Restore databases from the backup bucket (see also the admin API for a live tenant).
     #[command(subcommand)]
     Restore(crate::backup::command::RestoreCommand),
+    /// Backup status, restore points, verification and forced snapshots.
+    #[command(subcommand)]
+    Backup(crate::backup::command::BackupCommand),
     /// Exit 0 when the local server answers /healthz (for container health checks).
     Healthcheck {
         /// Base URL to probe; defaults to http://127.0.0.1:$PORT.
@@ -221,6 +224,7 @@ pub fn main() -> ExitCode {
     let needs_config = match &cli.command {
         Command::Serve | Command::Migrate | Command::Admin(_) => true,
         Command::Restore(cmd) => cmd.needs_config(),
+        Command::Backup(cmd) => cmd.needs_config(),
         _ => false,
     };
     // `restore db --from URL` reads that replica with serve's S3 settings.
@@ -276,6 +280,22 @@ async fn dispatch(command: Command, config: Option<Config>) -> anyhow::Result<()
             restore_tenant(&remote, &slug, point.body(incarnation)?, yes).await
         }
         Command::Restore(cmd) => crate::backup::command::run(cmd, config.expect("restore reads config")).await,
+        Command::Backup(crate::backup::command::BackupCommand::Status { json, remote }) => {
+            backup_status(&remote, json).await
+        }
+        Command::Backup(crate::backup::command::BackupCommand::Snapshot { db, remote }) => {
+            let db = if db == "control" || db.starts_with("tenants/") { db } else { format!("tenants/{db}") };
+            let done =
+                call(&remote, reqwest::Method::POST, "/admin/api/v1/backups/snapshot", Some(json!({ "db": db })))
+                    .await?;
+            println!(
+                "{db}: snapshot captured at TXID {} into {}; it is uploaded within an interval",
+                done["txid"],
+                done["root"].as_str().unwrap_or("?")
+            );
+            Ok(())
+        }
+        Command::Backup(cmd) => crate::backup::command::run_backup(cmd, config.expect("backup reads config")).await,
         Command::Healthcheck { url } => healthcheck(url).await,
         Command::Version => {
             println!("gatehouse {}", env!("CARGO_PKG_VERSION"));
@@ -521,6 +541,52 @@ async fn keys(cmd: KeysCommand) -> anyhow::Result<()> {
 }
 
 /// One admin API call; an error response becomes an error naming its code and message.
+/// `gatehouse backup status`: every page of the status, as a table or JSON.
+async fn backup_status(remote: &Remote, json: bool) -> anyhow::Result<()> {
+    let mut after: Option<String> = None;
+    let mut first: Option<Value> = None;
+    let mut databases = Vec::new();
+    loop {
+        let query = after.as_deref().map(|a| format!("&after={a}")).unwrap_or_default();
+        let page = call(remote, reqwest::Method::GET, &format!("/admin/api/v1/backups?limit=200{query}"), None).await?;
+        databases.extend(page["databases"].as_array().cloned().unwrap_or_default());
+        after = page["next_after"].as_str().map(str::to_owned);
+        first.get_or_insert(page);
+        if after.is_none() {
+            break;
+        }
+    }
+    let mut status = first.unwrap_or_default();
+    status["databases"] = Value::Array(databases);
+    status["next_after"] = Value::Null;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+        return Ok(());
+    }
+    let stamp = |ms: &Value| ms.as_i64().map_or("-".to_owned(), crate::backup::restore::time_text);
+    println!(
+        "{}  {}  lag {}  gaps {}",
+        status["url"].as_str().unwrap_or("?"),
+        status["health"].as_str().unwrap_or("?"),
+        crate::backup::status::age_text(status["lag_seconds"].as_f64().unwrap_or(0.0)),
+        status["gaps"]
+    );
+    println!("{:<28} {:>8} {:>8} {:>8} {:>10}  window", "database", "txid", "uploaded", "lag", "bytes");
+    for db in status["databases"].as_array().into_iter().flatten() {
+        println!(
+            "{:<28} {:>8} {:>8} {:>8} {:>10}  {} to {}",
+            db["db"].as_str().unwrap_or("?"),
+            db["txid"],
+            db["uploaded_txid"],
+            crate::backup::status::age_text(db["lag_seconds"].as_f64().unwrap_or(0.0)),
+            db["bytes"],
+            stamp(&db["window_from_ms"]),
+            stamp(&db["window_to_ms"])
+        );
+    }
+    Ok(())
+}
+
 /// `gatehouse restore tenant`: starts the restore through the admin API, then follows it to its end.
 async fn restore_tenant(
     remote: &Remote,

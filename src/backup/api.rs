@@ -1,15 +1,17 @@
-//! `POST /admin/api/v1/tenants/{slug}/restore` (start a live restore of one tenant) and `GET …/restore` (its
-//! progress or how it ended).
+//! The backup admin API: `POST /admin/api/v1/tenants/{slug}/restore` (start a live restore of one tenant) and
+//! `GET …/restore` (its progress or how it ended); `GET /admin/api/v1/backups` (where every replicated database
+//! stands) and `POST /admin/api/v1/backups/snapshot` (force a snapshot of one).
 //!
 //! Who may call: operators only. A tenant-scoped admin is refused (403): a restore reads the bucket, can name
-//! the replica of an earlier tenant of the same slug, and throws away everything after the point restored.
+//! the replica of an earlier tenant of the same slug, and throws away everything after the point restored; the
+//! status lists every tenant.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -17,6 +19,8 @@ use crate::admin::Actor;
 use crate::app::AppState;
 use crate::backup::live::{self, RestoreView};
 use crate::backup::restore::Target;
+use crate::backup::status::{BackupStatus, DbStatus};
+use crate::backup::tracker::DbKey;
 use crate::error::{Error, Result};
 use crate::http::extract::ApiJson;
 use crate::http::openapi::ApiErrors;
@@ -26,7 +30,66 @@ use crate::tenants::TenantSlug;
 const ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_secs(20);
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(start, progress))
+    OpenApiRouter::new().routes(routes!(start, progress)).routes(routes!(status)).routes(routes!(snapshot))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct StatusQuery {
+    /// Databases after this one (`control`, `tenants/{slug}`), by name.
+    after: Option<String>,
+    /// 1-200, default 50.
+    limit: Option<u32>,
+}
+
+/// Where every replicated database stands: TXIDs captured and uploaded, lag, last snapshot, the restore window,
+/// size (operators only; a page at a time).
+#[utoipa::path(
+    get,
+    path = "/admin/api/v1/backups",
+    tag = "backups",
+    operation_id = "backups_status",
+    params(StatusQuery),
+    responses((status = 200, description = "The backup status", body = BackupStatus), ApiErrors),
+    security(("admin_token" = []), ("admin_session" = []))
+)]
+async fn status(State(app): State<AppState>, actor: Actor, Query(q): Query<StatusQuery>) -> Result<Json<BackupStatus>> {
+    actor.require_operator()?;
+    let limit = crate::http::extract::page_limit(q.limit)? as usize;
+    let backup = app.backup.clone().ok_or(Error::BackupsOff)?;
+    let status = tokio::task::spawn_blocking(move || backup.status(q.after.as_deref(), limit)).await??;
+    Ok(Json(status))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct SnapshotBody {
+    /// `control` or `tenants/{slug}`.
+    db: String,
+}
+
+/// Captures a full snapshot of one database now (operators only): a restore point that needs no earlier file.
+#[utoipa::path(
+    post,
+    path = "/admin/api/v1/backups/snapshot",
+    tag = "backups",
+    operation_id = "backups_snapshot",
+    request_body = SnapshotBody,
+    responses((status = 200, description = "Captured; uploaded within an interval", body = DbStatus), ApiErrors),
+    security(("admin_token" = []), ("admin_session" = []))
+)]
+async fn snapshot(
+    State(app): State<AppState>,
+    actor: Actor,
+    ApiJson(body): ApiJson<SnapshotBody>,
+) -> Result<Json<DbStatus>> {
+    actor.require_operator()?;
+    let key = DbKey::parse(body.db.trim()).ok_or_else(|| Error::validation("db must be control or tenants/{slug}"))?;
+    let backup = app.backup.clone().ok_or(Error::BackupsOff)?;
+    if let DbKey::Tenant(slug) = &key {
+        app.control.tenant(slug).await?.ok_or(Error::TenantNotFound)?;
+    }
+    Ok(Json(backup.snapshot_now(&app.control, &key).await?))
 }
 
 /// Where to restore to: at most one of `timestamp` and `txid` (neither: the latest state in the bucket).

@@ -1,6 +1,8 @@
 //! `gatehouse restore …`: restores from the bucket onto this machine, with the server stopped (`control`) or into
 //! a new place (`db`, `all`). The settings are `serve`'s (`GATEHOUSE_BACKUP_URL`, `GATEHOUSE_S3_*`, the AWS
 //! credential chain); `--from` names another replica URL, such as one the real `litestream replicate` wrote.
+//! `gatehouse backup list|verify` read the bucket the same way (`status` and `snapshot`, like `restore tenant`,
+//! ask a running server).
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -328,4 +330,167 @@ fn tenants_of(control: &Path) -> anyhow::Result<Vec<(String, String)>> {
         tenants.push((slug, incarnation));
     }
     Ok(tenants)
+}
+
+#[derive(Subcommand)]
+pub enum BackupCommand {
+    /// Where every replicated database stands: TXIDs, lag, last snapshot, restore window, size (asks a running
+    /// server's admin API).
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        remote: crate::cli::Remote,
+    },
+    /// Capture a full snapshot of one database now (asks a running server's admin API): control or a tenant slug.
+    Snapshot {
+        db: String,
+        #[command(flatten)]
+        remote: crate::cli::Remote,
+    },
+    /// A database's restore points in the bucket (control or a tenant slug), with their commit times.
+    List {
+        db: String,
+        /// The replica root to list instead of the database's current one (from data/backup.db).
+        #[arg(long)]
+        root: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verify replicas: every object listed, contiguous and intact, the latest state rebuilt and checked, and,
+    /// with the server stopped, compared with the live file. Exits 1 on any problem.
+    Verify {
+        /// control or a tenant slug.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        db: Option<String>,
+        /// Every replicated database of this data dir.
+        #[arg(long)]
+        all: bool,
+        /// Print JSON instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+impl BackupCommand {
+    /// Whether the command reads serve's configuration (`list` and `verify` read the bucket and the data dir).
+    pub fn needs_config(&self) -> bool {
+        matches!(self, BackupCommand::List { .. } | BackupCommand::Verify { .. })
+    }
+}
+
+/// `control`, `acme` or `tenants/acme`, as `backup.db` names databases.
+fn db_name(text: &str) -> anyhow::Result<String> {
+    let text = text.trim();
+    let slug = text.strip_prefix("tenants/").unwrap_or(text);
+    if slug == "control" {
+        return Ok("control".into());
+    }
+    crate::tenants::TenantSlug::parse(slug).map_err(|e| anyhow::anyhow!("{text:?}: {e}"))?;
+    Ok(format!("tenants/{slug}"))
+}
+
+/// The databases of `data/backup.db` (name, root, TXID captured), read-only beside a running server.
+fn positions(data_dir: &Path) -> anyhow::Result<Vec<(String, String, u64)>> {
+    let path = data_dir.join("backup.db");
+    if !path.exists() {
+        bail!("{} does not exist: this data dir has never been backed up (pass --root to list a root)", path.display());
+    }
+    let conn = rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let mut stmt = conn.prepare("SELECT db, root, txid FROM positions ORDER BY db")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+fn recorded(data_dir: &Path, root: &str) -> anyhow::Result<Vec<(u8, u64, u64)>> {
+    let conn =
+        rusqlite::Connection::open_with_flags(data_dir.join("backup.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let mut stmt = conn.prepare("SELECT level, min_txid, max_txid FROM objects WHERE root = ?1")?;
+    let rows = stmt.query_map([root], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Runs `backup list` or `backup verify`.
+pub async fn run_backup(command: BackupCommand, config: Config) -> anyhow::Result<()> {
+    let remote = Remote::new(backup_config(&config)?).await;
+    match command {
+        BackupCommand::List { db, root, json } => {
+            let root = match root {
+                Some(root) => root.trim_matches('/').to_owned(),
+                None => {
+                    let name = db_name(&db)?;
+                    let found = positions(&config.data_dir)?.into_iter().find(|(n, _, _)| *n == name);
+                    found.map(|(_, root, _)| root).with_context(|| format!("{name} has no replica in this data dir"))?
+                }
+            };
+            let points = crate::backup::verify::list(&remote, &root).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&points)?);
+            } else {
+                println!("{}", remote.url(&root));
+                println!("{:>5}  {:>10}  {:>10}  {:>12}  committed", "level", "min txid", "max txid", "bytes");
+                for p in &points {
+                    println!(
+                        "{:>5}  {:>10}  {:>10}  {:>12}  {}",
+                        p.level, p.min_txid, p.max_txid, p.bytes, p.committed_at
+                    );
+                }
+                eprintln!("{} restore points", points.len());
+            }
+            Ok(())
+        }
+        BackupCommand::Verify { db, all: _, json } => {
+            let wanted = db.as_deref().map(db_name).transpose()?;
+            let dbs: Vec<(String, String, u64)> = positions(&config.data_dir)?
+                .into_iter()
+                .filter(|(n, _, _)| wanted.as_ref().is_none_or(|w| w == n))
+                .collect();
+            if let Some(name) = &wanted
+                && dbs.is_empty()
+            {
+                bail!("{name} has no replica in this data dir");
+            }
+            // With the server stopped, the live files hold still and are compared; the lock keeps it stopped.
+            let lock = crate::backup::DataLock::acquire(&config.data_dir).ok();
+            let scratch = config.data_dir.join("backup");
+            let mut reports = Vec::new();
+            for (name, root, txid) in dbs {
+                let file = crate::backup::tracker::DbKey::parse(&name).map(|k| k.path(&config.data_dir));
+                let live = crate::backup::verify::Live {
+                    recorded: recorded(&config.data_dir, &root)?,
+                    file: file.filter(|_| lock.is_some()).map(|f| (f, txid)),
+                };
+                let report = crate::backup::verify::verify(&remote, &root, &live, &scratch).await?;
+                if !json {
+                    let verdict = if report.problems.is_empty() { "ok" } else { "PROBLEMS" };
+                    println!(
+                        "{name}: {verdict}: {} objects, {:.1} MB, latest TXID {}, {}",
+                        report.objects,
+                        report.bytes as f64 / 1e6,
+                        report.txid,
+                        report.compared
+                    );
+                    for problem in &report.problems {
+                        println!("  {problem}");
+                    }
+                }
+                reports.push((name, report));
+            }
+            let bad = reports.iter().filter(|(_, r)| !r.problems.is_empty()).count();
+            if json {
+                let all: Vec<serde_json::Value> =
+                    reports.iter().map(|(name, r)| serde_json::json!({ "db": name, "report": r })).collect();
+                println!("{}", serde_json::to_string_pretty(&all)?);
+            }
+            if bad > 0 {
+                bail!("{bad} of {} replicas have problems", reports.len());
+            }
+            Ok(())
+        }
+        BackupCommand::Status { .. } | BackupCommand::Snapshot { .. } => {
+            bail!("backup status and snapshot ask a running server's admin API")
+        }
+    }
 }

@@ -11,7 +11,9 @@
 //! - `restore`: planning (newest snapshot, then the furthest-reaching chain; by TXID or commit time) and applying
 //!   a replica root to a new file. `command`: `gatehouse restore db|control|all|tenant`.
 //! - `live`: restoring one tenant on a running server (close, rebuild, wait, swap through a `RestoreTenant`
-//!   entry, reopen); `api`: its admin API.
+//!   entry, reopen); `api`: its admin API, the status (`status`) and forced snapshots.
+//! - `verify`: checking replicas (every object present, contiguous, intact; the latest state rebuilt and compared)
+//!   and listing restore points; `gatehouse backup …` (`command.rs`).
 //!
 //! Invariants: TXIDs of a root are contiguous from its newest snapshot on; a spool file is durable before the
 //! position moves past it and is deleted only once uploaded; the backup alone checkpoints replicated files, and
@@ -26,8 +28,10 @@ pub mod ltx;
 pub mod position;
 pub mod restore;
 pub mod s3;
+pub mod status;
 pub mod sync;
 pub mod tracker;
+pub mod verify;
 pub mod wal;
 
 use std::collections::{BTreeMap, HashMap};

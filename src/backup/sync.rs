@@ -219,7 +219,12 @@ impl Backup {
         }
     }
 
-    async fn capture_one(self: &Arc<Self>, control: &Arc<ControlStore>, key: &DbKey, since: Instant) -> Result<()> {
+    pub(crate) async fn capture_one(
+        self: &Arc<Self>,
+        control: &Arc<ControlStore>,
+        key: &DbKey,
+        since: Instant,
+    ) -> Result<()> {
         let Some((pos, fresh)) = self.position(control, key).await? else { return Ok(()) };
         // Reading committed frames needs no writer turn (frames are checked as they are read), so writers go on
         // while the file is encoded, fsynced and recorded; only a checkpoint takes their turn.

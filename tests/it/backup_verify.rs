@@ -1,0 +1,137 @@
+//! `gatehouse backup status|snapshot|list|verify` against real replicas in moto: the status of every database, a
+//! forced snapshot that becomes a restore point, and verification that passes on a sound replica (compared with
+//! the live file once the server is stopped) and names the object when one is corrupted or missing.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+use crate::backup_restore::start;
+use crate::backup_s3::{BUCKET, Moto, PREFIX, caught_up, stop, tools, users};
+use crate::support::{TOKEN, binary};
+
+/// `gatehouse backup ARGS` in `cwd` (data dir `cwd/data`) with the bucket settings and the server's URL.
+fn backup(cwd: &Path, moto: &Moto, base: &str, args: &[&str]) -> Output {
+    Command::new(binary())
+        .arg("backup")
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .current_dir(cwd)
+        .env("GATEHOUSE_BACKUP_URL", format!("s3://{BUCKET}/{PREFIX}"))
+        .env("GATEHOUSE_S3_ENDPOINT", moto.endpoint())
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("GATEHOUSE_MASTER_KEY", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")
+        .env("GATEHOUSE_URL", base)
+        .env("GATEHOUSE_TOKEN", TOKEN)
+        .stdin(Stdio::null())
+        .output()
+        .expect("gatehouse backup runs")
+}
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// A signed S3 client of moto (it answers object reads and writes only to signed requests).
+fn s3(moto: &Moto) -> aws_sdk_s3::Client {
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .endpoint_url(moto.endpoint())
+        .force_path_style(true)
+        .credentials_provider(aws_sdk_s3::config::Credentials::new("test", "test", None, None, "test"))
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+async fn object(moto: &Moto, key: &str) -> Vec<u8> {
+    let got = s3(moto).get_object().bucket(BUCKET).key(key).send().await.unwrap();
+    got.body.collect().await.unwrap().into_bytes().to_vec()
+}
+
+async fn put_object(moto: &Moto, key: &str, body: Vec<u8>) {
+    s3(moto).put_object().bucket(BUCKET).key(key).body(body.into()).send().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_snapshot_list_and_verify_name_a_corrupted_or_missing_object() {
+    if !tools() {
+        return;
+    }
+    let (moto, dir, server) = start(&["acme"]).await;
+    let cwd = dir.path();
+    for round in 0..3 {
+        users(&server, "acme", &format!("r{round}"), 3).await;
+        caught_up(&server).await;
+    }
+    let base = server.base.clone();
+
+    // Status through the running server: both databases, caught up.
+    let out = backup(cwd, &moto, &base, &["status", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["health"], "ok", "{status}");
+    let dbs = status["databases"].as_array().unwrap();
+    let names: Vec<&str> = dbs.iter().map(|d| d["db"].as_str().unwrap()).collect();
+    assert_eq!(names, ["control", "tenants/acme"]);
+    let acme = &dbs[1];
+    assert_eq!(acme["lag_seconds"], 0.0, "{acme}");
+    assert_eq!(acme["txid"], acme["uploaded_txid"], "{acme}");
+    assert!(acme["objects"].as_u64().unwrap() >= 2 && acme["window_from_ms"].is_i64(), "{acme}");
+    let table = text(&backup(cwd, &moto, &base, &["status"]));
+    assert!(table.contains("tenants/acme") && table.contains("ok"), "{table}");
+
+    // A forced snapshot is a new restore point at level 9.
+    let out = backup(cwd, &moto, &base, &["snapshot", "acme"]);
+    assert!(out.status.success(), "{}", text(&out));
+    caught_up(&server).await;
+    let out = backup(cwd, &moto, &base, &["list", "acme", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let points: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let snapshots: Vec<&Value> = points.iter().filter(|p| p["level"] == 9).collect();
+    assert!(snapshots.len() >= 2, "the first snapshot and the forced one: {points:?}");
+    assert!(snapshots.iter().all(|p| p["committed_at"].as_str().unwrap().contains('T')));
+    let refused = backup(cwd, &moto, &base, &["list", "nobody"]);
+    assert!(!refused.status.success() && text(&refused).contains("no replica"), "{}", text(&refused));
+
+    // Verify while the server runs: sound, not compared (the live file moves on).
+    let out = backup(cwd, &moto, &base, &["verify", "--all"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("tenants/acme: ok") && text(&out).contains("server is running"), "{}", text(&out));
+    stop(server);
+    let out = backup(cwd, &moto, &base, &["verify", "acme", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let reports: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(reports[0]["report"]["compared"], "same", "{reports}");
+
+    // A flipped byte in an uploaded object: named, exit 1; put back, sound again.
+    let keys = moto.keys(&format!("{PREFIX}/tenants/acme/")).await;
+    let snapshot = keys.iter().find(|k| k.contains("/0009/")).unwrap().clone();
+    let good = object(&moto, &snapshot).await;
+    let mut bad = good.clone();
+    let at = bad.len() / 2;
+    bad[at] ^= 0x20;
+    put_object(&moto, &snapshot, bad).await;
+    let out = backup(cwd, &moto, &base, &["verify", "acme"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains(&format!("object {snapshot} is unreadable")), "{}", text(&out));
+    put_object(&moto, &snapshot, good).await;
+    assert!(backup(cwd, &moto, &base, &["verify", "acme"]).status.success());
+
+    // A missing object (deleted from the bucket): named as missing, and as the gap it leaves in its level.
+    let mut level0: Vec<&String> = keys.iter().filter(|k| k.contains("/0000/")).collect();
+    level0.sort();
+    let gone = if level0.len() >= 2 {
+        level0[0].clone()
+    } else {
+        keys.iter().find(|k| !k.contains("/0009/")).unwrap().clone()
+    };
+    s3(&moto).delete_object().bucket(BUCKET).key(&gone).send().await.unwrap();
+    let out = backup(cwd, &moto, &base, &["verify", "--all"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains(&format!("missing object {gone}")), "{}", text(&out));
+    assert!(text(&out).contains("1 of 2 replicas have problems"), "{}", text(&out));
+}
