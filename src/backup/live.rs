@@ -236,20 +236,50 @@ impl Run {
         tracing::info!(tenant = %slug, root, target = %target_text(target), "live restore: tenant closed");
         let incarnation = uuid::Uuid::now_v7().hyphenated().to_string();
         let staged = app.tenants.staged_path(slug, &incarnation).ok_or_else(|| Error::internal("bad incarnation"))?;
-        let result = self.swap(target, root, own_root, previous, &incarnation, &staged, held).await;
+        // A panic is an error like any other here: the tenant must not stay closed because of it.
+        let swapped =
+            std::panic::AssertUnwindSafe(self.swap(target, root, own_root, previous, &incarnation, &staged, held));
+        let result = match futures_util::FutureExt::catch_unwind(swapped).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::internal("the restore task panicked")),
+        };
         if let Err(err) = &result {
-            let committed = app.control.tenant(slug).await.ok().flatten().and_then(|t| t.incarnation.clone());
-            if committed.as_deref() == Some(incarnation.as_str()) {
-                // The entry is applied but its swap failed (a file system error): the tenant stays closed, so
-                // nothing writes to or replicates the old file under the new incarnation; the next start finishes
-                // the swap from the staged file.
-                tracing::error!(tenant = %slug, error = %err, "live restore: applied but the file swap failed; restart the server to finish it");
-                return Err(Error::internal(format!(
-                    "the restore of {slug} is recorded but its file could not be swapped in ({err}); the tenant stays \
-                     unavailable until the server restarts, which finishes it"
-                )));
+            match app.control.tenant(slug).await {
+                Ok(tenant) if tenant.as_ref().and_then(|t| t.incarnation.as_deref()) == Some(incarnation.as_str()) => {
+                    // The entry is applied but its swap failed: try it once more (it is idempotent). Until the file
+                    // in place is the restored one the tenant stays closed, so nothing writes to the old file or
+                    // replicates it under the new incarnation; the next start finishes the swap.
+                    let (registry, s, inc) = (app.tenants.clone(), slug.clone(), incarnation.clone());
+                    let in_place = tokio::task::spawn_blocking(move || {
+                        let archive = crate::tenants::effects::archive_name(&s, crate::now_unix());
+                        registry.swap_in(&s, &inc, &archive)?;
+                        registry.incarnation(&s)
+                    })
+                    .await
+                    .map_err(Error::from)
+                    .and_then(|r| r);
+                    if !matches!(&in_place, Ok(Some(stamp)) if *stamp == incarnation) {
+                        tracing::error!(tenant = %slug, error = %err, "live restore: recorded but the file swap failed; restart the server to finish it");
+                        return Err(Error::internal(format!(
+                            "the restore of {slug} is recorded but its file could not be swapped in ({err}); the \
+                             tenant stays unavailable until the server restarts, which finishes it"
+                        )));
+                    }
+                }
+                Ok(_) => {
+                    let staged = staged.clone();
+                    let _ = tokio::task::spawn_blocking(move || std::fs::remove_file(staged)).await;
+                }
+                Err(read) => {
+                    // Whether the entry committed is unknown: keep the tenant closed and the staged file, which the
+                    // next start swaps in or removes as the control plane says.
+                    tracing::error!(tenant = %slug, error = %err, %read, "live restore failed and its outcome cannot be read; restart the server to settle it");
+                    return Err(Error::internal(format!(
+                        "the restore of {slug} failed ({err}) and whether it was recorded cannot be read ({read}); \
+                         the tenant stays unavailable until the server restarts"
+                    )));
+                }
             }
-            let _ = std::fs::remove_file(&staged);
         }
         app.tenants.reopen(slug);
         // Mail and events the restored file holds as pending (or the old one did) are looked at now.
@@ -301,6 +331,8 @@ impl Run {
             wait_idle(&db, BUSY_WAIT).await?;
         }
         update(&self.job, |v| v.phase = Phase::Swapping);
+        // From here until the new file is in place, no capture starts the new root from the old file.
+        let _hold = backup.hold(&DbKey::Tenant(slug.clone()));
         let at = crate::now_unix();
         let archive = crate::tenants::effects::archive_name(slug, at);
         app.control
@@ -400,11 +432,14 @@ mod tests {
         let (_dir, registry, slug) = one_tenant();
         registry.get(&slug).unwrap();
         let held = registry.close(&slug).expect("not closed yet");
-        assert!(held.is_some(), "the open pool is handed over");
+        let held = held.expect("the open pool is handed over");
+        let refused = held.locked(|conn| Ok(conn.execute("DELETE FROM tenant_meta", [])?)).await.unwrap_err();
+        assert!(matches!(refused, Error::TenantSuspended), "a retired handle writes nothing: {refused}");
         assert!(registry.close(&slug).is_none(), "one swap at a time");
         assert!(matches!(registry.get(&slug), Err(Error::TenantSuspended)));
         assert!(registry.cached(&slug).is_none());
         registry.reopen(&slug);
-        registry.get(&slug).unwrap();
+        let db = registry.get(&slug).unwrap();
+        assert!(db.locked(|conn| Ok(conn.execute("UPDATE tenant_meta SET value = value", [])?)).await.unwrap() > 0);
     }
 }

@@ -371,6 +371,15 @@ impl Backup {
     }
 }
 
+impl Backup {
+    /// Marks `key` as about to be moved away (a live restore, before its entry is proposed): captures keep off
+    /// it, bar the final one, until the answer and the move's own `Moving` are dropped.
+    pub fn hold(self: &Arc<Self>, key: &DbKey) -> Moving {
+        self.state().moving.insert(key.clone());
+        Moving { _turn: None, backup: self.clone(), key: key.clone() }
+    }
+}
+
 /// A replicated file being moved away (`capture_before_archive`): holds its writer turn and keeps captures off
 /// the path; dropping it lets the next capture look at whatever file is there then.
 pub struct Moving {

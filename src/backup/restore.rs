@@ -252,7 +252,7 @@ pub async fn restore(
             .map_err(|e| fail(format!("cannot make {}: {e}", work.display())))?;
     }
     let result = fetch_and_apply(remote, root, &plan, &work, out, progress).await;
-    let _ = std::fs::remove_dir_all(&work);
+    let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(work)).await;
     let (pages, timestamp_ms, db_bytes) = result?;
     Ok(Restored {
         txid: plan.txid,

@@ -151,6 +151,11 @@ impl Backup {
     /// The position of `key`, made when it has none: tenants replicate under their incarnation (continuing after
     /// the highest TXID already there, should backup.db have been lost); control.db under a new generation.
     async fn position(&self, control: &Arc<ControlStore>, key: &DbKey) -> Result<Option<(Position, bool)>> {
+        // A file being moved away (or about to be) keeps its position for the final capture, whatever root the
+        // control plane names now; the pass after the move looks at the path afresh.
+        if self.state().moving.contains(key) {
+            return Ok(None);
+        }
         let (root, made_ms) = match key {
             DbKey::Control => match self.positions.get(key)? {
                 Some(pos) => return Ok(Some((pos, false))),
@@ -268,11 +273,13 @@ impl Backup {
     ) -> Result<Option<Spooled>> {
         let locks = self.tracker.locks(key);
         let _one = locks.capture.lock().unwrap_or_else(|e| e.into_inner());
-        // A file being moved away was captured for the last time; what comes next is looked at once it is in place.
-        if self.state().moving.contains(key) {
+        // While a file is moved away only its own position is captured (the final capture, into its root); a
+        // position for the next file waits until that file is in place.
+        let stored = self.positions.get(key)?;
+        if stored.is_none() && self.state().moving.contains(key) {
             return Ok(None);
         }
-        let Some(mut pos) = self.positions.get(key)?.or(fresh) else { return Ok(None) };
+        let Some(mut pos) = stored.or(fresh) else { return Ok(None) };
         let path = key.path(&self.data_dir);
         let now_ms =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);

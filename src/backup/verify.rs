@@ -104,7 +104,7 @@ pub async fn verify(remote: &Remote, root: &str, live: &Live, scratch: &Path) ->
             .map_err(|e| Error::internal(format!("cannot make {}: {e}", work.display())))?;
     }
     let result = check_objects(remote, root, &files, live, &work, &mut report).await;
-    let _ = std::fs::remove_dir_all(&work);
+    let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(work)).await;
     result?;
     Ok(report)
 }

@@ -292,12 +292,21 @@ pub fn apply(tx: &Connection, mutation: &Mutation) -> Result<Option<u64>> {
             )?;
             require_row(changed)?;
         }
-        Mutation::ArchiveTenant { slug, file, at, .. } => {
-            let name: Option<String> = tx
-                .query_row("SELECT name FROM tenants WHERE slug = ?1", [slug.as_str()], |r| r.get(0))
+        Mutation::ArchiveTenant { slug, file, at, incarnation } => {
+            let row: Option<(String, Option<String>)> = tx
+                .query_row("SELECT name, incarnation FROM tenants WHERE slug = ?1", [slug.as_str()], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
                 .map(Some)
                 .or_else(none_if_no_rows)?;
-            let Some(name) = name else { return Err(Error::TenantNotFound) };
+            let Some((name, current)) = row else { return Err(Error::TenantNotFound) };
+            // The proposer saw another incarnation (a restore or re-creation came between): its listener would not
+            // move this file, so the record must not go either.
+            if incarnation.is_some() && *incarnation != current {
+                return Err(Error::Conflict(format!(
+                    "tenant {slug} changed (restored or re-created) meanwhile; try again"
+                )));
+            }
             tx.execute(
                 "INSERT INTO tenant_archive (slug, name, file, archived_at) VALUES (?1, ?2, ?3, ?4)",
                 params![slug.as_str(), name, file, at],

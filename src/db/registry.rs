@@ -35,9 +35,23 @@ pub struct TenantDb {
     /// when it finds the file locked. With backups on it is the backup's lock of the file (it outlives this pool,
     /// and the backup's captures and checkpoints take it too).
     writer: Arc<tokio::sync::Mutex<()>>,
+    /// Set when a live restore closes the tenant (shared by every clone of this pool's handle): a write that
+    /// gets its turn afterwards is refused (`tenant_suspended`), so none lands in a file being replaced.
+    retired: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl TenantDb {
+    /// Refuses a write through a handle a live restore retired (checked under the writer turn).
+    fn check_live(&self) -> Result<()> {
+        if self.retired.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(Error::TenantSuspended);
+        }
+        Ok(())
+    }
+
+    fn retire(&self) {
+        self.retired.store(true, std::sync::atomic::Ordering::Release);
+    }
     /// Runs `f` on a connection of this file while holding the writer turn: for writes that are not a `TenantTx`
     /// (the outbox dispatcher's claims and receipts), so they queue with the other writers here instead of
     /// meeting them at SQLite's lock, whose busy handler sleeps (1 ms, 2 ms, 5 ms …) while checkouts wait.
@@ -47,6 +61,7 @@ impl TenantDb {
     ) -> Result<T> {
         let pool = self.pool.clone();
         let turn = self.writer.clone().lock_owned().await;
+        self.check_live()?;
         tokio::task::spawn_blocking(move || {
             let mut conn = pool.get()?;
             let value = f(&mut conn);
@@ -64,6 +79,7 @@ impl TenantDb {
     ) -> Result<T> {
         let (pool, slug) = (self.pool.clone(), self.slug.clone());
         let turn = self.writer.clone().lock_owned().await;
+        self.check_live()?;
         let (value, counts) = tokio::task::spawn_blocking(move || -> Result<_> {
             let mut conn = pool.get()?;
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -145,8 +161,9 @@ impl TenantRegistry {
     }
 
     /// Closes the tenant for a file swap: `get` answers `tenant_suspended` until `reopen`, and the cached pool is
-    /// dropped. Answers that pool (if one was open), so the caller can wait for its checked-out connections;
-    /// `None` when the tenant is closed already (another swap is under way).
+    /// dropped and retired (writes through any handle of it are refused from now on). Answers that pool (if one
+    /// was open), so the caller can wait for its checked-out connections; `None` when the tenant is closed already
+    /// (another swap is under way).
     pub fn close(&self, slug: &TenantSlug) -> Option<Option<TenantDb>> {
         if !self.closed().insert(slug.clone()) {
             return None;
@@ -154,6 +171,9 @@ impl TenantRegistry {
         self.closing.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         let open = self.pools.get(slug);
         self.pools.invalidate(slug);
+        if let Some(db) = &open {
+            db.retire();
+        }
         Some(open)
     }
 
@@ -180,6 +200,19 @@ impl TenantRegistry {
         let io = |e: std::io::Error| Error::internal(format!("restore tenant {slug}: {e}"));
         // The writer turn and the backup's hold on the file last until the new file is in place.
         let _moving = if self.path(slug).exists() { Some(self.move_out(slug, &target)?) } else { None };
+        // A WAL or SHM left beside a missing main file (a crash between the renames of an earlier try) belongs to
+        // the old file: it goes with it, and is never applied to the restored one.
+        for ext in ["-wal", "-shm"] {
+            let side = PathBuf::from(format!("{}{ext}", self.path(slug).display()));
+            if side.exists() {
+                let with_old = PathBuf::from(format!("{}{ext}", target.display()));
+                if target.exists() && !with_old.exists() {
+                    std::fs::rename(&side, &with_old).map_err(io)?;
+                } else {
+                    std::fs::remove_file(&side).map_err(io)?;
+                }
+            }
+        }
         std::fs::rename(&staged, self.path(slug)).map_err(io)?;
         for dir in [&self.tenants_dir, &self.data_dir().join("restore")] {
             std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
@@ -225,10 +258,19 @@ impl TenantRegistry {
             return Ok(db);
         }
         self.metrics.cache_lookup("tenant_pool", false);
-        self.pools.try_get_with_by_ref(slug, || self.open(slug)).map_err(|e: Arc<Error>| match Arc::try_unwrap(e) {
-            Ok(err) => err,
-            Err(shared) => Error::internal(shared),
-        })
+        let db = self.pools.try_get_with_by_ref(slug, || self.open(slug)).map_err(
+            |e: Arc<Error>| match Arc::try_unwrap(e) {
+                Ok(err) => err,
+                Err(shared) => Error::internal(shared),
+            },
+        )?;
+        // Opened while a restore closed the tenant: that pool is not the restore's to wait for, so it never writes.
+        if self.is_closed(slug) {
+            db.retire();
+            self.pools.invalidate(slug);
+            return Err(Error::TenantSuspended);
+        }
+        Ok(db)
     }
 
     /// The tenant's pool when it is open already: no blocking, so callers can skip the blocking pool.
@@ -261,6 +303,7 @@ impl TenantRegistry {
             wakeups: self.wakeups.clone(),
             on_commit: self.on_commit.clone(),
             writer: crate::backup::tracker::writer_lock(&self.path(slug)),
+            retired: Arc::default(),
         })
     }
 

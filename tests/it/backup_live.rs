@@ -242,7 +242,7 @@ async fn a_live_restore_refuses_what_it_cannot_do_and_changes_nothing() {
 }
 
 #[tokio::test]
-async fn without_backups_a_live_restore_is_refused_and_a_session_needs_csrf() {
+async fn without_backups_restores_status_and_snapshots_are_refused_and_a_session_needs_csrf() {
     let app = crate::admin_ui::app_with_operator().await;
     app.create_tenant("acme").await;
     let (status, body) = app.json(Method::POST, "/admin/api/v1/tenants/acme/restore", Some(json!({}))).await;
@@ -260,5 +260,27 @@ async fn without_backups_a_live_restore_is_refused_and_a_session_needs_csrf() {
         .await
         .unwrap();
     assert_eq!(r.status(), 409, "with it, the session reaches the check for backups");
+    // The status and forced snapshots: operators only; without backups, backups_off.
+    let (status, body) = app.json(Method::GET, "/admin/api/v1/backups", None).await;
+    assert_eq!((status.as_u16(), body["error"]["code"].as_str().unwrap()), (409, "backups_off"), "{body}");
+    let token = app.create_token("acme admin", "tenant:acme").await;
+    for (method, path) in [
+        (Method::GET, "/admin/api/v1/backups"),
+        (Method::POST, "/admin/api/v1/backups/snapshot"),
+        (Method::GET, "/admin/api/v1/tenants/acme/restore"),
+    ] {
+        let r = app
+            .client
+            .request(method.clone(), app.url(path))
+            .bearer_auth(&token)
+            .json(&json!({"db": "tenants/acme"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{method} {path} with a tenant-scoped token");
+    }
+    let (status, body) =
+        app.json(Method::POST, "/admin/api/v1/backups/snapshot", Some(json!({"db": "../control"}))).await;
+    assert_eq!((status.as_u16(), body["error"]["code"].as_str().unwrap()), (400, "validation_failed"), "{body}");
     app.stop().await;
 }
