@@ -283,8 +283,8 @@ async fn all(remote: &Remote, to: &Path, node: Option<u64>, target: Target) -> a
         tokio::task::spawn_blocking(move || tenants_of(&path)).await??
     };
     let remote = Arc::new(remote);
-    let results: Vec<anyhow::Result<()>> = futures_util::stream::iter(tenants)
-        .map(|(slug, incarnation)| {
+    let results: Vec<anyhow::Result<()>> = futures_util::stream::iter(tenants.clone())
+        .map(|(slug, incarnation, _)| {
             let remote = remote.clone();
             let out = to.join("tenants").join(format!("{slug}.db"));
             async move {
@@ -303,6 +303,7 @@ async fn all(remote: &Remote, to: &Path, node: Option<u64>, target: Target) -> a
     if !failed.is_empty() {
         bail!("{} tenants did not restore:\n  {}", failed.len(), failed.join("\n  "));
     }
+    new_incarnations(to, &tenants).await?;
     eprintln!(
         "restored into {}; start it with GATEHOUSE_DATA_DIR={} and this node's master key (GATEHOUSE_MASTER_KEY \
          or its key file)",
@@ -312,14 +313,47 @@ async fn all(remote: &Remote, to: &Path, node: Option<u64>, target: Target) -> a
     Ok(())
 }
 
-/// The live tenants (slug, incarnation) a restored control.db lists.
-fn tenants_of(control: &Path) -> anyhow::Result<Vec<(String, String)>> {
+/// Gives every restored tenant a new incarnation (through `RestoreTenant` entries in the restored control plane,
+/// and the stamp in its file): its history may have diverged from the replica it came from (a point in time), so
+/// it replicates into a root of its own instead of continuing the old chain.
+async fn new_incarnations(to: &Path, tenants: &[(String, String, Option<String>)]) -> anyhow::Result<()> {
+    let mut mutations = Vec::with_capacity(tenants.len());
+    for (slug, _, previous) in tenants {
+        let slug = crate::tenants::TenantSlug::parse(slug).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let incarnation = uuid::Uuid::now_v7().hyphenated().to_string();
+        let file = to.join("tenants").join(format!("{slug}.db"));
+        crate::backup::live::stamp(&file, &slug, &incarnation).await?;
+        mutations.push(crate::control::Mutation::RestoreTenant {
+            archive: crate::tenants::effects::archive_name(&slug, crate::now_unix()),
+            slug,
+            incarnation,
+            previous: previous.clone(),
+            at: crate::now_unix(),
+        });
+    }
+    let dir = to.to_path_buf();
+    tokio::task::spawn_blocking(move || -> crate::error::Result<()> {
+        // No listener here: the files are in place already; only the records change.
+        let control = crate::control::ControlStore::open(&dir, Arc::default())?;
+        for mutation in mutations {
+            control.apply_blocking(mutation)?;
+        }
+        Ok(())
+    })
+    .await??;
+    Ok(())
+}
+
+/// The live tenants a restored control.db lists: (slug, the incarnation its replica root is named by, the
+/// incarnation recorded).
+fn tenants_of(control: &Path) -> anyhow::Result<Vec<(String, String, Option<String>)>> {
     let conn = rusqlite::Connection::open_with_flags(control, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    let mut stmt = conn.prepare("SELECT slug, COALESCE(incarnation, 'legacy') FROM tenants ORDER BY slug")?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+    let mut stmt = conn.prepare("SELECT slug, incarnation FROM tenants ORDER BY slug")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?)))?;
     let mut tenants = Vec::new();
     for row in rows {
-        let (slug, incarnation) = row?;
+        let (slug, recorded) = row?;
+        let incarnation = recorded.clone().unwrap_or_else(|| "legacy".to_owned());
         // Both become paths: only what the server itself would have written is followed.
         crate::tenants::TenantSlug::parse(&slug).map_err(|e| anyhow::anyhow!("tenant {slug:?}: {e}"))?;
         // As the sync task names roots: a UUID incarnation, anything else `legacy`.
@@ -327,7 +361,7 @@ fn tenants_of(control: &Path) -> anyhow::Result<Vec<(String, String)>> {
             Ok(id) => id.hyphenated().to_string(),
             Err(_) => "legacy".to_owned(),
         };
-        tenants.push((slug, incarnation));
+        tenants.push((slug, incarnation, recorded));
     }
     Ok(tenants)
 }

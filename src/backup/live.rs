@@ -359,7 +359,7 @@ impl Run {
 }
 
 /// Stamps the staged file with its tenant's slug and new incarnation; the file must belong to `slug`.
-async fn stamp(staged: &std::path::Path, slug: &TenantSlug, incarnation: &str) -> Result<()> {
+pub(crate) async fn stamp(staged: &std::path::Path, slug: &TenantSlug, incarnation: &str) -> Result<()> {
     let (path, slug, incarnation) = (staged.to_path_buf(), slug.clone(), incarnation.to_owned());
     tokio::task::spawn_blocking(move || -> Result<()> {
         // A plain connection: the staged file is not replicated, and closing it folds its WAL in.

@@ -9,7 +9,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::backup_s3::{
-    BUCKET, Moto, PREFIX, admin, assert_same, caught_up, live_path, roots, serve, stop, tables, tools, users,
+    BUCKET, Moto, PREFIX, admin, assert_same, assert_same_but, caught_up, live_path, roots, serve, stop, tables, tools,
+    users,
 };
 use crate::support::{BinServer, binary, eventually};
 
@@ -254,9 +255,22 @@ async fn a_whole_node_restores_into_a_new_data_dir_and_serves_the_same_keys_and_
     let said = ok(&restore(new.path(), &moto, &["all", "--to", to.to_str().unwrap()]));
     assert!(said.contains("tenants/gamma.db"), "{said}");
     let old = dir.path().join("data");
-    for db in ["control", "tenants/acme", "tenants/beta", "tenants/gamma"] {
-        assert_same(&live_path(&old, db), &live_path(&to, db));
+    // Every row came back; the tenants have new incarnations (recorded by RestoreTenant entries and stamped into
+    // their files), so they replicate into roots of their own.
+    assert_same_but(&live_path(&old, "control"), &live_path(&to, "control"), &["tenants", "control_log", "meta"]);
+    for db in ["tenants/acme", "tenants/beta", "tenants/gamma"] {
+        assert_same_but(&live_path(&old, db), &live_path(&to, db), &["tenant_meta"]);
     }
+    let incarnations = |data: &Path| -> Vec<String> {
+        let conn =
+            rusqlite::Connection::open_with_flags(data.join("control.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .unwrap();
+        let mut stmt = conn.prepare("SELECT incarnation FROM tenants ORDER BY slug").unwrap();
+        stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    };
+    let (was, now) = (incarnations(&old), incarnations(&to));
+    assert_eq!(now.len(), 3);
+    assert!(was.iter().zip(&now).all(|(a, b)| a != b), "{was:?} {now:?}");
     assert_eq!(
         std::fs::read_to_string(old.join("node_id")).unwrap(),
         std::fs::read_to_string(to.join("node_id")).unwrap()
@@ -270,5 +284,10 @@ async fn a_whole_node_restores_into_a_new_data_dir_and_serves_the_same_keys_and_
     let (status, body) = admin(&server, reqwest::Method::GET, "/admin/api/v1/tenants/beta/users", Value::Null).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["items"].as_array().map(Vec::len), Some(3), "{body}");
+    users(&server, "beta", "after", 1).await;
+    caught_up(&server).await;
     stop(server);
+    let tenant_roots: Vec<String> =
+        roots(&to).into_iter().filter(|(db, _)| db.starts_with("tenants/")).map(|(_, root)| root).collect();
+    assert!(tenant_roots.iter().all(|r| now.iter().any(|n| r.ends_with(n.as_str()))), "{tenant_roots:?} {now:?}");
 }
