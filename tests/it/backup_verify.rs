@@ -135,3 +135,64 @@ async fn status_snapshot_list_and_verify_name_a_corrupted_or_missing_object() {
     assert!(text(&out).contains(&format!("missing object {gone}")), "{}", text(&out));
     assert!(text(&out).contains("1 of 2 replicas have problems"), "{}", text(&out));
 }
+
+/// SIGTERM while writers are busy: every write the server acknowledged is in the bucket after the final sync.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_under_writes_loses_nothing_acknowledged() {
+    if !tools() {
+        return;
+    }
+    let (moto, dir, server) = start(&["acme"]).await;
+    let base = server.base.clone();
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let base = base.clone();
+            tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                let mut acknowledged = Vec::new();
+                for i in 0.. {
+                    let email = format!("w{w}-{i}@example.com");
+                    let sent = client
+                        .post(format!("{base}/admin/api/v1/tenants/acme/users"))
+                        .bearer_auth(TOKEN)
+                        .json(&serde_json::json!({"email": email, "password": "correct horse battery"}))
+                        .send()
+                        .await;
+                    match sent {
+                        Ok(r) if r.status() == 201 => acknowledged.push(email),
+                        _ => break,
+                    }
+                }
+                acknowledged
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    tokio::task::spawn_blocking(move || stop(server)).await.unwrap();
+    let mut acknowledged = Vec::new();
+    for writer in writers {
+        acknowledged.extend(writer.await.unwrap());
+    }
+    assert!(acknowledged.len() >= 4, "writes were in flight: {}", acknowledged.len());
+
+    let data = dir.path().join("data");
+    let root = crate::backup_s3::roots(&data).into_iter().find(|(db, _)| db == "tenants/acme").unwrap().1;
+    let out = dir.path().join("after-stop.db");
+    let done = Command::new(binary())
+        .args(["restore", "db", "--from", &format!("s3://{BUCKET}/{PREFIX}/{root}"), "-o"])
+        .arg(&out)
+        .env("GATEHOUSE_S3_ENDPOINT", moto.endpoint())
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(done.status.success(), "{}", text(&done));
+    crate::backup_s3::assert_same(&data.join("tenants/acme.db"), &out);
+    let conn = rusqlite::Connection::open_with_flags(&out, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    for email in &acknowledged {
+        let found: bool =
+            conn.query_row("SELECT EXISTS(SELECT 1 FROM users WHERE email = ?1)", [email], |r| r.get(0)).unwrap();
+        assert!(found, "{email} was acknowledged before the stop and is in the bucket");
+    }
+}
