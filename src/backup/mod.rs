@@ -91,6 +91,8 @@ pub struct BackupConfig {
     pub retention: Duration,
     /// How often levels 1, 2 and 3 take in the level below.
     pub levels: [Duration; 3],
+    /// How often the self-check verifies a sample of replicas (`None`: never).
+    pub verify_every: Option<Duration>,
 }
 
 impl BackupConfig {
@@ -118,6 +120,30 @@ impl BackupConfig {
             Ok(levels) if levels[0] <= levels[1] && levels[1] <= levels[2] => Ok(levels),
             _ => Err("expected three growing durations like 30s,5m,1h".into()),
         }
+    }
+
+    /// `off`, or `30s`, `30m`, `24h`, `7d` (a bare number is hours); from 1 s to 30 days.
+    pub fn parse_verify_interval(raw: &str) -> std::result::Result<Option<Duration>, String> {
+        let raw = raw.trim();
+        if matches!(raw, "off" | "0") {
+            return Ok(None);
+        }
+        let (number, unit) = match raw.find(|c: char| !c.is_ascii_digit()) {
+            Some(at) => raw.split_at(at),
+            None => (raw, "h"),
+        };
+        let n: u64 = number.parse().map_err(|_| "expected off or a duration like 30m, 24h or 7d".to_owned())?;
+        let every = match unit {
+            "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n.saturating_mul(60)),
+            "h" => Duration::from_secs(n.saturating_mul(3600)),
+            "d" => Duration::from_secs(n.saturating_mul(86_400)),
+            _ => return Err("expected off or a duration like 30m, 24h or 7d".into()),
+        };
+        if !(Duration::from_secs(1)..=Duration::from_secs(30 * 86_400)).contains(&every) {
+            return Err("expected a duration from 1s to 30d".into());
+        }
+        Ok(Some(every))
     }
 
     /// `500ms`, `1s`, `2m`, or a bare number of seconds; from 100 ms to 1 h.
@@ -194,6 +220,8 @@ pub(crate) struct State {
     pub stalled: bool,
     /// Unix seconds of the last pass that left nothing unsent.
     pub last_synced_unix: i64,
+    /// The last self-check, if one ran.
+    pub self_check: Option<verify::SelfCheck>,
     /// Files being moved away (archived or replaced by a restore): not captured until the move is done.
     pub moving: std::collections::HashSet<DbKey>,
     /// Databases with a per-database lag series shown (set back to 0 once caught up).
@@ -305,6 +333,9 @@ impl Backup {
         }
         if capture {
             return Health::Degraded("a database cannot be captured (see the log)".into());
+        }
+        if self.state().self_check.as_ref().is_some_and(|c| !c.problems.is_empty()) {
+            return Health::Degraded("the backup self-check found a damaged replica (see the log)".into());
         }
         match self.stalled() {
             Some(lag) => {
@@ -433,6 +464,12 @@ mod tests {
         assert_eq!(BackupConfig::parse_levels("30s,5m,1h").unwrap(), levels::LEVEL_INTERVALS);
         assert!(BackupConfig::parse_levels("5m,30s,1h").is_err());
         assert!(BackupConfig::parse_levels("30s,5m").is_err());
+        assert_eq!(BackupConfig::parse_verify_interval("24h").unwrap(), Some(Duration::from_secs(86_400)));
+        assert_eq!(BackupConfig::parse_verify_interval("2").unwrap(), Some(Duration::from_secs(7_200)));
+        assert_eq!(BackupConfig::parse_verify_interval("off").unwrap(), None);
+        for bad in ["", "0s", "31d", "1w", "soon"] {
+            assert!(BackupConfig::parse_verify_interval(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -35,6 +35,7 @@ impl Backup {
         // Uploads run beside captures, so a bucket that hangs never stops the spool from taking new commits, and
         // a file goes up as soon as it is spooled.
         let uploader = tokio::spawn(self.clone().upload_loop(stop.clone()));
+        let self_check = tokio::spawn(self.clone().self_check_loop(stop.clone()));
         let mut last_pass = Instant::now();
         loop {
             let waiting = { !self.state().queue.is_empty() || !self.state().unckpt.is_empty() };
@@ -66,6 +67,7 @@ impl Backup {
             self.pass(&control, false).await;
         }
         let _ = uploader.await;
+        self_check.abort();
         self.pass(&control, true).await;
         self.clone().upload().await;
         self.report();

@@ -256,3 +256,87 @@ fn digest(path: &Path) -> Result<Vec<(String, [u8; 32])>> {
     }
     Ok(tables)
 }
+
+/// The last self-check: when, how many replicas, and the problems of those that failed twice.
+#[derive(Debug, Clone, Default)]
+pub struct SelfCheck {
+    pub at_unix: i64,
+    pub checked: usize,
+    pub problems: Vec<String>,
+}
+
+/// Tenant replicas the self-check verifies each time, besides control.db's.
+const SAMPLE_TENANTS: usize = 3;
+
+impl crate::backup::Backup {
+    /// Every `verify_every`, verifies control.db's replica and a random sample of tenants' (the running server's
+    /// view: not compared with the live files). A replica is reported only when a second verification finds the
+    /// same trouble (compaction and retention change a root while it is read). Results: the log, `/readyz` and the
+    /// dashboard (through `health`), `gatehouse_backup_self_check_problems`.
+    pub(crate) async fn self_check_loop(self: std::sync::Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let Some(every) = self.config.verify_every else { return };
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                _ = stop.changed() => return,
+            }
+            if *stop.borrow() {
+                return;
+            }
+            let check = self.self_check().await;
+            let problems = check.problems.len();
+            self.metrics.record(|| {
+                metrics::gauge!("gatehouse_backup_self_check_problems").set(problems as f64);
+                metrics::gauge!("gatehouse_backup_self_check_timestamp_seconds").set(check.at_unix as f64);
+            });
+            if problems == 0 {
+                tracing::info!(replicas = check.checked, "backup self-check: every replica verified");
+            } else {
+                for problem in &check.problems {
+                    tracing::error!(problem = %problem, "backup self-check: a replica is damaged");
+                }
+            }
+            self.state().self_check = Some(check);
+        }
+    }
+
+    async fn self_check(&self) -> SelfCheck {
+        use rand::seq::IndexedRandom;
+        let mut check = SelfCheck { at_unix: crate::now_unix(), ..SelfCheck::default() };
+        let Some(remote) = self.remote.get() else { return check };
+        let positions = match self.positions.all() {
+            Ok(all) => all,
+            Err(err) => {
+                check.problems.push(format!("cannot read backup.db: {err}"));
+                return check;
+            }
+        };
+        let (control, tenants): (Vec<_>, Vec<_>) =
+            positions.into_iter().partition(|(key, _)| *key == crate::backup::tracker::DbKey::Control);
+        let sample: Vec<_> = {
+            let mut rng = rand::rng();
+            control.into_iter().chain(tenants.choose_multiple(&mut rng, SAMPLE_TENANTS).cloned()).collect()
+        };
+        let scratch = self.data_dir.join("backup");
+        for (key, pos) in sample {
+            check.checked += 1;
+            let mut found = Vec::new();
+            for _attempt in 0..2 {
+                let recorded = match self.positions.objects(&pos.root) {
+                    Ok(objects) => objects.into_iter().map(|(level, min, max, _)| (level, min, max)).collect(),
+                    Err(_) => Vec::new(),
+                };
+                let live = Live { recorded, file: None };
+                found = match verify(remote, &pos.root, &live, &scratch).await {
+                    Ok(report) => report.problems,
+                    Err(err) => vec![format!("cannot verify: {err}")],
+                };
+                if found.is_empty() {
+                    break;
+                }
+            }
+            check.problems.extend(found.into_iter().map(|p| format!("{key}: {p}")));
+        }
+        check
+    }
+}

@@ -199,6 +199,11 @@ fn backup_config<F: Fn(&str) -> Option<String>>(env: &mut Env<F>) -> Option<crat
         env.problem("GATEHOUSE_BACKUP_LEVELS", format!("{why}, got {levels_raw:?}"));
         crate::backup::levels::LEVEL_INTERVALS
     });
+    let verify_raw = env.value("GATEHOUSE_BACKUP_VERIFY_INTERVAL", 0);
+    let verify_every = BackupConfig::parse_verify_interval(&verify_raw).unwrap_or_else(|why| {
+        env.problem("GATEHOUSE_BACKUP_VERIFY_INTERVAL", format!("{why}, got {verify_raw:?}"));
+        None
+    });
     let raw = env.get("GATEHOUSE_BACKUP_URL")?;
     match BackupConfig::parse_url(&raw) {
         Ok((bucket, prefix)) => Some(BackupConfig {
@@ -212,6 +217,7 @@ fn backup_config<F: Fn(&str) -> Option<String>>(env: &mut Env<F>) -> Option<crat
             snapshot_interval: Duration::from_secs(snapshot_hours * 3600),
             retention: Duration::from_secs(retention_hours * 3600),
             levels,
+            verify_every,
         }),
         Err(why) => {
             env.problem("GATEHOUSE_BACKUP_URL", format!("{why}, got {:?}", raw.trim()));

@@ -179,6 +179,12 @@ pub const VARS: &[Var] = &[
         help: "how far back a restore can go: older snapshots and the files only they need are deleted",
     },
     Var {
+        name: "GATEHOUSE_BACKUP_VERIFY_INTERVAL",
+        default: Fallback::Value("24h"),
+        rule: Rule::Text,
+        help: "how often the backup self-check verifies a sample of replicas (control and up to 3 tenants), e.g. 24h, 30m; off to disable",
+    },
+    Var {
         name: "GATEHOUSE_BACKUP_SNAPSHOT_HOURS",
         default: Fallback::Value("24"),
         rule: whole(1, 720),

@@ -196,3 +196,52 @@ async fn a_graceful_stop_under_writes_loses_nothing_acknowledged() {
         assert!(found, "{email} was acknowledged before the stop and is in the bucket");
     }
 }
+
+/// The self-check finds a damaged replica on its own: `/readyz` and the dashboard say so, and the metric counts
+/// it; once the object is whole again the next check clears it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_self_check_reports_a_damaged_replica_until_it_is_whole() {
+    if !tools() {
+        return;
+    }
+    let moto = Moto::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = crate::backup_s3::serve(dir.path(), &moto, &[("GATEHOUSE_BACKUP_VERIFY_INTERVAL", "1s")]).await;
+    let (status, body) = crate::backup_s3::admin(
+        &server,
+        reqwest::Method::POST,
+        "/admin/api/v1/tenants",
+        serde_json::json!({"slug": "acme", "name": "Acme"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    users(&server, "acme", "a", 2).await;
+    caught_up(&server).await;
+    let readyz = |base: String| async move {
+        let body: Value = reqwest::get(format!("{base}/readyz")).await.unwrap().json().await.unwrap();
+        body["checks"]["backup"].as_str().unwrap_or_default().to_owned()
+    };
+    let keys = moto.keys(&format!("{PREFIX}/tenants/acme/")).await;
+    let snapshot = keys.iter().find(|k| k.contains("/0009/")).unwrap().clone();
+    let good = object(&moto, &snapshot).await;
+    let mut bad = good.clone();
+    let at = bad.len() - 20;
+    bad[at] ^= 0x01;
+    put_object(&moto, &snapshot, bad).await;
+    let said = crate::support::eventually(std::time::Duration::from_secs(30), "the self-check finds it", || {
+        let base = server.base.clone();
+        async move { Some(readyz(base).await).filter(|s| s.contains("self-check")) }
+    })
+    .await;
+    assert!(said.starts_with("degraded"), "{said}");
+    let metrics = reqwest::get(format!("{}/metrics", server.base)).await.unwrap().text().await.unwrap();
+    let problems = crate::support::metric_value(&metrics, "gatehouse_backup_self_check_problems").unwrap();
+    assert!(problems >= 1.0, "{metrics}");
+    put_object(&moto, &snapshot, good).await;
+    crate::support::eventually(std::time::Duration::from_secs(30), "the next self-check clears it", || {
+        let base = server.base.clone();
+        async move { Some(readyz(base).await).filter(|s| s == "ok") }
+    })
+    .await;
+    stop(server);
+}
