@@ -130,7 +130,7 @@ pub async fn run(command: RestoreCommand, config: Config) -> anyhow::Result<()> 
     let remote = Remote::new(backup_config(&config)?).await;
     match command {
         RestoreCommand::Db { output, point, .. } => {
-            let done = restore::restore(&remote, "", point.target()?, &output, &reporter("")).await?;
+            let done = restore::restore(&remote, "", point.target()?, &output, &*reporter("")).await?;
             report(&output, &done);
             Ok(())
         }
@@ -148,10 +148,28 @@ pub async fn run(command: RestoreCommand, config: Config) -> anyhow::Result<()> 
     }
 }
 
-/// Progress on stderr: a line per step on a terminal and off it (a bar needs a terminal; lines work for both).
-fn reporter(name: &str) -> impl Fn(Progress) + Sync + use<> {
+/// Progress on stderr: a bar (bytes and files) on a terminal, a line per step otherwise (logs, scripts).
+fn reporter(name: &str) -> Box<dyn Fn(Progress) + Send + Sync> {
     let name = if name.is_empty() { String::new() } else { format!("{name}: ") };
-    move |p: Progress| {
+    if std::io::stderr().is_terminal() {
+        let bar = indicatif::ProgressBar::new(0);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{prefix}{msg:>14} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_prefix(name);
+        return Box::new(move |p: Progress| {
+            bar.set_length(p.bytes);
+            bar.set_position(p.bytes_done);
+            if p.applying {
+                bar.finish_with_message(format!("{} files; applying", p.files));
+            } else {
+                bar.set_message(format!("{}/{} files", p.files_done, p.files));
+            }
+        });
+    }
+    Box::new(move |p: Progress| {
         if p.applying {
             eprintln!("{name}applying {} files ({:.1} MB)", p.files, p.bytes as f64 / 1e6);
         } else if p.files_done == p.files || p.files_done.is_multiple_of(10) {
@@ -163,7 +181,7 @@ fn reporter(name: &str) -> impl Fn(Progress) + Sync + use<> {
                 p.bytes as f64 / 1e6
             );
         }
-    }
+    })
 }
 
 fn report(path: &Path, done: &Restored) {
@@ -228,7 +246,7 @@ async fn control(
     confirm(&format!("Replace {} with {}?", current.display(), remote.url(&root)), yes)?;
     let staged = data.join("control.db.restored");
     let _ = std::fs::remove_file(&staged);
-    let done = restore::restore(remote, &root, target, &staged, &reporter("control")).await?;
+    let done = restore::restore(remote, &root, target, &staged, &*reporter("control")).await?;
     // In an order that leaves a usable control.db after a crash at any step:
     // 1. the restored history diverges from the replica's tail, so it replicates into a new generation;
     crate::backup::position::Positions::open(data)?.delete(&crate::backup::tracker::DbKey::Control)?;
@@ -273,7 +291,7 @@ async fn all(remote: &Remote, to: &Path, node: Option<u64>, target: Target) -> a
     std::fs::create_dir_all(to.join("tenants"))?;
     let root = control_root(remote, node, None).await?;
     let control_path = to.join("control.db");
-    let done = restore::restore(remote, &root, target, &control_path, &reporter("control")).await?;
+    let done = restore::restore(remote, &root, target, &control_path, &*reporter("control")).await?;
     report(&control_path, &done);
     std::fs::write(to.join("node_id"), format!("{node}\n"))?;
     // The tenants of the restored control plane, each at the same point (a tenant's own chain decides what
