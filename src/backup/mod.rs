@@ -222,6 +222,8 @@ pub(crate) struct State {
     pub last_synced_unix: i64,
     /// The last self-check, if one ran.
     pub self_check: Option<verify::SelfCheck>,
+    /// The overall lag every 10 s over the last hour (unix seconds, seconds of lag), for the Backups page.
+    pub lag_samples: std::collections::VecDeque<(i64, f32)>,
     /// Files being moved away (archived or replaced by a restore): not captured until the move is done.
     pub moving: std::collections::HashSet<DbKey>,
     /// Databases with a per-database lag series shown (set back to 0 once caught up).

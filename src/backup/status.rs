@@ -152,6 +152,40 @@ struct Oldest {
     by_root: HashMap<String, Instant>,
 }
 
+/// How often the lag is sampled for the Backups page, and how many samples are kept (an hour).
+pub const LAG_SAMPLE: Duration = Duration::from_secs(10);
+const LAG_SAMPLES: usize = 360;
+
+impl Backup {
+    /// Samples the overall lag every `LAG_SAMPLE` until `stop` (the Backups page's sparkline).
+    pub(crate) async fn sample_lag(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            let lag = self.lag().as_secs_f32();
+            {
+                let mut state = self.state();
+                if state.lag_samples.len() == LAG_SAMPLES {
+                    state.lag_samples.pop_front();
+                }
+                state.lag_samples.push_back((crate::now_unix(), lag));
+            }
+            tokio::select! {
+                () = tokio::time::sleep(LAG_SAMPLE) => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+
+    /// The lag samples of the last hour, oldest first.
+    pub fn lag_samples(&self) -> Vec<(i64, f32)> {
+        self.state().lag_samples.iter().copied().collect()
+    }
+
+    /// The last self-check: (when, replicas checked, problems).
+    pub fn last_self_check(&self) -> Option<(i64, usize, Vec<String>)> {
+        self.state().self_check.as_ref().map(|c| (c.at_unix, c.checked, c.problems.clone()))
+    }
+}
+
 /// Seconds as a short text (`0.4 s`, `3 min`), for the CLI and the UI.
 pub fn age_text(seconds: f64) -> String {
     let d = Duration::from_secs_f64(seconds.max(0.0));

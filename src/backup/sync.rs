@@ -36,6 +36,7 @@ impl Backup {
         // a file goes up as soon as it is spooled.
         let uploader = tokio::spawn(self.clone().upload_loop(stop.clone()));
         let self_check = tokio::spawn(self.clone().self_check_loop(stop.clone()));
+        let sampler = tokio::spawn(self.clone().sample_lag(stop.clone()));
         let mut last_pass = Instant::now();
         loop {
             let waiting = { !self.state().queue.is_empty() || !self.state().unckpt.is_empty() };
@@ -68,6 +69,7 @@ impl Backup {
         }
         let _ = uploader.await;
         self_check.abort();
+        sampler.abort();
         self.pass(&control, true).await;
         self.clone().upload().await;
         self.report();

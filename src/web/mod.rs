@@ -8,6 +8,7 @@
 mod api_docs;
 mod assets;
 mod audit_pages;
+mod backup_pages;
 mod csv_export;
 mod email_pages;
 mod identity_pages;
@@ -58,6 +59,7 @@ pub fn router() -> Router<AppState> {
         .merge(webhook_pages::router())
         .merge(oauth_pages::router())
         .merge(key_pages::router())
+        .merge(backup_pages::router())
         .merge(plugin_pages::router())
         .merge(store_pages::router())
         .merge(order_pages::router())
@@ -81,6 +83,8 @@ pub struct Chrome {
     pub error: Option<String>,
     /// On a page of a suspended tenant: every such page says so (`templates/admin/tenant_nav.html`).
     pub tenant_suspended: bool,
+    /// The visitor is an operator (operator-only links are shown).
+    pub operator: bool,
 }
 
 /// A tenant page's section as breadcrumbs name it: (path under `/admin/tenants/{slug}/`, label), by its `tab`.
@@ -127,6 +131,7 @@ impl UiSession {
             notice: None,
             error: None,
             tenant_suspended: self.tenant_suspended,
+            operator: self.actor.require_operator().is_ok(),
         }
     }
 

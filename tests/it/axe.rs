@@ -125,10 +125,10 @@ async fn color_scheme(driver: &Driver, browser: &fantoccini::Client, scheme: &st
 }
 
 /// Loads each page in both schemes, runs axe; returns (page, scheme) → violations.
-async fn audit(
+pub(crate) async fn audit(
     driver: &Driver,
     browser: &fantoccini::Client,
-    app: &TestApp,
+    base: &str,
     pages: &[String],
 ) -> BTreeMap<(String, &'static str), Vec<Value>> {
     let axe = std::fs::read_to_string(AXE).expect("tests/axe: run `npm ci` there (scripts/test does)");
@@ -139,7 +139,7 @@ async fn audit(
     for scheme in ["light", "dark"] {
         color_scheme(driver, browser, scheme).await;
         for page in pages {
-            browser.goto(&app.url(page)).await.unwrap();
+            browser.goto(&format!("{base}{page}")).await.unwrap();
             browser.wait().for_element(Locator::Css("main, body")).await.unwrap();
             browser.execute(&axe, vec![]).await.unwrap();
             let violations = browser.execute_async(RUN_AXE, vec![]).await.unwrap();
@@ -150,7 +150,7 @@ async fn audit(
 }
 
 /// Fails listing every serious or critical violation; prints the others with their counts.
-fn judge(found: &BTreeMap<(String, &'static str), Vec<Value>>) {
+pub(crate) fn judge(found: &BTreeMap<(String, &'static str), Vec<Value>>) {
     let mut bad = Vec::new();
     let mut minor: BTreeMap<String, usize> = BTreeMap::new();
     for ((page, scheme), violations) in found {
@@ -177,8 +177,10 @@ async fn every_admin_page_passes_axe_in_light_and_dark() {
     let (client, hook) = client_and_hook.split_once('|').unwrap();
     let (driver, browser) = signed_in_browser(&app).await;
     let t = "/admin/tenants/acme";
-    let mut pages: Vec<String> =
-        ["/admin", "/admin/tenants", "/admin/tokens", "/admin/api"].into_iter().map(String::from).collect();
+    let mut pages: Vec<String> = ["/admin", "/admin/tenants", "/admin/tokens", "/admin/api", "/admin/backups"]
+        .into_iter()
+        .map(String::from)
+        .collect();
     for tab in [
         "",
         "/users",
@@ -230,7 +232,7 @@ async fn every_admin_page_passes_axe_in_light_and_dark() {
     ok(&app, Method::POST, &format!("{orders}/{order}/shipments"), shipment).await;
     pages.push(format!("{t}/store/orders"));
     pages.push(format!("{t}/store/orders/{order}"));
-    let found = audit(&driver, &browser, &app, &pages).await;
+    let found = audit(&driver, &browser, &app.base, &pages).await;
     browser.close().await.unwrap();
     judge(&found);
 }
@@ -263,7 +265,7 @@ async fn every_hosted_page_passes_axe_in_light_and_dark() {
     .into_iter()
     .map(String::from)
     .collect();
-    let mut found = audit(&driver, &browser, &app, &signed_out).await;
+    let mut found = audit(&driver, &browser, &app.base, &signed_out).await;
 
     // Signed in: the account page (profile, sessions, consents, MFA).
     color_scheme(&driver, &browser, "light").await;
@@ -272,7 +274,7 @@ async fn every_hosted_page_passes_axe_in_light_and_dark() {
     browser.find(Locator::Id("password")).await.unwrap().send_keys(PASSWORD).await.unwrap();
     browser.find(Locator::Css("button[type=submit]")).await.unwrap().click().await.unwrap();
     browser.wait().for_element(Locator::Css("main")).await.unwrap();
-    let account = audit(&driver, &browser, &app, &["/t/acme/account".to_owned()]).await;
+    let account = audit(&driver, &browser, &app.base, &["/t/acme/account".to_owned()]).await;
     found.extend(account);
     browser.close().await.unwrap();
     judge(&found);

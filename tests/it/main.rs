@@ -9,6 +9,7 @@ mod backup;
 mod backup_live;
 mod backup_restore;
 mod backup_s3;
+mod backup_ui;
 mod backup_verify;
 mod binary;
 mod checkout;

@@ -84,6 +84,7 @@ const PLAIN_ROUTE_FILES: &[&str] = &[
     "src/web/api_docs.rs",
     "src/web/assets.rs",
     "src/web/audit_pages.rs",
+    "src/web/backup_pages.rs",
     "src/web/email_pages.rs",
     "src/web/identity_pages.rs",
     "src/web/key_pages.rs",
