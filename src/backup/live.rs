@@ -187,7 +187,7 @@ pub async fn start(
     let previous = tenant.incarnation.clone();
     let answer_job = job.clone();
     tokio::spawn(async move {
-        let run = Run { app: app.clone(), backup, slug: slug.clone(), job: job.clone() };
+        let run = Run { app: app.clone(), backup, slug: slug.clone(), job: job.clone(), hold: Mutex::default() };
         let result = run.restore(target, &view.root, own_root, previous).await;
         let finished = crate::now_unix();
         let metrics = &app.metrics;
@@ -223,6 +223,8 @@ struct Run {
     backup: Arc<Backup>,
     slug: TenantSlug,
     job: Arc<Mutex<RestoreView>>,
+    /// Keeps captures off the tenant from just before its entry until the outcome is settled.
+    hold: Mutex<Option<crate::backup::Moving>>,
 }
 
 impl Run {
@@ -243,6 +245,8 @@ impl Run {
             Ok(result) => result,
             Err(_) => Err(Error::internal("the restore task panicked")),
         };
+        // The hold `swap` took before proposing the entry: released once the outcome is settled below.
+        let hold = self.hold.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Err(err) = &result {
             match app.control.tenant(slug).await {
                 Ok(tenant) if tenant.as_ref().and_then(|t| t.incarnation.as_deref()) == Some(incarnation.as_str()) => {
@@ -259,6 +263,9 @@ impl Run {
                     .map_err(Error::from)
                     .and_then(|r| r);
                     if !matches!(&in_place, Ok(Some(stamp)) if *stamp == incarnation) {
+                        // The old file is still at the path under the new incarnation: captures stay off it until
+                        // the restart finishes the swap.
+                        std::mem::forget(hold);
                         tracing::error!(tenant = %slug, error = %err, "live restore: recorded but the file swap failed; restart the server to finish it");
                         return Err(Error::internal(format!(
                             "the restore of {slug} is recorded but its file could not be swapped in ({err}); the \
@@ -271,8 +278,9 @@ impl Run {
                     let _ = tokio::task::spawn_blocking(move || std::fs::remove_file(staged)).await;
                 }
                 Err(read) => {
-                    // Whether the entry committed is unknown: keep the tenant closed and the staged file, which the
-                    // next start swaps in or removes as the control plane says.
+                    // Whether the entry committed is unknown: keep the tenant closed, captures off it and the staged
+                    // file, which the next start swaps in or removes as the control plane says.
+                    std::mem::forget(hold);
                     tracing::error!(tenant = %slug, error = %err, %read, "live restore failed and its outcome cannot be read; restart the server to settle it");
                     return Err(Error::internal(format!(
                         "the restore of {slug} failed ({err}) and whether it was recorded cannot be read ({read}); \
@@ -281,6 +289,7 @@ impl Run {
                 }
             }
         }
+        drop(hold);
         app.tenants.reopen(slug);
         // Mail and events the restored file holds as pending (or the old one did) are looked at now.
         app.outbox.schedule(slug, crate::email::outbox::now_ms());
@@ -331,8 +340,9 @@ impl Run {
             wait_idle(&db, BUSY_WAIT).await?;
         }
         update(&self.job, |v| v.phase = Phase::Swapping);
-        // From here until the new file is in place, no capture starts the new root from the old file.
-        let _hold = backup.hold(&DbKey::Tenant(slug.clone()));
+        // From before the entry until the restored file is in place, no capture starts the new root from the old
+        // file (after the flush above, which needs captures).
+        *self.hold.lock().unwrap_or_else(|e| e.into_inner()) = Some(backup.hold(&DbKey::Tenant(slug.clone())));
         let at = crate::now_unix();
         let archive = crate::tenants::effects::archive_name(slug, at);
         app.control

@@ -265,6 +265,12 @@ impl Backup {
         let data_dir = data_dir.as_path();
         let dir = data_dir.join("backup");
         std::fs::create_dir_all(dir.join("spool")).map_err(crate::error::Error::internal)?;
+        // Work dirs of verifications a stop or a crash interrupted (each may be a whole replica).
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if entry.file_name().to_string_lossy().starts_with("verify-") {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
         let backup = Arc::new(Backup {
             config,
             data_dir: tracker.data_dir().to_path_buf(),

@@ -102,6 +102,14 @@ impl Backup {
         })
     }
 
+    /// One database's status (`None`: not replicated yet). Blocking (reads `backup.db`).
+    pub fn status_of(&self, key: &DbKey) -> Result<Option<DbStatus>> {
+        match self.positions.get(key)? {
+            Some(pos) => Ok(Some(self.db_status(key, &pos, &self.oldest_uncaptured())?)),
+            None => Ok(None),
+        }
+    }
+
     /// The first uncaptured or unsent commit per database and per root.
     fn oldest_uncaptured(&self) -> Oldest {
         let mut by_key: HashMap<DbKey, Instant> = HashMap::new();
@@ -128,22 +136,27 @@ impl Backup {
         if !key.path(&self.data_dir).exists() {
             return Err(Error::NotFound("database"));
         }
+        if self.state().moving.contains(key) {
+            return Err(Error::Conflict(format!("{key} is being moved (a restore or a delete); try again")));
+        }
         {
-            let locks = self.tracker.locks(key);
-            let _one = locks.capture.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(mut pos) = self.positions.get(key)? {
-                // Due at once: the next capture writes a full image.
-                pos.snapshot_at = 0;
-                self.positions.put(key, &pos)?;
-            }
+            // The capture lock may be held for a whole image's encoding: waited for off the async workers.
+            let (backup, key) = (self.clone(), key.clone());
+            tokio::task::spawn_blocking(move || -> Result<()> {
+                let locks = backup.tracker.locks(&key);
+                let _one = locks.capture.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(mut pos) = backup.positions.get(&key)? {
+                    // Due at once: the next capture writes a full image.
+                    pos.snapshot_at = 0;
+                    backup.positions.put(&key, &pos)?;
+                }
+                Ok(())
+            })
+            .await??;
         }
         self.capture_one(control, key, Instant::now()).await?;
         let (backup, key) = (self.clone(), key.clone());
-        tokio::task::spawn_blocking(move || {
-            let pos = backup.positions.get(&key)?.ok_or(Error::NotFound("database"))?;
-            backup.db_status(&key, &pos, &backup.oldest_uncaptured())
-        })
-        .await?
+        tokio::task::spawn_blocking(move || backup.status_of(&key)).await??.ok_or(Error::NotFound("database"))
     }
 }
 

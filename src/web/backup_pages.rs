@@ -208,12 +208,10 @@ async fn render_restore(
     let tenant = session.tenant(app, slug).await?;
     let backup = app.backup.clone().ok_or(Error::BackupsOff)?;
     let key = crate::backup::tracker::DbKey::Tenant(tenant.slug.clone());
-    let name = key.to_string();
     let window = {
         let backup = backup.clone();
-        let status =
-            tokio::task::spawn_blocking(move || backup.status(None, usize::MAX)).await.map_err(Error::from)??;
-        match status.databases.into_iter().find(|d| d.db == name) {
+        let status = tokio::task::spawn_blocking(move || backup.status_of(&key)).await.map_err(Error::from)??;
+        match status {
             Some(d) => match (d.window_from_ms, d.window_to_ms) {
                 (Some(from), Some(to)) => format!("{} to {}", time_text(from), time_text(to)),
                 _ => "nothing uploaded yet".into(),

@@ -235,13 +235,36 @@ async fn control_restores_only_while_the_server_is_stopped_then_replicates_anew(
 }
 
 #[tokio::test]
-async fn a_whole_node_restores_into_a_new_data_dir_and_serves_the_same_keys_and_users() {
+async fn a_whole_node_restores_into_a_new_data_dir_and_serves_the_same_keys_users_and_plugins() {
     if !tools() {
         return;
     }
     let (moto, dir, server) = start(&["acme", "beta", "gamma"]).await;
     for slug in ["acme", "beta", "gamma"] {
         users(&server, slug, slug, 3).await;
+    }
+    // Settings, an OAuth client and a login plugin: all control-plane state that must come back.
+    for slug in ["acme", "beta"] {
+        let path = format!("/admin/api/v1/tenants/{slug}");
+        let body = json!({"settings": {"require_email_verification": false}});
+        let (status, answer) = admin(&server, reqwest::Method::PATCH, &path, body).await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    let (status, client) = admin(
+        &server,
+        reqwest::Method::POST,
+        "/admin/api/v1/tenants/acme/clients",
+        json!({"name": "M2M", "type": "confidential", "grant_types": ["client_credentials"]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{client}");
+    let plugin = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("plugins/build/c-noop-login.wasm");
+    let with_plugin = crate::plugins::component("c-noop-login").is_some();
+    if with_plugin {
+        let file = plugin.display().to_string();
+        let args = ["plugin", "upload", "--tenant", "acme", "--name", "noop", "--world", "login", &file, "--activate"];
+        let (ok, out, err) = crate::support::run_cli(&server.base, &args);
+        assert!(ok, "{out}{err}");
     }
     caught_up(&server).await;
     let jwks = |base: String| async move {
@@ -281,6 +304,39 @@ async fn a_whole_node_restores_into_a_new_data_dir_and_serves_the_same_keys_and_
 
     let server = serve(new.path(), &moto, &[]).await;
     assert_eq!(jwks(server.base.clone()).await, keys_before, "the signing keys came back");
+    // The restored node issues tokens the old JWKS verifies.
+    let r = reqwest::Client::new()
+        .post(format!("{}/t/acme/oauth2/token", server.base))
+        .basic_auth(client["client_id"].as_str().unwrap(), client["client_secret"].as_str())
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let token: Value = r.json().await.unwrap();
+    let access = token["access_token"].as_str().unwrap();
+    let set: jsonwebtoken::jwk::JwkSet = serde_json::from_str(&keys_before).unwrap();
+    let header = jsonwebtoken::decode_header(access).unwrap();
+    let jwk = set.find(header.kid.as_deref().unwrap()).expect("the token's key is in the old JWKS");
+    let mut validation = jsonwebtoken::Validation::new(header.alg);
+    validation.validate_aud = false;
+    jsonwebtoken::decode::<Value>(access, &jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap(), &validation)
+        .expect("the old JWKS verifies a token of the restored node");
+    // Users sign in (their password hashes came back), through the login plugin where there is one.
+    for slug in ["acme", "beta"] {
+        let r = reqwest::Client::new()
+            .post(format!("{}/t/{slug}/api/v1/login", server.base))
+            .json(&json!({"email": format!("{slug}-0@example.com"), "password": "correct horse battery"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{slug}: {}", r.text().await.unwrap());
+    }
+    if with_plugin {
+        let metrics = reqwest::get(format!("{}/metrics", server.base)).await.unwrap().text().await.unwrap();
+        let calls = metrics.lines().filter(|l| l.starts_with("gatehouse_plugin_calls_total{")).count();
+        assert!(calls > 0, "the restored plugin ran: {metrics}");
+    }
     let (status, body) = admin(&server, reqwest::Method::GET, "/admin/api/v1/tenants/beta/users", Value::Null).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["items"].as_array().map(Vec::len), Some(3), "{body}");

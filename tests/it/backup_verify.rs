@@ -87,6 +87,8 @@ async fn status_snapshot_list_and_verify_name_a_corrupted_or_missing_object() {
     // A forced snapshot is a new restore point at level 9.
     let out = backup(cwd, &moto, &base, &["snapshot", "acme"]);
     assert!(out.status.success(), "{}", text(&out));
+    // Writes after it: level 0 goes on after the snapshot's TXID (a hole in level 0 that is no damage).
+    users(&server, "acme", "after", 2).await;
     caught_up(&server).await;
     let out = backup(cwd, &moto, &base, &["list", "acme", "--json"]);
     assert!(out.status.success(), "{}", text(&out));
