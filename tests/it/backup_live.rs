@@ -52,17 +52,8 @@ async fn restore_cli(server: &BinServer, args: &[&str]) -> (bool, String, String
 }
 
 fn gatehouse_restore_db(cwd: &Path, moto: &Moto, root: &str, out: &Path) {
-    let done = std::process::Command::new(binary())
-        .args(["restore", "db", "--from", &format!("s3://{BUCKET}/{PREFIX}/{root}"), "-o"])
-        .arg(out)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .current_dir(cwd)
-        .env("GATEHOUSE_S3_ENDPOINT", moto.endpoint())
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .output()
-        .unwrap();
+    let from = format!("s3://{BUCKET}/{PREFIX}/{root}");
+    let done = moto.cli(cwd, &["restore", "db", "--from", &from, "-o"]).arg(out).output().unwrap();
     assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
 }
 

@@ -12,26 +12,11 @@ use crate::backup_s3::{
     BUCKET, Moto, PREFIX, admin, assert_same, assert_same_but, caught_up, live_path, roots, serve, stop, tables, tools,
     users,
 };
-use crate::support::{BinServer, binary, eventually};
-
-const MASTER_KEY: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+use crate::support::{BinServer, eventually};
 
 /// Runs `gatehouse restore ARGS` in `cwd` (its data dir is `cwd/data`) with the test bucket's settings.
 fn restore(cwd: &Path, moto: &Moto, args: &[&str]) -> Output {
-    Command::new(binary())
-        .arg("restore")
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .current_dir(cwd)
-        .env("GATEHOUSE_BACKUP_URL", format!("s3://{BUCKET}/{PREFIX}"))
-        .env("GATEHOUSE_S3_ENDPOINT", moto.endpoint())
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("GATEHOUSE_MASTER_KEY", MASTER_KEY)
-        .stdin(Stdio::null())
-        .output()
-        .expect("gatehouse restore runs")
+    moto.cli(cwd, &[&["restore"], args].concat()).output().expect("gatehouse restore runs")
 }
 
 fn ok(out: &Output) -> String {

@@ -58,6 +58,24 @@ impl Moto {
             .collect()
     }
 
+    /// `gatehouse ARGS` run in `cwd` (its data dir is `cwd/data`) with only the test bucket's settings in its
+    /// environment (and the master key the test servers use).
+    pub(crate) fn cli(&self, cwd: &Path, args: &[&str]) -> Command {
+        let mut command = Command::new(crate::support::binary());
+        command
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .current_dir(cwd)
+            .env("GATEHOUSE_BACKUP_URL", format!("s3://{BUCKET}/{PREFIX}"))
+            .env("GATEHOUSE_S3_ENDPOINT", self.endpoint())
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("GATEHOUSE_MASTER_KEY", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")
+            .stdin(Stdio::null());
+        command
+    }
+
     /// Restores the replica root `root` (under the prefix) into `out` with the real Litestream.
     pub(crate) fn restore(&self, root: &str, out: &Path) {
         let url = format!("s3://{BUCKET}/{PREFIX}/{root}?endpoint={}&region=us-east-1", self.endpoint());

@@ -3,30 +3,19 @@
 //! the live file once the server is stopped) and names the object when one is corrupted or missing.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use serde_json::Value;
 
 use crate::backup_restore::start;
 use crate::backup_s3::{BUCKET, Moto, PREFIX, caught_up, stop, tools, users};
-use crate::support::{TOKEN, binary};
+use crate::support::TOKEN;
 
 /// `gatehouse backup ARGS` in `cwd` (data dir `cwd/data`) with the bucket settings and the server's URL.
 fn backup(cwd: &Path, moto: &Moto, base: &str, args: &[&str]) -> Output {
-    Command::new(binary())
-        .arg("backup")
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .current_dir(cwd)
-        .env("GATEHOUSE_BACKUP_URL", format!("s3://{BUCKET}/{PREFIX}"))
-        .env("GATEHOUSE_S3_ENDPOINT", moto.endpoint())
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("GATEHOUSE_MASTER_KEY", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")
+    moto.cli(cwd, &[&["backup"], args].concat())
         .env("GATEHOUSE_URL", base)
         .env("GATEHOUSE_TOKEN", TOKEN)
-        .stdin(Stdio::null())
         .output()
         .expect("gatehouse backup runs")
 }
@@ -180,15 +169,8 @@ async fn a_graceful_stop_under_writes_loses_nothing_acknowledged() {
     let data = dir.path().join("data");
     let root = crate::backup_s3::roots(&data).into_iter().find(|(db, _)| db == "tenants/acme").unwrap().1;
     let out = dir.path().join("after-stop.db");
-    let done = Command::new(binary())
-        .args(["restore", "db", "--from", &format!("s3://{BUCKET}/{PREFIX}/{root}"), "-o"])
-        .arg(&out)
-        .env("GATEHOUSE_S3_ENDPOINT", moto.endpoint())
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
+    let from = format!("s3://{BUCKET}/{PREFIX}/{root}");
+    let done = moto.cli(dir.path(), &["restore", "db", "--from", &from, "-o"]).arg(&out).output().unwrap();
     assert!(done.status.success(), "{}", text(&done));
     crate::backup_s3::assert_same(&data.join("tenants/acme.db"), &out);
     let conn = rusqlite::Connection::open_with_flags(&out, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
