@@ -310,3 +310,18 @@ pub fn load_user(
     let permissions = granted_permissions(tenant, scope, &all);
     Ok(Some((user, roles, permissions)))
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn plugin_claims_never_replace_or_add_protected_claims() {
+        let mut claims = json!({"sub": "u1", "email": "a@example.com", "scope": "openid"});
+        let extra = json!({"sub": "u-admin", "roles": ["admin"], "acr": "mfa", "email": "x@evil.test", "plan": "pro"});
+        merge_extra(&mut claims, extra.as_object().unwrap());
+        assert_eq!(claims, json!({"sub": "u1", "email": "a@example.com", "scope": "openid", "plan": "pro"}));
+    }
+}

@@ -753,12 +753,18 @@ mod tests {
         let mut effects = Effects::default();
         let field = |k: &str, v: &str| Field { key: k.into(), value: v.into() };
         let modify = Decision::Modify(Changes {
-            claims: vec![field("plan", "\"pro\""), field("tier", "3")],
+            claims: vec![
+                field("plan", "\"pro\""),
+                field("tier", "3"),
+                field("sub", "\"u-admin\""),
+                field("roles", "[]"),
+            ],
             require_mfa: true,
             fields: vec![field("source", "\"ads\"")],
         });
         assert_eq!(io::apply_decision(modify.clone(), Function::PostLogin, &mut effects), Ok(None));
         assert_eq!(effects.claims["plan"], json!("pro"));
+        assert!(!effects.claims.contains_key("sub") && !effects.claims.contains_key("roles"), "protected: dropped");
         assert!(effects.require_mfa);
         assert!(effects.fields.is_empty(), "fields are for pre-registration only");
         io::apply_decision(modify, Function::PreRegistration, &mut effects).unwrap();

@@ -130,6 +130,46 @@ fn jwt_payload(jwt: &str) -> Value {
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
 }
 
+/// A tenant holds at most half the call slots: with 2 slots, one tenant's slow calls leave the other slot free,
+/// so another tenant's call is answered while they all still run (with a full share it would queue behind them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_tenant_cannot_take_every_plugin_slot() {
+    let (Some(spin), Some(noop)) = (component("loop"), component("noop")) else { return };
+    let app = spawn_with(
+        |c| {
+            c.plugin_max_bytes = 32 << 20;
+            c.plugin_slots = 2;
+        },
+        Router::new(),
+    )
+    .await;
+    for (slug, bytes) in [("acme", spin), ("beta", noop)] {
+        app.create_tenant(slug).await;
+        create_plugin(&app, slug, json!({"name": "guard", "world": "login", "timeout_ms": 1000})).await;
+        assert_eq!(upload(&app, slug, "guard", bytes).await.0, StatusCode::CREATED);
+    }
+    // beta's component is loaded before the race, so its call below is only a call.
+    assert_eq!(dry_run(&app, "beta", "guard", 1, "post-login").await["outcome"], "ok");
+    let spins: Vec<_> = (0..3)
+        .map(|_| {
+            let (client, url) =
+                (app.client.clone(), app.url("/admin/api/v1/tenants/acme/plugins/guard/versions/1/dry-run"));
+            tokio::spawn(async move {
+                let r = client.post(url).bearer_auth(crate::support::TOKEN).json(&json!({"function": "post-login"}));
+                r.send().await.unwrap().json::<Value>().await.unwrap()
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(dry_run(&app, "beta", "guard", 1, "post-login").await["outcome"], "ok");
+    let finished = spins.iter().filter(|s| s.is_finished()).count();
+    assert_eq!(finished, 0, "beta's call waited for acme's calls to end");
+    for spin in spins {
+        assert_eq!(spin.await.unwrap()["outcome"], "timeout");
+    }
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn uploads_are_validated_and_hostile_plugins_are_contained() {
     let Some(noop) = component("noop") else { return };
