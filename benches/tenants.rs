@@ -1,8 +1,10 @@
 //! Tenant-scale benchmark, driven by `scripts/bench-tenants` against a running release binary.
 //!
-//! Creates N tenants through the admin API, touches each once (`GET /t/{slug}/api/v1/tenant`: the first touch
-//! opens the tenant's pool cold), then measures warm requests. Prints the server's RSS (VmHWM and VmRSS), the
-//! cold-open latency p50/p99 next to the warm p50/p99 of the same run, and warm throughput.
+//! First measures, in this process, what one tenant connection holds (SQLite's schema, page cache, statements).
+//! Then creates N tenants through the admin API and touches each once, one at a time (`GET /t/{slug}/api/v1/tenant`:
+//! the first touch opens the tenant's pool cold); 16 clients cycle all tenants twice; then mixed (random tenants)
+//! and warm (100 open pools) throughput. After each phase it prints the server's memory: RSS and its peak,
+//! split into heap, code and SQLite's `-shm` maps, with SQLite's heap, open pools and connections from /metrics.
 //!
 //! Environment: GATEHOUSE_BENCH_URL, GATEHOUSE_BENCH_PID, GATEHOUSE_BENCH_TOKEN, GATEHOUSE_BENCH_TENANTS.
 
@@ -12,7 +14,8 @@ fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set; run scripts/bench-tenants"))
 }
 
-fn rss_kib(pid: &str) -> (u64, u64) {
+/// The server's memory from /proc: (VmHWM, VmRSS, RssAnon, RssFile) in KiB.
+fn rss_kib(pid: &str) -> (u64, u64, u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let field = |name: &str| {
         status
@@ -22,7 +25,62 @@ fn rss_kib(pid: &str) -> (u64, u64) {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
     };
-    (field("VmHWM:"), field("VmRSS:"))
+    (field("VmHWM:"), field("VmRSS:"), field("RssAnon:"), field("RssFile:"))
+}
+
+/// One line of the server's memory after a phase, with what the server's /metrics says SQLite and the pools hold.
+async fn memory_line(client: &reqwest::Client, url: &str, pid: &str, phase: &str) {
+    let (hwm, rss, anon, file) = rss_kib(pid);
+    let metrics = client.get(format!("{url}/metrics")).send().await.unwrap().text().await.unwrap();
+    let value = |name: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    println!(
+        "memory after {phase}: RSS {} MiB (peak {} MiB; heap and stacks {} MiB, code and -shm maps {} MiB) | \
+         SQLite heap {:.1} MiB | pools open {} | connections {}",
+        rss / 1024,
+        hwm / 1024,
+        anon / 1024,
+        file / 1024,
+        value("gatehouse_sqlite_heap_bytes") / 1048576.0,
+        value("gatehouse_tenant_pools_open"),
+        value("gatehouse_tenant_pool_connections"),
+    );
+}
+
+/// What one tenant connection holds, measured in this process on a freshly migrated tenant file with the
+/// binary's SQLite settings.
+fn connection_breakdown() {
+    // SAFETY: the bench's first statement: no other thread exists, none uses SQLite.
+    #[allow(unsafe_code)]
+    unsafe {
+        gatehouse::db::tuning::configure_process();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let mut conn = gatehouse::db::open_connection(&path).unwrap();
+    gatehouse::db::migrate::migrate(&mut conn, gatehouse::db::migrate::TENANT, "bench").unwrap();
+    drop(conn);
+    let (before, _) = gatehouse::db::tuning::heap();
+    let mut conn = gatehouse::db::open_connection(&path).unwrap();
+    gatehouse::db::migrate::migrate(&mut conn, gatehouse::db::migrate::TENANT, "bench").unwrap();
+    let (after, _) = gatehouse::db::tuning::heap();
+    let held = gatehouse::db::tuning::connection(&conn);
+    println!(
+        "one tenant connection after its open check: SQLite heap +{} KiB = schema {} KiB + page cache {} KiB + \
+         statements {} KiB + other {} KiB (lookaside slots in use: {}); plus a 32 KiB -shm map per open file",
+        (after - before) / 1024,
+        held.schema / 1024,
+        held.page_cache / 1024,
+        held.statements / 1024,
+        (after - before - held.total()) / 1024,
+        held.lookaside_slots,
+    );
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -36,6 +94,62 @@ fn ms(d: Duration) -> String {
     format!("{:.3} ms", d.as_secs_f64() * 1000.0)
 }
 
+/// 16 clients cycle all tenants `passes` times (client k takes every 16th tenant, starting at k): each request's
+/// latency and the rate.
+async fn cycle(client: &reqwest::Client, url: &str, slugs: &[String], passes: usize) -> (Vec<Duration>, f64) {
+    let started = Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    for worker in 0..16usize {
+        let (client, url, slugs) = (client.clone(), url.to_owned(), slugs.to_vec());
+        set.spawn(async move {
+            let mut latencies = Vec::new();
+            for _ in 0..passes {
+                for slug in slugs.iter().skip(worker).step_by(16) {
+                    let t = Instant::now();
+                    let r = client.get(format!("{url}/t/{slug}/api/v1/tenant")).send().await.unwrap();
+                    assert_eq!(r.status(), 200);
+                    r.bytes().await.unwrap();
+                    latencies.push(t.elapsed());
+                }
+            }
+            latencies
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(r) = set.join_next().await {
+        all.extend(r.unwrap());
+    }
+    let rate = all.len() as f64 / started.elapsed().as_secs_f64();
+    all.sort();
+    (all, rate)
+}
+
+/// 16 clients for 5 s over `slugs` in a stride: requests per second.
+async fn throughput(client: &reqwest::Client, url: &str, slugs: &[String]) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut set = tokio::task::JoinSet::new();
+    for worker in 0..16usize {
+        let (client, url, slugs) = (client.clone(), url.to_owned(), slugs.to_vec());
+        set.spawn(async move {
+            let mut done = 0u64;
+            let mut i = worker * 7919;
+            while Instant::now() < deadline {
+                let slug = &slugs[i % slugs.len()];
+                i += 13;
+                let r = client.get(format!("{url}/t/{slug}/api/v1/tenant")).send().await.unwrap();
+                r.bytes().await.unwrap();
+                done += 1;
+            }
+            done
+        });
+    }
+    let mut total = 0;
+    while let Some(r) = set.join_next().await {
+        total += r.unwrap();
+    }
+    total as f64 / 5.0
+}
+
 fn main() {
     if std::env::var("GATEHOUSE_BENCH_URL").is_err() {
         eprintln!("benches/tenants: not started by scripts/bench-tenants; nothing to do");
@@ -45,12 +159,12 @@ fn main() {
     let pid = env("GATEHOUSE_BENCH_PID");
     let token = env("GATEHOUSE_BENCH_TOKEN");
     let n: usize = std::env::var("GATEHOUSE_BENCH_TENANTS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
+    connection_breakdown();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     runtime.block_on(async move {
         let client = reqwest::Client::new();
-        let (_, idle_rss) = rss_kib(&pid);
         println!("tenants: {n}");
-        println!("idle RSS after start: {} MiB", idle_rss / 1024);
+        memory_line(&client, &url, &pid, "start (idle)").await;
 
         let started = Instant::now();
         let slugs: Vec<String> = (0..n).map(|i| format!("bench-{i:05}")).collect();
@@ -70,8 +184,9 @@ fn main() {
         }
         let create_secs = started.elapsed().as_secs_f64();
         println!("created {n} tenants in {create_secs:.1} s ({:.0}/s)", n as f64 / create_secs);
+        memory_line(&client, &url, &pid, "creating").await;
 
-        // Cold: the first touch of each tenant opens its pool (and checks its schema).
+        // Cold, one at a time: the first touch of each tenant opens its pool (and checks its schema).
         let mut cold = Vec::with_capacity(n);
         for slug in &slugs {
             let t = Instant::now();
@@ -92,43 +207,38 @@ fn main() {
         cold.sort();
         warm.sort();
         println!(
-            "cold open (client-side, incl. HTTP): p50 {} p99 {} | warm same request: p50 {} p99 {} | cold/warm p99 ratio {:.2}",
+            "cold open, sequential (client-side, incl. HTTP): p50 {} p99 {} | warm same request: p50 {} p99 {} | \
+             cold/warm p99 ratio {:.2}",
             ms(percentile(&cold, 0.5)),
             ms(percentile(&cold, 0.99)),
             ms(percentile(&warm, 0.5)),
             ms(percentile(&warm, 0.99)),
             percentile(&cold, 0.99).as_secs_f64() / percentile(&warm, 0.99).as_secs_f64()
         );
+        memory_line(&client, &url, &pid, "the sequential touch").await;
 
-        // Warm throughput: 16 concurrent clients over random open-or-cached tenants for 5 s.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let mut set = tokio::task::JoinSet::new();
-        for worker in 0..16usize {
-            let client = client.clone();
-            let url = url.clone();
-            let slugs = slugs.clone();
-            set.spawn(async move {
-                let mut done = 0u64;
-                let mut i = worker * 7919;
-                while Instant::now() < deadline {
-                    let slug = &slugs[i % slugs.len()];
-                    i += 13;
-                    let r = client.get(format!("{url}/t/{slug}/api/v1/tenant")).send().await.unwrap();
-                    r.bytes().await.unwrap();
-                    done += 1;
-                }
-                done
-            });
+        // Concurrent: 16 clients cycle every tenant, twice (with more tenants than open pools, most are cold).
+        for pass in 1..=2 {
+            let (latencies, rate) = cycle(&client, &url, &slugs, 1).await;
+            println!(
+                "16 clients, pass {pass} over all tenants: p50 {} p99 {} at {rate:.0} req/s",
+                ms(percentile(&latencies, 0.5)),
+                ms(percentile(&latencies, 0.99)),
+            );
+            memory_line(&client, &url, &pid, &format!("concurrent pass {pass}")).await;
         }
-        let mut total = 0;
-        while let Some(r) = set.join_next().await {
-            total += r.unwrap();
-        }
-        println!("mixed requests over all tenants: {:.0} req/s (16 connections, client on the same cores)", total as f64 / 5.0);
-        let metrics = client.get(format!("{url}/metrics")).send().await.unwrap().text().await.unwrap();
-        let pools = metrics.lines().find(|l| l.starts_with("gatehouse_tenant_pools_open")).unwrap_or("?");
-        println!("{pools}");
-        let (hwm, rss) = rss_kib(&pid);
-        println!("server RSS: peak (VmHWM) {} MiB, now (VmRSS) {} MiB; target <= 200 MiB", hwm / 1024, rss / 1024);
+
+        // Mixed: 16 clients over random tenants for 5 s (most are cold); warm: the same over 100 open pools.
+        let mixed = throughput(&client, &url, &slugs).await;
+        println!("mixed requests over all tenants: {mixed:.0} req/s (16 connections, client on the same cores)");
+        let hot_set = &slugs[..100.min(n)];
+        cycle(&client, &url, hot_set, 1).await;
+        let warm_rate = throughput(&client, &url, hot_set).await;
+        println!(
+            "warm requests over {} open pools: {warm_rate:.0} req/s; mixed/warm {:.2}",
+            hot_set.len(),
+            mixed / warm_rate
+        );
+        memory_line(&client, &url, &pid, "the throughput runs").await;
     });
 }

@@ -112,13 +112,12 @@ impl App {
         let control = Arc::new(ControlStore::open(&config.data_dir, metrics.clone())?);
         check_master_key(&control, &master_key)?;
         let outbox = Arc::new(Wakeups::default());
-        let tenants = Arc::new(TenantRegistry::new(
-            &config.data_dir,
-            config.tenant_pool_cache,
-            config.tenant_pool_idle,
-            metrics.clone(),
-            outbox.clone(),
-        )?);
+        let limits = crate::db::registry::PoolLimits {
+            count: config.tenant_pool_cache,
+            memory: config.tenant_pool_memory,
+            idle: config.tenant_pool_idle,
+        };
+        let tenants = Arc::new(TenantRegistry::new(&config.data_dir, limits, metrics.clone(), outbox.clone())?);
         let node_id = crate::tenants::effects::node_id(&config.data_dir)?;
         let effects =
             crate::tenants::effects::TenantEffects { node: node_id, registry: tenants.clone(), outbox: outbox.clone() };

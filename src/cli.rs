@@ -213,6 +213,12 @@ enum KeysCommand {
 
 /// Parses the command line and runs the command.
 pub fn main() -> ExitCode {
+    // Before any connection opens: SQLite takes its process-wide memory settings only then.
+    // SAFETY: nothing else runs yet (no runtime, no thread, no connection), so no other thread uses SQLite.
+    #[allow(unsafe_code)]
+    unsafe {
+        crate::db::tuning::configure_process();
+    }
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

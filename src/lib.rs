@@ -7,7 +7,7 @@
 //! - `crypto`     master key, sealed secrets, token and password hashing
 //! - `telemetry`  JSON logs, the per-app Prometheus registry
 //! - `http`       middleware stack, extractors, page plumbing, the OpenAPI contract, router assembly, ops endpoints
-//! - `db`         SQLite pragmas and pools, migrations, the tenant file registry
+//! - `db`         SQLite pragmas and pools, migrations, the tenant file registry, SQLite tuning
 //! - `control`    the control plane: `Mutation`, `apply`, reads
 //! - `tenants`    tenant slugs, settings, lifecycle, tenant admin API and public tenant API
 //! - `identity`   users, passwords, sessions, MFA, roles, audit; account flows, hosted pages, end-user and admin APIs

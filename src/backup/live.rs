@@ -415,12 +415,17 @@ pub async fn wait_idle(db: &TenantDb, within: Duration) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::registry::TenantRegistry;
+    use crate::db::registry::{PoolLimits, TenantRegistry};
 
     fn one_tenant() -> (tempfile::TempDir, TenantRegistry, TenantSlug) {
         let dir = tempfile::tempdir().unwrap();
-        let registry =
-            TenantRegistry::new(dir.path(), 10, Duration::from_secs(60), Arc::default(), Arc::default()).unwrap();
+        let registry = TenantRegistry::new(
+            dir.path(),
+            PoolLimits { count: 10, memory: 16 << 20, idle: Duration::from_secs(60) },
+            Arc::default(),
+            Arc::default(),
+        )
+        .unwrap();
         let slug = TenantSlug::parse("acme").unwrap();
         registry.create_file(&slug, None).unwrap();
         (dir, registry, slug)

@@ -70,6 +70,8 @@ pub struct Config {
     pub request_timeout: Duration,
     pub shutdown_grace: Duration,
     pub tenant_pool_cache: u64,
+    /// Bytes the open tenant pools may hold together (`GATEHOUSE_TENANT_POOL_MEMORY_MB`).
+    pub tenant_pool_memory: u64,
     pub tenant_pool_idle: Duration,
     pub password: PasswordParams,
     pub admin_login_per_minute: u32,
@@ -411,6 +413,7 @@ impl Config {
         let timeout_ms: u64 = env.number("GATEHOUSE_REQUEST_TIMEOUT_MS");
         let grace_secs: u64 = env.number("GATEHOUSE_SHUTDOWN_GRACE_SECS");
         let tenant_pool_cache = env.number("GATEHOUSE_TENANT_POOL_CACHE");
+        let tenant_pool_memory = env.number::<u64>("GATEHOUSE_TENANT_POOL_MEMORY_MB") << 20;
         let idle_secs: u64 = env.number("GATEHOUSE_TENANT_POOL_IDLE_SECS");
         let password = PasswordParams {
             memory_kib: env.number("GATEHOUSE_PASSWORD_MEMORY_KIB"),
@@ -488,6 +491,7 @@ impl Config {
             request_timeout: Duration::from_millis(timeout_ms),
             shutdown_grace: Duration::from_secs(grace_secs),
             tenant_pool_cache,
+            tenant_pool_memory,
             tenant_pool_idle: Duration::from_secs(idle_secs),
             password,
             admin_login_per_minute,

@@ -221,6 +221,12 @@ pub const VARS: &[Var] = &[
         help: "most tenant database pools kept open",
     },
     Var {
+        name: "GATEHOUSE_TENANT_POOL_MEMORY_MB",
+        default: Fallback::Value("40"),
+        rule: whole(1, 1 << 20),
+        help: "memory the open tenant pools may hold together",
+    },
+    Var {
         name: "GATEHOUSE_TENANT_POOL_IDLE_SECS",
         default: Fallback::Value("300"),
         rule: whole(1, 86_400 * 7),

@@ -1,4 +1,5 @@
-//! SQLite plumbing: connection pragmas, pools, the migration runner and the tenant file registry.
+//! SQLite plumbing: connection pragmas, pools, the migration runner, the tenant file registry, and the settings
+//! that decide what holding and opening a database costs (`tuning`).
 //!
 //! Every connection runs in WAL mode with `synchronous=NORMAL`, foreign keys on and a busy timeout. Work on a
 //! connection runs on the blocking pool through `with_conn`; a connection is taken and returned inside the
@@ -7,6 +8,7 @@
 
 pub mod migrate;
 pub mod registry;
+pub mod tuning;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -53,7 +55,15 @@ pub fn scheduler(name: &str) -> Arc<ScheduledThreadPool> {
 /// gets an error instead of silently recreating an empty database at the old path.
 pub fn open_pool(path: &Path, max_size: u32, scheduler: Arc<ScheduledThreadPool>) -> Result<Pool> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
-    let manager = SqliteConnectionManager::file(path).with_flags(flags).with_init(|conn| configure(conn));
+    // A pooled file keeps its -wal (emptied) and -shm files when its last connection closes: a tenant pool evicted
+    // and opened again otherwise deletes and creates both each time.
+    // (Closing it then empties the WAL: SQLite truncates a kept WAL on close once a `journal_size_limit` is set;
+    // 4 MiB, as the backup sets for the files it replicates, so a busy WAL is reused in place meanwhile.)
+    let manager = SqliteConnectionManager::file(path).with_flags(flags).with_init(|conn| {
+        conn.execute_batch("PRAGMA journal_size_limit=4194304;")?;
+        configure(conn)?;
+        tuning::persist_wal(conn)
+    });
     r2d2::Pool::builder()
         .max_size(max_size)
         .min_idle(Some(0))

@@ -4,8 +4,10 @@
 //! Invariants:
 //! - Paths are built only from a `TenantSlug`.
 //! - A pool is opened (and its file migrated) at most once at a time per tenant (`try_get_with` is single-flight).
-//! - The cache holds at most `GATEHOUSE_TENANT_POOL_CACHE` pools; an evicted or idle pool is dropped, which closes
-//!   its connections once the last request using it is done.
+//! - The cache holds as many pools as fit in `GATEHOUSE_TENANT_POOL_MEMORY_MB`, each weighed by what its first
+//!   connection held when it opened (a busy pool's further connections, at most 3, and the pages they read are
+//!   not counted), and at most `GATEHOUSE_TENANT_POOL_CACHE`; an evicted or idle pool is dropped, which closes its
+//!   connections once the last request using it is done.
 //! - The registry does not decide whether a tenant exists: callers look it up in the control plane first.
 
 use std::path::{Path, PathBuf};
@@ -21,8 +23,25 @@ use crate::error::{Error, Result};
 use crate::telemetry::Metrics;
 use crate::tenants::TenantSlug;
 
-/// Most connections one tenant pool opens.
-const TENANT_POOL_SIZE: u32 = 8;
+/// Most connections one tenant pool opens. Writers take turns anyway, and a pool keeps what it opened until it
+/// is dropped (r2d2's idle reaper is a job per pool that outlives the pool, which thousands of pools opened and
+/// evicted cannot afford), so a burst leaves at most this many.
+const TENANT_POOL_SIZE: u32 = 4;
+
+/// The wal-index (`-shm`) map every open WAL database has, beside what SQLite reports for the connection.
+const SHM_BYTES: i64 = 32 << 10;
+/// The pool, its cache entry, the handle and three file descriptors.
+const POOL_OVERHEAD_BYTES: i64 = 4 << 10;
+
+/// How many tenant pools stay open: as many as fit in `memory` bytes, each weighed by what its connection held
+/// when it opened, and never more than `count`.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolLimits {
+    pub count: u64,
+    pub memory: u64,
+    /// An unused pool is closed after this.
+    pub idle: Duration,
+}
 
 /// An open tenant database.
 #[derive(Clone)]
@@ -38,6 +57,8 @@ pub struct TenantDb {
     /// Set when a live restore closes the tenant (shared by every clone of this pool's handle): a write that
     /// gets its turn afterwards is refused (`tenant_suspended`), so none lands in a file being replaced.
     retired: Arc<std::sync::atomic::AtomicBool>,
+    /// The pool's weight in the cache: bytes its first connection held (at least memory / count).
+    weight: u32,
 }
 
 impl TenantDb {
@@ -111,6 +132,10 @@ pub struct TenantRegistry {
     closed: std::sync::Mutex<std::collections::HashSet<TenantSlug>>,
     /// How many tenants are closed (so `get` skips the set's lock when none is).
     closing: std::sync::atomic::AtomicUsize,
+    /// The least weight of a pool (memory / count), so the cache never holds more than `count` pools.
+    weight_floor: u64,
+    /// The pools' memory budget in bytes.
+    memory: u64,
     scheduler: Arc<ScheduledThreadPool>,
     metrics: Arc<Metrics>,
     wakeups: Arc<Wakeups>,
@@ -123,13 +148,7 @@ impl TenantRegistry {
         let _ = self.on_commit.set(listener);
     }
 
-    pub fn new(
-        data_dir: &Path,
-        capacity: u64,
-        idle: Duration,
-        metrics: Arc<Metrics>,
-        wakeups: Arc<Wakeups>,
-    ) -> Result<Self> {
+    pub fn new(data_dir: &Path, limits: PoolLimits, metrics: Arc<Metrics>, wakeups: Arc<Wakeups>) -> Result<Self> {
         let tenants_dir = data_dir.join("tenants");
         let archive_dir = data_dir.join("archive");
         for dir in [&tenants_dir, &archive_dir] {
@@ -137,7 +156,13 @@ impl TenantRegistry {
         }
         Ok(Self {
             tenants_dir,
-            pools: Cache::builder().max_capacity(capacity).time_to_idle(idle).build(),
+            pools: Cache::builder()
+                .max_capacity(limits.memory)
+                .weigher(|_, db: &TenantDb| db.weight)
+                .time_to_idle(limits.idle)
+                .build(),
+            weight_floor: limits.memory.div_ceil(limits.count.max(1)),
+            memory: limits.memory,
             closed: std::sync::Mutex::default(),
             closing: std::sync::atomic::AtomicUsize::new(0),
             scheduler: db::scheduler("tenant-pool-{}"),
@@ -296,7 +321,14 @@ impl TenantRegistry {
         if !applied.is_empty() {
             tracing::info!(tenant = %slug, ?applied, "migrated tenant database");
         }
+        // Weighed with the pages it read, which a request reads again; until then they go back (a cold pool of a
+        // tenant touched once holds its schema, not its pages).
+        let held = db::tuning::connection(&conn);
+        conn.execute_batch("PRAGMA shrink_memory")?;
         drop(conn);
+        let bytes = (held.schema + held.page_cache + held.statements + SHM_BYTES + POOL_OVERHEAD_BYTES).max(0);
+        // Never above the whole budget (a pool that alone exceeds it is still kept), nor the weigher's u32.
+        let weight = (bytes as u64).max(self.weight_floor).min(self.memory).min(u64::from(u32::MAX)) as u32;
         Ok(TenantDb {
             slug: slug.clone(),
             pool,
@@ -304,6 +336,7 @@ impl TenantRegistry {
             on_commit: self.on_commit.clone(),
             writer: crate::backup::tracker::writer_lock(&self.path(slug)),
             retired: Arc::default(),
+            weight,
         })
     }
 
@@ -426,15 +459,12 @@ impl TenantRegistry {
         self.pools.entry_count()
     }
 
-    /// Connections checked out of tenant pools right now, over all open pools.
-    pub fn connections_in_use(&self) -> u64 {
-        self.pools
-            .iter()
-            .map(|(_, db)| {
-                let state = db.pool.state();
-                u64::from(state.connections - state.idle_connections)
-            })
-            .sum()
+    /// Connections of tenant pools, over all open pools: (open, checked out right now).
+    pub fn connections(&self) -> (u64, u64) {
+        self.pools.iter().fold((0, 0), |(open, in_use), (_, db)| {
+            let state = db.pool.state();
+            (open + u64::from(state.connections), in_use + u64::from(state.connections - state.idle_connections))
+        })
     }
 
     /// The tenant databases open now (housekeeping visits these, never wakes idle tenants).

@@ -114,16 +114,27 @@ async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> Result<impl
         }
     }
     let state = app.clone();
-    let (tenants, pools_open, in_use) = tokio::task::spawn_blocking(move || -> Result<_> {
+    let (tenants, pools_open, (connections, in_use)) = tokio::task::spawn_blocking(move || -> Result<_> {
         let tenants = state.control.read_blocking(tables::count_tenants)?;
-        Ok((tenants, state.tenants.open_pools(), state.tenants.connections_in_use()))
+        Ok((tenants, state.tenants.open_pools(), state.tenants.connections()))
     })
     .await??;
+    let (sqlite_heap, sqlite_peak) = crate::db::tuning::heap();
+    let resident = crate::db::tuning::resident();
     app.metrics.record(|| {
         metrics::gauge!("gatehouse_tenants_total", "status" => "all").set(tenants.0 as f64);
         metrics::gauge!("gatehouse_tenants_total", "status" => "suspended").set(tenants.1 as f64);
         metrics::gauge!("gatehouse_tenant_pools_open").set(pools_open as f64);
         metrics::gauge!("gatehouse_tenant_pool_connections_in_use").set(in_use as f64);
+        metrics::gauge!("gatehouse_tenant_pool_connections").set(connections as f64);
+        metrics::gauge!("gatehouse_sqlite_heap_bytes").set(sqlite_heap as f64);
+        metrics::gauge!("gatehouse_sqlite_heap_peak_bytes").set(sqlite_peak as f64);
+        if let Some((total, anon, file)) = resident {
+            metrics::gauge!("process_resident_memory_bytes").set(total as f64);
+            for (kind, bytes) in [("anon", anon), ("file", file)] {
+                metrics::gauge!("gatehouse_resident_memory_bytes", "kind" => kind).set(bytes as f64);
+            }
+        }
         metrics::gauge!("gatehouse_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
         metrics::gauge!("gatehouse_uptime_seconds").set(app.started_at.elapsed().as_secs_f64());
         for kind in crate::email::outbox::Kind::ALL {

@@ -253,6 +253,27 @@ async fn pool_cache_is_bounded() {
     app.stop().await;
 }
 
+/// The pool cache is bounded by memory too: with 2 MiB for pools, each weighing its connection's schema and pages
+/// (over 100 KiB), far fewer than the count limit stay open, and /metrics shows what SQLite holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_cache_is_bounded_by_memory() {
+    let app = spawn_with(|c| c.tenant_pool_memory = 2 << 20, Router::new()).await;
+    for i in 0..60 {
+        let slug = format!("m{i:02}");
+        app.create_tenant(&slug).await;
+        let status = app.client.get(app.url(&format!("/t/{slug}/api/v1/tenant"))).send().await.unwrap().status();
+        assert_eq!(status, 200, "{slug}");
+    }
+    let metrics = app.metrics().await;
+    let open = metric_value(&metrics, "gatehouse_tenant_pools_open").expect("pools metric");
+    assert!((1.0..=18.0).contains(&open), "2 MiB holds at most 18 pools of 115 KiB or more: {open} open");
+    let connections = metric_value(&metrics, "gatehouse_tenant_pool_connections ").expect("connections metric");
+    assert!(connections >= open, "{connections} connections for {open} pools");
+    let heap = metric_value(&metrics, "gatehouse_sqlite_heap_bytes").expect("SQLite heap metric");
+    assert!(heap > open * 50_000.0, "SQLite holds {heap} bytes for {open} open pools");
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn identity_settings_are_typed_and_patched_partially() {
     let app = spawn_app().await;
