@@ -75,6 +75,24 @@ async fn dry_run(app: &TestApp, slug: &str, name: &str, version: u64, function: 
     body
 }
 
+/// Starts `n` post-login dry-runs of one version at once, each on its own task (answers their reports).
+fn spawn_dry_runs(
+    app: &TestApp,
+    n: usize,
+    slug: &str,
+    name: &str,
+    version: u64,
+) -> Vec<tokio::task::JoinHandle<Value>> {
+    let url = app.url(&format!("/admin/api/v1/tenants/{slug}/plugins/{name}/versions/{version}/dry-run"));
+    (0..n)
+        .map(|_| {
+            let request =
+                app.client.post(&url).bearer_auth(crate::support::TOKEN).json(&json!({"function": "post-login"}));
+            tokio::spawn(async move { request.send().await.unwrap().json::<Value>().await.unwrap() })
+        })
+        .collect()
+}
+
 /// POSTs `megabytes` MiB of zeros with chunked transfer encoding over a raw connection; answers the status.
 async fn chunked_upload(app: &TestApp, path: &str, megabytes: usize) -> u16 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -150,16 +168,7 @@ async fn one_tenant_cannot_take_every_plugin_slot() {
     }
     // beta's component is loaded before the race, so its call below is only a call.
     assert_eq!(dry_run(&app, "beta", "guard", 1, "post-login").await["outcome"], "ok");
-    let spins: Vec<_> = (0..3)
-        .map(|_| {
-            let (client, url) =
-                (app.client.clone(), app.url("/admin/api/v1/tenants/acme/plugins/guard/versions/1/dry-run"));
-            tokio::spawn(async move {
-                let r = client.post(url).bearer_auth(crate::support::TOKEN).json(&json!({"function": "post-login"}));
-                r.send().await.unwrap().json::<Value>().await.unwrap()
-            })
-        })
-        .collect();
+    let spins = spawn_dry_runs(&app, 3, "acme", "guard", 1);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(dry_run(&app, "beta", "guard", 1, "post-login").await["outcome"], "ok");
     let finished = spins.iter().filter(|s| s.is_finished()).count();
@@ -241,16 +250,7 @@ async fn uploads_are_validated_and_hostile_plugins_are_contained() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let loops: Vec<_> = (0..4)
-        .map(|_| {
-            let (client, url) =
-                (app.client.clone(), app.url("/admin/api/v1/tenants/acme/plugins/guard/versions/2/dry-run"));
-            tokio::spawn(async move {
-                let r = client.post(url).bearer_auth(crate::support::TOKEN).json(&json!({"function": "post-login"}));
-                r.send().await.unwrap().json::<Value>().await.unwrap()
-            })
-        })
-        .collect();
+    let loops = spawn_dry_runs(&app, 4, "acme", "guard", 2);
     tokio::time::sleep(Duration::from_millis(200)).await;
     for _ in 0..5 {
         let started = Instant::now();
