@@ -154,7 +154,7 @@ async fn main() {
     // Throughput, alternating so drift on the machine lands on both. The S3 stand-in (moto, Python) runs on the
     // same cores, so its CPU is shown beside the ratio, and the server's CPU per write is the cost on its own.
     let s3_pid = std::env::var("GATEHOUSE_BENCH_S3_PID").unwrap_or_default();
-    const ROUNDS: usize = 3;
+    const ROUNDS: usize = 5;
     let (mut off_sum, mut on_sum) = ((0.0, 0.0, 0.0), (0.0, 0.0, 0.0));
     for _ in 0..ROUNDS {
         for (server, sum) in [(&off, &mut off_sum), (&on, &mut on_sum)] {

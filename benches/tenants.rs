@@ -164,7 +164,10 @@ fn main() {
     runtime.block_on(async move {
         let client = reqwest::Client::new();
         println!("tenants: {n}");
-        memory_line(&client, &url, &pid, "start (idle)").await;
+        // Idle once start-up's tail is over (the binary unmaps start-up's code pages 5 s after it serves).
+        memory_line(&client, &url, &pid, "start (ready)").await;
+        tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+        memory_line(&client, &url, &pid, "idle (6 s after ready)").await;
 
         let started = Instant::now();
         let slugs: Vec<String> = (0..n).map(|i| format!("bench-{i:05}")).collect();

@@ -221,6 +221,15 @@ pub async fn run_with_routes(
         .with_graceful_shutdown(async move { stop_signal.notified().await });
     let server = tokio::spawn(async move { server.await });
     tracing::info!(version = env!("CARGO_PKG_VERSION"), public_url = %app.config.public_url, "gatehouse is serving");
+    // Once start-up's tail (first housekeeping tick, outbox scan, first requests) is over, its code pages go (the
+    // binary only; see db::tuning).
+    let trim = tokio::spawn(async {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let released = crate::db::tuning::release_startup_code();
+        if released > 0 {
+            tracing::debug!(mapped_code_bytes = released, "start-up code unmapped");
+        }
+    });
 
     let mut server = server;
     tokio::select! {
@@ -252,6 +261,7 @@ pub async fn run_with_routes(
         }
     }
     housekeeping.abort();
+    trim.abort();
     sampler.abort();
     expiry.abort();
     intents.abort();

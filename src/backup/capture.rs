@@ -322,6 +322,7 @@ pub fn checkpoint(db_path: &Path, pos: &mut Position) -> Result<()> {
     // No waiting at all: with readers or a writer about, RESTART does what PASSIVE would and answers busy, and
     // the WAL restarts at a later write (this runs under the writer turn, which writers wait on).
     conn.busy_timeout(std::time::Duration::ZERO)?;
+    // Not TRUNCATE: it answers 0 frames whatever it copied, and this count is how a writer that slipped in is seen.
     let (_busy, log, _done): (i64, i64, i64) =
         conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
     drop(conn);

@@ -184,9 +184,12 @@ pub fn for_path(path: &Path) -> Option<(Arc<Tracker>, DbKey)> {
 pub fn configure(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
     let Some(path) = conn.path().filter(|p| !p.is_empty()) else { return Ok(()) };
     let Some((tracker, key)) = for_path(Path::new(path)) else { return Ok(()) };
-    // journal_size_limit: when a checkpoint lets the WAL restart, its first commit truncates the file to 4 MiB
-    // (about the 1,000 frames after which the backup checkpoints), so a busy file's WAL is reused in place.
-    conn.execute_batch("PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit=4194304;")?;
+    // journal_size_limit: when a checkpoint lets the WAL restart, its first commit truncates the file to 64 MiB.
+    // A busy file's WAL grows by a whole interval of commits between two checkpoints (70 MB at 6,000 commits/s);
+    // below the limit it is written over in place, where a lower one made the kernel allocate, zero and free that
+    // much page cache and disk every interval. (A quiet file keeps its WAL's length, at most the limit, until its
+    // next write: TRUNCATE would hide a writer that slipped in before the checkpoint; see capture::checkpoint.)
+    conn.execute_batch("PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit=67108864;")?;
     conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
     conn.commit_hook(Some(move || {
         tracker.mark(&key);
