@@ -8,8 +8,9 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// mimalloc's options are set before its first allocation (see `db::tuning::configure_allocator`). mimalloc
-/// starts from a constructor of its own, which already reserves its first arena; the loader runs constructors
-/// with a priority (`.init_array.NNNNN`, lowest first) before those without, and all before Rust's `main`.
+/// starts from a constructor of its own, which already reserves its first arena; the linker puts constructors
+/// with a priority (`.init_array.NNNNN`, lowest first) before those without (mimalloc's has none under gcc, 101
+/// under clang), and the loader runs them all before Rust's `main`.
 // SAFETY: the entry is a plain `extern "C" fn()` (the loader passes argc, argv and envp, which the C calling
 // convention lets a function without parameters ignore); it runs once, on the main thread, before `main`, and
 // neither allocates nor panics (it reads and stores mimalloc options).

@@ -187,8 +187,9 @@ pub fn configure(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
     // journal_size_limit: when a checkpoint lets the WAL restart, its first commit truncates the file to 64 MiB.
     // A busy file's WAL grows by a whole interval of commits between two checkpoints (70 MB at 6,000 commits/s);
     // below the limit it is written over in place, where a lower one made the kernel allocate, zero and free that
-    // much page cache and disk every interval. (A quiet file keeps its WAL's length, at most the limit, until its
-    // next write: TRUNCATE would hide a writer that slipped in before the checkpoint; see capture::checkpoint.)
+    // much page cache and disk every interval. A file gone quiet keeps the length its WAL reached until its next
+    // write, which cuts it to the limit (not TRUNCATE: it would hide a writer that slipped in before the
+    // checkpoint; see capture::checkpoint): a tenant that was ever that busy keeps up to 64 MiB of WAL on disk.
     conn.execute_batch("PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit=67108864;")?;
     conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
     conn.commit_hook(Some(move || {

@@ -58,7 +58,8 @@ pub fn open_pool(path: &Path, max_size: u32, scheduler: Arc<ScheduledThreadPool>
     // A pooled file keeps its -wal (emptied) and -shm files when its last connection closes: a tenant pool evicted
     // and opened again otherwise deletes and creates both each time.
     // (Closing it then empties the WAL: SQLite truncates a kept WAL on close once a `journal_size_limit` is set;
-    // 4 MiB, as the backup sets for the files it replicates, so a busy WAL is reused in place meanwhile.)
+    // 4 MiB, so a busy WAL is reused in place meanwhile. Files the backup replicates get 64 MiB and are never
+    // checkpointed on close: see backup::tracker::configure.)
     let manager = SqliteConnectionManager::file(path).with_flags(flags).with_init(|conn| {
         conn.execute_batch("PRAGMA journal_size_limit=4194304;")?;
         configure(conn)?;

@@ -24,8 +24,9 @@
 //!   idle 27 MiB with the defaults, 12 MiB with these).
 //! - `release_startup_code`, called 5 s after the server starts serving, unmaps the binary's code pages (the kernel maps
 //!   64 KiB around each page that runs, so start-up's config checks, migrations, route table and OpenAPI document
-//!   left about 20 MiB of code mapped). They stay in the page cache; code that runs again maps its page back with
-//!   a minor fault.
+//!   left about 20 MiB of code mapped). They stay in the page cache (still charged to a container's memory
+//!   cgroup, but no longer held as mapped code when the kernel reclaims); code that runs again maps its page back
+//!   with a minor fault. Pages a debugger or a uprobe wrote are left alone.
 //!
 //! SQLite and mimalloc have no safe Rust wrapper for these calls; the unsafe blocks are here and nowhere else in
 //! `db`.
@@ -79,16 +80,13 @@ static RELEASE_CODE: AtomicBool = AtomicBool::new(false);
 const MI_OPTION_ARENA_EAGER_COMMIT: c_int = 4;
 const MI_OPTION_PURGE_DELAY: c_int = 15;
 
-/// mimalloc v3's defaults for those options (what it holds unless `MIMALLOC_<NAME>` set another value).
-const MI_DEFAULT_ARENA_EAGER_COMMIT: std::ffi::c_long = 2;
-const MI_DEFAULT_PURGE_DELAY: std::ffi::c_long = 1000;
 /// Milliseconds before mimalloc gives a freed page back to the system.
 const PURGE_DELAY_MS: std::ffi::c_long = 10;
 
-/// Commit on demand, purge soon, unless the environment set either (mimalloc reads `MIMALLOC_<NAME>` when it
-/// starts). The binary runs this from its `.init_array`, before Rust's runtime makes the process's first heap
-/// allocation, which reserves the first arena with the commit setting of that moment: so nothing here allocates
-/// (not even to read the environment).
+/// Commit on demand, purge soon, unless the environment sets the option (`MIMALLOC_ARENA_EAGER_COMMIT`,
+/// `MIMALLOC_PURGE_DELAY`). The binary runs this from its `.init_array`, before mimalloc's own constructor
+/// reserves its first arena with the commit setting of that moment, and before Rust's runtime starts: so nothing
+/// here allocates (the environment is read with `getenv`).
 pub fn configure_allocator() {
     // SAFETY: `mi_version` reads a constant.
     #[allow(unsafe_code)]
@@ -98,17 +96,19 @@ pub fn configure_allocator() {
     if !(30_000..40_000).contains(&version) {
         return;
     }
-    for (option, default, value) in [
-        (MI_OPTION_ARENA_EAGER_COMMIT, MI_DEFAULT_ARENA_EAGER_COMMIT, 0),
+    for (option, variable, value) in [
+        (MI_OPTION_ARENA_EAGER_COMMIT, c"MIMALLOC_ARENA_EAGER_COMMIT", 0),
         // 10 ms (arenas: 100 ms): at 0 every freed page was a system call, 25 % more CPU per write in
         // scripts/bench-backup; 10 ms leaves as little resident at idle.
-        (MI_OPTION_PURGE_DELAY, MI_DEFAULT_PURGE_DELAY, PURGE_DELAY_MS),
+        (MI_OPTION_PURGE_DELAY, c"MIMALLOC_PURGE_DELAY", PURGE_DELAY_MS),
     ] {
-        // SAFETY: `mi_option_get` and `mi_option_set` read and store a value in mimalloc's option table
-        // (atomically) for an option number of this version; neither allocates.
+        // SAFETY: `getenv` reads the environment through a NUL-terminated name and allocates nothing; nothing
+        // sets variables meanwhile (before `main` nothing else runs; this program never sets any).
+        // `mi_option_set` stores a value in mimalloc's option table for an option number of this version, and
+        // allocates nothing; mimalloc's start-up keeps an option already set.
         #[allow(unsafe_code)]
         unsafe {
-            if libmimalloc_sys::mi_option_get(option) == default {
+            if libc::getenv(variable.as_ptr()).is_null() {
                 libmimalloc_sys::mi_option_set(option, value);
             }
         }
@@ -116,38 +116,87 @@ pub fn configure_allocator() {
 }
 
 /// Unmaps the binary's code pages once start-up is over (only in the binary; see the module docs). Answers the
-/// bytes unmapped.
+/// bytes unmapped. A page that is no longer the file's own (a debugger's breakpoint or a uprobe wrote a private
+/// copy) is kept.
 pub fn release_startup_code() -> u64 {
+    use std::os::unix::fs::MetadataExt;
     if !RELEASE_CODE.swap(false, Ordering::Relaxed) {
         return 0;
     }
-    let (Ok(exe), Ok(maps)) = (std::fs::read_link("/proc/self/exe"), std::fs::read_to_string("/proc/self/maps")) else {
+    // The running file (followed even when it was replaced or removed since), and its name in the maps.
+    let (Ok(exe), Ok(link), Ok(maps), Ok(pagemap)) = (
+        std::fs::metadata("/proc/self/exe"),
+        std::fs::read_link("/proc/self/exe"),
+        std::fs::read_to_string("/proc/self/maps"),
+        std::fs::File::open("/proc/self/pagemap"),
+    ) else {
         return 0;
+    };
+    let name = link.file_name().and_then(|n| n.to_str()).map(|n| n.trim_end_matches(" (deleted)").to_owned());
+    // SAFETY: `sysconf` reads a system constant.
+    #[allow(unsafe_code)]
+    let page = match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
+        size if size > 0 => size as usize,
+        _ => return 0,
     };
     let mut released = 0;
     for line in maps.lines() {
         // "start-end perms offset dev inode path"
-        let mut fields = line.split_whitespace();
-        let (Some(range), Some(perms)) = (fields.next(), fields.next()) else { continue };
-        let path = fields.nth(3).map(std::path::Path::new);
-        if perms != "r-xp" || path != Some(exe.as_path()) {
+        let mut fields = line.splitn(6, char::is_whitespace);
+        let (Some(range), Some(perms), Some(inode)) = (fields.next(), fields.next(), fields.nth(2)) else {
+            continue;
+        };
+        let path = fields.next().unwrap_or("").trim();
+        let named = name.as_deref().is_some_and(|n| path.trim_end_matches(" (deleted)").ends_with(n));
+        if perms != "r-xp" || inode.parse::<u64>().ok() != Some(exe.ino()) || !named {
             continue;
         }
         let Some((start, end)) = range.split_once('-') else { continue };
         let (Ok(start), Ok(end)) = (usize::from_str_radix(start, 16), usize::from_str_radix(end, 16)) else {
             continue;
         };
-        // SAFETY: the range is a whole mapping of this process's own executable that is read and execute only
-        // (code), private and never written, so MADV_DONTNEED only drops its page table entries: the next access
-        // maps the same bytes from the file again. The file cannot change under us: the kernel refuses writes
-        // to an executable while it runs (ETXTBSY), and a replaced binary is a new file.
-        #[allow(unsafe_code)]
-        let rc = unsafe { libc::madvise(start as *mut c_void, end - start, libc::MADV_DONTNEED) };
-        if rc == 0 {
-            released += (end - start) as u64;
+        for (from, to) in file_page_runs(&pagemap, start, end, page) {
+            // SAFETY: the range lies in a mapping of this process's own executable that is read and execute only
+            // (code) and private, and holds no page written since it was mapped (those are skipped), so
+            // MADV_DONTNEED only drops page table entries: the next access maps the same bytes from the file
+            // again. Threads running there meanwhile just fault them back in.
+            #[allow(unsafe_code)]
+            let rc = unsafe { libc::madvise(from as *mut c_void, to - from, libc::MADV_DONTNEED) };
+            if rc == 0 {
+                released += (to - from) as u64;
+            }
         }
     }
     released
+}
+
+/// The runs of pages in `start..end` that are not private copies: `/proc/self/pagemap` has a word per page whose
+/// bit 63 says it is present and bit 61 that it is a page of the file (or shared); a present page without bit 61
+/// was written in this process.
+fn file_page_runs(pagemap: &std::fs::File, start: usize, end: usize, page: usize) -> Vec<(usize, usize)> {
+    use std::os::unix::fs::FileExt;
+    let pages = (end - start) / page;
+    let mut words = vec![0u8; pages * 8];
+    if pagemap.read_exact_at(&mut words, (start / page * 8) as u64).is_err() {
+        return Vec::new();
+    }
+    let mut runs = Vec::new();
+    let mut from = None;
+    for (i, word) in words.chunks_exact(8).enumerate() {
+        let word = u64::from_le_bytes(word.try_into().unwrap_or_default());
+        let private_copy = word & (1 << 63) != 0 && word & (1 << 61) == 0;
+        let at = start + i * page;
+        match (private_copy, from) {
+            (false, None) => from = Some(at),
+            (true, Some(f)) => {
+                runs.push((f, at));
+                from = None;
+            }
+            _ => {}
+        }
+    }
+    runs.extend(from.map(|f| (f, end)));
+    runs
 }
 
 // SQLite's allocator methods on mimalloc. SQLite never asks for a negative size; one that came would get NULL (an
@@ -302,13 +351,15 @@ mod tests {
             (MI_OPTION_ARENA_EAGER_COMMIT, "MIMALLOC_ARENA_EAGER_COMMIT"),
             (MI_OPTION_PURGE_DELAY, "MIMALLOC_PURGE_DELAY"),
         ] {
-            // (Set in the environment, mimalloc keeps that value.)
-            if std::env::var_os(name).is_none() {
-                // SAFETY: reads mimalloc's option table.
-                #[allow(unsafe_code)]
-                let value = unsafe { libmimalloc_sys::mi_option_get(option) };
-                let wanted = if option == MI_OPTION_PURGE_DELAY { PURGE_DELAY_MS } else { 0 };
-                assert_eq!(value, wanted, "{name}");
+            // SAFETY: reads mimalloc's option table.
+            #[allow(unsafe_code)]
+            let value = unsafe { libmimalloc_sys::mi_option_get(option) };
+            match std::env::var(name) {
+                Ok(set) => assert_eq!(value.to_string(), set, "{name} set in the environment is kept"),
+                Err(_) => {
+                    let wanted = if option == MI_OPTION_PURGE_DELAY { PURGE_DELAY_MS } else { 0 };
+                    assert_eq!(value, wanted, "{name}");
+                }
             }
         }
     }

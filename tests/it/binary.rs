@@ -44,6 +44,23 @@ fn bad_config_exits_2_with_one_line() {
     assert!(!dir.path().join("data").exists(), "nothing is created before the config is valid");
 }
 
+/// The binary sets mimalloc's options before mimalloc starts (its `.init_array` entry runs first): mimalloc's
+/// verbose start-up lists them with the binary's values, or with the environment's when it sets one.
+#[test]
+fn the_allocator_is_configured_before_it_starts() {
+    let options = |env: &[(&str, &str)]| {
+        let out =
+            Command::new(binary()).arg("--version").env("MIMALLOC_VERBOSE", "1").envs(env.iter().copied()).output();
+        String::from_utf8_lossy(&out.unwrap().stderr).into_owned()
+    };
+    let ours = options(&[]);
+    assert!(ours.contains("option 'arena_eager_commit': 0"), "{ours}");
+    assert!(ours.contains("option 'purge_delay': 10 "), "{ours}");
+    let theirs = options(&[("MIMALLOC_ARENA_EAGER_COMMIT", "2"), ("MIMALLOC_PURGE_DELAY", "1000")]);
+    assert!(theirs.contains("option 'arena_eager_commit': 2"), "{theirs}");
+    assert!(theirs.contains("option 'purge_delay': 1000"), "{theirs}");
+}
+
 #[test]
 fn help_lists_every_variable() {
     let out = Command::new(binary()).args(["serve", "--help"]).output().unwrap();
