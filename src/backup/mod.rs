@@ -396,7 +396,9 @@ impl Backup {
                 Err(_) => break None,
             }
         };
-        if let Err(err) = self.capture_blocking(key, Instant::now(), None) {
+        // A file deleted before any pass captured it has no position yet: its incarnation gets its replica here.
+        let first = self.first_position_of_archived(key);
+        if let Err(err) = self.capture_blocking(key, Instant::now(), first) {
             tracing::warn!(db = %key, error = %err, "backup: the final capture before archiving failed");
         }
         let locks = self.tracker.locks(key);

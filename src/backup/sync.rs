@@ -166,18 +166,7 @@ impl Backup {
                 None => (format!("nodes/{}/control/{}", self.node_id, uuid::Uuid::now_v7()), Some(i64::MAX)),
             },
             DbKey::Tenant(slug) => match control.tenant(slug).await? {
-                // Incarnations are UUIDv7s made by CreateTenant; anything else (a tenant from before
-                // incarnations) replicates under `legacy`, and never reaches a path unchecked.
-                Some(tenant) => match tenant.incarnation.as_deref().and_then(|i| uuid::Uuid::parse_str(i).ok()) {
-                    Some(id) => {
-                        let made = id.get_timestamp().map(|t| {
-                            let (secs, nanos) = t.to_unix();
-                            secs as i64 * 1000 + i64::from(nanos / 1_000_000)
-                        });
-                        (format!("tenants/{slug}/{}", id.hyphenated()), made)
-                    }
-                    None => (format!("tenants/{slug}/legacy"), None),
-                },
+                Some(tenant) => tenant_root(slug, tenant.incarnation.as_deref()),
                 None => return Ok(None),
             },
         };
@@ -195,6 +184,28 @@ impl Backup {
         let base = if fresh { 0 } else { remote.max_txid(&root).await? };
         tracing::info!(db = %key, root = %remote.url(&root), after_txid = base, "backup: new replica root");
         Ok(Some((Position { root, txid: base, uploaded: base, need_image: true, ..Position::default() }, true)))
+    }
+
+    /// The first position of a tenant file archived before any pass captured it (deleted right after it was made):
+    /// under the incarnation stamped in the file, when that root is newer than this node's backup.db and so holds
+    /// nothing yet. (An older root may hold files whose highest TXID only the bucket knows; that case keeps what
+    /// the passes captured.)
+    pub(crate) fn first_position_of_archived(&self, key: &DbKey) -> Option<Position> {
+        let DbKey::Tenant(slug) = key else { return None };
+        if !matches!(self.positions.get(key), Ok(None)) {
+            return None;
+        }
+        let conn = crate::db::open_connection(&key.path(&self.data_dir)).ok()?;
+        let stamp: Option<String> =
+            conn.query_row("SELECT value FROM tenant_meta WHERE key = 'incarnation'", [], |r| r.get(0)).ok();
+        drop(conn);
+        let (root, made_ms) = tenant_root(slug, stamp.as_deref());
+        if made_ms.is_none_or(|made| made <= self.positions.created_ms()) {
+            tracing::warn!(db = %key, root, "backup: a file archived before its first capture, under a root that may hold files; not captured");
+            return None;
+        }
+        tracing::info!(db = %key, root, "backup: new replica root (final capture of an archived file)");
+        Some(Position { root, need_image: true, ..Position::default() })
     }
 
     /// Captures `key` now and waits (at most `within`) until every file of its replica root is in the bucket:
@@ -703,6 +714,22 @@ impl Backup {
                 metrics::gauge!("gatehouse_backup_last_sync_timestamp").set(synced as f64);
             }
         });
+    }
+}
+
+/// The replica root of a tenant incarnation, and when the incarnation was made (ms since the epoch).
+/// Incarnations are UUIDv7s made by CreateTenant; anything else (a tenant from before incarnations) replicates
+/// under `legacy`, and never reaches a path unchecked.
+pub(crate) fn tenant_root(slug: &crate::tenants::TenantSlug, incarnation: Option<&str>) -> (String, Option<i64>) {
+    match incarnation.and_then(|i| uuid::Uuid::parse_str(i).ok()) {
+        Some(id) => {
+            let made = id.get_timestamp().map(|t| {
+                let (secs, nanos) = t.to_unix();
+                secs as i64 * 1000 + i64::from(nanos / 1_000_000)
+            });
+            (format!("tenants/{slug}/{}", id.hyphenated()), made)
+        }
+        None => (format!("tenants/{slug}/legacy"), None),
     }
 }
 
