@@ -195,10 +195,7 @@ impl Backup {
         if !matches!(self.positions.get(key), Ok(None)) {
             return None;
         }
-        let conn = crate::db::open_connection(&key.path(&self.data_dir)).ok()?;
-        let stamp: Option<String> =
-            conn.query_row("SELECT value FROM tenant_meta WHERE key = 'incarnation'", [], |r| r.get(0)).ok();
-        drop(conn);
+        let stamp = crate::db::registry::incarnation_of(&key.path(&self.data_dir)).ok()?;
         let (root, made_ms) = tenant_root(slug, stamp.as_deref());
         if made_ms.is_none_or(|made| made <= self.positions.created_ms()) {
             tracing::warn!(db = %key, root, "backup: a file archived before its first capture, under a root that may hold files; not captured");

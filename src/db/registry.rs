@@ -371,20 +371,7 @@ impl TenantRegistry {
 
     /// The incarnation stamped into the tenant's file (`None`: no file, or one made before files were stamped).
     pub fn incarnation(&self, slug: &TenantSlug) -> Result<Option<String>> {
-        if !self.path(slug).exists() {
-            return Ok(None);
-        }
-        let conn = db::open_connection(&self.path(slug))?;
-        let stamp = conn
-            .query_row("SELECT value FROM tenant_meta WHERE key = 'incarnation'", [], |r| r.get(0))
-            .map(Some)
-            .or_else(crate::control::none_if_no_rows);
-        match stamp {
-            Ok(stamp) => Ok(stamp),
-            // A file too old to have tenant_meta has no stamp either.
-            Err(rusqlite::Error::SqliteFailure(_, Some(msg))) if msg.contains("no such table") => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+        incarnation_of(&self.path(slug))
     }
 
     /// The data dir (parent of `tenants/` and `archive/`).
@@ -476,5 +463,24 @@ impl TenantRegistry {
     pub fn close_all(&self) {
         self.pools.invalidate_all();
         self.pools.run_pending_tasks();
+    }
+}
+
+/// The incarnation stamped into the tenant file at `path` (`None`: no file, or one made before files were
+/// stamped).
+pub fn incarnation_of(path: &Path) -> Result<Option<String>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let conn = db::open_connection(path)?;
+    let stamp = conn
+        .query_row("SELECT value FROM tenant_meta WHERE key = 'incarnation'", [], |r| r.get(0))
+        .map(Some)
+        .or_else(crate::control::none_if_no_rows);
+    match stamp {
+        Ok(stamp) => Ok(stamp),
+        // A file too old to have tenant_meta has no stamp either.
+        Err(rusqlite::Error::SqliteFailure(_, Some(msg))) if msg.contains("no such table") => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }
