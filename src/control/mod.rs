@@ -66,7 +66,7 @@ impl ControlStore {
         if !applied.is_empty() {
             tracing::info!(?applied, "migrated control.db");
         }
-        let reader = db::open_pool(&path, 4, db::scheduler("control-pool-{}"))?;
+        let reader = db::open_pool(&path, 4, db::scheduler("control-pool-{}", 1))?;
         Ok(Self {
             path,
             writer: Arc::new(Mutex::new(writer)),

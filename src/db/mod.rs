@@ -44,9 +44,10 @@ pub fn open_connection(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
-/// A scheduler thread for r2d2 housekeeping, shared by many pools.
-pub fn scheduler(name: &str) -> Arc<ScheduledThreadPool> {
-    Arc::new(ScheduledThreadPool::builder().num_threads(1).thread_name_pattern(name).build())
+/// `threads` scheduler threads for r2d2, shared by many pools: r2d2 opens every connection of a pool there (the
+/// caller of `get` waits), so they are also how many connections of those pools open at once.
+pub fn scheduler(name: &str, threads: usize) -> Arc<ScheduledThreadPool> {
+    Arc::new(ScheduledThreadPool::builder().num_threads(threads.max(1)).thread_name_pattern(name).build())
 }
 
 /// A pool over the existing file at `path` that opens connections only when asked (min idle 0). All pools share

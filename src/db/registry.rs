@@ -165,7 +165,11 @@ impl TenantRegistry {
             memory: limits.memory,
             closed: std::sync::Mutex::default(),
             closing: std::sync::atomic::AtomicUsize::new(0),
-            scheduler: db::scheduler("tenant-pool-{}"),
+            // Tenant pools open connections on demand, one per core at once (each parses the tenant's schema).
+            scheduler: db::scheduler(
+                "tenant-pool-{}",
+                std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
+            ),
             metrics,
             wakeups,
             on_commit: Arc::default(),

@@ -137,6 +137,16 @@ async fn cli_manages_a_running_server() {
     assert_eq!(r.status(), 403);
     let (ok, out, _) = run(vec!["tenant", "resume", "cli-co"]).await;
     assert!(ok && out.contains("active"), "{out}");
+    // The binary counts SQLite's heap itself (SQLite's statistics are off): an open pool holds its schema.
+    let r = reqwest::get(format!("{}/t/cli-co/api/v1/tenant", server.base)).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let metrics = reqwest::get(format!("{}/metrics", server.base)).await.unwrap().text().await.unwrap();
+    let gauge = |name: &str| -> f64 {
+        let line = metrics.lines().find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '));
+        line.and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{name}"))
+    };
+    let (heap, peak) = (gauge("gatehouse_sqlite_heap_bytes"), gauge("gatehouse_sqlite_heap_peak_bytes"));
+    assert!(heap > 50_000.0 && peak >= heap, "SQLite heap {heap}, peak {peak}");
 
     let (ok, token, err) = run(vec!["token", "create", "--name", "ci", "--scope", "tenant:cli-co"]).await;
     assert!(ok, "{err}");
