@@ -90,6 +90,15 @@ impl App {
             }
             _ => tracing::warn!("GATEHOUSE_BACKUP_URL is not set: backups are off; a lost disk loses every tenant"),
         }
+        // From here on every control-plane write is proposed through this node's Raft log.
+        crate::cluster::node::start(
+            &app.config.data_dir.join("raft"),
+            app.node_id,
+            &app.config.public_url,
+            app.control.clone(),
+            app.metrics.clone(),
+        )
+        .await?;
         let effects = crate::tenants::effects::TenantEffects {
             node: app.node_id,
             registry: app.tenants.clone(),
@@ -137,6 +146,21 @@ impl App {
         let listener = plugins.clone();
         control.on_apply(move |mutation| {
             listener.invalidate(mutation);
+            Ok(())
+        });
+        // A Raft snapshot replaced control.db: every cache drops, and the files follow the new records.
+        let (keys, lists) = (oidc.clone(), plugins.clone());
+        let effects =
+            crate::tenants::effects::TenantEffects { node: node_id, registry: tenants.clone(), outbox: outbox.clone() };
+        let weak = Arc::downgrade(&control);
+        control.on_reset(move || {
+            keys.invalidate_all();
+            lists.invalidate_all();
+            if let Some(control) = weak.upgrade() {
+                for done in effects.reconcile_files(&control)? {
+                    tracing::warn!(done, "reconciled tenant files with an installed control-plane snapshot");
+                }
+            }
             Ok(())
         });
         let per_minute = NonZeroU32::new(config.admin_login_per_minute).unwrap_or(NonZeroU32::MIN);
@@ -259,6 +283,9 @@ pub async fn run_with_routes(
                 tracing::warn!("grace period over; spooled backup files are uploaded at the next start");
             }
         }
+    }
+    if let Some(raft) = app.control.raft() {
+        let _ = raft.shutdown().await;
     }
     housekeeping.abort();
     trim.abort();

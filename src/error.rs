@@ -92,6 +92,8 @@ pub enum Error {
     Timeout,
     #[error("not ready: {0}")]
     NotReady(String),
+    #[error("the control plane has no leader right now; retry shortly")]
+    NoLeader,
     #[error("{what} has schema version {found}, newer than this binary knows ({known}); run a newer gatehouse")]
     SchemaTooNew { what: String, found: i64, known: i64 },
     #[error("database error: {0}")]
@@ -148,6 +150,7 @@ pub const CODES: &[&str] = &[
     "rate_limited",
     "timeout",
     "not_ready",
+    "no_leader",
     "plugin_invalid",
     "plugin_wrong_world",
     "plugin_forbidden_import",
@@ -198,6 +201,7 @@ impl Error {
             Error::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Error::Timeout => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
             Error::NotReady(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
+            Error::NoLeader => (StatusCode::SERVICE_UNAVAILABLE, "no_leader"),
             Error::PluginInvalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "plugin_invalid"),
             Error::PluginWrongWorld(_) => (StatusCode::UNPROCESSABLE_ENTITY, "plugin_wrong_world"),
             Error::PluginForbiddenImport(_) => (StatusCode::UNPROCESSABLE_ENTITY, "plugin_forbidden_import"),
@@ -214,7 +218,11 @@ impl Error {
         if status.is_server_error()
             && !matches!(
                 self,
-                Error::Timeout | Error::NotReady(_) | Error::PricingUnavailable(_) | Error::PaymentUnavailable(_)
+                Error::Timeout
+                    | Error::NotReady(_)
+                    | Error::NoLeader
+                    | Error::PricingUnavailable(_)
+                    | Error::PaymentUnavailable(_)
             )
         {
             "internal error; the server log has the details under this request's id".to_owned()
@@ -263,6 +271,10 @@ impl IntoResponse for Error {
         match &self {
             Error::RateLimited { retry_after_secs } => {
                 response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            }
+            // An election takes 1-2 s.
+            Error::NoLeader => {
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(2));
             }
             Error::Unauthorized => {
                 response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -318,6 +330,7 @@ mod tests {
             Error::RateLimited { retry_after_secs: 1 },
             Error::Timeout,
             Error::NotReady(String::new()),
+            Error::NoLeader,
             Error::SchemaTooNew { what: String::new(), found: 0, known: 0 },
             Error::PluginInvalid(String::new()),
             Error::PluginWrongWorld(String::new()),

@@ -9,6 +9,7 @@
 //! - `http`       middleware stack, extractors, page plumbing, the OpenAPI contract, router assembly, ops endpoints
 //! - `db`         SQLite pragmas and pools, migrations, the tenant file registry, SQLite tuning
 //! - `control`    the control plane: `Mutation`, `apply`, reads
+//! - `cluster`    the control plane on Raft (openraft): the log in raft.db, control.db as the state machine
 //! - `tenants`    tenant slugs, settings, lifecycle, tenant admin API and public tenant API
 //! - `identity`   users, passwords, sessions, MFA, roles, audit; account flows, hosted pages, end-user and admin APIs
 //! - `oidc`       the OAuth 2.0 / OpenID Connect provider of every tenant: clients, keys, tokens, endpoints
@@ -25,6 +26,7 @@ pub mod admin;
 pub mod app;
 pub mod backup;
 pub mod cli;
+pub mod cluster;
 pub mod commerce;
 pub mod config;
 pub mod control;

@@ -260,12 +260,19 @@ async fn control(
             std::fs::hard_link(&from, archive.join(format!("control-{stamp}.db{suffix}")))?;
         }
     }
+    // 3. the Raft log and snapshots of the old history (all of data/raft/, in one rename) go to the archive too,
+    //    and the restored file forgets its Raft position: the node starts a fresh one-node cluster over it (else
+    //    the log would re-apply the entries the restore meant to undo);
+    crate::control::replica::forget_mark(&staged)?;
+    if data.join("raft").exists() {
+        std::fs::rename(data.join("raft"), archive.join(format!("raft-{stamp}")))?;
+    }
     std::fs::File::open(&archive).and_then(|d| d.sync_all())?;
-    // 3. the old WAL goes before the new file arrives (SQLite would replay it onto any file of that name);
+    // 4. the old WAL goes before the new file arrives (SQLite would replay it onto any file of that name);
     for suffix in ["-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", current.display()));
     }
-    // 4. the restored file replaces the old one in one step.
+    // 5. the restored file replaces the old one in one step.
     std::fs::rename(&staged, &current)?;
     std::fs::File::open(data).and_then(|d| d.sync_all())?;
     report(&current, &done);
@@ -292,6 +299,7 @@ async fn all(remote: &Remote, to: &Path, node: Option<u64>, target: Target) -> a
     let root = control_root(remote, node, None).await?;
     let control_path = to.join("control.db");
     let done = restore::restore(remote, &root, target, &control_path, &*reporter("control")).await?;
+    crate::control::replica::forget_mark(&control_path)?;
     report(&control_path, &done);
     std::fs::write(to.join("node_id"), format!("{node}\n"))?;
     // The tenants of the restored control plane, each at the same point (a tenant's own chain decides what

@@ -13,6 +13,7 @@ pub mod api;
 mod apply;
 pub mod log;
 pub mod mutation;
+pub mod replica;
 pub mod tables;
 
 use std::path::{Path, PathBuf};
@@ -55,7 +56,16 @@ pub struct ControlStore {
     /// Told about every applied mutation, after its commit: caches outside this store (OAuth keys and clients)
     /// and plugin lists invalidate here, so a replicated mutation refreshes them on every node alike.
     listeners: std::sync::RwLock<Vec<Listener>>,
+    /// Told when the whole file was replaced by a snapshot (`replica::ControlStore::restore_from`).
+    resets: std::sync::RwLock<Vec<Reset>>,
+    /// This node's Raft once `serve` started it: mutations are proposed through its log from then on. Unset
+    /// (offline commands, before start-up is done), they apply to the file directly.
+    raft: std::sync::OnceLock<crate::cluster::node::ControlRaft>,
 }
+
+/// A function told that control.db was replaced as a whole (a Raft snapshot installed): caches drop everything,
+/// files are reconciled.
+type Reset = Box<dyn Fn() -> Result<()> + Send + Sync>;
 
 impl ControlStore {
     /// Opens (creating and migrating) `{data_dir}/control.db`.
@@ -66,6 +76,9 @@ impl ControlStore {
         if !applied.is_empty() {
             tracing::info!(?applied, "migrated control.db");
         }
+        // Raft purges log entries once they are applied here, so an applied entry must survive a power cut:
+        // the writer syncs each commit (readers never write).
+        writer.execute_batch("PRAGMA synchronous=FULL")?;
         let reader = db::open_pool(&path, 4, db::scheduler("control-pool-{}", 1))?;
         Ok(Self {
             path,
@@ -76,7 +89,19 @@ impl ControlStore {
             applied: std::sync::atomic::AtomicU64::new(0),
             metrics,
             listeners: std::sync::RwLock::new(Vec::new()),
+            resets: std::sync::RwLock::new(Vec::new()),
+            raft: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Sends every later mutation through `raft` (once; `cluster::node::start` calls it when this node leads).
+    pub fn set_raft(&self, raft: crate::cluster::node::ControlRaft) {
+        let _ = self.raft.set(raft);
+    }
+
+    /// This node's Raft, once it runs.
+    pub fn raft(&self) -> Option<&crate::cluster::node::ControlRaft> {
+        self.raft.get()
     }
 
     /// Adds a function told about every applied (not refused) mutation, after its commit.
@@ -88,16 +113,24 @@ impl ControlStore {
         &self.path
     }
 
-    /// Applies `mutation` on the blocking pool.
+    /// Proposes `mutation` through this node's Raft log, or applies it on the blocking pool when Raft is not
+    /// running (offline commands).
     pub async fn apply(self: &Arc<Self>, mutation: Mutation) -> Result<Applied> {
+        if let Some(raft) = self.raft.get() {
+            return crate::cluster::node::propose(raft, &self.metrics, mutation).await;
+        }
         let store = self.clone();
         tokio::task::spawn_blocking(move || store.apply_blocking(mutation)).await?
     }
 
-    /// Applies `mutation` as the next log entry (a local counter today). A refusal (`conflict`,
-    /// `tenant_not_found`, …) is recorded as the entry's outcome and answered as the error it was.
+    /// `apply` for blocking code (a thread of the blocking pool, or before the runtime serves). A refusal
+    /// (`conflict`, `tenant_not_found`, …) is recorded as the entry's outcome and answered as the error it was.
     pub fn apply_blocking(&self, mutation: Mutation) -> Result<Applied> {
-        let (index, outcome, refusal, effects) = self.apply_at(None, &mutation)?;
+        if let Some(raft) = self.raft.get() {
+            let propose = crate::cluster::node::propose(raft, &self.metrics, mutation);
+            return tokio::runtime::Handle::current().block_on(propose);
+        }
+        let (index, outcome, refusal, effects) = self.apply_at(None, &mutation, None)?;
         if let Some(err) = refusal {
             return Err(err);
         }
@@ -113,7 +146,7 @@ impl ControlStore {
     /// the same order give the same control.db and the same outcomes on every node. The index must be the next
     /// one (`last_applied + 1`): an entry is never applied twice.
     pub fn apply_entry(&self, index: u64, mutation: Mutation) -> Result<Outcome> {
-        let (_, outcome, _, effects) = self.apply_at(Some(index), &mutation)?;
+        let (_, outcome, _, effects) = self.apply_at(Some(index), &mutation, None)?;
         effects?;
         Ok(outcome)
     }
@@ -128,8 +161,14 @@ impl ControlStore {
     /// are recorded as the outcome (the error comes back too, for the local proposer); storage failures roll
     /// everything back and are the caller's error (this node failed, not the entry). The last value is the
     /// first listener failure (the entry stays applied).
+    /// `mark`, when given, is written in the same transaction (the Raft entry this mutation is).
     #[allow(clippy::type_complexity)]
-    fn apply_at(&self, index: Option<u64>, mutation: &Mutation) -> Result<(u64, Outcome, Option<Error>, Result<()>)> {
+    fn apply_at(
+        &self,
+        index: Option<u64>,
+        mutation: &Mutation,
+        mark: Option<&replica::RaftMark>,
+    ) -> Result<(u64, Outcome, Option<Error>, Result<()>)> {
         let mut conn = self.writer.lock().map_err(|_| Error::internal("control writer lock poisoned"))?;
         let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let next = last_applied(&tx)? + 1;
@@ -163,6 +202,9 @@ impl ControlStore {
             },
         };
         log::record(&tx, index, mutation, &outcome)?;
+        if let Some(mark) = mark {
+            mark.write(&tx)?;
+        }
         tx.commit()?;
         let mut effects = Ok(());
         if refusal.is_none() {

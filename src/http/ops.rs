@@ -58,6 +58,8 @@ struct ReadinessChecks {
     control_db: &'static str,
     /// The data directory is writable.
     data_dir: &'static str,
+    /// The control plane's Raft knows a leader: `leader {node id}`.
+    control_plane: String,
     /// Continuous backups: `off`, `ok`, or `degraded: …` (the bucket does not answer, uploads stalled). A
     /// degraded backup does not make the node unready: writes go on and are spooled.
     backup: String,
@@ -81,8 +83,17 @@ async fn readyz(State(app): State<AppState>) -> Result<Json<Readiness>> {
     })
     .await?
     .map_err(|e| Error::NotReady(format!("data dir is not writable: {e}")))?;
+    // Offline, in-process users of the router (no Raft started) apply locally and have nothing to wait for.
+    let control_plane = match app.control.raft() {
+        Some(raft) => match crate::cluster::node::leader(raft) {
+            Some(leader) => format!("leader {leader}"),
+            None => return Err(Error::NotReady("the control plane has no leader".into())),
+        },
+        None => "local".into(),
+    };
     let backup = app.backup.as_ref().map_or(crate::backup::Health::Off, |b| b.health()).to_string();
-    Ok(Json(Readiness { status: "ready", checks: ReadinessChecks { control_db: "ok", data_dir: "ok", backup } }))
+    let checks = ReadinessChecks { control_db: "ok", data_dir: "ok", control_plane, backup };
+    Ok(Json(Readiness { status: "ready", checks }))
 }
 
 /// Prometheus metrics (text exposition format 0.0.4).

@@ -117,6 +117,14 @@ impl Oidc {
         }
     }
 
+    /// Drops everything (a snapshot replaced control.db as a whole).
+    pub fn invalidate_all(&self) {
+        self.rings.invalidate_all();
+        self.discovery.invalidate_all();
+        self.origins.invalidate_all();
+        self.clients.invalidate_all();
+    }
+
     /// The key ring of an active tenant, for the public documents: one cache lookup when warm. A cached ring is
     /// trusted only when it was built while its tenant was active; any change of the tenant (settings, status,
     /// archive) drops its ring.

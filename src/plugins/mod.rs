@@ -251,6 +251,11 @@ impl Plugins {
         }
     }
 
+    /// Drops every cached plugin list (a snapshot replaced control.db as a whole).
+    pub fn invalidate_all(&self) {
+        self.active.invalidate_all();
+    }
+
     /// The tenant's active plugins, in running order (cached).
     async fn active(&self, app: &App, slug: &TenantSlug) -> Result<Arc<Vec<Active>>> {
         if let Some(list) = self.active.get(slug) {

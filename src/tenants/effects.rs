@@ -96,6 +96,14 @@ impl TenantEffects {
             control.apply_blocking(Mutation::AdoptTenants { node: self.node })?;
             done.push(format!("adopted {unhomed} tenants made before nodes had ids"));
         }
+        done.extend(self.reconcile_files(control)?);
+        Ok(done)
+    }
+
+    /// The file part of `reconcile`, which proposes nothing: also what runs after a Raft snapshot replaced
+    /// control.db (inside the state machine, where a proposal would wait for itself).
+    pub fn reconcile_files(&self, control: &ControlStore) -> Result<Vec<String>> {
+        let mut done = Vec::new();
         let (tenants, archived) = control.read_blocking(|conn| {
             let tenants = tables::list_tenants(conn, None, u32::MAX, None)?;
             let archived = tables::archived_tenants(conn, u32::MAX)?;

@@ -200,12 +200,19 @@ async fn control_restores_only_while_the_server_is_stopped_then_replicates_anew(
     let err = failed(&restore(dir.path(), &moto, &["control"]));
     assert!(err.contains("--yes"), "{err}");
     ok(&restore(dir.path(), &moto, &["control", "--yes"]));
+    // The restored file is the live one but for its Raft position, which it forgets along with the old log.
+    rusqlite::Connection::open(&copy)
+        .unwrap()
+        .execute("DELETE FROM meta WHERE key IN ('raft_applied', 'raft_membership')", [])
+        .unwrap();
     assert_same(&copy, &data.join("control.db"));
     let archived: Vec<String> = std::fs::read_dir(data.join("archive"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert!(archived.iter().any(|n| n.starts_with("control-") && n.ends_with(".db")), "{archived:?}");
+    assert!(archived.iter().any(|n| n.starts_with("raft-")), "{archived:?}");
+    assert!(!data.join("raft").exists());
 
     // The server starts on the restored file and replicates it into a new generation.
     let server = serve(dir.path(), &moto, &[]).await;
@@ -217,6 +224,32 @@ async fn control_restores_only_while_the_server_is_stopped_then_replicates_anew(
     let after = roots(&data).into_iter().find(|(db, _)| db == "control").unwrap().1;
     assert_ne!(before, after, "a new generation");
     assert!(after.starts_with(&before[..before.rfind('/').unwrap()]), "{before} {after}");
+}
+
+/// Restoring control.db to an earlier point undoes what came after, also across the restart: the Raft log that
+/// still held the later entries goes to the archive instead of applying them again.
+#[tokio::test]
+async fn control_restored_to_a_point_in_time_stays_there_after_the_restart() {
+    if !tools() {
+        return;
+    }
+    let (moto, dir, server) = start(&["acme"]).await;
+    caught_up(&server).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let point = now_rfc3339();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tenant(&server, "late").await;
+    caught_up(&server).await;
+    stop(server);
+    ok(&restore(dir.path(), &moto, &["control", "--timestamp", &point, "--yes"]));
+    let server = serve(dir.path(), &moto, &[]).await;
+    let (status, body) = admin(&server, reqwest::Method::GET, "/admin/api/v1/tenants/acme", Value::Null).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = admin(&server, reqwest::Method::GET, "/admin/api/v1/tenants/late", Value::Null).await;
+    assert_eq!(status, 404, "created after the restore point: {body}");
+    // The node leads a fresh one-node cluster over the restored file and takes writes.
+    tenant(&server, "after").await;
+    stop(server);
 }
 
 #[tokio::test]

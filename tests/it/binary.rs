@@ -261,3 +261,53 @@ async fn setup_link_from_the_log_creates_the_first_operator_once() {
     let again = client.get(&setup_url).send().await.unwrap();
     assert_eq!(again.status(), 404);
 }
+
+/// A node started without cluster settings is a one-node Raft cluster of itself: it leads, every control write goes
+/// through its log in data/raft.db, and after a kill -9 it leads again at once with every acknowledged write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_node_is_a_one_node_cluster_that_keeps_its_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let node_id = || std::fs::read_to_string(dir.path().join("data/node_id")).unwrap().trim().to_owned();
+    let ready = |base: String| {
+        let client = client.clone();
+        async move { client.get(format!("{base}/readyz")).send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let mut created = Vec::new();
+    for round in 0..2 {
+        let server = BinServer::start(dir.path(), &[]).await;
+        let body = ready(server.base.clone()).await;
+        assert_eq!(body["checks"]["control_plane"], format!("leader {}", node_id()), "{body}");
+        for slug in &created {
+            let r = client
+                .get(format!("{}/admin/api/v1/tenants/{slug}", server.base))
+                .bearer_auth(TOKEN)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{slug} was acknowledged before the kill");
+        }
+        for i in 0..5 {
+            let slug = format!("r{round}-{i}");
+            let r = client
+                .post(format!("{}/admin/api/v1/tenants", server.base))
+                .bearer_auth(TOKEN)
+                .json(&serde_json::json!({ "slug": slug, "name": slug }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 201);
+            created.push(slug);
+        }
+        let metrics = client.get(format!("{}/metrics", server.base)).send().await.unwrap().text().await.unwrap();
+        assert!(metrics.lines().any(|l| l == "gatehouse_raft_state 3"), "{metrics}");
+        let applied = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("gatehouse_raft_last_applied "))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap();
+        assert!(applied >= 5.0, "the writes are log entries: last applied {applied}");
+        server.signal("KILL");
+    }
+    assert!(dir.path().join("data/raft/raft.db").exists());
+}

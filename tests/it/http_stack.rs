@@ -199,6 +199,10 @@ async fn metrics_use_route_templates() {
         "gatehouse_cache_misses_total",
         "gatehouse_tenants_total",
         "gatehouse_build_info",
+        "gatehouse_raft_state 3",
+        "gatehouse_raft_term",
+        "gatehouse_raft_last_applied",
+        "gatehouse_raft_commit_latency_seconds",
     ] {
         assert!(text.lines().any(|l| l.starts_with(series)), "missing {series}");
     }

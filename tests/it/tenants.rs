@@ -111,7 +111,9 @@ async fn invalid_slugs_are_refused_and_touch_no_file() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     top.sort();
-    assert_eq!(top, ["archive", "control.db", "control.db-shm", "control.db-wal", "master.key", "node_id", "tenants"]);
+    let expected =
+        ["archive", "control.db", "control.db-shm", "control.db-wal", "master.key", "node_id", "raft", "tenants"];
+    assert_eq!(top, expected);
     app.stop().await;
 }
 
