@@ -128,8 +128,7 @@ impl Actor {
         let slug = TenantSlug::parse(raw_slug)?;
         self.require_tenant(&slug)?;
         let tenant = app.control.tenant(&slug).await?.ok_or(Error::TenantNotFound)?;
-        let registry = app.tenants.clone();
-        let db = tokio::task::spawn_blocking(move || registry.get(&slug)).await??;
+        let db = app.tenants.load(&slug).await?;
         Ok((tenant, db))
     }
 }

@@ -78,10 +78,7 @@ async fn expire_store(app: &AppState, slug: &TenantSlug) -> Result<Option<i64>> 
     if tenant.home_node.is_some_and(|home| home != app.node_id) {
         return Ok(None);
     }
-    let db = {
-        let (registry, slug) = (app.tenants.clone(), slug.clone());
-        tokio::task::spawn_blocking(move || registry.get(&slug)).await??
-    };
+    let db = app.tenants.load(slug).await?;
     loop {
         let t = tenant.clone();
         let expired = db.write(move |tx| super::orders::expire_due(tx, &t, crate::now_unix())).await?;

@@ -110,9 +110,7 @@ pub async fn plugin_input_of_cart(app: &App, slug: &TenantSlug, cart_id: String)
 
 async fn draft(app: &App, slug: &TenantSlug, request: QuoteRequest) -> Result<(Vec<CodeState>, carts::QuoteInput)> {
     let tenant = app.control.tenant(slug).await?.ok_or(Error::TenantNotFound)?;
-    let registry = app.tenants.clone();
-    let slug2 = slug.clone();
-    let db = tokio::task::spawn_blocking(move || registry.get(&slug2)).await??;
+    let db = app.tenants.load(slug).await?;
     if request.lines.len() > carts::MAX_LINES as usize {
         return Err(Error::validation(format!("at most {} lines", carts::MAX_LINES)));
     }

@@ -3,7 +3,8 @@
 //!
 //! Invariants:
 //! - Paths are built only from a `TenantSlug`.
-//! - A pool is opened (and its file migrated) at most once at a time per tenant (`try_get_with` is single-flight).
+//! - A pool is opened (and its file migrated) at most once at a time per tenant (`try_get_with` is single-flight),
+//!   and at most two per core at once over all tenants (`load`; waiting takes no thread).
 //! - The cache holds as many pools as fit in `GATEHOUSE_TENANT_POOL_MEMORY_MB`, each weighed by what its first
 //!   connection held when it opened (a busy pool's further connections, at most 3, and the pages they read are
 //!   not counted), and at most `GATEHOUSE_TENANT_POOL_CACHE`; an evicted or idle pool is dropped, which closes its
@@ -140,9 +141,24 @@ pub struct TenantRegistry {
     metrics: Arc<Metrics>,
     wakeups: Arc<Wakeups>,
     on_commit: Arc<std::sync::OnceLock<OnCommit>>,
+    /// Cold opens under way at once (`load`): two per core. A burst of requests for closed tenants otherwise
+    /// takes a blocking thread each, and each thread that parsed and freed schemas keeps memory of its own (16
+    /// clients on 2 cores: 24 blocking threads, about 8 MiB more resident than with a few, and slower).
+    opening: tokio::sync::Semaphore,
 }
 
 impl TenantRegistry {
+    /// The open pool of `slug`, opening it on the blocking pool on a miss (at most `opening` at once; the rest
+    /// wait here, holding no thread).
+    pub async fn load(self: &Arc<Self>, slug: &TenantSlug) -> Result<TenantDb> {
+        if let Some(db) = self.cached(slug) {
+            return Ok(db);
+        }
+        let _turn = self.opening.acquire().await.map_err(Error::internal)?;
+        let (registry, slug) = (self.clone(), slug.clone());
+        tokio::task::spawn_blocking(move || registry.get(&slug)).await?
+    }
+
     /// Sets the listener told what each committed write touched (once; later calls are ignored).
     pub fn set_on_commit(&self, listener: OnCommit) {
         let _ = self.on_commit.set(listener);
@@ -173,6 +189,9 @@ impl TenantRegistry {
             metrics,
             wakeups,
             on_commit: Arc::default(),
+            opening: tokio::sync::Semaphore::new(
+                2 * std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
+            ),
         })
     }
 

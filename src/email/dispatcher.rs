@@ -258,10 +258,7 @@ async fn drain_tenant(
     if tenant.status == TenantStatus::Suspended {
         return Ok(Some(outbox::now_ms() + SUSPENDED_RECHECK_MS));
     }
-    let db = {
-        let (registry, slug) = (app.tenants.clone(), slug.clone());
-        tokio::task::spawn_blocking(move || registry.get(&slug)).await??
-    };
+    let db = app.tenants.load(slug).await?;
     let key = slug.clone();
     let smtp = app.control.read(move |conn| tables::tenant_smtp(conn, &key)).await?;
     let display_name = tenant.settings.display_name.clone().unwrap_or_else(|| tenant.name.clone());

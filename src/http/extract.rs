@@ -61,13 +61,7 @@ impl FromRequestParts<AppState> for TenantCtx {
         if tenant.status == TenantStatus::Suspended {
             return Err(Error::TenantSuspended);
         }
-        let db = match app.tenants.cached(&slug) {
-            Some(db) => db,
-            None => {
-                let registry = app.tenants.clone();
-                tokio::task::spawn_blocking(move || registry.get(&slug)).await??
-            }
-        };
+        let db = app.tenants.load(&slug).await?;
         Ok(TenantCtx { tenant, db })
     }
 }

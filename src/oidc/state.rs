@@ -80,11 +80,7 @@ pub async fn tenant_of(app: &App, slug: &str) -> Result<Arc<Tenant>, Error> {
 
 /// The tenant's open database (the blocking pool only when the pool must be opened).
 pub async fn tenant_db(app: &App, slug: &TenantSlug) -> Result<TenantDb, Error> {
-    if let Some(db) = app.tenants.cached(slug) {
-        return Ok(db);
-    }
-    let (registry, slug) = (app.tenants.clone(), slug.clone());
-    tokio::task::spawn_blocking(move || registry.get(&slug)).await?
+    app.tenants.load(slug).await
 }
 
 impl Oidc {

@@ -167,9 +167,7 @@ pub async fn update(
 
 /// A store's amounts are in its currency, so the currency is fixed once a product exists (422).
 async fn check_currency_change(app: &AppState, slug: &TenantSlug) -> Result<()> {
-    let registry = app.tenants.clone();
-    let key = slug.clone();
-    let db = tokio::task::spawn_blocking(move || registry.get(&key)).await??;
+    let db = app.tenants.load(slug).await?;
     let products = crate::db::with_conn(&db.pool, |conn| crate::commerce::catalog::count_products(conn)).await?;
     if products > 0 {
         return Err(Error::Unprocessable(format!(
