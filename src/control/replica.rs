@@ -37,6 +37,12 @@ impl RaftMark {
         Ok(())
     }
 
+    /// Removes the mark from `conn`'s file.
+    fn clear(conn: &Connection) -> Result<()> {
+        conn.execute("DELETE FROM meta WHERE key IN ('raft_applied', 'raft_membership')", [])?;
+        Ok(())
+    }
+
     /// The mark recorded in `conn` (both unset for a file no Raft entry reached).
     pub fn read(conn: &Connection) -> Result<Self> {
         let value = |key: &str| -> Result<Option<String>> {
@@ -86,9 +92,7 @@ fn storage_failure(err: &Error) -> bool {
 /// Removes the Raft mark from the control.db at `path` (a restored file, whose Raft history is not this node's
 /// log's any more): the node starts a fresh one-node cluster over it.
 pub fn forget_mark(path: &Path) -> Result<()> {
-    let conn = crate::db::open_connection(path)?;
-    conn.execute("DELETE FROM meta WHERE key IN ('raft_applied', 'raft_membership')", [])?;
-    Ok(())
+    RaftMark::clear(&crate::db::open_connection(path)?)
 }
 
 /// A replicated entry's result on this node: the control-log index it got and its outcome. `error` is what a
@@ -137,8 +141,7 @@ impl ControlStore {
     /// Forgets the Raft position this file holds (`cluster::node::start`, when the log is new).
     pub fn forget_raft_mark(&self) -> Result<()> {
         let conn = self.writer.lock().map_err(|_| Error::internal("control writer lock poisoned"))?;
-        conn.execute("DELETE FROM meta WHERE key IN ('raft_applied', 'raft_membership')", [])?;
-        Ok(())
+        RaftMark::clear(&conn)
     }
 
     /// The Raft mark this file holds.

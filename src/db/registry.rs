@@ -170,6 +170,7 @@ impl TenantRegistry {
         for dir in [&tenants_dir, &archive_dir] {
             std::fs::create_dir_all(dir).map_err(|e| Error::internal(format!("create {}: {e}", dir.display())))?;
         }
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
         Ok(Self {
             tenants_dir,
             pools: Cache::builder()
@@ -182,16 +183,11 @@ impl TenantRegistry {
             closed: std::sync::Mutex::default(),
             closing: std::sync::atomic::AtomicUsize::new(0),
             // Tenant pools open connections on demand, one per core at once (each parses the tenant's schema).
-            scheduler: db::scheduler(
-                "tenant-pool-{}",
-                std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
-            ),
+            scheduler: db::scheduler("tenant-pool-{}", cores),
             metrics,
             wakeups,
             on_commit: Arc::default(),
-            opening: tokio::sync::Semaphore::new(
-                2 * std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
-            ),
+            opening: tokio::sync::Semaphore::new(2 * cores),
         })
     }
 
