@@ -26,7 +26,8 @@ ENV GATEHOUSE_DATA_DIR=/data \
     GATEHOUSE_LOG_FORMAT=json
 USER gatehouse
 VOLUME ["/data"]
-EXPOSE 8080
+# 8080: HTTP. 7080: the cluster listener, when GATEHOUSE_CLUSTER_ADDR=0.0.0.0:7080 (with _ADVERTISE and the join token).
+EXPOSE 8080 7080
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 CMD ["gatehouse", "healthcheck"]
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["gatehouse"]

@@ -60,6 +60,8 @@ pub struct App {
     pub store: crate::commerce::Store,
     /// Continuous backups (`None`: `GATEHOUSE_BACKUP_URL` unset, or an offline command).
     pub backup: Option<Arc<crate::backup::Backup>>,
+    /// This node in its cluster (a one-node cluster of itself without `GATEHOUSE_CLUSTER_ADDR`).
+    pub cluster: Arc<crate::cluster::Cluster>,
 }
 
 impl App {
@@ -91,12 +93,14 @@ impl App {
             _ => tracing::warn!("GATEHOUSE_BACKUP_URL is not set: backups are off; a lost disk loses every tenant"),
         }
         // From here on every control-plane write is proposed through this node's Raft log.
-        crate::cluster::node::start(
-            &app.config.data_dir.join("raft"),
+        let node = crate::cluster::node::start(
+            &app.cluster.dir,
             app.node_id,
-            &app.config.public_url,
+            app.cluster.me(&app.config.public_url),
             app.control.clone(),
             app.metrics.clone(),
+            app.cluster.transport.clone(),
+            app.cluster.config.snapshot_entries,
         )
         .await?;
         let effects = crate::tenants::effects::TenantEffects {
@@ -108,8 +112,14 @@ impl App {
         for done in tokio::task::spawn_blocking(move || effects.reconcile(&control)).await?? {
             tracing::warn!(done, "reconciled tenant files with the control plane");
         }
-        accounts::bootstrap(&app).await?;
-        Ok(app)
+        if node.has_peers() || app.cluster.dir.join("joining").exists() {
+            // A member may start before its peers (or wait for the leader it is joining): first-run work waits for a
+            // leader instead of failing the start.
+            Ok(app)
+        } else {
+            accounts::bootstrap(&app).await?;
+            Ok(app)
+        }
     }
 
     /// Everything `build` does but the bootstrap; offline commands (`migrate`, `admin create`) use this.
@@ -127,7 +137,7 @@ impl App {
             idle: config.tenant_pool_idle,
         };
         let tenants = Arc::new(TenantRegistry::new(&config.data_dir, limits, metrics.clone(), outbox.clone())?);
-        let node_id = crate::tenants::effects::node_id(&config.data_dir)?;
+        let node_id = crate::tenants::effects::node_id(&config.data_dir, config.cluster.node_id)?;
         let effects =
             crate::tenants::effects::TenantEffects { node: node_id, registry: tenants.clone(), outbox: outbox.clone() };
         control.on_apply(move |mutation| effects.on_apply(mutation));
@@ -167,6 +177,7 @@ impl App {
         let auth_per_minute = NonZeroU32::new(config.auth_per_minute).unwrap_or(NonZeroU32::MIN);
         let store_per_minute = NonZeroU32::new(config.store_per_minute).unwrap_or(NonZeroU32::MIN);
         let store = crate::commerce::Store::new(config.pricing_cache_mb, &config.stripe_api_base);
+        let cluster = Arc::new(crate::cluster::Cluster::new(node_id, config.cluster.clone(), &config.data_dir)?);
         tenants.set_on_commit(store.on_commit());
         Ok(App {
             node_id,
@@ -189,6 +200,7 @@ impl App {
             plugins,
             store,
             backup: None,
+            cluster,
             config,
         })
     }
@@ -244,6 +256,13 @@ pub async fn run_with_routes(
     let server = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(async move { stop_signal.notified().await });
     let server = tokio::spawn(async move { server.await });
+    let stop_cluster = Arc::new(Notify::new());
+    let cluster_stopped = stop_cluster.clone();
+    let cluster_listener =
+        crate::cluster::server::start(app.clone(), async move { cluster_stopped.notified().await }).await?;
+    if app.control.node().is_some_and(|node| node.has_peers()) || app.cluster.dir.join("joining").exists() {
+        tokio::spawn(bootstrap_when_led(app.clone()));
+    }
     tracing::info!(version = env!("CARGO_PKG_VERSION"), public_url = %app.config.public_url, "gatehouse is serving");
     // Once start-up's tail (first housekeeping tick, outbox scan, first requests) is over, its code pages go (the
     // binary only; see db::tuning).
@@ -287,6 +306,14 @@ pub async fn run_with_routes(
     if let Some(raft) = app.control.raft() {
         let _ = raft.shutdown().await;
     }
+    stop_cluster.notify_one();
+    if let Some(listener) = cluster_listener {
+        match tokio::time::timeout(Duration::from_secs(5), listener).await {
+            Ok(Ok(Err(err))) => tracing::warn!(error = %err, "the cluster listener failed"),
+            Err(_) => tracing::warn!("the cluster listener still had calls in flight; closing them"),
+            _ => {}
+        }
+    }
     housekeeping.abort();
     trim.abort();
     sampler.abort();
@@ -298,6 +325,20 @@ pub async fn run_with_routes(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// First-run work on a member of a larger cluster, once a leader is known (retried every 2 s until it is done).
+async fn bootstrap_when_led(app: AppState) {
+    loop {
+        let led = app.control.node().is_some_and(|node| crate::cluster::node::leader(&node.raft).is_some());
+        if led {
+            match accounts::bootstrap(&app).await {
+                Ok(()) => return,
+                Err(err) => tracing::warn!(error = %err, "first-run work failed; retrying"),
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
 }
 
 /// Periodic upkeep, by this node as the owner of these proposals (the Raft leader later): expired admin sessions

@@ -48,6 +48,10 @@ enum Command {
     /// Backup status, restore points, verification and forced snapshots.
     #[command(subcommand)]
     Backup(crate::backup::command::BackupCommand),
+    /// Form and inspect a cluster through this node's cluster listener (run beside a serving node, with its
+    /// environment: GATEHOUSE_CLUSTER_* and the join token).
+    #[command(subcommand)]
+    Cluster(crate::cluster::command::ClusterCommand),
     /// Exit 0 when the local server answers /healthz (for container health checks).
     Healthcheck {
         /// Base URL to probe; defaults to http://127.0.0.1:$PORT.
@@ -228,7 +232,7 @@ pub fn main() -> ExitCode {
         }
     };
     let needs_config = match &cli.command {
-        Command::Serve | Command::Migrate | Command::Admin(_) => true,
+        Command::Serve | Command::Migrate | Command::Admin(_) | Command::Cluster(_) => true,
         Command::Restore(cmd) => cmd.needs_config(),
         Command::Backup(cmd) => cmd.needs_config(),
         _ => false,
@@ -302,6 +306,7 @@ async fn dispatch(command: Command, config: Option<Config>) -> anyhow::Result<()
             Ok(())
         }
         Command::Backup(cmd) => crate::backup::command::run_backup(cmd, config.expect("backup reads config")).await,
+        Command::Cluster(cmd) => crate::cluster::command::run(cmd, config.expect("cluster reads config")).await,
         Command::Healthcheck { url } => healthcheck(url).await,
         Command::Version => {
             println!("gatehouse {}", env!("CARGO_PKG_VERSION"));
@@ -383,6 +388,13 @@ async fn admin_create(
         Some(slug) => Scope::Tenant(crate::tenants::TenantSlug::parse(&slug)?),
         None => Scope::Operator,
     };
+    let node = crate::tenants::effects::node_id(&config.data_dir, config.cluster.node_id)?;
+    if crate::cluster::has_peers_offline(&config.data_dir, node)? {
+        bail!(
+            "this node is a member of a multi-node cluster: create accounts through the admin API or UI (on a \
+             one-node cluster this command writes through the local log)"
+        );
+    }
     let app = tokio::task::spawn_blocking(move || App::open(config)).await??;
     if let Scope::Tenant(slug) = &scope {
         crate::tenants::get(&app, slug).await?;

@@ -112,6 +112,13 @@ pub enum Error {
     /// A login or registration plugin said no; the message is the plugin's reason (or a generic one).
     #[error("{0}")]
     PluginDenied(String),
+    /// The tenant's home node cannot be reached from this node (cluster): try again shortly.
+    #[error("this tenant's home node is unreachable; try again shortly")]
+    TenantUnavailable,
+    /// An error another node answered for a call this node forwarded (a write to the leader): its status, code and
+    /// public message, passed on as they were.
+    #[error("{message}")]
+    Forwarded { status: u16, code: &'static str, message: String },
     #[error("{0}")]
     Internal(String),
 }
@@ -151,6 +158,7 @@ pub const CODES: &[&str] = &[
     "timeout",
     "not_ready",
     "no_leader",
+    "tenant_unavailable",
     "plugin_invalid",
     "plugin_wrong_world",
     "plugin_forbidden_import",
@@ -202,6 +210,10 @@ impl Error {
             Error::Timeout => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
             Error::NotReady(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
             Error::NoLeader => (StatusCode::SERVICE_UNAVAILABLE, "no_leader"),
+            Error::TenantUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "tenant_unavailable"),
+            Error::Forwarded { status, code, .. } => {
+                (StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), code)
+            }
             Error::PluginInvalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "plugin_invalid"),
             Error::PluginWrongWorld(_) => (StatusCode::UNPROCESSABLE_ENTITY, "plugin_wrong_world"),
             Error::PluginForbiddenImport(_) => (StatusCode::UNPROCESSABLE_ENTITY, "plugin_forbidden_import"),
@@ -221,6 +233,8 @@ impl Error {
                 Error::Timeout
                     | Error::NotReady(_)
                     | Error::NoLeader
+                    | Error::TenantUnavailable
+                    | Error::Forwarded { .. }
                     | Error::PricingUnavailable(_)
                     | Error::PaymentUnavailable(_)
             )
@@ -229,6 +243,15 @@ impl Error {
         } else {
             self.to_string()
         }
+    }
+}
+
+impl Error {
+    /// An error another node answered (`status`, `code`, `message`), to answer again here: a code this build does
+    /// not know becomes `internal`.
+    pub fn forwarded(status: u16, code: &str, message: String) -> Self {
+        let code = CODES.iter().copied().find(|known| *known == code).unwrap_or("internal");
+        Error::Forwarded { status, code, message }
     }
 }
 
@@ -273,7 +296,7 @@ impl IntoResponse for Error {
                 response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             }
             // An election takes 1-2 s.
-            Error::NoLeader => {
+            Error::NoLeader | Error::TenantUnavailable | Error::Forwarded { code: "no_leader", .. } => {
                 response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(2));
             }
             Error::Unauthorized => {
@@ -331,6 +354,8 @@ mod tests {
             Error::Timeout,
             Error::NotReady(String::new()),
             Error::NoLeader,
+            Error::TenantUnavailable,
+            Error::Forwarded { status: 409, code: "conflict", message: String::new() },
             Error::SchemaTooNew { what: String::new(), found: 0, known: 0 },
             Error::PluginInvalid(String::new()),
             Error::PluginWrongWorld(String::new()),

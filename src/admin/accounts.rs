@@ -36,6 +36,11 @@ impl SetupLink {
             Some((crypto::hash_token(token), crate::now_unix() + SETUP_LINK_SECS));
     }
 
+    /// Drops the pending link (this node joined a cluster: its operators are the cluster's).
+    pub fn clear(&self) {
+        *self.0.lock().expect("setup link lock") = None;
+    }
+
     /// Consumes the link if `token` matches; true when it did.
     pub fn take(&self, token: &str) -> bool {
         let mut guard = self.0.lock().expect("setup link lock");
@@ -89,7 +94,11 @@ pub async fn bootstrap(app: &App) -> anyhow::Result<()> {
             "no operator account yet: open the setup link within one hour to create one"
         );
     }
-    sync_bootstrap_token(&app.control, app.config.bootstrap_token.as_ref()).await?;
+    // In a cluster the token is the cluster's: a member started without the variable leaves it alone.
+    let clustered = app.control.node().is_some_and(|node| node.has_peers());
+    if app.config.bootstrap_token.is_some() || !clustered {
+        sync_bootstrap_token(&app.control, app.config.bootstrap_token.as_ref()).await?;
+    }
     Ok(())
 }
 

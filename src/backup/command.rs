@@ -240,7 +240,13 @@ async fn control(
 ) -> anyhow::Result<()> {
     let data = &config.data_dir;
     let _lock = DataLock::acquire(data)?;
-    let node = crate::tenants::effects::node_id(data)?;
+    let node = crate::tenants::effects::node_id(data, None)?;
+    if crate::cluster::has_peers_offline(data, node)? {
+        bail!(
+            "this node is a member of a multi-node cluster: its control plane comes from the others (a lost node \
+             joins again with a new data dir); restore control only on a one-node cluster"
+        );
+    }
     let root = control_root(remote, node, generation).await?;
     let current = data.join("control.db");
     confirm(&format!("Replace {} with {}?", current.display(), remote.url(&root)), yes)?;

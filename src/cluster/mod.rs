@@ -1,5 +1,7 @@
 //! The control plane replicated by Raft (openraft 0.9, `storage-v2`): the types a node's Raft instance is built
-//! from, its log in `data/raft.db` (`log_store`) and control.db as its state machine (`state_machine`).
+//! from, its log in `data/raft/raft.db` (`log_store`), control.db as its state machine (`state_machine`), the
+//! running node (`node`: proposing, forwarding, linearizable reads), how nodes reach each other (`net`, `tls`,
+//! `server`: the internal listener) and who is a member (`membership`).
 //!
 //! Invariants:
 //! - A log entry's payload is a `control::Mutation`, carried whole (blob chunks too) and applied by
@@ -11,11 +13,24 @@
 // openraft's storage traits answer `StorageError` (over 200 bytes); the helpers here hand it on as it is.
 #![allow(clippy::result_large_err)]
 
+pub mod command;
 pub mod log_store;
+pub mod membership;
+pub mod net;
 pub mod node;
+pub mod proxy;
+pub mod server;
 pub mod state_machine;
+pub mod tls;
 
 use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 
 use serde::{Deserialize, Serialize};
 
@@ -47,6 +62,68 @@ openraft::declare_raft_types!(
         Node = Peer,
         SnapshotData = tokio::fs::File,
 );
+
+/// This node in its cluster: its id and listener settings, the client to its peers, and the lock that keeps
+/// membership changes one at a time.
+pub struct Cluster {
+    pub id: u64,
+    pub config: crate::config::ClusterConfig,
+    /// `data/raft`: the log, the snapshots, the `joining` mark.
+    pub dir: PathBuf,
+    pub transport: Arc<net::Transport>,
+    changes: tokio::sync::Mutex<()>,
+}
+
+impl Cluster {
+    pub fn new(id: u64, config: crate::config::ClusterConfig, data_dir: &std::path::Path) -> crate::Result<Self> {
+        let transport = net::Transport::new(&config)?;
+        Ok(Self { id, config, dir: data_dir.join("raft"), transport, changes: tokio::sync::Mutex::new(()) })
+    }
+
+    /// This node as its peers reach it.
+    pub fn me(&self, public_url: &str) -> Peer {
+        Peer { addr: self.config.advertise.clone().unwrap_or_default(), api_url: public_url.to_owned() }
+    }
+}
+
+/// Whether the cluster recorded in `{data_dir}/control.db` has members besides `me`, read from the file alone
+/// (offline commands: `admin create` and `restore control` are refused on a member of a larger cluster).
+pub fn has_peers_offline(data_dir: &std::path::Path, me: u64) -> crate::Result<bool> {
+    let path = data_dir.join("control.db");
+    if !path.exists() {
+        return Ok(false);
+    }
+    let mark = crate::control::replica::RaftMark::read_file(&path)?;
+    mark.membership.map_or(Ok(false), |json| membership_has_peers(&json, me))
+}
+
+/// Whether a membership recorded in control.db (`meta.raft_membership`, openraft's JSON) names nodes besides `me`.
+pub fn membership_has_peers(json: &str, me: u64) -> crate::Result<bool> {
+    let stored: StoredMembership = serde_json::from_str(json).map_err(crate::Error::internal)?;
+    Ok(stored.membership().nodes().any(|(id, _)| *id != me))
+}
+
+/// Middleware: an admin API read (`GET`/`HEAD` under `/admin/api/`) sees every write that completed before it
+/// began, whichever node wrote it (`node::linearize`). Free on a one-node cluster.
+pub async fn linearize_admin_reads(State(app): State<crate::app::AppState>, request: Request, next: Next) -> Response {
+    let read = matches!(*request.method(), Method::GET | Method::HEAD);
+    // Only a caller with credentials costs the leader a read index (the handler refuses the others anyway).
+    let credentials = request.headers().contains_key(axum::http::header::AUTHORIZATION)
+        || request
+            .headers()
+            .get_all(axum::http::header::COOKIE)
+            .iter()
+            .any(|c| c.as_bytes().windows(9).any(|w| w == b"gh_admin="));
+    if read
+        && credentials
+        && request.uri().path().starts_with("/admin/api/")
+        && let Some(node) = app.control.node()
+        && let Err(err) = node::linearize(&node).await
+    {
+        return err.into_response();
+    }
+    next.run(request).await
+}
 
 pub type LogId = openraft::LogId<u64>;
 pub type Entry = openraft::Entry<TypeConfig>;

@@ -202,6 +202,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         copy.sync_all().await.map_err(write_error)?;
         drop(copy);
         let (control, dir, wanted) = (self.control.clone(), self.snapshots.clone(), meta.last_log_id);
+        tracing::info!(snapshot = %meta.snapshot_id, "installing a control-plane snapshot from the leader");
         blocking(move || {
             // Checked before it takes a snapshot's name, so no bad file ever is the newest snapshot.
             let found = snapshot_meta(&part)?.last_log_id;

@@ -17,7 +17,10 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 
+mod cluster;
+mod stores;
 mod vars;
+pub use cluster::{ClusterConfig, ClusterTls};
 use vars::entry;
 pub use vars::{Fallback, Rule, VARS, Var, help_table};
 
@@ -100,6 +103,8 @@ pub struct Config {
     pub stripe_api_base: String,
     /// Continuous backups (`None`: off).
     pub backup: Option<crate::backup::BackupConfig>,
+    /// This node's id and cluster listener (`GATEHOUSE_NODE_ID`, `GATEHOUSE_CLUSTER_*`).
+    pub cluster: ClusterConfig,
 }
 
 /// Where mail goes: `Smtp` sends through the tenant's transport, else `GATEHOUSE_SMTP_URL`, else (with a warning)
@@ -169,63 +174,6 @@ fn parse_flag(raw: &str) -> Option<bool> {
 /// `raw` as a whole number within `min..=max` that fits `T`.
 fn parse_whole<T: TryFrom<u64>>(raw: &str, min: u64, max: u64) -> Option<T> {
     raw.trim().parse::<u64>().ok().filter(|n| (min..=max).contains(n)).and_then(|n| T::try_from(n).ok())
-}
-
-/// `GATEHOUSE_BACKUP_*` and `GATEHOUSE_S3_*`; `None` without a backup URL.
-fn backup_config<F: Fn(&str) -> Option<String>>(env: &mut Env<F>) -> Option<crate::backup::BackupConfig> {
-    use crate::backup::BackupConfig;
-    let interval_raw = env.value("GATEHOUSE_BACKUP_INTERVAL", 0);
-    let interval = BackupConfig::parse_interval(&interval_raw).unwrap_or_else(|why| {
-        env.problem("GATEHOUSE_BACKUP_INTERVAL", format!("{why}, got {interval_raw:?}"));
-        Duration::from_secs(1)
-    });
-    let endpoint = env.get("GATEHOUSE_S3_ENDPOINT").map(|e| e.trim().trim_end_matches('/').to_owned());
-    if let Some(endpoint) = &endpoint
-        && reqwest::Url::parse(endpoint).map_or(true, |u| !matches!(u.scheme(), "http" | "https"))
-    {
-        env.refuse("GATEHOUSE_S3_ENDPOINT", "an http(s) URL", endpoint);
-    }
-    let path_style = env.get("GATEHOUSE_S3_PATH_STYLE").and_then(|raw| {
-        let flag = parse_flag(raw.trim());
-        if flag.is_none() {
-            env.refuse("GATEHOUSE_S3_PATH_STYLE", "true or false", raw.trim());
-        }
-        flag
-    });
-    let region = env.get("GATEHOUSE_S3_REGION").map(|r| r.trim().to_owned());
-    let max_spool_mb: u64 = env.number("GATEHOUSE_BACKUP_MAX_SPOOL_MB");
-    let snapshot_hours: u64 = env.number("GATEHOUSE_BACKUP_SNAPSHOT_HOURS");
-    let retention_hours: u64 = env.number("GATEHOUSE_BACKUP_RETENTION_HOURS");
-    let levels_raw = env.value("GATEHOUSE_BACKUP_LEVELS", 0);
-    let levels = BackupConfig::parse_levels(&levels_raw).unwrap_or_else(|why| {
-        env.problem("GATEHOUSE_BACKUP_LEVELS", format!("{why}, got {levels_raw:?}"));
-        crate::backup::levels::LEVEL_INTERVALS
-    });
-    let verify_raw = env.value("GATEHOUSE_BACKUP_VERIFY_INTERVAL", 0);
-    let verify_every = BackupConfig::parse_verify_interval(&verify_raw).unwrap_or_else(|why| {
-        env.problem("GATEHOUSE_BACKUP_VERIFY_INTERVAL", format!("{why}, got {verify_raw:?}"));
-        None
-    });
-    let raw = env.get("GATEHOUSE_BACKUP_URL")?;
-    match BackupConfig::parse_url(&raw) {
-        Ok((bucket, prefix)) => Some(BackupConfig {
-            bucket,
-            prefix,
-            endpoint,
-            region,
-            path_style,
-            interval,
-            max_spool_bytes: max_spool_mb * 1024 * 1024,
-            snapshot_interval: Duration::from_secs(snapshot_hours * 3600),
-            retention: Duration::from_secs(retention_hours * 3600),
-            levels,
-            verify_every,
-        }),
-        Err(why) => {
-            env.problem("GATEHOUSE_BACKUP_URL", format!("{why}, got {:?}", raw.trim()));
-            None
-        }
-    }
 }
 
 /// Reads variables through `lookup` and records every bad one instead of stopping at the first.
@@ -470,7 +418,8 @@ impl Config {
         if reqwest::Url::parse(&stripe_api_base).map_or(true, |u| !matches!(u.scheme(), "http" | "https")) {
             env.refuse("GATEHOUSE_STRIPE_API_BASE", "an http(s) URL", &stripe_api_base);
         }
-        let backup = backup_config(&mut env);
+        let backup = stores::backup_config(&mut env);
+        let cluster = cluster::cluster_config(&mut env);
 
         if !env.problems.is_empty() {
             let mut problems = env.problems;
@@ -510,6 +459,7 @@ impl Config {
             pricing_cache_mb,
             stripe_api_base,
             backup,
+            cluster,
         })
     }
 

@@ -328,6 +328,54 @@ pub const VARS: &[Var] = &[
         rule: Rule::Flag,
         help: "allow webhook URLs on loopback, private, link-local and metadata addresses",
     },
+    Var {
+        name: "GATEHOUSE_NODE_ID",
+        default: Fallback::Note("the id kept in {data dir}/node_id, made at first start"),
+        rule: whole(1, (1 << 53) - 1),
+        help: "this node's cluster id; when set it must match the data dir's (a wiped node needs a new one)",
+    },
+    Var {
+        name: "GATEHOUSE_RAFT_SNAPSHOT_ENTRIES",
+        default: Fallback::Value("2000"),
+        rule: whole(10, 1_000_000),
+        help: "control-plane log entries between snapshots; a quarter as many are kept after one for lagging peers",
+    },
+    Var {
+        name: "GATEHOUSE_CLUSTER_ADDR",
+        default: Fallback::Note("unset: no cluster listener; the node is a one-node cluster of itself"),
+        rule: Rule::Text,
+        help: "socket address of the internal cluster listener (Raft, forwarded writes and requests, joins)",
+    },
+    Var {
+        name: "GATEHOUSE_CLUSTER_ADVERTISE",
+        default: Fallback::Note("GATEHOUSE_CLUSTER_ADDR, unless its host is 0.0.0.0 or ::"),
+        rule: Rule::Text,
+        help: "host:port the other nodes reach this node's cluster listener at",
+    },
+    Var {
+        name: "GATEHOUSE_CLUSTER_JOIN_TOKEN",
+        default: Fallback::Note("(none; required with GATEHOUSE_CLUSTER_ADDR)"),
+        rule: Rule::Secret,
+        help: "shared secret of the cluster's nodes, at least 32 characters: joins and every internal call carry it",
+    },
+    Var {
+        name: "GATEHOUSE_CLUSTER_TLS_CERT",
+        default: Fallback::Note("unset: plain HTTP between nodes (a private network only)"),
+        rule: Rule::Text,
+        help: "PEM certificate chain of this node (server and client), signed by GATEHOUSE_CLUSTER_TLS_CA",
+    },
+    Var {
+        name: "GATEHOUSE_CLUSTER_TLS_KEY",
+        default: Fallback::Note("unset"),
+        rule: Rule::Text,
+        help: "PEM private key of GATEHOUSE_CLUSTER_TLS_CERT",
+    },
+    Var {
+        name: "GATEHOUSE_CLUSTER_TLS_CA",
+        default: Fallback::Note("unset"),
+        rule: Rule::Text,
+        help: "PEM CA certificate(s): peers must present a certificate it signed (mutual TLS), plaintext is refused",
+    },
 ];
 
 /// The table entry of `name`; reading a variable the table lacks is a bug, caught by any test that reads config.

@@ -59,8 +59,10 @@ pub struct ControlStore {
     /// Told when the whole file was replaced by a snapshot (`replica::ControlStore::restore_from`).
     resets: std::sync::RwLock<Vec<Reset>>,
     /// This node's Raft once `serve` started it: mutations are proposed through its log from then on. Unset
-    /// (offline commands, before start-up is done), they apply to the file directly.
-    raft: std::sync::OnceLock<crate::cluster::node::ControlRaft>,
+    /// (offline commands, before start-up is done), they apply to the file directly; unset after Raft ran (a
+    /// join swapping it, a node that left), they fail with `no_leader`.
+    node: std::sync::RwLock<Option<Arc<crate::cluster::node::Node>>>,
+    clustered: std::sync::atomic::AtomicBool,
 }
 
 /// A function told that control.db was replaced as a whole (a Raft snapshot installed): caches drop everything,
@@ -90,18 +92,31 @@ impl ControlStore {
             metrics,
             listeners: std::sync::RwLock::new(Vec::new()),
             resets: std::sync::RwLock::new(Vec::new()),
-            raft: std::sync::OnceLock::new(),
+            node: std::sync::RwLock::new(None),
+            clustered: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
-    /// Sends every later mutation through `raft` (once; `cluster::node::start` calls it when this node leads).
-    pub fn set_raft(&self, raft: crate::cluster::node::ControlRaft) {
-        let _ = self.raft.set(raft);
+    /// Sends every later mutation through `node`'s Raft (`cluster::node::start`); `None` while a join swaps it
+    /// or after this node left: writes then answer `no_leader`, never the file directly.
+    pub fn set_node(&self, node: Option<Arc<crate::cluster::node::Node>>) {
+        self.clustered.store(true, std::sync::atomic::Ordering::SeqCst);
+        *self.node.write().unwrap_or_else(|e| e.into_inner()) = node;
+    }
+
+    /// This node's Raft and peers, once it runs.
+    pub fn node(&self) -> Option<Arc<crate::cluster::node::Node>> {
+        self.node.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// This node's Raft, once it runs.
-    pub fn raft(&self) -> Option<&crate::cluster::node::ControlRaft> {
-        self.raft.get()
+    pub fn raft(&self) -> Option<crate::cluster::node::ControlRaft> {
+        self.node().map(|node| node.raft.clone())
+    }
+
+    /// Whether writes must go through Raft: set since `serve` started it (even while a join swaps it).
+    fn clustered(&self) -> bool {
+        self.clustered.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Adds a function told about every applied (not refused) mutation, after its commit.
@@ -116,8 +131,11 @@ impl ControlStore {
     /// Proposes `mutation` through this node's Raft log, or applies it on the blocking pool when Raft is not
     /// running (offline commands).
     pub async fn apply(self: &Arc<Self>, mutation: Mutation) -> Result<Applied> {
-        if let Some(raft) = self.raft.get() {
-            return crate::cluster::node::propose(raft, &self.metrics, mutation).await;
+        if let Some(node) = self.node() {
+            return crate::cluster::node::propose(&node, mutation).await;
+        }
+        if self.clustered() {
+            return Err(Error::NoLeader);
         }
         let store = self.clone();
         tokio::task::spawn_blocking(move || store.apply_blocking(mutation)).await?
@@ -126,9 +144,11 @@ impl ControlStore {
     /// `apply` for blocking code (a thread of the blocking pool, or before the runtime serves). A refusal
     /// (`conflict`, `tenant_not_found`, …) is recorded as the entry's outcome and answered as the error it was.
     pub fn apply_blocking(&self, mutation: Mutation) -> Result<Applied> {
-        if let Some(raft) = self.raft.get() {
-            let propose = crate::cluster::node::propose(raft, &self.metrics, mutation);
-            return tokio::runtime::Handle::current().block_on(propose);
+        if let Some(node) = self.node() {
+            return tokio::runtime::Handle::current().block_on(crate::cluster::node::propose(&node, mutation));
+        }
+        if self.clustered() {
+            return Err(Error::NoLeader);
         }
         let (index, outcome, refusal, effects) = self.apply_at(None, &mutation, None)?;
         if let Some(err) = refusal {

@@ -85,7 +85,8 @@ pub async fn stack(State(app): State<AppState>, mut req: Request, next: Next) ->
             }
         }
     };
-    if response.status().is_client_error() || response.status().is_server_error() {
+    let proxied = response.extensions().get::<crate::cluster::proxy::Proxied>().is_some();
+    if (response.status().is_client_error() || response.status().is_server_error()) && !proxied {
         response = shape.apply(response).await;
     }
     security_headers(&app, &mut response);

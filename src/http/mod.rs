@@ -43,6 +43,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .merge(crate::control::api::router())
         .merge(crate::backup::api::router())
         .merge(crate::commerce::router())
+        .merge(crate::cluster::server::public_router())
 }
 
 /// The whole application router. `extra` routes (tests add a panicking one) get the same middleware.
@@ -59,6 +60,7 @@ pub fn router(state: AppState, extra: Router<AppState>) -> Router {
         .layer(from_fn_with_state(state.clone(), crate::identity::pages::tenant_unavailable));
     Router::new()
         .merge(api)
+        .layer(from_fn_with_state(state.clone(), crate::cluster::linearize_admin_reads))
         .route("/api/openapi.json", get(openapi::serve))
         .merge(hosted)
         .merge(crate::web::router())
@@ -66,6 +68,7 @@ pub fn router(state: AppState, extra: Router<AppState>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::Extension(contract))
+        .layer(from_fn_with_state(state.clone(), crate::cluster::proxy::to_home))
         .layer(layers)
         .with_state(state)
 }
@@ -90,6 +93,7 @@ pub(crate) fn is_api_path(path: &str) -> bool {
         || path.starts_with("/metrics")
         || path.starts_with("/healthz")
         || path.starts_with("/readyz")
+        || path.starts_with("/cluster/")
 }
 
 #[cfg(test)]

@@ -135,6 +135,13 @@ impl Modify for SecuritySchemes {
             ),
         );
         components.add_security_scheme(
+            "join_token",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-Gatehouse-Token",
+                "The cluster's shared secret (GATEHOUSE_CLUSTER_JOIN_TOKEN), which only the cluster's nodes hold",
+            ))),
+        );
+        components.add_security_scheme(
             "client_basic",
             SecurityScheme::Http(
                 HttpBuilder::new()

@@ -85,7 +85,7 @@ async fn readyz(State(app): State<AppState>) -> Result<Json<Readiness>> {
     .map_err(|e| Error::NotReady(format!("data dir is not writable: {e}")))?;
     // Offline, in-process users of the router (no Raft started) apply locally and have nothing to wait for.
     let control_plane = match app.control.raft() {
-        Some(raft) => match crate::cluster::node::leader(raft) {
+        Some(raft) => match crate::cluster::node::leader(&raft) {
             Some(leader) => format!("leader {leader}"),
             None => return Err(Error::NotReady("the control plane has no leader".into())),
         },

@@ -22,19 +22,30 @@ use crate::tenants::{TenantSlug, TenantStatus};
 /// Node ids are random in 1..2^53 (they survive a JSON number) and never reused.
 const NODE_ID_LIMIT: u64 = 1 << 53;
 
-/// This node's id from `{data_dir}/node_id`, made (and written atomically) on first start.
-pub fn node_id(data_dir: &Path) -> Result<u64> {
+/// This node's id from `{data_dir}/node_id`, made (and written atomically) on first start: `wanted`
+/// (`GATEHOUSE_NODE_ID`) or a random one. A data dir that holds another id than `wanted` is refused: an id names
+/// one node's history, and a cluster must never see it come back with another.
+pub fn node_id(data_dir: &Path, wanted: Option<u64>) -> Result<u64> {
     let path = data_dir.join("node_id");
     let io = |e: std::io::Error| Error::internal(format!("{}: {e}", path.display()));
     match std::fs::read_to_string(&path) {
-        Ok(text) => text
-            .trim()
-            .parse::<u64>()
-            .ok()
-            .filter(|id| (1..NODE_ID_LIMIT).contains(id))
-            .ok_or_else(|| Error::internal(format!("{} does not hold a node id (1..2^53)", path.display()))),
+        Ok(text) => {
+            let id = text
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|id| (1..NODE_ID_LIMIT).contains(id))
+                .ok_or_else(|| Error::internal(format!("{} does not hold a node id (1..2^53)", path.display())))?;
+            match wanted {
+                Some(wanted) if wanted != id => Err(Error::internal(format!(
+                    "GATEHOUSE_NODE_ID is {wanted} but this data dir belongs to node {id} ({}); a node keeps its id",
+                    path.display()
+                ))),
+                _ => Ok(id),
+            }
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let id = rand::rng().random_range(1..NODE_ID_LIMIT);
+            let id = wanted.unwrap_or_else(|| rand::rng().random_range(1..NODE_ID_LIMIT));
             let tmp = data_dir.join("node_id.tmp");
             let mut file = std::fs::File::create(&tmp).map_err(io)?;
             std::io::Write::write_all(&mut file, format!("{id}\n").as_bytes()).map_err(io)?;
@@ -204,11 +215,11 @@ mod tests {
     #[test]
     fn node_ids_persist_and_stay_in_range() {
         let dir = tempfile::tempdir().unwrap();
-        let id = node_id(dir.path()).unwrap();
+        let id = node_id(dir.path(), None).unwrap();
         assert!((1..NODE_ID_LIMIT).contains(&id));
-        assert_eq!(node_id(dir.path()).unwrap(), id, "the id is kept");
+        assert_eq!(node_id(dir.path(), None).unwrap(), id, "the id is kept");
         std::fs::write(dir.path().join("node_id"), "0\n").unwrap();
-        assert!(node_id(dir.path()).is_err(), "0 is no node id");
+        assert!(node_id(dir.path(), None).is_err(), "0 is no node id");
     }
 
     #[test]

@@ -90,7 +90,7 @@ pub async fn create(app: &AppState, slug: TenantSlug, name: String, settings: Te
     check_name(&name)?;
     settings.validate()?;
     let incarnation = Some(uuid::Uuid::now_v7().to_string());
-    let home_node = Some(app.node_id);
+    let home_node = Some(place(app).await?);
     let at = crate::now_unix();
     app.control
         .apply(Mutation::CreateTenant { slug: slug.clone(), name, settings, at, home_node, incarnation })
@@ -99,6 +99,24 @@ pub async fn create(app: &AppState, slug: TenantSlug, name: String, settings: Te
     let tenant = get(app, &slug).await?;
     ensure_signing_key(app, &tenant).await?;
     Ok(tenant)
+}
+
+/// The home of a new tenant: the member with the fewest tenants (this node on a tie, then the lowest id); this
+/// node on a one-node cluster.
+async fn place(app: &AppState) -> Result<u64> {
+    let Some(node) = app.control.node().filter(|node| node.has_peers()) else { return Ok(app.node_id) };
+    let members: Vec<u64> = node.raft.metrics().borrow().membership_config.membership().voter_ids().collect();
+    let counts: std::collections::HashMap<u64, i64> = app
+        .control
+        .read(|c| {
+            let mut stmt =
+                c.prepare("SELECT home_node, COUNT(*) FROM tenants WHERE home_node IS NOT NULL GROUP BY 1")?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)?)))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await?;
+    let me = app.node_id;
+    Ok(members.into_iter().min_by_key(|id| (counts.get(id).copied().unwrap_or(0), *id != me, *id)).unwrap_or(me))
 }
 
 /// The node that created or reconfigured a tenant proposes its signing key (never a read path: see

@@ -234,6 +234,11 @@ async fn setup(State(app): State<AppState>, headers: HeaderMap, UiForm(form): Ui
                 if !app.setup.take(&form.token) {
                     return setup_link_dead();
                 }
+                // The link is for a server without operators: one may have been made since (another node of its
+                // cluster), and then the link is dead.
+                if app.control.read(crate::control::tables::count_operators).await? > 0 {
+                    return setup_link_dead();
+                }
                 let Some(id) = (match &mutation {
                     crate::control::Mutation::CreateOperator { id, .. } => Some(id.clone()),
                     _ => None,

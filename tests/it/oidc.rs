@@ -145,7 +145,7 @@ impl OutputAsync for &mut std::process::Command {
     }
 }
 
-fn clients_dir() -> std::path::PathBuf {
+pub(crate) fn clients_dir() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc_clients")
 }
 

@@ -77,6 +77,8 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 /// operational endpoints and the document itself. Every other route goes through `OpenApiRouter::routes`, which
 /// takes a handler only with its `#[utoipa::path]` operation, so a JSON route cannot exist undocumented.
 const PLAIN_ROUTE_FILES: &[&str] = &[
+    // The internal cluster listener's routes (node to node, not the public API).
+    "src/cluster/server.rs",
     "src/http/mod.rs",
     "src/http/ops.rs",
     "src/identity/pages/mod.rs",

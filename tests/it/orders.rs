@@ -639,13 +639,13 @@ async fn customers_see_their_orders_cancel_unpaid_ones_and_keep_addresses() {
 }
 
 /// A running `sse_client.py` and its output lines.
-struct SseClient {
+pub(crate) struct SseClient {
     child: Child,
     lines: std::sync::mpsc::Receiver<Value>,
 }
 
 impl SseClient {
-    fn start(url: &str, last_event_id: Option<&str>) -> SseClient {
+    pub(crate) fn start(url: &str, last_event_id: Option<&str>) -> SseClient {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/sse_client.py");
         let mut child = Command::new("python3")
             .arg(script)
@@ -667,7 +667,7 @@ impl SseClient {
     }
 
     /// The next `n` lines (events, or the end marker), waiting up to 20 s for each.
-    fn take(&self, n: usize) -> Vec<Value> {
+    pub(crate) fn take(&self, n: usize) -> Vec<Value> {
         (0..n).map(|_| self.lines.recv_timeout(Duration::from_secs(20)).expect("an event line")).collect()
     }
 }

@@ -263,7 +263,11 @@ pub struct BinServer {
 impl BinServer {
     /// Runs `gatehouse serve` with `cwd` as its working directory, so its data dir is the default `./data`.
     pub async fn start(cwd: &Path, env: &[(&str, &str)]) -> BinServer {
-        let port = free_port();
+        Self::start_at(cwd, env, free_port()).await
+    }
+
+    /// `start` on a port the caller chose (to name it in the environment first, as a public URL).
+    pub async fn start_at(cwd: &Path, env: &[(&str, &str)], port: u16) -> BinServer {
         let mut cmd = Command::new(binary());
         cmd.arg("serve")
             .env_clear()
@@ -291,7 +295,14 @@ impl BinServer {
             {
                 return server;
             }
-            assert!(Instant::now() < deadline, "binary did not become ready");
+            if Instant::now() >= deadline {
+                let log = std::fs::read_to_string(cwd.join("gatehouse.log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(15).collect();
+                panic!(
+                    "binary did not become ready; its log ends:\n{}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
