@@ -135,6 +135,27 @@ def throughput(port, path, seconds=5, threads=8):
     return sum(count) / seconds
 
 
+def applied(node):
+    status, data = request(node.port, "GET", "/metrics")
+    for line in data.decode().splitlines():
+        if line.startswith("gatehouse_raft_last_applied "):
+            return float(line.split()[1])
+    return -1.0
+
+
+def settled(nodes):
+    """Waits until every node has applied the same Raft index (a restarted node caught up)."""
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            if len({applied(n) for n in nodes}) == 1:
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit("the nodes did not converge")
+
+
 def leader_of(nodes):
     for node in nodes:
         if node.proc and node.proc.poll() is None:
@@ -183,6 +204,7 @@ def main():
 
     failovers = []
     for k in range(KILLS):
+        settled(nodes)
         leader_id = None
         while leader_id is None:
             leader_id = leader_of(nodes)
@@ -202,7 +224,8 @@ def main():
             time.sleep(0.02)
         failovers.append(time.perf_counter() - killed)
         victim.start()
-    print(f"failover over {KILLS} leader kills (kill -9 to the first acknowledged write through a survivor), s:")
+    print(f"failover over {KILLS} leader kills (all nodes caught up; kill -9 to the first acknowledged write"
+          " through a survivor), s:")
     print(f"  median {statistics.median(failovers):.2f}  max {max(failovers):.2f}  all "
           + " ".join(f"{f:.2f}" for f in failovers))
     for node in nodes:

@@ -295,7 +295,7 @@ impl IntoResponse for Error {
             Error::RateLimited { retry_after_secs } => {
                 response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             }
-            // An election takes 1-2 s.
+            // A dead leader is replaced within about 2.5 s.
             Error::NoLeader | Error::TenantUnavailable | Error::Forwarded { code: "no_leader", .. } => {
                 response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(2));
             }
