@@ -307,10 +307,13 @@ pub async fn run_with_routes(
         let _ = raft.shutdown().await;
     }
     stop_cluster.notify_one();
-    if let Some(listener) = cluster_listener {
-        match tokio::time::timeout(Duration::from_secs(5), listener).await {
+    if let Some(mut listener) = cluster_listener {
+        match tokio::time::timeout(Duration::from_secs(5), &mut listener).await {
             Ok(Ok(Err(err))) => tracing::warn!(error = %err, "the cluster listener failed"),
-            Err(_) => tracing::warn!("the cluster listener still had calls in flight; closing them"),
+            Err(_) => {
+                tracing::warn!("the cluster listener still had calls in flight; closing them");
+                listener.abort();
+            }
             _ => {}
         }
     }

@@ -419,7 +419,7 @@ async fn tenant(cmd: TenantCommand) -> anyhow::Result<()> {
         }
         TenantCommand::List { remote } => {
             let mut cursor: Option<String> = None;
-            println!("{:<30} {:<10} NAME", "SLUG", "STATUS");
+            println!("{:<30} {:<10} {:<18} NAME", "SLUG", "STATUS", "HOME NODE");
             loop {
                 let path = match &cursor {
                     Some(c) => format!("/admin/api/v1/tenants?limit=200&cursor={c}"),
@@ -428,9 +428,10 @@ async fn tenant(cmd: TenantCommand) -> anyhow::Result<()> {
                 let page = call(&remote, reqwest::Method::GET, &path, None).await?;
                 for t in page["items"].as_array().into_iter().flatten() {
                     println!(
-                        "{:<30} {:<10} {}",
+                        "{:<30} {:<10} {:<18} {}",
                         t["slug"].as_str().unwrap_or_default(),
                         t["status"].as_str().unwrap_or_default(),
+                        t["home_node"].as_u64().map_or("-".to_owned(), |id| id.to_string()),
                         t["name"].as_str().unwrap_or_default()
                     );
                 }

@@ -264,6 +264,9 @@ pub async fn leave(app: &AppState) -> Result<Status> {
 /// The joining node's side of `gatehouse cluster join`: checks with the member, drops this node's own one-node
 /// cluster and control plane, starts an empty Raft and asks to be added.
 pub async fn join_cluster(app: &AppState, command: JoinCommand) -> Result<JoinAnswer> {
+    let Ok(_one_join) = app.cluster.joining.try_lock() else {
+        return Err(Error::Conflict("this node is joining a cluster already".into()));
+    };
     let Some(addr) = app.cluster.config.advertise.clone() else {
         return Err(Error::Conflict("this node has no cluster listener (GATEHOUSE_CLUSTER_ADDR)".into()));
     };

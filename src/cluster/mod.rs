@@ -72,12 +72,15 @@ pub struct Cluster {
     pub dir: PathBuf,
     pub transport: Arc<net::Transport>,
     changes: tokio::sync::Mutex<()>,
+    /// Held by this node's own `cluster join`: two at once would both reset it.
+    joining: tokio::sync::Mutex<()>,
 }
 
 impl Cluster {
     pub fn new(id: u64, config: crate::config::ClusterConfig, data_dir: &std::path::Path) -> crate::Result<Self> {
         let transport = net::Transport::new(&config)?;
-        Ok(Self { id, config, dir: data_dir.join("raft"), transport, changes: tokio::sync::Mutex::new(()) })
+        let (changes, joining) = (tokio::sync::Mutex::new(()), tokio::sync::Mutex::new(()));
+        Ok(Self { id, config, dir: data_dir.join("raft"), transport, changes, joining })
     }
 
     /// This node as its peers reach it.

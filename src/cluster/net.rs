@@ -8,7 +8,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::RPCOption;
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
@@ -96,7 +98,8 @@ impl Transport {
         body: &B,
         timeout: Duration,
     ) -> std::result::Result<R, CallError> {
-        self.send(reqwest::Method::POST, &format!("{}://{addr}{path}", self.scheme), target, Some(body), timeout, false)
+        let json = encode(body)?;
+        self.send(reqwest::Method::POST, &format!("{}://{addr}{path}", self.scheme), target, Some(json), timeout, false)
             .await
     }
 
@@ -107,8 +110,7 @@ impl Transport {
         path: &str,
         timeout: Duration,
     ) -> std::result::Result<R, CallError> {
-        self.send::<(), R>(reqwest::Method::GET, &format!("{}://{addr}{path}", self.scheme), None, None, timeout, false)
-            .await
+        self.send(reqwest::Method::GET, &format!("{}://{addr}{path}", self.scheme), None, None, timeout, false).await
     }
 
     /// `POST url` (a full URL: a member's public join endpoint), marked forwarded when `forwarded`.
@@ -119,15 +121,28 @@ impl Transport {
         timeout: Duration,
         forwarded: bool,
     ) -> std::result::Result<R, CallError> {
-        self.send(reqwest::Method::POST, url, None, Some(body), timeout, forwarded).await
+        self.send(reqwest::Method::POST, url, None, Some(encode(body)?), timeout, forwarded).await
     }
 
-    async fn send<B: Serialize + ?Sized, R: DeserializeOwned>(
+    /// `call` with a body already encoded as JSON.
+    pub async fn call_json<R: DeserializeOwned>(
+        &self,
+        addr: &str,
+        path: &str,
+        target: Option<u64>,
+        json: Vec<u8>,
+        timeout: Duration,
+    ) -> std::result::Result<R, CallError> {
+        let url = format!("{}://{addr}{path}", self.scheme);
+        self.send(reqwest::Method::POST, &url, target, Some(json), timeout, false).await
+    }
+
+    async fn send<R: DeserializeOwned>(
         &self,
         method: reqwest::Method,
         url: &str,
         target: Option<u64>,
-        body: Option<&B>,
+        body: Option<Vec<u8>>,
         timeout: Duration,
         forwarded: bool,
     ) -> std::result::Result<R, CallError> {
@@ -141,8 +156,7 @@ impl Transport {
         if forwarded {
             request = request.header(HOP_HEADER, "1");
         }
-        if let Some(body) = body {
-            let json = serde_json::to_vec(body).map_err(|e| CallError::Failed(format!("encode: {e}")))?;
+        if let Some(json) = body {
             request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(json);
         }
         let response = request.send().await.map_err(|e| {
@@ -160,6 +174,15 @@ impl Transport {
         serde_json::from_slice(&bytes).map_err(|e| CallError::Failed(format!("{url}: undecodable answer: {e}")))
     }
 }
+
+fn encode<B: Serialize + ?Sized>(body: &B) -> std::result::Result<Vec<u8>, CallError> {
+    serde_json::to_vec(body).map_err(|e| CallError::Failed(format!("encode: {e}")))
+}
+
+/// The most bytes of entries one append sends: openraft 0.9 gives an append the heartbeat interval (250 ms) to
+/// answer, so a bigger batch (blob chunks are about 930 KB as JSON) is split, half at a time, instead of timing out
+/// again and again.
+const APPEND_BUDGET: usize = 4 << 20;
 
 /// openraft's network factory: a client per peer, connecting on first use.
 pub struct Network {
@@ -184,11 +207,16 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 #[error("{0}")]
 struct Why(String);
 
+/// A Raft request as JSON; failing to encode one is a network error of this call.
+fn encoded<Q: Serialize, E: std::error::Error>(rpc: &Q) -> std::result::Result<Vec<u8>, RPCError<u64, Peer, E>> {
+    serde_json::to_vec(rpc).map_err(|e| RPCError::Network(NetworkError::new(&Why(format!("encode: {e}")))))
+}
+
 impl PeerClient {
-    async fn rpc<Q: Serialize, A: DeserializeOwned, E>(
+    async fn rpc<A: DeserializeOwned, E>(
         &self,
         what: &str,
-        request: &Q,
+        json: Vec<u8>,
         option: &RPCOption,
     ) -> std::result::Result<A, RPCError<u64, Peer, RaftError<u64, E>>>
     where
@@ -196,7 +224,7 @@ impl PeerClient {
     {
         let path = format!("/cluster/v1/raft/{what}");
         let answer: std::result::Result<std::result::Result<A, RaftError<u64, E>>, CallError> =
-            self.transport.call(&self.addr, &path, Some(self.target), request, option.hard_ttl()).await;
+            self.transport.call_json(&self.addr, &path, Some(self.target), json, option.hard_ttl()).await;
         match answer {
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err(err)) => Err(RPCError::RemoteError(RemoteError::new(self.target, err))),
@@ -212,7 +240,12 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> std::result::Result<AppendEntriesResponse<u64>, RPCError<u64, Peer, RaftError<u64>>> {
-        self.rpc("append", &rpc, &option).await
+        let json = encoded(&rpc)?;
+        if json.len() > APPEND_BUDGET && rpc.entries.len() > 1 {
+            let fewer = (rpc.entries.len() / 2) as u64;
+            return Err(RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint(fewer)));
+        }
+        self.rpc("append", json, &option).await
     }
 
     async fn install_snapshot(
@@ -221,7 +254,8 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> std::result::Result<InstallSnapshotResponse<u64>, RPCError<u64, Peer, RaftError<u64, InstallSnapshotError>>>
     {
-        self.rpc("snapshot", &rpc, &option).await
+        let json = encoded(&rpc)?;
+        self.rpc("snapshot", json, &option).await
     }
 
     async fn vote(
@@ -229,6 +263,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: VoteRequest<u64>,
         option: RPCOption,
     ) -> std::result::Result<VoteResponse<u64>, RPCError<u64, Peer, RaftError<u64>>> {
-        self.rpc("vote", &rpc, &option).await
+        let json = encoded(&rpc)?;
+        self.rpc("vote", json, &option).await
     }
 }

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::{Raft, ServerState, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 
@@ -28,7 +28,8 @@ pub type ControlRaft = Raft<TypeConfig>;
 
 /// Timing and log sizes: heartbeat 250 ms and an election timeout of 0.8-1.2 s (well above an fsync-ed append).
 /// openraft 0.9 lets a follower that saw a leader campaign only after a leader lease (the maximum timeout) plus its
-/// timeout, so a dead leader is replaced after 2.0-2.4 s (1-2 s would give 3-4 s). At
+/// timeout, checked on ticks of 375 ms, so a dead leader is typically replaced within 2-3 s (1-2 s would give
+/// 3-4.5 s); a split vote or a candidate with a shorter log adds a round. At
 /// most 32 entries per append (a blob chunk entry is up to about 700 KB), a snapshot every `snapshot_entries`
 /// (2,000 by default) keeping a quarter as many behind it for followers that lag a little (so raft.db holds at
 /// most about 2,500 entries).
@@ -102,7 +103,7 @@ pub async fn start(
     let joining = dir.join("joining").exists();
     let log = LogStore::open(&dir.join("raft.db"))?;
     let mark = control.raft_mark()?;
-    if log.is_pristine()? && !joining && mark.applied.is_some() {
+    if log.is_pristine()? && mark.applied.is_some() {
         // A member that lost its log also lost its vote: as a cluster of itself it would split the cluster, and
         // back in it could vote twice in one term.
         if let Some(membership) = &mark.membership
@@ -113,8 +114,10 @@ pub async fn start(
                  a member must never come back without its log; start it with a new data dir and join again",
             ));
         }
-        tracing::warn!("control.db holds a Raft position but raft.db is new: starting a new one-node cluster");
-        control.forget_raft_mark()?;
+        if !joining {
+            tracing::warn!("control.db holds a Raft position but raft.db is new: starting a new one-node cluster");
+            control.forget_raft_mark()?;
+        }
     }
     let machine = StateMachine::new(control.clone(), dir.join("snapshots"))?;
     let network = Network { transport: transport.clone() };
@@ -267,11 +270,35 @@ pub async fn linearize(node: &Node) -> Result<()> {
 
 /// On the leader: the Raft index a linearizable read must wait for, once a quorum confirmed this node still leads.
 pub async fn read_index(node: &Node) -> Result<u64> {
-    match tokio::time::timeout(CATCH_UP, node.raft.ensure_linearizable()).await {
-        Ok(Ok(read)) => Ok(read.map_or(0, |id| id.index)),
-        Ok(Err(RaftError::APIError(_))) => Err(Error::NoLeader),
-        Ok(Err(err)) => Err(Error::internal(format!("linearizable read: {err}"))),
-        Err(_) => Err(Error::NoLeader),
+    // A quorum round has the heartbeat interval to answer: a follower busy for a moment is asked again (3 tries)
+    // before the read fails.
+    for attempt in 0..3 {
+        match tokio::time::timeout(CATCH_UP, node.raft.ensure_linearizable()).await {
+            Ok(Ok(read)) => return Ok(read.map_or(0, |id| id.index)),
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_)))) if attempt < 2 => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Ok(Err(RaftError::APIError(_))) => return Err(Error::NoLeader),
+            Ok(Err(err)) => return Err(Error::internal(format!("linearizable read: {err}"))),
+            Err(_) => return Err(Error::NoLeader),
+        }
+    }
+    Err(Error::NoLeader)
+}
+
+/// Waits (at most `CATCH_UP`) until this node has applied Raft index `index`: a request another node passed on
+/// sees what that node had applied.
+pub async fn applied_at_least(node: &Node, index: u64) {
+    let behind = node.raft.metrics().borrow().last_applied.is_none_or(|id| id.index < index);
+    if behind {
+        node.catch_up(index).await;
+    }
+}
+
+impl Node {
+    /// The Raft index this node has applied.
+    pub fn applied(&self) -> u64 {
+        self.raft.metrics().borrow().last_applied.map_or(0, |id| id.index)
     }
 }
 

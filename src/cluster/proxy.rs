@@ -29,6 +29,9 @@ use crate::tenants::TenantSlug;
 
 /// The client's address as the node it reached saw it.
 pub const PEER_IP_HEADER: &str = "x-gatehouse-peer-ip";
+/// The Raft index the forwarding node had applied: the home waits until it has too (so a session or token made
+/// through the forwarding node is known at the home).
+pub const APPLIED_HEADER: &str = "x-gatehouse-applied";
 /// Marks a proxied request on the cluster listener: it is accepted on `/cluster/v1/proxy/…` only, so a request
 /// that a client shaped to land elsewhere is refused there too.
 pub const PROXY_HEADER: &str = "x-gatehouse-proxy";
@@ -120,7 +123,8 @@ async fn forward(app: &AppState, addr: &str, request: Request) -> Result<Respons
     let token = app.cluster.config.join_token.as_ref().ok_or("no join token")?;
     let mut builder = app.cluster.transport.client().request(parts.method.clone(), &url);
     for (name, value) in &parts.headers {
-        let ours = [TOKEN_HEADER, PEER_IP_HEADER, PROXY_HEADER, "x-request-id"].contains(&name.as_str());
+        // Headers of the cluster channel come from this node only, never from the client.
+        let ours = name.as_str().starts_with("x-gatehouse-") || name.as_str() == "x-request-id";
         if !hop_by_hop(name) && !ours {
             builder = builder.header(name, value);
         }
@@ -132,6 +136,9 @@ async fn forward(app: &AppState, addr: &str, request: Request) -> Result<Respons
         builder = builder.header("x-request-id", &id.0);
     }
     builder = builder.header(TOKEN_HEADER, token.expose()).header(PROXY_HEADER, "1");
+    if let Some(node) = app.control.node() {
+        builder = builder.header(APPLIED_HEADER, node.applied());
+    }
     let response = builder
         .body(reqwest::Body::wrap_stream(body.into_data_stream()))
         .send()
@@ -152,7 +159,7 @@ async fn forward(app: &AppState, addr: &str, request: Request) -> Result<Respons
 
 /// The home's side (`/cluster/v1/proxy/{*path}` on the cluster listener, behind its token check): the request
 /// goes through this node's public router with the client's address restored.
-pub async fn serve(public: axum::Router, request: Request) -> Response {
+pub async fn serve(app: AppState, public: axum::Router, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let inner = parts.uri.path_and_query().map_or("/", |p| p.as_str()).strip_prefix("/cluster/v1/proxy").unwrap_or("/");
     let Ok(uri) = (if inner.starts_with('/') { inner.to_owned() } else { format!("/{inner}") }).parse::<Uri>() else {
@@ -166,7 +173,11 @@ pub async fn serve(public: axum::Router, request: Request) -> Response {
     *request.version_mut() = parts.version;
     *request.headers_mut() = parts.headers;
     let peer = peer_ip(request.headers()).unwrap_or(IpAddr::from([0, 0, 0, 0]));
-    for ours in [TOKEN_HEADER, PEER_IP_HEADER, PROXY_HEADER] {
+    let applied = request.headers().get(APPLIED_HEADER).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if let (Some(index), Some(node)) = (applied, app.control.node()) {
+        super::node::applied_at_least(&node, index).await;
+    }
+    for ours in [TOKEN_HEADER, PEER_IP_HEADER, PROXY_HEADER, APPLIED_HEADER] {
         request.headers_mut().remove(ours);
     }
     request.extensions_mut().insert(ConnectInfo(SocketAddr::new(peer, 0)));

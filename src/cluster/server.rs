@@ -56,8 +56,12 @@ pub async fn start(
 
 fn router(app: AppState) -> Router {
     let public = crate::http::router(app.clone(), Router::new());
+    let home = app.clone();
     Router::new()
-        .route("/cluster/v1/proxy/{*path}", any(move |request: Request| super::proxy::serve(public.clone(), request)))
+        .route(
+            "/cluster/v1/proxy/{*path}",
+            any(move |request: Request| super::proxy::serve(home.clone(), public.clone(), request)),
+        )
         .route("/cluster/v1/raft/append", post(append))
         .route("/cluster/v1/raft/vote", post(vote))
         .route("/cluster/v1/raft/snapshot", post(install_snapshot))

@@ -37,6 +37,9 @@ struct CreateTenant {
     /// Initial settings, merged into the defaults.
     #[schema(value_type = Option<TenantSettings>)]
     settings: Option<Value>,
+    /// The node to keep the tenant's data (a voting member; `gatehouse cluster status` lists them); by default the
+    /// one with the fewest tenants.
+    home_node: Option<u64>,
 }
 
 /// Creates a tenant (operator only).
@@ -57,7 +60,7 @@ async fn create(
     actor.require_operator()?;
     let slug = TenantSlug::parse(&body.slug)?;
     let settings = TenantSettings::from_initial(body.settings.as_ref())?;
-    let tenant = tenants::create(&app, slug, body.name, settings).await?;
+    let tenant = tenants::create(&app, slug, body.name, settings, body.home_node).await?;
     Ok((StatusCode::CREATED, Json(TenantView::from(tenant.as_ref()))))
 }
 

@@ -61,6 +61,9 @@ pub struct TenantView {
     #[schema(value_type = String, format = DateTime)]
     pub updated_at: i64,
     pub settings: TenantSettings,
+    /// The node whose disk holds the tenant's data (every other node passes its requests there); absent for a
+    /// tenant from before nodes had ids.
+    pub home_node: Option<u64>,
 }
 
 impl From<&Tenant> for TenantView {
@@ -72,6 +75,7 @@ impl From<&Tenant> for TenantView {
             created_at: t.created_at,
             updated_at: t.updated_at,
             settings: t.settings.clone(),
+            home_node: t.home_node,
         }
     }
 }
@@ -86,11 +90,18 @@ pub async fn get(app: &App, slug: &TenantSlug) -> Result<Arc<Tenant>> {
 }
 
 /// Creates a tenant: its control-plane record, then its file.
-pub async fn create(app: &AppState, slug: TenantSlug, name: String, settings: TenantSettings) -> Result<Arc<Tenant>> {
+/// `home`: the node to keep it (a voter of the cluster), else the one with the fewest tenants.
+pub async fn create(
+    app: &AppState,
+    slug: TenantSlug,
+    name: String,
+    settings: TenantSettings,
+    home: Option<u64>,
+) -> Result<Arc<Tenant>> {
     check_name(&name)?;
     settings.validate()?;
     let incarnation = Some(uuid::Uuid::now_v7().to_string());
-    let home_node = Some(place(app).await?);
+    let home_node = Some(place(app, home).await?);
     let at = crate::now_unix();
     app.control
         .apply(Mutation::CreateTenant { slug: slug.clone(), name, settings, at, home_node, incarnation })
@@ -101,11 +112,23 @@ pub async fn create(app: &AppState, slug: TenantSlug, name: String, settings: Te
     Ok(tenant)
 }
 
-/// The home of a new tenant: the member with the fewest tenants (this node on a tie, then the lowest id); this
-/// node on a one-node cluster.
-async fn place(app: &AppState) -> Result<u64> {
-    let Some(node) = app.control.node().filter(|node| node.has_peers()) else { return Ok(app.node_id) };
-    let members: Vec<u64> = node.raft.metrics().borrow().membership_config.membership().voter_ids().collect();
+/// The home of a new tenant: `wanted` when it is a voter, else the voter with the fewest tenants (this node on a
+/// tie, then the lowest id); this node on a one-node cluster.
+async fn place(app: &AppState, wanted: Option<u64>) -> Result<u64> {
+    let members: Vec<u64> = match app.control.node() {
+        Some(node) => node.raft.metrics().borrow().membership_config.membership().voter_ids().collect(),
+        None => vec![app.node_id],
+    };
+    if let Some(wanted) = wanted {
+        return if members.contains(&wanted) {
+            Ok(wanted)
+        } else {
+            Err(Error::validation(format!("home_node {wanted} is not a voting member of this cluster")))
+        };
+    }
+    if members.len() <= 1 {
+        return Ok(app.node_id);
+    }
     let counts: std::collections::HashMap<u64, i64> = app
         .control
         .read(|c| {

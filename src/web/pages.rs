@@ -236,6 +236,9 @@ async fn setup(State(app): State<AppState>, headers: HeaderMap, UiForm(form): Ui
                 }
                 // The link is for a server without operators: one may have been made since (another node of its
                 // cluster), and then the link is dead.
+                if let Some(node) = app.control.node() {
+                    crate::cluster::node::linearize(&node).await?;
+                }
                 if app.control.read(crate::control::tables::count_operators).await? > 0 {
                     return setup_link_dead();
                 }
@@ -352,6 +355,8 @@ struct TenantRow {
     name: String,
     status: &'static str,
     created: String,
+    /// The home node's id, or "—".
+    home: String,
 }
 
 #[derive(Template)]
@@ -391,6 +396,7 @@ async fn tenants_page(
             name: t.name,
             status: t.status.as_str(),
             created: crate::display_time(t.created_at),
+            home: t.home_node.map_or_else(|| "—".to_owned(), |id| id.to_string()),
         })
         .collect();
     chrome.nav = "tenants";
@@ -442,7 +448,7 @@ async fn tenant_create(
     let slug = form.slug.trim().to_owned();
     let name = form.name.trim().to_owned();
     let result = match TenantSlug::parse(&slug) {
-        Ok(parsed) => tenants::create(&app, parsed, name.clone(), TenantSettings::default()).await.map(|_| ()),
+        Ok(parsed) => tenants::create(&app, parsed, name.clone(), TenantSettings::default(), None).await.map(|_| ()),
         Err(err) => Err(err),
     };
     match result {

@@ -202,6 +202,8 @@ struct OverviewPage {
     suspended: bool,
     created: String,
     updated: String,
+    /// The node that keeps the tenant's data, or "—".
+    home: String,
     sign_in_url: String,
     stats: Vec<Stat>,
     warnings: Vec<Warning>,
@@ -588,6 +590,7 @@ async fn render_overview(
         suspended,
         created: crate::display_time(tenant.created_at),
         updated: crate::display_time(tenant.updated_at),
+        home: tenant.home_node.map_or_else(|| "—".to_owned(), |id| id.to_string()),
         stats,
         warnings,
         activity,
