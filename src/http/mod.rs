@@ -58,19 +58,29 @@ pub fn router(state: AppState, extra: Router<AppState>) -> Router {
     let hosted = crate::identity::pages::router()
         .merge(crate::oidc::authorize::router())
         .layer(from_fn_with_state(state.clone(), crate::identity::pages::tenant_unavailable));
-    Router::new()
+    // The cluster's layers only where there can be peers (a cluster listener, or a membership with others): a
+    // one-node server pays nothing for them.
+    let clustered = state.cluster.config.listen.is_some() || state.control.node().is_some_and(|node| node.has_peers());
+    let api = if clustered {
+        api.layer(from_fn_with_state(state.clone(), crate::cluster::linearize_admin_reads))
+    } else {
+        api
+    };
+    let router = Router::new()
         .merge(api)
-        .layer(from_fn_with_state(state.clone(), crate::cluster::linearize_admin_reads))
         .route("/api/openapi.json", get(openapi::serve))
         .merge(hosted)
         .merge(crate::web::router())
         .merge(extra)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::Extension(contract))
-        .layer(from_fn_with_state(state.clone(), crate::cluster::proxy::to_home))
-        .layer(layers)
-        .with_state(state)
+        .layer(axum::Extension(contract));
+    let router = if clustered {
+        router.layer(from_fn_with_state(state.clone(), crate::cluster::proxy::to_home))
+    } else {
+        router
+    };
+    router.layer(layers).with_state(state)
 }
 
 /// API paths answer 404 in JSON; everything else gets the HTML not-found page.
