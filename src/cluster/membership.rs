@@ -88,7 +88,8 @@ pub struct JoinCommand {
     pub leader: String,
 }
 
-fn running(app: &AppState) -> Result<Arc<Node>> {
+/// This node's running Raft, or `no_leader` (a join swapping it, a node that left).
+pub fn running(app: &AppState) -> Result<Arc<Node>> {
     app.control.node().ok_or(Error::NoLeader)
 }
 
@@ -293,8 +294,7 @@ pub async fn join_cluster(app: &AppState, command: JoinCommand) -> Result<JoinAn
         dry_run: true,
     };
     if alone {
-        let tenants: i64 =
-            app.control.read(|c| Ok(c.query_row("SELECT COUNT(*) FROM tenants", [], |r| r.get(0))?)).await?;
+        let (tenants, _) = app.control.read(crate::control::tables::count_tenants).await?;
         if tenants > 0 {
             return Err(Error::Conflict(format!(
                 "this node holds {tenants} tenant(s); only a node without tenants joins a cluster (its control plane \

@@ -108,7 +108,7 @@ async fn authenticate(State(app): State<AppState>, request: Request, next: Next)
 }
 
 fn raft(app: &AppState) -> Result<super::node::ControlRaft> {
-    app.control.raft().ok_or(Error::NoLeader)
+    Ok(membership::running(app)?.raft.clone())
 }
 
 async fn append(State(app): State<AppState>, Json(rpc): Json<AppendEntriesRequest<TypeConfig>>) -> Result<Response> {
@@ -129,13 +129,13 @@ async fn install_snapshot(
 /// A write another node forwarded: proposed here, never forwarded again (`no_leader` when this node no longer
 /// leads; the sender's client retries).
 async fn write(State(app): State<AppState>, Json(mutation): Json<Mutation>) -> Result<Json<WriteAnswer>> {
-    let node = app.control.node().ok_or(Error::NoLeader)?;
+    let node = membership::running(&app)?;
     let (applied, raft_index) = node::write_here(&node, mutation).await?;
     Ok(Json(WriteAnswer { index: applied.index, assigned: applied.assigned, raft_index }))
 }
 
 async fn read_index(State(app): State<AppState>) -> Result<Json<ReadIndex>> {
-    let node = app.control.node().ok_or(Error::NoLeader)?;
+    let node = membership::running(&app)?;
     Ok(Json(ReadIndex { raft_index: node::read_index(&node).await? }))
 }
 
