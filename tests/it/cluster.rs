@@ -14,6 +14,18 @@ use crate::support::{BinServer, PASSWORD, TOKEN, binary, eventually, free_port, 
 const JOIN_TOKEN: &str = "a-join-token-of-at-least-32-characters";
 const MASTER_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
+/// A free port never handed out before in this test binary: a port chosen but not bound yet (a node's public port
+/// named in its environment first) must not be given to another node meanwhile.
+fn fresh_port() -> u16 {
+    static GIVEN: std::sync::Mutex<BTreeSet<u16>> = std::sync::Mutex::new(BTreeSet::new());
+    loop {
+        let port = free_port();
+        if GIVEN.lock().unwrap().insert(port) {
+            return port;
+        }
+    }
+}
+
 /// One node: its server, data dir and cluster settings.
 struct Node {
     server: Option<BinServer>,
@@ -25,13 +37,13 @@ struct Node {
 
 impl Node {
     async fn start(extra: &[(&str, String)]) -> Node {
-        Self::start_at(free_port(), extra).await
+        Self::start_at(fresh_port(), extra).await
     }
 
     /// A node whose HTTP port is `port` (kept across restarts).
     async fn start_at(port: u16, extra: &[(&str, String)]) -> Node {
         let dir = tempfile::tempdir().unwrap();
-        let cluster_port = free_port();
+        let cluster_port = fresh_port();
         let mut env: Vec<(String, String)> = vec![
             ("GATEHOUSE_CLUSTER_ADDR".into(), format!("127.0.0.1:{cluster_port}")),
             ("GATEHOUSE_CLUSTER_JOIN_TOKEN".into(), JOIN_TOKEN.into()),
@@ -591,7 +603,7 @@ async fn admin_reads_and_writes_stay_linearizable_through_leader_kills() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenant_requests_work_through_a_node_that_is_not_home() {
     let client = reqwest::Client::new();
-    let front_port = free_port();
+    let front_port = fresh_port();
     let public = [("GATEHOUSE_PUBLIC_URL", format!("http://127.0.0.1:{front_port}"))];
     let nodes = vec![Node::start(&public).await, Node::start_at(front_port, &public).await];
     form(&nodes).await;
