@@ -222,7 +222,7 @@ pub const VARS: &[Var] = &[
     },
     Var {
         name: "GATEHOUSE_TENANT_POOL_MEMORY_MB",
-        default: Fallback::Value("40"),
+        default: Fallback::Value("32"),
         rule: whole(1, 1 << 20),
         help: "memory the open tenant pools may hold together",
     },

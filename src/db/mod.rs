@@ -53,16 +53,25 @@ pub fn scheduler(name: &str, threads: usize) -> Arc<ScheduledThreadPool> {
 /// A pool over the existing file at `path` that opens connections only when asked (min idle 0). All pools share
 /// `scheduler`, because r2d2 otherwise starts three threads per pool, which thousands of tenant pools cannot
 /// afford. The pool never creates the file: a pool that outlives an archived tenant (a worker still holding it)
-/// gets an error instead of silently recreating an empty database at the old path.
-pub fn open_pool(path: &Path, max_size: u32, scheduler: Arc<ScheduledThreadPool>) -> Result<Pool> {
+/// gets an error instead of silently recreating an empty database at the old path. `page_cache_kib` caps each
+/// connection's page cache (SQLite's default is 2 MiB).
+pub fn open_pool(
+    path: &Path,
+    max_size: u32,
+    scheduler: Arc<ScheduledThreadPool>,
+    page_cache_kib: Option<u32>,
+) -> Result<Pool> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
     // A pooled file keeps its -wal (emptied) and -shm files when its last connection closes: a tenant pool evicted
     // and opened again otherwise deletes and creates both each time.
     // (Closing it then empties the WAL: SQLite truncates a kept WAL on close once a `journal_size_limit` is set;
     // 4 MiB, so a busy WAL is reused in place meanwhile. Files the backup replicates get 64 MiB and are never
     // checkpointed on close: see backup::tracker::configure.)
-    let manager = SqliteConnectionManager::file(path).with_flags(flags).with_init(|conn| {
+    let manager = SqliteConnectionManager::file(path).with_flags(flags).with_init(move |conn| {
         conn.execute_batch("PRAGMA journal_size_limit=4194304;")?;
+        if let Some(kib) = page_cache_kib {
+            conn.execute_batch(&format!("PRAGMA cache_size=-{kib};"))?;
+        }
         configure(conn)?;
         tuning::persist_wal(conn)
     });

@@ -334,7 +334,7 @@ impl TenantRegistry {
         if !self.path(slug).exists() {
             return Err(Error::TenantNotFound);
         }
-        let pool = db::open_pool(&self.path(slug), TENANT_POOL_SIZE, self.scheduler.clone())?;
+        let pool = db::open_pool(&self.path(slug), TENANT_POOL_SIZE, self.scheduler.clone(), None)?;
         let mut conn = pool.get()?;
         let applied = migrate::migrate(&mut conn, migrate::TENANT, &format!("tenant {slug}"))?;
         if !applied.is_empty() {
